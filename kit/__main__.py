@@ -1,0 +1,49 @@
+"""Command line entry point: `python -m kit <command> ...`.
+
+Each command lives in the module that owns its concern; this file only dispatches, so adding a
+command never means editing another module's code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# command -> (module, one-line help). Each module exposes `main(argv: list[str]) -> int`.
+COMMANDS = {
+    "serve": ("kit.local_server", "serve a local GGUF (default: the embedded SmolLM2-135M) as an OpenAI-compatible API"),
+    "generate": ("kit.generate", "generate synthetic conversations in bulk (resumable)"),
+    "export": ("kit.export", "convert a conversation file to nanochat CustomJSON lines or parquet"),
+    "validate": ("kit.validation", "check a conversation file and list every problem"),
+    "quality": ("kit.quality", "coverage, diversity, near-duplicates and cost of a conversation file"),
+    "tokenizer": ("kit.tokenizer", "train a BPE tokenizer with nanochat's special tokens"),
+    "tokens": ("kit.token_view", "show one conversation as tokens with its loss mask"),
+    "midtrain": ("kit.train", "pack a task mixture and train a small GPT on CPU or GPU"),
+    "memory": ("kit.memory.cli", "generate and evaluate the expense-tracking memory benchmark"),
+    "run": ("kit.pipeline", "execute the notebooks in order with papermill into runs/<run-id>/"),
+}
+
+
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: python -m kit <command> [options]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "`python -m kit <command> --help` shows a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"kit: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Where things live: the project root, the knowledge folder, run folders.
+
+Notebooks run with their own folder as working directory (JupyterLab, nbval) or the project root
+(papermill from the pipeline); resolving relative paths against the project root makes both agree.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def project_root() -> Path:
+    """The checkout the package was installed from (editable install), else the working directory."""
+    env = os.environ.get("KIT_PROJECT_ROOT")
+    if env:
+        return Path(env).resolve()
+    candidate = PACKAGE_DIR.parent
+    if (candidate / "pyproject.toml").exists():
+        return candidate
+    return Path.cwd().resolve()
+
+
+def resolve(path: str | os.PathLike) -> Path:
+    """A user-given path: absolute stays absolute, relative is taken from the project root."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else project_root() / p
+
+
+def knowledge_dir() -> Path:
+    return project_root() / "knowledge"
+
+
+def runs_dir() -> Path:
+    return project_root() / "runs"
+
+
+def cache_dir() -> Path:
+    """The shared LLM response cache; KIT_CACHE_DIR overrides it (tests point it at a temp folder)."""
+    env = os.environ.get("KIT_CACHE_DIR")
+    return Path(env).resolve() if env else runs_dir() / ".cache" / "llm"
