@@ -1,0 +1,354 @@
+"""A conversation becomes token ids and a loss mask (1 = the model is trained to produce this token).
+
+The rules are nanochat's (seed 003), region by region:
+
+    <|bos|>                                          0
+    <|user_start|> user text <|user_end|>            0
+    <|assistant_start|>                              0   (given: the model never has to predict it)
+    assistant text                                   1
+    <|python_start|> code <|python_end|>             1   (the model writes the tool call ...)
+    <|output_start|> output <|output_end|>           0   (... but not the tool's answer)
+    <|assistant_end|>                                1   (the model must learn to stop)
+
+A leading system message is merged into the first user message (joined by a blank line, as nanochat
+does). Each piece of text is encoded on its own, so a region never shares a token with its neighbour.
+
+Training pairs position t with target t+1: the mask that matters for the loss is the mask of the
+*target*, i.e. mask[1:]. `token_table` spells that out per position.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+from array import array
+from dataclasses import dataclass, field
+from typing import Any, Iterable, NamedTuple
+
+PART_TYPES = ("text", "python", "python_output")
+
+
+class RenderError(ValueError):
+    """A conversation whose structure breaks a rendering rule; names the message and the rule."""
+
+    def __init__(self, message_index: int | None, rule: str, detail: str):
+        self.message_index, self.rule, self.detail = message_index, rule, detail
+        where = "conversation" if message_index is None else f"message {message_index}"
+        super().__init__(f"{where}: {detail} [rule: {rule}]")
+
+    def __reduce__(self):  # so the error survives the trip back from a worker process
+        return (RenderError, (self.message_index, self.rule, self.detail))
+
+
+class Span(NamedTuple):
+    """Tokens [start, end) of one message. part is "special" for a marker token, else the part type
+    ("text" for plain content); <|bos|> has message_index None and role "bos". A merged system
+    message is part of the first user message's text."""
+
+    start: int
+    end: int
+    message_index: int | None
+    role: str
+    part: str
+
+
+@dataclass(slots=True)
+class Rendered:
+    """ids and mask have the same length. `spans` says where each token came from."""
+
+    ids: list[int]
+    mask: list[int]
+    truncated: bool = False
+    n_truncated: int = 0
+    all_masked: bool = False
+    first_message: int = field(default=0, repr=False)  # 1 when a system message was merged into message 1
+    special_names: dict[int, str] = field(default_factory=dict, repr=False, compare=False)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def n_supervised(self) -> int:
+        return sum(self.mask)
+
+    @property
+    def spans(self) -> list[Span]:
+        """Runs of tokens from one piece of one message, in order, covering every position.
+
+        Worked out from the ids when asked for (content never encodes to a special id, so the
+        specials mark every boundary); the hot loop does not pay for it. Adjacent text parts of a
+        message form one run, and an empty part has none."""
+        if not self.special_names:
+            raise ValueError("spans need the tokenizer's special tokens: make Rendered with render_conversation")
+        spans: list[Span] = []
+        message, role, part, run_start = self.first_message - 1, "bos", "", None
+        for t, token_id in enumerate(self.ids):
+            name = self.special_names.get(token_id)
+            if name is None:
+                if run_start is None:
+                    run_start = t
+                continue
+            if run_start is not None:
+                spans.append(Span(run_start, t, message, role, part))
+                run_start = None
+            if name in ("<|user_start|>", "<|assistant_start|>"):
+                message += 1
+            role = _SPECIAL_ROLE.get(name, "assistant")
+            spans.append(Span(t, t + 1, None if role == "bos" else message, role, "special"))
+            part = _PART_AFTER.get(name, "text")
+        if run_start is not None:
+            spans.append(Span(run_start, len(self.ids), message, role, part))
+        return spans
+
+
+_SPECIAL_ROLE = {"<|bos|>": "bos", "<|user_start|>": "user", "<|user_end|>": "user"}
+_PART_AFTER = {"<|python_start|>": "python", "<|output_start|>": "python_output"}
+
+
+def messages_of(conversation: Any) -> list:
+    """A record dict with "messages", or a bare messages list."""
+    if isinstance(conversation, dict):
+        if "messages" not in conversation:
+            raise RenderError(None, "conversation-shape", "a conversation record needs a 'messages' list")
+        conversation = conversation["messages"]
+    if not isinstance(conversation, list):
+        raise RenderError(None, "conversation-shape", f"expected a list of messages, got {type(conversation).__name__}")
+    if not conversation:
+        raise RenderError(None, "not-empty", "a conversation needs at least one message")
+    return conversation
+
+
+def render_conversation(tokenizer, conversation: Any, max_tokens: int | None = None) -> Rendered:
+    ids: list[int] = []
+    runs: list[int] = []
+    messages = messages_of(conversation)
+    first = _render(tokenizer, messages, ids, runs)
+    mask = [0] * len(ids)
+    for k in range(0, len(runs), 2):
+        start, end = runs[k], runs[k + 1]
+        mask[start:end] = [1] * (end - start)
+    has_assistant = len(messages) - first >= 2  # roles alternate from a user message
+    if max_tokens is None or len(ids) <= max_tokens:
+        return Rendered(ids, mask, False, 0, not has_assistant, first, tokenizer.special_names)
+    n_truncated = len(ids) - max_tokens
+    del ids[max_tokens:], mask[max_tokens:]
+    return Rendered(ids, mask, True, n_truncated, 1 not in mask, first, tokenizer.special_names)
+
+
+def render_for_completion(tokenizer, conversation: Any) -> list[int]:
+    """The prompt for sampling the next assistant reply: the conversation up to its last user
+    message (a final assistant message, e.g. a reference answer, is dropped), then <|assistant_start|>."""
+    messages = messages_of(conversation)
+    if isinstance(messages[-1], dict) and messages[-1].get("role") == "assistant":
+        messages = messages[:-1]
+    if not messages or not isinstance(messages[-1], dict) or messages[-1].get("role") != "user":
+        raise RenderError(len(messages) - 1 if messages else None, "completion-after-user", "a prompt for completion must end with a user message")
+    ids: list[int] = []
+    _render(tokenizer, messages, ids, runs=[])
+    ids.append(tokenizer.special_ids["<|assistant_start|>"])
+    return ids
+
+
+def _render(tokenizer, messages: list, ids: list[int], runs: list[int]) -> int:
+    """Append the conversation's ids, and to `runs` the bounds of its supervised runs (flat:
+    start, end, start, end, ... with end exclusive); returns the index of the first message rendered on its own (1 when a system message was merged
+    into the user message after it).
+
+    Supervised is, per assistant message, everything after <|assistant_start|> through
+    <|assistant_end|> except tool outputs (<|output_start|> ... <|output_end|>); everything else is
+    not. Recording those runs and filling the mask once afterwards costs less than extending a mask
+    token by token. This is the hot loop of data preparation: local names, list extends and one
+    encode call per piece of text keep it close to raw tiktoken (tests/bench/test_bench_render.py).
+    Spans are not recorded here; Rendered.spans works them out from the ids when a viewer asks."""
+    encode = tokenizer.encoding.encode_ordinary
+    (bos, user_start, user_end, assistant_start, assistant_end,
+     python_start, python_end, output_start, output_end) = tokenizer.special_id_list
+
+    first = 0
+    system_text = None
+    head = messages[0]
+    if isinstance(head, dict) and head.get("role") == "system":
+        system_text = _string_content(head, 0)
+        if len(messages) < 2 or not isinstance(messages[1], dict) or messages[1].get("role") != "user":
+            raise RenderError(0, "system-then-user", "a system message must be followed by a user message to merge into")
+        first = 1
+
+    ids.append(bos)
+    expected = "user"
+    for i in range(first, len(messages)):
+        message = messages[i]
+        if not isinstance(message, dict):
+            raise RenderError(i, "message-shape", f"a message must be an object, got {type(message).__name__}")
+        role = message.get("role")
+        if role != expected:
+            if role == "system":
+                raise RenderError(i, "system-first", "a system message may only come first")
+            if role not in ("user", "assistant"):
+                raise RenderError(i, "role", f"unknown role {role!r} (use system, user or assistant)")
+            raise RenderError(i, "alternation", f"expected a {expected} message here, got {role} (roles must alternate user/assistant)")
+        if role == "user":
+            expected = "assistant"
+            text = message.get("content")
+            if type(text) is not str:
+                text = _string_content(message, i)  # raises with the reason
+            if system_text is not None and i == 1:
+                text = system_text + "\n\n" + text
+            tokens = encode(text)
+            ids.append(user_start)
+            ids += tokens
+            ids.append(user_end)
+            continue
+
+        expected = "user"
+        ids.append(assistant_start)
+        runs.append(len(ids))
+        content = message.get("content")
+        if isinstance(content, str):
+            ids += encode(content)
+        elif isinstance(content, list):
+            for part in content:
+                if not isinstance(part, dict) or not isinstance(part.get("text"), str):
+                    raise RenderError(i, "part-shape", 'each part must be an object {"type": ..., "text": str}')
+                kind = part.get("type")
+                tokens = encode(part["text"])
+                if kind == "text":
+                    ids += tokens
+                elif kind == "python":
+                    ids.append(python_start)
+                    ids += tokens
+                    ids.append(python_end)
+                elif kind == "python_output":
+                    runs.append(len(ids))
+                    ids.append(output_start)
+                    ids += tokens
+                    ids.append(output_end)
+                    runs.append(len(ids))
+                else:
+                    raise RenderError(i, "part-type", f"unknown part type {kind!r} (use {', '.join(PART_TYPES)})")
+        else:
+            raise RenderError(i, "content-type", f"assistant content must be a string or a list of parts, got {type(content).__name__}")
+        ids.append(assistant_end)
+        runs.append(len(ids))
+    return first
+
+
+def _string_content(message: dict, index: int) -> str:
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        raise RenderError(index, "parts-only-assistant", f"{message.get('role')} content must be a string; parts appear only in assistant messages")
+    raise RenderError(index, "content-type", f"content must be a string, got {type(content).__name__}")
+
+
+# ---- the off-by-one, spelled out ---------------------------------------------------------------
+
+
+def token_roles(rendered: Rendered) -> tuple[list, list, list]:
+    """Per position: message index, role and part, expanded from the spans."""
+    n = len(rendered.ids)
+    index: list = [None] * n
+    role: list = [""] * n
+    part: list = [""] * n
+    for start, end, i, r, p in rendered.spans:
+        for t in range(start, end):
+            index[t], role[t], part[t] = i, r, p
+    return index, role, part
+
+
+def token_table(tokenizer, rendered: Rendered) -> list[dict]:
+    """One row per input position t: the token there, and the target it is trained to predict
+    (token t+1) with that target's mask. The last position has no target."""
+    ids, mask = rendered.ids, rendered.mask
+    _, role, part = token_roles(rendered)
+    texts = [tokenizer.token_text(i) for i in ids]
+    rows = []
+    for t, token_id in enumerate(ids):
+        has_target = t + 1 < len(ids)
+        rows.append(
+            {
+                "idx": t,
+                "token": texts[t],
+                "id": token_id,
+                "mask": mask[t],
+                "role": role[t],
+                "part": part[t],
+                "target_id": ids[t + 1] if has_target else None,
+                "target": texts[t + 1] if has_target else None,
+                "target_mask": mask[t + 1] if has_target else None,
+            }
+        )
+    return rows
+
+
+# ---- whole files -------------------------------------------------------------------------------
+
+MIN_PER_WORKER = 200
+_inherited: tuple | None = None  # (tokenizer, conversations, max_tokens), read by forked workers
+
+
+def render_batch(tokenizer, conversations: Iterable, max_tokens: int | None = None, workers: int | None = None) -> list[Rendered]:
+    """Render many conversations on every core; results equal `render_conversation`'s, in input order.
+
+    `workers` counts this process: it renders the first share itself while forked worker processes
+    render the rest. The workers inherit the tokenizer and the conversations (they are sent only
+    index ranges) and send results back as packed bytes: pickling the inputs and unpickling millions
+    of small objects here would cost more than the rendering saves (tests/bench/test_bench_render.py
+    measures it). Small batches, one core, or a platform without fork render here alone. A
+    RenderError's text starts with the conversation's position in the input.
+    """
+    global _inherited
+    import multiprocessing as mp
+
+    conversations = conversations if isinstance(conversations, list) else list(conversations)
+    workers = min(workers or available_cores(), len(conversations) // MIN_PER_WORKER)
+    if workers <= 1 or "fork" not in mp.get_all_start_methods():
+        return [_render_one(tokenizer, c, max_tokens, n) for n, c in enumerate(conversations)]
+
+    # This process also receives and unpacks the workers' results, so it renders a smaller share
+    # (0.85 of an equal one balanced the two sides on 2 cores).
+    own = int(0.85 * len(conversations) / workers)
+    step = -(-(len(conversations) - own) // ((workers - 1) * 4))
+    ranges = [(n, min(n + step, len(conversations))) for n in range(own, len(conversations), step)]
+    _inherited = (tokenizer, conversations, max_tokens)
+    gc.freeze()  # keep the workers' garbage collector off the inherited objects (no copy-on-write storm)
+    try:
+        with mp.get_context("fork").Pool(workers - 1) as pool:
+            pending = pool.map_async(_render_range, ranges)
+            out = [_render_one(tokenizer, c, max_tokens, n) for n, c in enumerate(conversations[:own])]
+            for packed in pending.get():
+                out += [_unpack(p, tokenizer.special_names) for p in packed]
+    finally:
+        gc.unfreeze()
+        _inherited = None
+    return out
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _render_range(bounds: tuple[int, int]) -> list[tuple]:
+    tokenizer, conversations, max_tokens = _inherited
+    return [_pack(_render_one(tokenizer, conversations[n], max_tokens, n)) for n in range(*bounds)]
+
+
+def _pack(r: Rendered) -> tuple:
+    return array("i", r.ids).tobytes(), bytes(r.mask), r.n_truncated, r.all_masked, r.first_message
+
+
+def _unpack(packed: tuple, special_names: dict[int, str]) -> Rendered:
+    ids_bytes, mask_bytes, n_truncated, all_masked, first_message = packed
+    ids = array("i")
+    ids.frombytes(ids_bytes)
+    return Rendered(ids.tolist(), list(mask_bytes), n_truncated > 0, n_truncated, all_masked, first_message, special_names)
+
+
+def _render_one(tokenizer, conversation, max_tokens, position: int) -> Rendered:
+    try:
+        return render_conversation(tokenizer, conversation, max_tokens)
+    except RenderError as exc:
+        raise RenderError(exc.message_index, exc.rule, f"conversation {position}: {exc.detail}") from None
