@@ -1,0 +1,110 @@
+"""`python -m kit memory generate|eval`: the benchmark from the command line.
+
+    python -m kit memory generate --out processed_synth.json [--fast] [--num_sessions 30 ...]
+    python -m kit memory eval processed_synth.json [--out eval.json] [--endpoint URL --model NAME]
+
+Flags keep the seed's names (`--num_sessions`; `--num-sessions` works too). `--fast` is the seed's
+quick preset (3 sessions, 10 questions, 5-10 turns, 1-3 scenes); flags given explicitly override it.
+With no `--endpoint` (and no OPENAI_BASE_URL / key in the environment) the embedded model is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from kit.llm_client import LLMError
+from kit.local_server import LocalServerError
+from kit.memory.dataset import FAST, MemoryConfig, generate, summary_lines
+
+_CONFIG_HELP = {
+    "num_sessions": "sessions (dated chats) per record", "num_questions": "questions per record",
+    "min_turns": "fewest messages per session", "max_turns": "most messages per session",
+    "min_scenes": "fewest (scene, sub-scene) pairs per session", "max_scenes": "most pairs per session",
+    "num_records": "records (datasets) to generate, concurrently",
+    "llm_concurrency": "requests in flight at once", "seed": "seed of every random choice",
+    "max_attempts": "requests per session before it is kept flagged or dropped",
+}
+
+
+def _flag(parser: argparse.ArgumentParser, name: str, **kw) -> None:
+    dashed = name.replace("_", "-")
+    parser.add_argument(f"--{name}", *([f"--{dashed}"] if dashed != name else []), dest=name, **kw)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m kit memory",
+                                     description="the expense-tracking memory benchmark")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="generate benchmark records with an LLM")
+    gen.add_argument("--out", default="processed_synth.json", help="output JSON file (default: %(default)s)")
+    _flag(gen, "endpoint", help="OpenAI-compatible base URL (default: environment, else the embedded model)")
+    _flag(gen, "model", help="model name at the endpoint")
+    defaults = MemoryConfig()
+    for f in fields(MemoryConfig):
+        if f.name != "no_diversify":
+            _flag(gen, f.name, type=int, default=None,
+                  help=f"{_CONFIG_HELP[f.name]} (default: {getattr(defaults, f.name)}"
+                       + (f", --fast: {FAST[f.name]})" if f.name in FAST else ")"))
+    _flag(gen, "no_diversify", action="store_true", default=None, help="keep templated questions (no rephrasing)")
+    gen.add_argument("--fast", action="store_true", help="quick preset: 3 sessions, 10 questions, 5-10 turns, 1-3 scenes")
+
+    ev = sub.add_parser("eval", help="score a model on a benchmark file")
+    ev.add_argument("dataset", help="a file written by `memory generate`")
+    ev.add_argument("--out", help="result JSON (default: eval.json beside the dataset)")
+    _flag(ev, "endpoint", help="OpenAI-compatible base URL (default: environment, else the embedded model)")
+    _flag(ev, "model", help="model name at the endpoint")
+    _flag(ev, "context_tokens", type=int, default=None,
+          help="prompt budget in tokens (default: the embedded server's window, unbounded elsewhere; 0: unbounded)")
+    _flag(ev, "llm_concurrency", type=int, default=8, help="requests in flight at once (default: %(default)s)")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> MemoryConfig:
+    """The preset (--fast or the defaults) overridden by every flag given explicitly."""
+    base = {**FAST} if args.fast else {}
+    given = {f.name: getattr(args, f.name) for f in fields(MemoryConfig) if getattr(args, f.name) is not None}
+    return MemoryConfig(**{**base, **given})
+
+
+def _generate(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    config.check()
+    records = generate(config, args.out, endpoint=args.endpoint, model=args.model)
+    for i, record in enumerate(records):
+        print("\n".join(summary_lines(record, i, len(records))))
+    print(f"\n✅ Dataset written to: {args.out}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from kit.memory.evaluate import accuracy_table, evaluate
+
+    out = args.out or str(Path(args.dataset).with_name("eval.json"))
+    context = "auto" if args.context_tokens is None else (args.context_tokens or None)
+    result = evaluate(args.dataset, endpoint=args.endpoint, model=args.model, out=out, context_tokens=context,
+                      concurrency=args.llm_concurrency)
+    print(accuracy_table(result))
+    print(f"\n{result['questions_with_context_cut']} questions had their context cut "
+          f"(budget {result['context_tokens'] or 'unbounded'} tokens); {result['errors']} errors")
+    print(f"✅ Evaluation written to: {out}")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _generate(args) if args.command == "generate" else _eval(args)
+    except (ValueError, OSError, LLMError, LocalServerError) as exc:
+        print(f"kit memory {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"kit memory {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,290 @@
+"""Assembling benchmark records: plan the sessions, generate them, ask the questions, write the file.
+
+A record has the seed's layout: `task_id`, `questions` [{qid, query, answer, position, category}],
+`chunks` (one string per kept session, in date order) and `metadata` {num_sessions, num_turns,
+num_transactions, date_range, scenes, total_amount, transaction_events}, plus what this kit adds:
+`consistency` (how sessions fared under the checks), `question_counts`, `rephrase` and `generator`
+(seed, model, endpoint without key, parameters, token use, time).
+
+File layout: with num_records == 1 the output file is that one record (a JSON object); with more,
+it is a JSON list of records, record r generated from seed "<seed>:<r>". The file is written
+atomically (temp file + rename), so a crash never leaves half a dataset.
+
+Everything random comes from the seed: session dates (distinct days of 2024), scene pairs, suggested amounts, turn
+counts, request seeds, question draws and the task id. With a deterministic endpoint (or the reply
+cache) the same seed gives the same record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import random
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from datetime import date, timedelta
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from kit.endpoints import endpoints_from_env
+from kit.llm_client import LLMClient, connect, run_sync
+from kit.memory.ledger import Transaction, format_cents, spent_cents
+from kit.memory.questions import CATEGORIES, draw_questions
+from kit.memory.rephrase import rephrase_questions
+from kit.memory.scenes import load_scenes
+from kit.memory.sessions import SessionPlan, SessionResult, generate_session, render_chunk, to_transactions
+from kit.paths import cache_dir
+
+YEAR_START = date(2024, 1, 1)
+YEAR_DAYS = 366  # 2024 is a leap year: 2024-01-01 .. 2024-12-31
+# llama-cpp-python's server answers one request at a time: more in flight only queue there, where
+# waiting counts against the client's timeout and a timed-out request is retried on top of the queue.
+EMBEDDED_CONCURRENCY = 1
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    """The seed's parameters and defaults, plus a seed and the number of attempts per session."""
+
+    num_sessions: int = 50
+    num_questions: int = 100
+    min_turns: int = 20
+    max_turns: int = 50
+    min_scenes: int = 1
+    max_scenes: int = 10
+    no_diversify: bool = False
+    num_records: int = 1
+    llm_concurrency: int = 8
+    seed: int = 0
+    max_attempts: int = 3
+
+    def check(self) -> None:
+        """Raise ValueError naming the first impossible parameter."""
+        if not 1 <= self.num_sessions <= YEAR_DAYS:
+            raise ValueError(f"num_sessions must be 1..{YEAR_DAYS} (distinct days of 2024), got {self.num_sessions}")
+        if self.num_questions < 1:
+            raise ValueError(f"num_questions must be at least 1, got {self.num_questions}")
+        if not 2 <= self.min_turns <= self.max_turns:
+            raise ValueError(f"need 2 <= min_turns <= max_turns, got {self.min_turns}, {self.max_turns}")
+        if not 1 <= self.min_scenes <= self.max_scenes:
+            raise ValueError(f"need 1 <= min_scenes <= max_scenes, got {self.min_scenes}, {self.max_scenes}")
+        for name in ("num_records", "llm_concurrency", "max_attempts"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+
+# The seed's --fast preset: a quick test run.
+FAST = {"num_sessions": 3, "num_questions": 10, "min_turns": 5, "max_turns": 10, "min_scenes": 1, "max_scenes": 3}
+
+
+def fast_config(**overrides) -> MemoryConfig:
+    """The --fast preset; explicit values override it."""
+    return MemoryConfig(**{**FAST, **overrides})
+
+
+def suggest_amount(rng: random.Random) -> str:
+    """A price as people say it: log-uniform 1..500 (coffees and rents alike), 0-2 decimals ("8", "45.5", "12.99")."""
+    text = f"{math.exp(rng.uniform(0, math.log(500))):.{rng.choice([0, 1, 2])}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def plan_sessions(config: MemoryConfig, scenes: dict[str, list[str]], record_seed: str) -> list[SessionPlan]:
+    """Dates (distinct, sorted), scene pairs and turn targets of every session of one record."""
+    rng = random.Random(f"{record_seed}:plan")
+    days = sorted(rng.sample(range(YEAR_DAYS), config.num_sessions))
+    pairs = [(scene, sub) for scene, subs in scenes.items() for sub in subs]
+    plans = []
+    for i, day in enumerate(days):
+        k = min(rng.randint(config.min_scenes, config.max_scenes), len(pairs))
+        picked = sorted(rng.sample(range(len(pairs)), k))
+        plans.append(SessionPlan(index=i, date=(YEAR_START + timedelta(days=day)).isoformat(),
+                                 pairs=tuple(pairs[p] for p in picked),
+                                 amounts=tuple(suggest_amount(rng) for _ in picked),
+                                 turns=rng.randint(config.min_turns, config.max_turns), first=i == 0))
+    return plans
+
+
+def consistency_report(results: list[SessionResult], max_attempts: int) -> dict:
+    kept = [r for r in results if r.status != "dropped"]
+    return {
+        "sessions_planned": len(results),
+        "sessions_passed_first_try": sum(r.status == "passed" and r.attempts == 1 for r in results),
+        "sessions_passed_after_reask": sum(r.status == "passed" and r.attempts > 1 for r in results),
+        "sessions_flagged": sum(r.status == "flagged" for r in results),
+        "sessions_dropped": sum(r.status == "dropped" for r in results),
+        "max_attempts": max_attempts,
+        "requests": sum(r.attempts for r in results),
+        "transactions_proposed": sum(r.transactions_proposed for r in kept),
+        "transactions_kept": sum(len(r.transactions) for r in kept),
+        "problems": [{"date": r.plan.date, "status": r.status, "attempts": r.attempts, "problems": r.problems}
+                     for r in results if r.status != "passed"],
+    }
+
+
+async def generate_record(client: LLMClient, config: MemoryConfig, record_seed: str,
+                          scenes: dict[str, list[str]], progress: tqdm | None = None) -> dict:
+    """One benchmark record (see the module docstring for its layout)."""
+    started = time.perf_counter()
+    plans = plan_sessions(config, scenes, record_seed)
+
+    async def one(plan: SessionPlan) -> SessionResult:
+        result = await generate_session(client, plan, scenes, record_seed, config.min_turns, config.max_turns,
+                                        config.max_attempts)
+        if progress is not None:
+            progress.update(1)
+        return result
+
+    results = await asyncio.gather(*(one(p) for p in plans))
+    kept = [r for r in results if r.status != "dropped"]
+    chunks = [render_chunk(r.plan.date, r.dialogue) for r in kept]
+    transactions: list[Transaction] = [t for i, r in enumerate(kept) for t in to_transactions(r, i)]
+    chunk_dates = [r.plan.date for r in kept]
+
+    scene_order = list(scenes)
+    questions, counts, rephrase = [], {}, None
+    if kept:
+        draw = draw_questions(transactions, chunk_dates, scene_order, config.num_questions, record_seed)
+        questions = draw.questions
+        counts = {"requested": draw.requested, "shortfall": draw.shortfall}
+        if not config.no_diversify and questions:
+            report = await rephrase_questions(client, questions, scene_order, record_seed)
+            questions = [replace(q, query=text) for q, text in zip(questions, report.queries)]
+            rephrase = report.as_dict()
+    counts["generated"] = {c: sum(q.category == c for q in questions) for c in CATEGORIES}
+
+    task_hex = f"{random.Random(f'{record_seed}:task').getrandbits(32):08x}"
+    return {
+        "task_id": f"consumption_tracking_{task_hex}",
+        "questions": [q.to_dict(f"synth_{task_hex}_{i}") for i, q in enumerate(questions)],
+        "chunks": chunks,
+        "metadata": {
+            "num_sessions": len(kept),
+            "num_turns": sum(len(r.dialogue) for r in kept),
+            "num_transactions": len(transactions),
+            "date_range": {"start": chunk_dates[0], "end": chunk_dates[-1]} if kept else None,
+            "scenes": [s for s in scene_order if any(t.scene == s for t in transactions)],
+            "total_amount": spent_cents(transactions) / 100,
+            "total_amount_text": format_cents(spent_cents(transactions)),
+            "transaction_events": [t.to_dict() for t in transactions],
+            "consistency": consistency_report(results, config.max_attempts),
+            "question_counts": counts,
+            "rephrase": rephrase if rephrase is not None else "off" if config.no_diversify else "no questions",
+            "generator": {"record_seed": record_seed, "parameters": asdict(config),
+                          "elapsed_s": round(time.perf_counter() - started, 2)},
+        },
+    }
+
+
+async def generate_records(client: LLMClient, config: MemoryConfig, scenes: dict[str, list[str]] | None = None,
+                           show_progress: bool = True) -> list[dict]:
+    """`num_records` records, generated concurrently under the client's concurrency limit."""
+    config.check()
+    scenes = scenes or load_scenes()
+    seeds = [str(config.seed)] if config.num_records == 1 else [f"{config.seed}:{r}" for r in range(config.num_records)]
+    with tqdm(total=config.num_sessions * config.num_records, desc="sessions", unit="session",
+              disable=not show_progress) as progress:
+        return list(await asyncio.gather(*(generate_record(client, config, s, scenes, progress) for s in seeds)))
+
+
+def write_json_atomic(path: str | Path, data: object) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, ensure_ascii=False, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_dataset(path: str | Path, records: list[dict]) -> Path:
+    """One record as an object, several as a list (see the module docstring)."""
+    return write_json_atomic(path, records[0] if len(records) == 1 else records)
+
+
+def read_dataset(path: str | Path) -> list[dict]:
+    """The records of a dataset file (object or list), with a clear error for anything else."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read ({exc.strerror})") from None
+    except ValueError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    records = data if isinstance(data, list) else [data]
+    for r, record in enumerate(records):
+        where = f"{path}: record {r}" if isinstance(data, list) else str(path)
+        if not isinstance(record, dict):
+            raise ValueError(f"{where}: a record must be a JSON object")
+        for key, kind in (("task_id", str), ("questions", list), ("chunks", list)):
+            if not isinstance(record.get(key), kind):
+                raise ValueError(f"{where}: missing or malformed '{key}'")
+        for i, q in enumerate(record["questions"]):
+            if not isinstance(q, dict) or not {"qid", "query", "answer", "position", "category"} <= q.keys():
+                raise ValueError(f"{where}: question {i} lacks qid/query/answer/position/category")
+            if not isinstance(q["position"], int) or not 0 <= q["position"] < len(record["chunks"]):
+                raise ValueError(f"{where}: question {i} has position {q['position']!r} outside the chunks")
+    return records
+
+
+def summary_lines(record: dict, index: int, total: int) -> list[str]:
+    """The seed's summary block for one record, plus the consistency counts."""
+    meta = record["metadata"]
+    rng = meta["date_range"]
+    cons = meta["consistency"]
+    lines = [f"=== Generating dataset {index + 1}/{total} ===",
+             f"Generated {cons['sessions_planned']} dates" + (f": {rng['start']} to {rng['end']}" if rng else ""),
+             f"Total: {meta['num_turns']} turns, {meta['num_transactions']} transactions",
+             f"Generated {len(record['questions'])} questions", "",
+             f"   - Task ID: {record['task_id']}",
+             f"   - Sessions: {meta['num_sessions']}",
+             f"   - Chunks: {len(record['chunks'])}",
+             f"   - Turns: {meta['num_turns']}",
+             f"   - Transactions: {meta['num_transactions']}",
+             f"   - Questions: {len(record['questions'])}",
+             f"   - Total amount: {meta['total_amount_text']}",
+             f"   - Consistency: {cons['sessions_passed_first_try']} passed, "
+             f"{cons['sessions_passed_after_reask']} passed after re-asking, {cons['sessions_flagged']} flagged, "
+             f"{cons['sessions_dropped']} dropped; {cons['transactions_kept']}/{cons['transactions_proposed']} "
+             f"transactions kept"]
+    if isinstance(meta["rephrase"], dict):
+        lines.append(f"   - Rephrased: {meta['rephrase']['rewritten']}, kept original: "
+                     f"{meta['rephrase']['kept_original']}")
+    if meta["question_counts"].get("shortfall"):
+        lines.append(f"   - Fewer distinct questions than asked for: {meta['question_counts']['shortfall']}")
+    return lines
+
+
+def generate(config: MemoryConfig, out: str | Path | None = None, endpoint: str | None = None,
+             model: str | None = None, show_progress: bool = True) -> list[dict]:
+    """Generate `config.num_records` records with the configured endpoint (the embedded model when none)
+    and write them to `out` if given. Works from scripts and from Jupyter (no event loop juggling)."""
+    config.check()
+    scenes = load_scenes()
+    embedded = not endpoints_from_env(endpoint, model)
+    concurrency = EMBEDDED_CONCURRENCY if embedded else config.llm_concurrency
+
+    async def main() -> list[dict]:
+        async with connect(endpoint, model, concurrency=concurrency, cache_dir=cache_dir()) as client:
+            records = await generate_records(client, config, scenes, show_progress)
+            source = {"model": client.endpoints[0].model,
+                      "endpoint": "embedded" if embedded else ", ".join(ep.base_url for ep in client.endpoints),
+                      "concurrency": concurrency,
+                      "llm_stats": client.stats.as_dict()}
+        for record in records:
+            record["metadata"]["generator"].update(source)
+        return records
+
+    records = run_sync(main())
+    if out is not None:
+        write_dataset(out, records)
+    return records

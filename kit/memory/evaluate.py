@@ -1,0 +1,245 @@
+"""Evaluating a model on a memory dataset: each question with only the sessions before its position.
+
+For question q the model sees chunks 0..q.position (what had been said by the time the question
+becomes answerable) and the question, and answers `{"answer": "..."}`. Scoring:
+- amounts: the first number in the answer (thousands separators and currency words allowed) must be
+  within max(0.01, 1% of the expected amount) of it;
+- scenes: the answer must name exactly one catalogue scene, the right one (any case);
+- dates: every date in the answer (2024-03-05, 2024/3/5, March 5, 2024, 5 March 2024) must be the
+  expected one, and there must be at least one.
+
+Context: `context_tokens` bounds the prompt (the embedded server's window is 4096 tokens; None means
+no bound). Text is budgeted at CHARS_PER_TOKEN characters a token, a cautious figure for English
+with per-digit number tokens. When the chunks do not fit, the oldest whole chunks are left out first
+(the newest ones hold the question's end date), then the oldest lines of the newest chunk; each item
+records what was cut and the summary counts the questions whose context was cut. Should the server
+still refuse the prompt as too long, it is retried with a smaller budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from kit.endpoints import endpoints_from_env
+from kit.llm_client import FatalAPIError, LLMClient, RetriesExhausted, connect, parse_json_reply, run_sync
+from kit.local_server import DEFAULT_CONTEXT
+from kit.memory.dataset import EMBEDDED_CONCURRENCY, read_dataset, write_json_atomic
+from kit.memory.questions import ANSWER_KIND, CATEGORIES
+from kit.memory.scenes import load_scenes
+from kit.memory.sessions import fill, load_prompt
+from kit.paths import cache_dir
+
+CHARS_PER_TOKEN = 3.0
+REPLY_TOKENS = 48
+RELATIVE_TOLERANCE = 0.01
+ABSOLUTE_TOLERANCE = 0.01
+SCHEMA = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"],
+          "additionalProperties": False}
+MONTHS = {m: i for i, m in enumerate(["january", "february", "march", "april", "may", "june", "july", "august",
+                                      "september", "october", "november", "december"], 1)}
+_MONTH = r"(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?"
+_DATE_PATTERNS = (
+    (re.compile(r"\b(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})\b"), ("y", "m", "d")),
+    (re.compile(rf"\b{_MONTH}\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+(\d{{4}})\b", re.I), ("M", "d", "y")),
+    (re.compile(rf"\b(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH},?\s+(\d{{4}})\b", re.I), ("d", "M", "y")),
+)
+_NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?")
+
+
+def answer_format(kind: str, scenes: list[str]) -> str:
+    if kind == "amount":
+        return "Give only the amount, as a number with two decimals."
+    if kind == "scene":
+        return f"Give only one category name, one of: {', '.join(scenes)}."
+    return "Give only the date as YYYY-MM-DD."
+
+
+def first_amount(text: str) -> float | None:
+    match = _NUMBER.search(text.replace("\u00a0", " "))
+    return float(match.group().replace(",", "")) if match else None
+
+
+def dates_in(text: str) -> set[str]:
+    found = set()
+    for pattern, order in _DATE_PATTERNS:
+        for m in pattern.finditer(text):
+            parts = dict(zip(order, m.groups()))
+            month = int(parts["m"]) if "m" in parts else next(
+                n for name, n in MONTHS.items() if name.startswith(parts["M"][:3].lower()))
+            day, year = int(parts["d"]), int(parts["y"])
+            if 1 <= month <= 12 and 1 <= day <= 31:
+                found.add(f"{year:04d}-{month:02d}-{day:02d}")
+    return found
+
+
+def score(category: str, expected: str, predicted: str, scenes: list[str]) -> bool:
+    """Is `predicted` right for a question of `category` whose answer is `expected` (see module doc)."""
+    kind = ANSWER_KIND[category]
+    if kind == "amount":
+        value = first_amount(predicted)
+        target = float(expected)
+        return value is not None and abs(value - target) <= max(ABSOLUTE_TOLERANCE, RELATIVE_TOLERANCE * abs(target))
+    if kind == "scene":
+        named = {s for s in scenes if re.search(rf"\b{re.escape(s)}\b", predicted, re.I)}
+        return named == {expected}
+    found = dates_in(predicted)
+    return found == {expected}
+
+
+@dataclass
+class Context:
+    text: str
+    chunks_given: int
+    chunks_dropped: int
+    lines_dropped: int
+
+
+def fit_context(chunks: list[str], position: int, budget_chars: int | None) -> Context:
+    """Chunks 0..position, newest kept first when they do not all fit in `budget_chars`."""
+    wanted = chunks[:position + 1]
+    if budget_chars is None:
+        return Context("\n\n".join(wanted), len(wanted), 0, 0)
+    kept: list[str] = []
+    used = 0
+    for chunk in reversed(wanted):
+        if used + len(chunk) + 2 > budget_chars:
+            break
+        kept.insert(0, chunk)
+        used += len(chunk) + 2
+    lines_dropped = 0
+    if not kept:  # even the newest chunk is too long: keep its newest lines
+        lines = wanted[-1].split("\n")
+        while lines and sum(len(line) + 1 for line in lines) > budget_chars:
+            lines.pop(0)
+            lines_dropped += 1
+        kept = ["\n".join(lines)] if lines else []
+    return Context("\n\n".join(kept), len(kept), len(wanted) - len(kept), lines_dropped)
+
+
+async def _ask(client: LLMClient, record: dict, question: dict, scenes: list[str],
+               context_tokens: int | None) -> dict:
+    category = question["category"]
+    template = load_prompt("memory_eval.txt")
+    slots = {"answer_format": answer_format(ANSWER_KIND.get(category, "amount"), scenes),
+             "question": question["query"]}
+    overhead = len(fill(template, "memory_eval.txt", context="", **slots))
+    budget = None if context_tokens is None else int((context_tokens - REPLY_TOKENS) * CHARS_PER_TOKEN) - overhead
+    item = {"task_id": record["task_id"], "qid": question["qid"], "category": category,
+            "query": question["query"], "answer": question["answer"], "position": question["position"]}
+    for _ in range(3):
+        context = fit_context(record["chunks"], question["position"], budget)
+        prompt = fill(template, "memory_eval.txt", context=context.text, **slots)
+        try:
+            completion = await client.complete([{"role": "user", "content": prompt}], schema=SCHEMA,
+                                               schema_name="answer", temperature=0.0, max_tokens=REPLY_TOKENS,
+                                               seed=0)
+        except FatalAPIError as exc:
+            too_long = exc.status == 400 and re.search(r"context|too long|exceed|tokens", str(exc), re.I)
+            if not too_long or budget is None or budget < 200:
+                if too_long:
+                    return {**item, "prediction": "", "correct": False, "error": str(exc)}
+                raise
+            budget = budget * 6 // 10
+            continue
+        except RetriesExhausted as exc:
+            return {**item, "prediction": "", "correct": False, "error": str(exc)}
+        reply = parse_json_reply(completion.text)
+        raw = completion.text.strip()
+        if isinstance(reply.value, dict) and isinstance(reply.value.get("answer"), (str, int, float)):
+            prediction = str(reply.value["answer"]).strip()
+        else:
+            prediction = raw
+        return {**item, "prediction": prediction, "raw": raw[:500],
+                "correct": score(category, question["answer"], prediction, scenes),
+                "chunks_given": context.chunks_given, "chunks_dropped": context.chunks_dropped,
+                "lines_dropped": context.lines_dropped, "error": None}
+    return {**item, "prediction": "", "correct": False, "error": "prompt too long even after cutting context"}
+
+
+def summarize(items: list[dict]) -> dict:
+    by_category: dict[str, list[bool]] = defaultdict(list)
+    for item in items:
+        by_category[item["category"]].append(item["correct"])
+
+    def acc(flags: list[bool]) -> dict:
+        return {"correct": sum(flags), "total": len(flags), "accuracy": sum(flags) / len(flags) if flags else None}
+
+    order = [c for c in CATEGORIES if c in by_category] + sorted(set(by_category) - set(CATEGORIES))
+    return {"overall": acc([i["correct"] for i in items]),
+            "per_category": {c: acc(by_category[c]) for c in order}}
+
+
+async def evaluate_records(client: LLMClient, records: list[dict], context_tokens: int | None,
+                           show_progress: bool = True) -> list[dict]:
+    scenes = list(load_scenes())
+    pairs = [(r, q) for r in records for q in r["questions"]]
+    with tqdm(total=len(pairs), desc="questions", unit="q", disable=not show_progress) as progress:
+        async def one(record: dict, question: dict) -> dict:
+            item = await _ask(client, record, question, scenes, context_tokens)
+            progress.update(1)
+            return item
+
+        return list(await asyncio.gather(*(one(r, q) for r, q in pairs)))
+
+
+def evaluate(dataset: str | Path, endpoint: str | None = None, model: str | None = None,
+             out: str | Path | None = None, context_tokens: int | None | str = "auto",
+             concurrency: int = 8, show_progress: bool = True) -> dict:
+    """Score a model (the embedded one when no endpoint is configured) on every question of `dataset`.
+
+    context_tokens: "auto" bounds prompts by the embedded server's window and leaves other endpoints
+    unbounded; an int bounds them; None never cuts.
+    """
+    records = read_dataset(dataset)
+    embedded = not endpoints_from_env(endpoint, model)
+    if context_tokens == "auto":
+        context_tokens = DEFAULT_CONTEXT if embedded else None
+    if embedded:
+        concurrency = EMBEDDED_CONCURRENCY
+    started = time.perf_counter()
+
+    async def main() -> tuple[list[dict], dict, str]:
+        async with connect(endpoint, model, concurrency=concurrency, cache_dir=cache_dir()) as client:
+            items = await evaluate_records(client, records, context_tokens, show_progress)
+            return items, client.stats.as_dict(), client.endpoints[0].model
+
+    items, stats, model_name = run_sync(main())
+    result = {
+        "dataset": str(dataset),
+        "model": model_name,
+        "endpoint": "embedded" if embedded else endpoint or "from environment",
+        "scoring": {"amount": f"first number within max({ABSOLUTE_TOLERANCE}, {RELATIVE_TOLERANCE:.0%} of expected)",
+                    "scene": "exactly one scene named, the expected one (any case)",
+                    "date": "every date given equals the expected one"},
+        "context_tokens": context_tokens,
+        "chars_per_token": CHARS_PER_TOKEN,
+        **summarize(items),
+        "questions_with_context_cut": sum(bool(i.get("chunks_dropped") or i.get("lines_dropped")) for i in items),
+        "errors": sum(i["error"] is not None for i in items),
+        "elapsed_s": round(time.perf_counter() - started, 2),
+        "llm_stats": stats,
+        "items": items,
+    }
+    if out is not None:
+        write_json_atomic(out, result)
+    return result
+
+
+def accuracy_table(result: dict) -> str:
+    """Accuracy per category and overall as an aligned text table."""
+    rows = [(c, v) for c, v in result["per_category"].items()] + [("overall", result["overall"])]
+    width = max(len(c) for c, _ in rows)
+    lines = [f"{'category':<{width}}  correct  accuracy", "-" * (width + 19)]
+    for name, v in rows:
+        if name == "overall":
+            lines.append("-" * (width + 19))
+        accuracy = "n/a" if v["accuracy"] is None else f"{v['accuracy']:.1%}"
+        lines.append(f"{name:<{width}}  {v['correct']:>3}/{v['total']:<3}  {accuracy:>8}")
+    return "\n".join(lines)

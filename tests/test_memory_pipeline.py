@@ -1,0 +1,197 @@
+"""The whole benchmark: records over a fake server (layout, determinism, honest counts), the CLI,
+evaluation and its scoring, and `--fast` end to end with the embedded model."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from decimal import Decimal
+
+import pytest
+
+from kit.endpoints import Endpoint
+from kit.llm_client import LLMClient, run_sync
+from kit.memory.cli import main
+from kit.memory.dataset import MemoryConfig, generate_records, plan_sessions, read_dataset
+from kit.memory.evaluate import dates_in, fit_context, score
+from kit.memory.questions import CATEGORIES
+from kit.memory.scenes import load_scenes
+from fake_openai import Reply
+from memory_fakes import model_responder, planned_pairs
+
+SCENES = load_scenes()
+SMALL = MemoryConfig(num_sessions=6, num_questions=15, min_turns=2, max_turns=12, min_scenes=1, max_scenes=3, seed=3)
+
+
+def _records(srv, config=SMALL, **kw):
+    client = LLMClient(Endpoint(srv.base_url, "fake-model"), max_retries=1, backoff_base=0.01)
+    return run_sync(generate_records(client, config, SCENES, show_progress=False))
+
+
+def test_record_layout_and_answers_follow_the_transactions(fake_openai):
+    [record] = _records(fake_openai(model_responder()))
+    assert set(record) == {"task_id", "questions", "chunks", "metadata"}
+    assert re.fullmatch(r"consumption_tracking_[0-9a-f]{8}", record["task_id"])
+    meta = record["metadata"]
+    for key in ("num_sessions", "num_turns", "num_transactions", "date_range", "scenes", "total_amount",
+                "transaction_events", "consistency", "rephrase", "generator"):
+        assert key in meta
+    assert meta["num_sessions"] == len(record["chunks"]) == 6
+    assert meta["num_transactions"] == len(meta["transaction_events"])
+    events = meta["transaction_events"]
+    assert float(sum(Decimal(str(e["amount"])) for e in events)) == meta["total_amount"]
+    dates = [e["date"] for e in events]
+    assert dates == sorted(dates) and len(set(c.split("]")[0] for c in record["chunks"])) == 6
+    for event in events:  # every kept amount is said in its own session's chunk
+        chunk = record["chunks"][event["session_index"]]
+        assert chunk.startswith(f"[{event['date']}] User said, \"")
+        assert f"{event['amount']:.2f}" in chunk
+    assert Counter(q["category"] for q in record["questions"])["total_amount"] == 1
+    total_q = next(q for q in record["questions"] if q["category"] == "total_amount")
+    assert total_q["answer"] == f"{meta['total_amount']:.2f}" and total_q["position"] == 5
+    for q in record["questions"]:
+        assert set(q) == {"qid", "query", "answer", "position", "category"} and 0 <= q["position"] < 6
+    assert len({q["query"] for q in record["questions"]}) == len(record["questions"])
+    cons = meta["consistency"]
+    assert cons["sessions_passed_first_try"] == 6 and cons["transactions_kept"] == cons["transactions_proposed"]
+
+
+def test_rephrasing_keeps_only_rewrites_that_keep_the_dates(fake_openai):
+    [record] = _records(fake_openai(model_responder()))
+    report = record["metadata"]["rephrase"]
+    assert report["rewritten"] + report["kept_original"] == len(record["questions"])
+    assert report["rewritten"] > 0 and report["reasons_kept_original"].get("drops the date", 0) > 0
+    assert any(q["query"].startswith("Quick question:") for q in record["questions"])
+    assert not any("that day" in q["query"] for q in record["questions"])
+
+
+def test_same_seed_same_record_and_faults_are_counted(fake_openai):
+    srv = fake_openai(model_responder(
+        lambda prompt, n_seen: "bad_scene" if any(s == "Shopping" for s, _ in planned_pairs(prompt)) else "valid"))
+    a, b = _records(srv), _records(srv)
+    for r in (a[0], b[0]):
+        r["metadata"]["generator"].pop("elapsed_s")
+    assert a == b
+    other = _records(srv, MemoryConfig(**{**SMALL.__dict__, "seed": 4}))
+    assert [q["query"] for q in other[0]["questions"]] != [q["query"] for q in a[0]["questions"]]
+    cons = a[0]["metadata"]["consistency"]
+    shopping = sum(any(s == "Shopping" for s, _ in p.pairs) for p in plan_sessions(SMALL, SCENES, "3"))
+    assert cons["sessions_flagged"] == shopping
+    assert cons["requests"] == 6 + 2 * shopping  # each flagged session was asked three times
+    assert cons["transactions_proposed"] - cons["transactions_kept"] == shopping
+
+
+def test_plan_is_seeded_with_distinct_dates_in_2024():
+    config = MemoryConfig(num_sessions=366, min_scenes=1, max_scenes=10)
+    plans = plan_sessions(config, SCENES, "0")
+    dates = [p.date for p in plans]
+    assert dates[0] == "2024-01-01" and dates[-1] == "2024-12-31" and len(set(dates)) == 366
+    assert plan_sessions(SMALL, SCENES, "x") == plan_sessions(SMALL, SCENES, "x")
+    assert all(1 <= len(p.pairs) <= 3 and 2 <= p.turns <= 12 for p in plan_sessions(SMALL, SCENES, "x"))
+    assert [p.first for p in plans[:2]] == [True, False]
+
+
+def _answering(dataset, wrong=False):
+    answers = {q["query"]: q["answer"] for q in dataset["questions"]}
+
+    def respond(request, n_seen):
+        prompt = request["messages"][-1]["content"]
+        query = re.search(r"^Question: (.+)$", prompt, re.M).group(1)
+        return Reply(content=json.dumps({"answer": "nothing" if wrong else answers[query]}))
+    return respond
+
+
+def test_cli_generate_then_eval(fake_openai, tmp_path, capsys):
+    gen = fake_openai(model_responder())
+    out = tmp_path / "synth.json"
+    assert main(["generate", "--fast", "--num-sessions", "4", "--endpoint", gen.base_url, "--model", "fake-model",
+                 "--out", str(out), "--seed", "9"]) == 0
+    printed = capsys.readouterr().out
+    assert "Task ID: consumption_tracking_" in printed and "Dataset written to" in printed
+    [record] = read_dataset(out)
+    params = record["metadata"]["generator"]["parameters"]
+    assert (params["num_sessions"], params["num_questions"], params["max_turns"]) == (4, 10, 10)  # flag beats --fast
+    assert record["metadata"]["generator"]["endpoint"] == gen.base_url
+
+    right = fake_openai(_answering(record))
+    assert main(["eval", str(out), "--endpoint", right.base_url, "--model", "fake-model"]) == 0
+    result = json.loads((tmp_path / "eval.json").read_text())
+    assert result["overall"]["accuracy"] == 1.0 and result["overall"]["total"] == len(record["questions"])
+    assert "overall" in capsys.readouterr().out
+    for item in result["items"]:  # the model saw exactly the chunks up to the question's position
+        assert item["chunks_given"] == item["position"] + 1 and item["chunks_dropped"] == 0
+
+    wrong = fake_openai(_answering(record, wrong=True))
+    # another model name: the reply cache is keyed by model, and this "model" answers differently
+    assert main(["eval", str(out), "--endpoint", wrong.base_url, "--model", "fake-wrong",
+                 "--out", str(tmp_path / "wrong.json")]) == 0
+    assert json.loads((tmp_path / "wrong.json").read_text())["overall"]["correct"] == 0
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
+    assert main(["generate", "--num_sessions", "400", "--out", str(tmp_path / "x.json")]) == 1
+    assert "num_sessions must be 1..366" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"task_id": "t", "questions": [{"qid": "a"}], "chunks": []}')
+    assert main(["eval", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "question 0 lacks" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("category, expected, predicted, ok", [
+    ("total_amount", "123.45", "123.45", True),
+    ("total_amount", "123.45", "You spent $123.4 in total.", True),  # within 1%
+    ("total_amount", "1234.50", "1,234.50 yuan", True),
+    ("total_amount", "123.45", "130", False),
+    ("total_amount", "0.00", "0", True),
+    ("total_amount", "123.45", "no idea", False),
+    ("max_scene", "Dining", "dining", True),
+    ("max_scene", "Dining", "Dining or Shopping", False),
+    ("max_scene", "Other", "Other.", True),
+    ("max_frequency_date", "2024-03-05", "2024-03-05", True),
+    ("max_frequency_date", "2024-03-05", "March 5th, 2024", True),
+    ("max_frequency_date", "2024-03-05", "2024/3/5", True),
+    ("max_frequency_date", "2024-03-05", "2024-03-05 or 2024-03-06", False),
+    ("max_frequency_date", "2024-03-05", "last Tuesday", False),
+])
+def test_scoring(category, expected, predicted, ok):
+    assert score(category, expected, predicted, list(SCENES)) is ok
+
+
+def test_context_keeps_the_newest_chunks_that_fit():
+    chunks = ["a" * 100, "b" * 100, "c" * 100, "d" * 100]
+    ctx = fit_context(chunks, 2, budget_chars=210)
+    assert ctx.text == "b" * 100 + "\n\n" + "c" * 100 and (ctx.chunks_given, ctx.chunks_dropped) == (2, 1)
+    lines = fit_context(["x\n" * 50 + "last"], 0, budget_chars=20)
+    assert lines.text.endswith("last") and lines.lines_dropped > 0
+    assert dates_in("on 5 March 2024 and 2024-12-01") == {"2024-03-05", "2024-12-01"}
+
+
+@pytest.mark.embedded
+def test_fast_end_to_end_with_the_embedded_model(embedded_endpoint, tmp_path, monkeypatch, capsys):
+    """The real pipeline on SmolLM2-135M: whatever the tiny model writes, the run completes, reports
+    its counts honestly, and every answer is computed from transactions its dialogue states."""
+    monkeypatch.setenv("KIT_SCHEMA_STYLE", embedded_endpoint.schema_style)
+    out = tmp_path / "synth.json"
+    args = ["--endpoint", embedded_endpoint.base_url, "--model", embedded_endpoint.model]
+    # smaller than --fast so the test takes tens of seconds: the server answers one request at a time
+    assert main(["generate", "--fast", "--num_sessions", "2", "--min_turns", "2", "--max_turns", "4",
+                 "--max_scenes", "2", "--num_questions", "4", "--max_attempts", "1", "--no_diversify",
+                 "--llm_concurrency", "1", "--out", str(out), *args]) == 0
+    [record] = read_dataset(out)
+    meta, cons = record["metadata"], record["metadata"]["consistency"]
+    assert cons["sessions_planned"] == 2
+    assert (cons["sessions_passed_first_try"] + cons["sessions_passed_after_reask"] + cons["sessions_flagged"]
+            + cons["sessions_dropped"]) == 2
+    assert meta["num_sessions"] == len(record["chunks"]) == 2 - cons["sessions_dropped"]
+    for event in meta["transaction_events"]:
+        chunk = record["chunks"][event["session_index"]]
+        assert event["scene"] in SCENES and event["amount"] > 0 and chunk.startswith(f"[{event['date']}]")
+    if record["chunks"]:
+        assert {q["category"] for q in record["questions"]} <= set(CATEGORIES)
+        assert main(["eval", str(out), "--out", str(tmp_path / "eval.json"), "--llm_concurrency", "1",
+                     "--context_tokens", "4096", *args]) == 0
+        result = json.loads((tmp_path / "eval.json").read_text())
+        assert result["overall"]["total"] == len(record["questions"])
+        assert 0 <= result["overall"]["correct"] <= result["overall"]["total"]
