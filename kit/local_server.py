@@ -102,8 +102,28 @@ def default_threads() -> int:
     return max(1, (os.cpu_count() or 2) - 1)
 
 
+def _orphan_guard_main() -> None:
+    """Entry point of the server process: llama_cpp.server, plus a watchdog that exits when the process
+    that started us is gone. atexit cannot run when the kit's process is SIGKILLed (a killed test run,
+    an OOM kill, a notebook kernel killed from the outside); this keeps the server from outliving it."""
+    import runpy
+    import threading
+
+    parent = int(sys.argv.pop(1))
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+    sys.argv[0] = "llama_cpp.server"
+    runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
+
+
 def _start(gguf: Path, port: int, alias: str, n_ctx: int, n_threads: int, log_path: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", alias,
+    command = [sys.executable, "-c", "from kit.local_server import _orphan_guard_main; _orphan_guard_main()",
+               str(os.getpid()), "--model", str(gguf), "--model_alias", alias,
                "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx),
                "--n_threads", str(n_threads), "--n_threads_batch", str(n_threads),
                # logits for every position (the server's default) cost n_ctx x vocab floats; we need none

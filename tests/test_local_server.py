@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -101,3 +102,25 @@ def test_a_busy_port_is_refused_before_starting(fake_openai):
     with pytest.raises(ls.LocalServerError, match=f"port {busy} on 127.0.0.1 is already in use"):
         with ls.local_server(port=busy):
             pass
+
+
+@pytest.mark.embedded
+def test_the_server_does_not_outlive_a_killed_owner():
+    # SIGKILL leaves no chance for atexit or finally: the server's own watchdog must notice.
+    owner = subprocess.Popen(
+        [sys.executable, "-c",
+         "import time\nfrom kit.local_server import local_server\n"
+         "with local_server() as ep:\n    print(ep.base_url, flush=True)\n    time.sleep(600)\n"],
+        stdout=subprocess.PIPE, text=True)
+    base_url = owner.stdout.readline().strip()
+    assert base_url.startswith("http://127.0.0.1:")
+    assert httpx.get(f"{base_url}/models", timeout=5).status_code == 200
+    owner.kill()
+    owner.wait()
+    for _ in range(100):
+        try:
+            httpx.get(f"{base_url}/models", timeout=1)
+        except httpx.ConnectError:
+            return
+        time.sleep(0.1)
+    pytest.fail(f"the model server at {base_url} outlived its killed owner")
