@@ -23,7 +23,7 @@ from kit.paths import project_root
 
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
-SCHEMA_STYLES = ("openai", "llamacpp")
+SCHEMA_STYLES = ("openai", "llamacpp", "auto")
 # Servers that need no key (vLLM, llama.cpp) still get one: the openai client refuses an empty key.
 NO_KEY = "no-key"
 
@@ -34,7 +34,9 @@ class Endpoint:
 
     schema_style: how the server takes a JSON schema for structured output:
     "openai" -> response_format={"type": "json_schema", "json_schema": {...}} (OpenAI, OpenRouter, vLLM);
-    "llamacpp" -> response_format={"type": "json_object", "schema": ...} (llama-cpp-python's server).
+    "llamacpp" -> response_format={"type": "json_object", "schema": ...} (llama-cpp-python's server);
+    "auto" -> not known yet: `kit.llm_client.discover` asks the server's /models (llama-cpp-python
+    says owned_by "llamacpp") and picks one of the two; requests are sent openai-style until then.
     """
 
     base_url: str
@@ -67,7 +69,7 @@ def endpoints_from_env(endpoint: str | list[str] | None = None, model: str | Non
     load_env_file()
     env = os.environ
     model = model or env.get("OPENAI_MODEL") or env.get("KIT_MODEL") or ""
-    style = schema_style or env.get("KIT_SCHEMA_STYLE") or "openai"
+    style = schema_style or env.get("KIT_SCHEMA_STYLE") or "auto"
     urls = _split_urls(endpoint)
     if urls:
         return [Endpoint(url, model, _key_for(url), style) for url in urls]

@@ -29,7 +29,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Awaitable, Mapping, TypeVar
 
 import httpx
@@ -451,23 +451,34 @@ def run_sync(coro: Awaitable[T]) -> T:
     return box["value"]
 
 
-def discover_model(ep: Endpoint) -> Endpoint:
-    """`ep` with its model filled in from the server's `GET /models` when it has exactly one."""
-    if ep.model:
+def discover(ep: Endpoint) -> Endpoint:
+    """`ep` completed from the server's `GET /models`: the model when none is given and the server has
+    exactly one, and the schema style when it is "auto" (llama-cpp-python's server says so in owned_by)."""
+    if ep.model and ep.schema_style != "auto":
         return ep
     try:
         response = httpx.get(f"{ep.base_url}/models", headers={"Authorization": f"Bearer {ep.api_key}"},
                              timeout=10)
         response.raise_for_status()
-        models = [m["id"] for m in response.json().get("data", [])]
-    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        listed = response.json().get("data", [])
+        models = [m["id"] for m in listed]
+    except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        if ep.model:  # some gateways do not list models; the style then stays the common one
+            return replace(ep, schema_style="openai")
         raise FatalAPIError(f"no model given and {ep.base_url}/models could not list them ({exc}); "
                             f"pass model= or set OPENAI_MODEL") from None
-    if len(models) != 1:
-        shown = ", ".join(models[:10]) + (" ..." if len(models) > 10 else "")
-        raise FatalAPIError(f"no model given and {ep.base_url} serves {len(models)} models ({shown}); "
-                            f"pass model= or set OPENAI_MODEL")
-    return Endpoint(ep.base_url, models[0], ep.api_key, ep.schema_style)
+    model = ep.model
+    if not model:
+        if len(models) != 1:
+            shown = ", ".join(models[:10]) + (" ..." if len(models) > 10 else "")
+            raise FatalAPIError(f"no model given and {ep.base_url} serves {len(models)} models ({shown}); "
+                                f"pass model= or set OPENAI_MODEL")
+        model = models[0]
+    style = ep.schema_style
+    if style == "auto":
+        owners = {str(m.get("owned_by", "")).lower() for m in listed if isinstance(m, dict)}
+        style = "llamacpp" if owners == {"llamacpp"} else "openai"
+    return replace(ep, model=model, schema_style=style)
 
 
 class connect:
@@ -495,11 +506,12 @@ class connect:
 
             self._server = local_server()
             endpoints = [self._server.__enter__()]
-            # llama.cpp's Python server answers one request at a time: more in flight only wait in its
-            # queue (and run into the timeout there); two keep it busy between requests
-            self._client_kwargs.setdefault("concurrency", 2)
+            # llama.cpp's Python server answers one request at a time: more in flight would only wait
+            # in its queue, run into the client's timeout there and be computed twice. The caller's
+            # concurrency is meant for remote endpoints, so it is overridden here.
+            self._client_kwargs["concurrency"] = 1
         try:
-            self.client = LLMClient([discover_model(ep) for ep in endpoints], **self._client_kwargs)
+            self.client = LLMClient([discover(ep) for ep in endpoints], **self._client_kwargs)
         except BaseException:
             self._stop_server()
             raise

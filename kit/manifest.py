@@ -21,7 +21,9 @@ from kit.paths import project_root
 
 # Environment variables whose values must never be written anywhere.
 SECRET_ENV_VARS = ("OPENAI_API_KEY", "OPENROUTER_API_KEY", "KIT_API_KEY", "HF_TOKEN", "ANTHROPIC_API_KEY")
-_SECRET_KEY_NAME = re.compile(r"(api[_-]?key|token|secret|password|authorization)", re.I)
+# A key is secret-looking when one of its _/- separated words is one of these ("hf_token", "api-key"),
+# so "tiktoken", "tokenizer" and "prompt_tokens" stay readable.
+_SECRET_KEY_NAME = re.compile(r"(^|[_-])(api[_-]?key|token|secret|password|authorization)$", re.I)
 _TRACKED_PACKAGES = ("kit", "openai", "llama_cpp_python", "tiktoken", "rustbpe", "torch", "papermill", "numpy")
 
 

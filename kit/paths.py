@@ -41,3 +41,12 @@ def cache_dir() -> Path:
     """The shared LLM response cache; KIT_CACHE_DIR overrides it (tests point it at a temp folder)."""
     env = os.environ.get("KIT_CACHE_DIR")
     return Path(env).resolve() if env else runs_dir() / ".cache" / "llm"
+
+
+def display_path(path: str | os.PathLike) -> str:
+    """A path as the user should type it: relative to the project root when inside it, else absolute."""
+    p = Path(path).resolve()
+    try:
+        return p.relative_to(project_root()).as_posix()
+    except ValueError:
+        return str(p)

@@ -96,7 +96,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.server.fake._record(self.path, None, _lower(self.headers))
         if self.path.rstrip("/").endswith("/models"):
-            self._send(200, {"object": "list", "data": [{"id": MODEL, "object": "model", "owned_by": "fake"}]})
+            self._send(200, {"object": "list", "data": [{"id": MODEL, "object": "model",
+                                                          "owned_by": self.server.fake.owned_by}]})
         else:
             self._send(404, {"error": {"message": f"no route {self.path}"}})
 
@@ -161,6 +162,7 @@ class FakeOpenAI:
 
     def __init__(self, responder: Responder = echo_responder, port: int = 0):
         self.responder = responder
+        self.owned_by = "fake"  # what GET /models reports; llama-cpp-python's server says "llamacpp"
         self._port = port
         self._lock = threading.Lock()
         self._requests: list[Seen] = []

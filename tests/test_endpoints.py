@@ -27,7 +27,7 @@ def test_explicit_urls_win_and_are_used_in_order(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     eps = endpoints_from_env("http://a:8000/v1/, http://b:8000/v1", model="m")
     assert [e.base_url for e in eps] == ["http://a:8000/v1", "http://b:8000/v1"]
-    assert all(e.model == "m" and e.api_key == KEY and e.schema_style == "openai" for e in eps)
+    assert all(e.model == "m" and e.api_key == KEY and e.schema_style == "auto" for e in eps)
     assert [e.base_url for e in endpoints_from_env(["http://c/v1"])] == ["http://c/v1"]
 
 

@@ -241,6 +241,18 @@ def test_connect_uses_the_given_endpoint_and_asks_it_for_the_model(fake_openai):
         assert ask(client).text == "echo: hello"
 
 
+@pytest.mark.parametrize("owned_by, style", [("llamacpp", "llamacpp"), ("vllm", "openai")])
+def test_connect_learns_how_the_server_takes_a_schema(fake_openai, owned_by, style, monkeypatch):
+    monkeypatch.delenv("KIT_SCHEMA_STYLE", raising=False)
+    srv = fake_openai()
+    srv.owned_by = owned_by
+    with connect(srv.base_url, model=MODEL) as client:
+        assert client.endpoints[0].schema_style == style
+        ask(client, schema={"type": "object"})
+    sent = srv.chat_requests[-1].json["response_format"]
+    assert sent["type"] == {"llamacpp": "json_object", "openai": "json_schema"}[style]
+
+
 def test_connect_works_with_async_with(fake_openai):
     srv = fake_openai()
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kit.render import RenderError, Rendered, render_batch, render_conversation, render_for_completion, token_table
+from kit.render import RenderError, Rendered, render_batch, render_conversation, token_table
 from kit.tokenizer import SPECIAL_TOKENS
 
 # ---- an independent statement of the rules: a conversation as (text, mask) segments --------------

@@ -41,9 +41,6 @@ from kit.paths import cache_dir
 
 YEAR_START = date(2024, 1, 1)
 YEAR_DAYS = 366  # 2024 is a leap year: 2024-01-01 .. 2024-12-31
-# llama-cpp-python's server answers one request at a time: more in flight only queue there, where
-# waiting counts against the client's timeout and a timed-out request is retried on top of the queue.
-EMBEDDED_CONCURRENCY = 1
 
 
 @dataclass(frozen=True)
@@ -271,14 +268,14 @@ def generate(config: MemoryConfig, out: str | Path | None = None, endpoint: str 
     config.check()
     scenes = load_scenes()
     embedded = not endpoints_from_env(endpoint, model)
-    concurrency = EMBEDDED_CONCURRENCY if embedded else config.llm_concurrency
 
     async def main() -> list[dict]:
-        async with connect(endpoint, model, concurrency=concurrency, cache_dir=cache_dir()) as client:
+        # connect() sends the embedded server one request at a time whatever llm_concurrency says
+        async with connect(endpoint, model, concurrency=config.llm_concurrency, cache_dir=cache_dir()) as client:
             records = await generate_records(client, config, scenes, show_progress)
             source = {"model": client.endpoints[0].model,
                       "endpoint": "embedded" if embedded else ", ".join(ep.base_url for ep in client.endpoints),
-                      "concurrency": concurrency,
+                      "concurrency": client.concurrency,
                       "llm_stats": client.stats.as_dict()}
         for record in records:
             record["metadata"]["generator"].update(source)

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from kit.endpoints import endpoints_from_env
 from kit.llm_client import FatalAPIError, LLMClient, RetriesExhausted, connect, parse_json_reply, run_sync
 from kit.local_server import DEFAULT_CONTEXT
-from kit.memory.dataset import EMBEDDED_CONCURRENCY, read_dataset, write_json_atomic
+from kit.memory.dataset import read_dataset, write_json_atomic
 from kit.memory.questions import ANSWER_KIND, CATEGORIES
 from kit.memory.scenes import load_scenes
 from kit.memory.sessions import fill, load_prompt
@@ -201,8 +201,6 @@ def evaluate(dataset: str | Path, endpoint: str | None = None, model: str | None
     embedded = not endpoints_from_env(endpoint, model)
     if context_tokens == "auto":
         context_tokens = DEFAULT_CONTEXT if embedded else None
-    if embedded:
-        concurrency = EMBEDDED_CONCURRENCY
     started = time.perf_counter()
 
     async def main() -> tuple[list[dict], dict, str]:
