@@ -1,0 +1,524 @@
+"""Bulk generation of identity conversations: resumable, in index order, nothing lost.
+
+    generate(100, "runs/interactive/data/conversations.jsonl", workers=8)
+    python -m kit generate --num 100 --workers 8 --output runs/x/data/conversations.jsonl
+
+Item `i` samples its elements (kit.sampling), renders its prompt (kit.prompts), asks the model for
+JSON (schema attached: the turn-order grammar form when every endpoint is llama.cpp, the portable
+form otherwise; a per-item `seed`, so sampling servers repeat themselves), repairs almost-JSON, and
+validates the conversation (kit.validation). A failing item is asked again with its specific
+problems appended (`reasks` times, default 1); after that it is rejected with every reason and the
+raw reply. Nothing is dropped silently. `workers` requests are in flight at once, except against
+the embedded model, which answers one at a time and so is sent one at a time.
+
+Files, all beside the output (`conversations.jsonl` here):
+
+    conversations.jsonl.journal.jsonl   the source of truth: one line per finished index
+    conversations.jsonl                 accepted records, in index order
+    conversations.rejects.jsonl         rejected items: index, reasons, raw reply, sampled elements
+    conversations.manifest.json         the last call (and a history of all): counts, reasons, tokens, cost
+
+Crash safety. Each finished item (accepted or rejected) is appended to the journal as one line and
+flushed and fsynced before the next is recorded. The output and rejects files are never appended
+to: they are rewritten from the journal, atomically (temp file + rename), every FLUSH_EVERY_S
+seconds and when a run ends, so a reader or a SIGKILL never meets half a line. A kill can only cut
+the journal's last line short; the next run drops that fragment. Re-running the same command then
+requests only the indices the journal lacks (plus items rejected for API errors, which are worth
+another try); a finished index is never asked for again, even with the response cache off.
+
+Runs and indices. A journal remembers its seed and recipe and every range of indices asked of it.
+Without flags a run asks for indices 0..num-1; `append=True` asks for `num` new indices after the
+highest one asked so far; `fresh=True` deletes the files and starts over. Every run also finishes
+indices an earlier, interrupted run had planned. The output always holds every accepted record the
+journal has, so asking for fewer than exist keeps the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from kit import paths
+from kit.llm_client import FatalAPIError, LLMClient, RetriesExhausted, connect, parse_json_reply, run_sync
+from kit.manifest import now_iso, write_manifest
+from kit.prompts import SCHEMA_NAME, conversation_schema, reask_messages, render_prompt
+from kit.records import read_records, write_records
+from kit.sampling import RECIPES, load_dimensions, sample_elements
+from kit.validation import Problem, errors, validate_messages
+
+DEFAULT_OUTPUT = "runs/interactive/data/conversations.jsonl"
+DEFAULT_MAX_TOKENS = 1024
+FLUSH_EVERY_S = 30.0
+JOURNAL_VERSION = 1
+API_ERROR = "api_error"
+
+
+def file_paths(output: str | Path) -> dict[str, Path]:
+    """The files of a run, named from its output path."""
+    out = paths.resolve(output)
+    return {"output": out,
+            "journal": out.with_name(out.name + ".journal.jsonl"),
+            "rejects": out.with_name(out.stem + ".rejects.jsonl"),
+            "manifest": out.with_name(out.stem + ".manifest.json")}
+
+
+def record_id(recipe: str, seed: int, index: int) -> str:
+    return f"{recipe}-{seed}-{index:06d}"
+
+
+def api_seed(seed: int, index: int, attempt: int) -> int:
+    """The `seed` sent with a request: sampling servers (llama.cpp, vLLM) then repeat their reply."""
+    return random.Random(f"{seed}:{index}:{attempt}").randrange(2**31)
+
+
+# ---------------------------------------------------------------------------------------------
+# The journal
+
+
+class Journal:
+    """Append-only JSONL: a header {seed, recipe}, plan lines {plan: [start, stop]}, and one entry per
+    finished index {index, status: accepted|rejected, record|reject}. The last entry of an index wins."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.header: dict | None = None
+        self.plans: list[tuple[int, int]] = []
+        self.entries: dict[int, dict] = {}
+        self._fh = None
+
+    def load(self) -> "Journal":
+        if not self.path.exists():
+            return self
+        data = self.path.read_bytes()
+        end = data.rfind(b"\n") + 1
+        if end < len(data):  # a line cut short by a kill: drop it, its item was not finished
+            with open(self.path, "r+b") as fh:
+                fh.truncate(end)
+        for lineno, line in enumerate(data[:end].splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+                if "journal" in obj:
+                    self.header = obj
+                elif "plan" in obj:
+                    self.plans.append(tuple(obj["plan"]))
+                else:
+                    self.entries[int(obj["index"])] = obj
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"{self.path}:{lineno}: unreadable journal line ({exc}); "
+                                 f"fix or delete the line, or start over with --fresh") from None
+        return self
+
+    def planned(self) -> set[int]:
+        return {i for start, stop in self.plans for i in range(start, stop)}
+
+    def next_index(self) -> int:
+        ends = [stop for _, stop in self.plans] + [i + 1 for i in self.entries]
+        return max(ends, default=0)
+
+    def _write(self, obj: dict) -> None:
+        if self._fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "a", encoding="utf-8")
+        self._fh.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def start(self, seed: int, recipe: str, plan: tuple[int, int]) -> None:
+        if self.header is None:
+            self.header = {"journal": "kit.generate", "version": JOURNAL_VERSION, "seed": seed, "recipe": recipe}
+            self._write(self.header)
+        if plan[1] > plan[0] and plan not in self.plans:
+            self.plans.append(plan)
+            self._write({"plan": list(plan)})
+
+    def add(self, entry: dict) -> None:
+        self._write(entry)
+        self.entries[entry["index"]] = entry
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def accepted(self) -> list[dict]:
+        return [e["record"] for _, e in sorted(self.entries.items()) if e["status"] == "accepted"]
+
+    def rejected(self) -> list[dict]:
+        return [e["reject"] for _, e in sorted(self.entries.items()) if e["status"] == "rejected"]
+
+
+def _needs_work(entry: dict | None) -> bool:
+    """Not finished yet, or rejected only because the API failed (worth another try)."""
+    return entry is None or (entry["status"] == "rejected" and entry["reject"]["rules"] == [API_ERROR])
+
+
+def _write_jsonl_atomic(path: Path, objs: list[dict]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for obj in objs:
+            fh.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# One item
+
+
+def check_reply(text: str, finish_reason: str | None) -> tuple[list | None, list[Problem], bool]:
+    """(messages, problems, repaired) for one raw reply."""
+    reply = parse_json_reply(text)
+    cut = [Problem(None, "finish_reason", "reply was cut off at the token limit (finish_reason=length)")] \
+        if finish_reason == "length" else []
+    if reply.error:
+        return None, cut + [Problem(None, "json", f"reply is {reply.error}")], False
+    value = reply.value
+    messages = value.get("messages") if isinstance(value, dict) else value
+    if not isinstance(messages, list):
+        return None, cut + [Problem(None, "shape", "reply has no 'messages' list")], reply.repaired
+    return messages, validate_messages(messages, finish_reason), reply.repaired
+
+
+@dataclass
+class _ItemContext:
+    client: LLMClient
+    recipe: str
+    seed: int
+    reasks: int
+    temperature: float
+    max_tokens: int
+    dims: Any
+
+    @cached_property
+    def schema(self) -> dict:
+        return conversation_schema(grammar=all(ep.schema_style == "llamacpp" for ep in self.client.endpoints))
+
+
+async def make_item(ctx: _ItemContext, index: int) -> tuple[dict, int]:
+    """(journal entry, number of re-asks) for one index. Raises FatalAPIError only.
+
+    An accepted entry keeps the raw reply beside the record (the journal is an audit trail); the
+    output file gets only the record."""
+    elements = sample_elements(ctx.recipe, ctx.seed, index, ctx.dims)
+    prompt = render_prompt(elements)
+    messages = [{"role": "user", "content": prompt}]
+    usage = Counter()
+    attempts: list[dict] = []
+    source = {"model": None, "endpoint": None}
+    for attempt in range(ctx.reasks + 1):
+        try:
+            completion = await ctx.client.complete(
+                messages, schema=ctx.schema, schema_name=SCHEMA_NAME, temperature=ctx.temperature,
+                max_tokens=ctx.max_tokens, seed=api_seed(ctx.seed, index, attempt))
+        except RetriesExhausted as exc:
+            attempts.append({"finish_reason": None, "rules": [API_ERROR], "reasons": [f"API error: {exc}"], "raw": ""})
+            break
+        usage.update(prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens)
+        usage["cost_usd"] += completion.cost_usd
+        source = {"model": completion.model, "endpoint": completion.endpoint}
+        conversation, problems, repaired = check_reply(completion.text, completion.finish_reason)
+        failures = errors(problems)
+        if not failures:
+            meta = {**elements, **source, "finish_reason": completion.finish_reason, "attempts": attempt + 1,
+                    "usage": _usage(usage), "repaired": repaired,
+                    "warnings": [str(p) for p in problems]}
+            record = {"id": record_id(ctx.recipe, ctx.seed, index),
+                      "messages": [{"role": m["role"], "content": _tidy(m["content"])} for m in conversation],
+                      "meta": meta}
+            return {"index": index, "status": "accepted", "record": record, "raw": completion.text}, attempt
+        reasons = [str(p) for p in failures]
+        attempts.append({"finish_reason": completion.finish_reason, "rules": sorted({p.rule for p in failures}),
+                         "reasons": reasons, "raw": completion.text})
+        if attempt < ctx.reasks:
+            messages = reask_messages(prompt, completion.text, reasons)
+    last = attempts[-1]
+    reject = {"index": index, "id": record_id(ctx.recipe, ctx.seed, index), "rules": last["rules"],
+              "reasons": last["reasons"], "raw": last["raw"], "attempts": attempts,
+              "meta": {**elements, **source, "usage": _usage(usage)}}
+    return {"index": index, "status": "rejected", "reject": reject}, max(0, len(attempts) - 1)
+
+
+def _tidy(content: Any) -> Any:
+    """Strip the whitespace models put around a turn; content parts stay as they are."""
+    return content.strip() if isinstance(content, str) else content
+
+
+def _usage(usage: Counter) -> dict:
+    return {"prompt_tokens": int(usage["prompt_tokens"]), "completion_tokens": int(usage["completion_tokens"]),
+            "cost_usd": round(float(usage["cost_usd"]), 8)}
+
+
+def generate_one(client: LLMClient, index: int, *, recipe: str = "v2", seed: int = 0, reasks: int = 1,
+                 temperature: float = 1.0, max_tokens: int = DEFAULT_MAX_TOKENS) -> dict:
+    """One item through the whole path a bulk run takes (sample, prompt, ask, repair, validate,
+    re-ask), without writing anything: {index, status, record, raw} or {index, status, reject}."""
+    ctx = _ItemContext(client, recipe, seed, reasks, temperature, max_tokens, load_dimensions())
+    entry, _ = run_sync(make_item(ctx, index))
+    return entry
+
+
+# ---------------------------------------------------------------------------------------------
+# A run
+
+
+@dataclass
+class RunSummary:
+    """What one call did (this call's work) and what the files hold now."""
+
+    output: str
+    rejects: str
+    manifest: str
+    status: str  # complete | interrupted | failed
+    asked: int  # indices this call was responsible for
+    already_done: int  # of those, finished by an earlier run
+    accepted: int
+    rejected: int
+    reject_reasons: dict[str, int]  # rejected items per failed rule (an item can fail several)
+    in_output: int
+    in_rejects: int
+    requests: int  # HTTP requests sent (retries included); cache hits are free
+    cache_hits: int
+    retries: int
+    reasks: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    elapsed_s: float
+
+    @property
+    def conversations_per_s(self) -> float:
+        finished = self.accepted + self.rejected
+        return finished / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "conversations_per_s": round(self.conversations_per_s, 3)}
+
+    def __str__(self) -> str:
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(self.reject_reasons.items())) or "none"
+        return (f"{self.status}: {self.accepted} accepted, {self.rejected} rejected ({reasons}), "
+                f"{self.already_done} already done; {self.in_output} records in {Path(self.output).name}; "
+                f"{self.requests} requests, {self.cache_hits} cache hits, {self.retries} retries, "
+                f"{self.reasks} re-asks; {self.prompt_tokens}+{self.completion_tokens} tokens, "
+                f"${self.cost_usd:.4f}; {self.elapsed_s:.1f} s")
+
+
+def _adopt_existing(journal: Journal, output: Path) -> None:
+    """--append on a file the kit did not write (or whose journal is gone): keep its records."""
+    records = read_records(output).records
+    for i, record in enumerate(records):
+        journal.add({"index": i, "status": "accepted", "record": record})
+
+
+async def agenerate(num: int, output: str | Path = DEFAULT_OUTPUT, *, workers: int = 8, seed: int = 0,
+                    recipe: str = "v2", endpoint: str | list[str] | None = None, model: str | None = None,
+                    append: bool = False, fresh: bool = False, save_metadata: bool = True, reasks: int = 1,
+                    temperature: float = 1.0, max_tokens: int = DEFAULT_MAX_TOKENS,
+                    prices: tuple[float, float] | None = None, progress: bool = True,
+                    client: LLMClient | None = None) -> RunSummary:
+    """The async core of `generate` (same arguments); use it from async code."""
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+    if num < 0 or workers < 1 or reasks < 0:
+        raise ValueError("num and reasks must be >= 0 and workers >= 1")
+    if append and fresh:
+        raise ValueError("append and fresh exclude each other: fresh starts over, append adds to what exists")
+    files = file_paths(output)
+    if fresh:
+        for path in files.values():
+            path.unlink(missing_ok=True)
+    journal = Journal(files["journal"]).load()
+    if journal.header and (journal.header["seed"], journal.header["recipe"]) != (seed, recipe):
+        raise ValueError(f"{files['output']} was generated with seed {journal.header['seed']} and recipe "
+                         f"{journal.header['recipe']}, not seed {seed} and recipe {recipe}; use those, "
+                         f"another output, or --fresh to start over")
+    if journal.header is None and files["output"].exists():
+        if not append:
+            raise FileExistsError(f"{files['output']} exists but has no journal ({files['journal'].name}): "
+                                  f"pass --append to keep its records and add {num}, or --fresh to replace it")
+        journal.start(seed, recipe, (0, 0))
+        _adopt_existing(journal, files["output"])
+    start = journal.next_index() if append else 0
+    journal.start(seed, recipe, (start, start + num))
+    asked = sorted(set(range(start, start + num)) | journal.planned())
+    todo = [i for i in asked if _needs_work(journal.entries.get(i))]
+
+    started_at, t0 = now_iso(), time.perf_counter()
+    counts = Counter()
+    reasons: Counter[str] = Counter()
+    status = "complete"
+    stats_before = client.stats.as_dict() if client else {}
+    run_client: LLMClient | None = client
+    last_flush = time.monotonic()
+
+    def rewrite_files() -> None:
+        records = journal.accepted()
+        if not save_metadata:
+            records = [{**r, "meta": {}} for r in records]
+        write_records(files["output"], records)
+        _write_jsonl_atomic(files["rejects"], journal.rejected())
+
+    bar = tqdm(total=len(todo), desc="generate", unit="conv", disable=not progress or not todo, dynamic_ncols=True)
+
+    def finish(entry: dict, n_reasks: int) -> None:
+        nonlocal last_flush
+        journal.add(entry)
+        counts[entry["status"]] += 1
+        counts["reasks"] += n_reasks
+        if entry["status"] == "rejected":
+            reasons.update(entry["reject"]["rules"])
+        if time.monotonic() - last_flush > FLUSH_EVERY_S:
+            rewrite_files()
+            last_flush = time.monotonic()
+        stats = run_client.stats
+        bar.set_postfix(ok=counts["accepted"], rejected=counts["rejected"],
+                        retries=stats.retries - stats_before.get("retries", 0) + counts["reasks"],
+                        tokens=stats.prompt_tokens + stats.completion_tokens
+                        - stats_before.get("prompt_tokens", 0) - stats_before.get("completion_tokens", 0),
+                        refresh=False)
+        bar.update(1)
+
+    async def work(c: LLMClient) -> None:
+        nonlocal run_client, stats_before
+        run_client = c
+        stats_before = stats_before or c.stats.as_dict()
+        ctx = _ItemContext(c, recipe, seed, reasks, temperature, max_tokens, load_dimensions())
+        pending = iter(todo)
+
+        async def worker() -> None:
+            for index in pending:  # one shared iterator: each index goes to exactly one worker
+                finish(*await make_item(ctx, index))
+
+        tasks = [asyncio.create_task(worker()) for _ in range(min(workers, len(todo)))]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    try:
+        if todo and client is not None:
+            await work(client)
+        elif todo:
+            async with connect(endpoint, model, concurrency=workers, prices=prices,
+                               cache_dir=str(paths.cache_dir())) as c:
+                await work(c)
+    except FatalAPIError:
+        status = "failed"
+        raise
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        status = "interrupted"
+        raise
+    finally:
+        bar.close()
+        journal.close()
+        rewrite_files()
+        stats = _stats_delta(run_client, stats_before)
+        summary = RunSummary(
+            output=str(files["output"]), rejects=str(files["rejects"]), manifest=str(files["manifest"]),
+            status=status, asked=len(asked), already_done=len(asked) - len(todo),
+            accepted=counts["accepted"], rejected=counts["rejected"], reject_reasons=dict(reasons),
+            in_output=len(journal.accepted()), in_rejects=len(journal.rejected()),
+            requests=stats["requests"], cache_hits=stats["cache_hits"], retries=stats["retries"],
+            reasks=counts["reasks"], prompt_tokens=stats["prompt_tokens"],
+            completion_tokens=stats["completion_tokens"], cost_usd=round(stats["cost_usd"], 6),
+            elapsed_s=round(time.perf_counter() - t0, 3))
+        write_manifest(files["manifest"], {
+            "kind": "generation",
+            "parameters": {"num": num, "workers": workers, "seed": seed, "recipe": recipe, "append": append,
+                           "fresh": fresh, "save_metadata": save_metadata, "reasks": reasks,
+                           "temperature": temperature, "max_tokens": max_tokens,
+                           "prices_per_million": list(prices) if prices else None},
+            "endpoints": [ep.base_url for ep in run_client.endpoints] if run_client else [],
+            "model": run_client.endpoints[0].model if run_client else None,
+            "summary": summary.as_dict(),
+            "history": _previous_runs(files["manifest"]) + [summary.as_dict()],
+            "totals": {"in_output": summary.in_output, "in_rejects": summary.in_rejects,
+                       "reject_reasons": dict(Counter(r for rej in journal.rejected() for r in rej["rules"]))},
+            "client": stats,
+            "timings": {"started_at": started_at, "finished_at": now_iso(), "elapsed_s": summary.elapsed_s,
+                        "conversations_per_s": round(summary.conversations_per_s, 3)},
+            "files": {k: str(v) for k, v in files.items()},
+        })
+    return summary
+
+
+def _previous_runs(manifest: Path) -> list[dict]:
+    """Summaries of the earlier calls on this output, so a resumed run's manifest keeps the first one's cost."""
+    try:
+        return list(json.loads(manifest.read_text(encoding="utf-8")).get("history", []))
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
+def _stats_delta(client: LLMClient | None, before: dict) -> dict:
+    now = client.stats.as_dict() if client else {}
+    keys = ("requests", "completions", "retries", "rate_limited", "cache_hits", "prompt_tokens",
+            "completion_tokens", "cost_usd")
+    return {k: now.get(k, 0) - before.get(k, 0) for k in keys}
+
+
+def generate(num: int, output: str | Path = DEFAULT_OUTPUT, **kwargs: Any) -> RunSummary:
+    """Generate `num` conversations into `output` (see the module docstring); works in notebooks too.
+
+    Keyword arguments: workers, seed, recipe ("v1"|"v2"), endpoint (URL or list), model, append, fresh,
+    save_metadata, reasks, temperature, max_tokens, prices ((in, out) dollars per million tokens),
+    progress, client (an LLMClient to reuse; else one is connected, the embedded model by default).
+    """
+    return run_sync(agenerate(num, output, **kwargs))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kit generate",
+                                     description="Generate identity conversations in bulk (resumable; see kit/generate.py).")
+    parser.add_argument("--num", type=int, required=True, help="conversations to ask for")
+    parser.add_argument("--workers", type=int, default=8, help="requests in flight at once (default 8)")
+    parser.add_argument("--output", default=DEFAULT_OUTPUT, help=f"JSONL output (default {DEFAULT_OUTPUT})")
+    parser.add_argument("--append", action="store_true", help="add --num new indices after the existing ones")
+    parser.add_argument("--fresh", action="store_true", help="delete earlier output, journal and rejects first")
+    parser.add_argument("--save-metadata", action=argparse.BooleanOptionalAction, default=True,
+                        help="keep sampled elements, model, usage in each record's meta (default on)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--recipe", choices=RECIPES, default="v2")
+    parser.add_argument("--endpoint", action="append", help="OpenAI-compatible base URL (repeatable); "
+                        "default: OPENAI_BASE_URL / OPENAI_API_KEY / OPENROUTER_API_KEY, else the embedded model")
+    parser.add_argument("--model", help="model name at the endpoint")
+    parser.add_argument("--reasks", type=int, default=1, help="times a failing item is asked again (default 1)")
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS)
+    parser.add_argument("--price-in", type=float, help="dollars per million prompt tokens")
+    parser.add_argument("--price-out", type=float, help="dollars per million completion tokens")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    if (args.price_in is None) != (args.price_out is None):
+        parser.error("give both --price-in and --price-out, or neither")
+    prices = (args.price_in, args.price_out) if args.price_in is not None else None
+    try:
+        summary = generate(args.num, args.output, workers=args.workers, seed=args.seed, recipe=args.recipe,
+                           endpoint=args.endpoint, model=args.model, append=args.append, fresh=args.fresh,
+                           save_metadata=args.save_metadata, reasks=args.reasks, temperature=args.temperature,
+                           max_tokens=args.max_tokens, prices=prices, progress=not args.no_progress)
+    except (ValueError, FileExistsError, FileNotFoundError, FatalAPIError) as exc:
+        print(f"kit generate: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("kit generate: interrupted; finished items are kept, run the same command again to resume",
+              file=sys.stderr)
+        return 130
+    print(summary)
+    return 0

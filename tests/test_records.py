@@ -1,0 +1,95 @@
+"""kit.records: the line formats it reads, bad lines reported by number, atomic writes."""
+
+import json
+import os
+
+import pytest
+
+from kit.records import (RecordError, dumps_record, iter_records, message_text, read_records, to_customjson_line,
+                         write_records)
+
+CONVERSATION = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello, I am nanochat"}]
+
+
+def write_lines(path, lines):
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def test_reads_all_three_line_formats(tmp_path):
+    path = write_lines(tmp_path / "mixed.jsonl", [
+        json.dumps({"id": "a", "messages": CONVERSATION, "meta": {"topic": "x"}}),
+        json.dumps(CONVERSATION),  # nanochat CustomJSON: a bare array
+        json.dumps({"messages": CONVERSATION, "metadata": {"persona": "y"}}),  # nanochat --save-metadata
+    ])
+    records = read_records(path).records
+    assert [r["messages"] for r in records] == [CONVERSATION] * 3
+    assert records[0]["id"] == "a" and records[0]["meta"] == {"topic": "x"}
+    assert records[1]["id"] == "mixed:2" and records[1]["meta"] == {"format": "customjson"}
+    assert records[2]["meta"] == {"persona": "y"}
+
+
+def test_corrupt_line_is_reported_by_number(tmp_path):
+    path = write_lines(tmp_path / "bad.jsonl", [json.dumps(CONVERSATION), '{"messages": [', json.dumps(CONVERSATION)])
+    with pytest.raises(RecordError) as info:
+        read_records(path)
+    assert info.value.lineno == 2 and str(info.value).startswith(f"{path}:2: invalid JSON")
+
+    result = read_records(path, strict=False)  # lenient: keep reading, collect the error with its raw text
+    assert len(result.records) == 2
+    assert [(e.lineno, e.raw) for e in result.errors] == [(2, '{"messages": [')]
+
+
+@pytest.mark.parametrize("line, reason", [
+    ('"just a string"', "expected a JSON object or array"),
+    ('{"id": "x"}', "no 'messages' key"),
+    ('{"messages": "hi"}', "'messages' must be a list"),
+    ('[{"role": "user"}]', "message 0 lacks 'role' or 'content'"),
+    ('["hi"]', "message 0 is a str"),
+    ('{"messages": [], "meta": 3}', "'meta' must be an object"),
+])
+def test_wrong_shapes_say_why(tmp_path, line, reason):
+    path = write_lines(tmp_path / "shape.jsonl", ["", line])  # blank lines are skipped but still counted
+    errors = []
+    assert list(iter_records(path, errors=errors)) == []
+    assert errors[0].lineno == 2 and reason in errors[0].reason
+
+
+def test_write_then_read_round_trip_keeps_unicode(tmp_path):
+    records = [{"id": f"r{i}", "messages": CONVERSATION + [{"role": "user", "content": "你好 ✓"}], "meta": {"i": i}}
+               for i in range(3)]
+    path = tmp_path / "sub" / "out.jsonl"
+    assert write_records(path, records) == 3
+    assert read_records(path).records == records
+    assert "你好" in path.read_text(encoding="utf-8")  # readable, not \u escapes
+
+
+def test_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "out.jsonl"
+    write_records(path, [{"id": "old", "messages": CONVERSATION}])
+    before = path.read_text()
+
+    def broken():
+        yield {"id": "new", "messages": CONVERSATION}
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        write_records(path, broken())
+    assert path.read_text() == before  # the old file is untouched, never half-written
+    assert not (tmp_path / "out.jsonl.tmp").exists()
+
+    replaced = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: (replaced.append((str(a), str(b))), real_replace(a, b)))
+    write_records(path, [{"id": "new", "messages": CONVERSATION}])
+    assert replaced == [(str(path) + ".tmp", str(path))]
+    assert read_records(path).records[0]["id"] == "new"
+
+
+def test_customjson_line_and_message_text():
+    record = {"id": "x", "messages": CONVERSATION, "meta": {"a": 1}}
+    assert json.loads(to_customjson_line(record)) == CONVERSATION
+    assert json.loads(dumps_record(record)) == record
+    parts = [{"type": "text", "text": "2+2 is "}, {"type": "python", "text": "2+2"}, {"type": "python_output", "text": "4"}]
+    assert message_text(parts) == "2+2 is 2+24"
+    assert message_text("plain") == "plain" and message_text(None) == ""
