@@ -1,0 +1,565 @@
+"""The midtraining smoke run: task mixture -> rendered tokens -> packed rows -> a small GPT that learns.
+
+`midtrain(records, tokenizer, preset=..., **overrides)` does it all and returns a `MidtrainResult`;
+`python -m kit midtrain ...` is the same from the shell. Along the way it reports what a researcher
+wants to see: how many tokens each loss mode trains on, tokens/s and MFU, validation loss and bits per
+byte, samples before and after training, and it writes a checkpoint that loads back safely.
+
+Loss modes (seed 003):
+- `mid`: every real token is a target, user turns and tool outputs included, as nanochat's
+  midtraining does: it is continued pretraining on chat-formatted text, teaching the format itself.
+- `sft`: only targets whose mask is 1 (the assistant's own tokens), as in supervised fine-tuning.
+
+The validation set is split off by conversation (all copies of a repeated identity conversation land
+on the same side), so the validation loss measures conversations the model has not seen.
+
+Several GPUs: `torchrun --nproc_per_node N -m kit midtrain ...` runs PyTorch DDP (each rank trains on
+its own share of the rows); the single-process path is the plain loop below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+import warnings
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from kit.calculator import CalculatorError, evaluate, format_result
+from kit.model import GPT, GPTConfig
+from kit.packing import IGNORE_INDEX, LOSS_MODES, Packed, batches, pack_rows, trained_tokens
+
+
+@dataclass
+class TrainConfig:
+    vocab_size: int = 4096  # for a tokenizer trained here; a given tokenizer's own size wins
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    sequence_len: int = 256  # T: a packed row holds T + 1 tokens
+    batch_size: int = 8  # rows per micro-step
+    grad_accum: int = 1  # micro-steps per optimizer step
+    steps: int = 100
+    lr: float = 6e-3
+    warmup_frac: float = 0.05
+    decay_frac: float = 0.5  # the last half of the run decays linearly ...
+    final_lr_frac: float = 0.05  # ... to this fraction of lr
+    weight_decay: float = 0.0
+    loss_mode: str = "mid"
+    val_fraction: float = 0.05
+    eval_every: int = 25
+    seed: int = 0
+    dtype: str = "float32"  # "bfloat16": autocast on CUDA
+    compile: bool = False
+    packing: str = "best_fit_pad"
+    cpu_threads: int | None = None  # torch intra-op threads on CPU (None: torch's default, all cores)
+
+
+PRESETS = {
+    # about 1.9M parameters; sized for a 2-core CPU
+    "cpu-smoke": TrainConfig(),
+    # about 85M parameters (GPT-2 small's width and depth), bf16 autocast and torch.compile on CUDA
+    "gpu": TrainConfig(vocab_size=8192, n_layer=12, n_head=6, n_embd=768, sequence_len=1024, batch_size=32,
+                       steps=500, lr=1e-3, eval_every=100, dtype="bfloat16", compile=True),
+}
+
+DEFAULT_PROMPTS = (
+    "Spell the word: garden",
+    "How many r are in the word strawberry?",
+    "A book has 120 pages. Ava reads 10 pages a day. How many days does the book take?",
+)
+
+
+@dataclass
+class MidtrainResult:
+    config: TrainConfig
+    model_config: GPTConfig
+    device: str
+    num_params: int
+    conversations: dict  # {"train": n, "val": n}
+    tasks: dict  # conversations per task (meta["task"])
+    packing: dict  # PackStats.as_dict() of the training rows
+    trained_tokens: dict  # {"mid": n, "sft": n}: targets each loss mode trains on
+    history: list[dict]
+    final_train_loss: float
+    val_loss: float | None
+    val_bpb: float | None
+    tokens_per_s: float
+    mfu: float | None
+    peak_flops: float | None
+    flops_per_token: float
+    samples_before: list[dict]
+    samples_after: list[dict]
+    out_dir: str | None
+    model: GPT | None = field(default=None, repr=False)
+
+    def summary(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k not in ("model", "history")}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Devices and speed
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(device)
+
+
+def measure_matmul_flops(device: torch.device, dtype: torch.dtype = torch.float32, size: int | None = None,
+                         seconds: float = 0.3) -> float:
+    """Achievable matmul FLOP/s on this device: the denominator of MFU when no peak is given."""
+    size = size or (4096 if device.type == "cuda" else 512)
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    a @ b  # warm up kernels and caches
+    _sync(device)
+    runs, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds or runs < 3:
+        a @ b
+        runs += 1
+        if runs % 4 == 0:
+            _sync(device)
+    _sync(device)
+    elapsed = time.perf_counter() - start
+    return 2 * size**3 * runs / elapsed
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Data
+
+def split_validation(records: Sequence[dict], fraction: float, seed: int = 0) -> tuple[list[dict], list[dict]]:
+    """(train, val) by a stable hash of each conversation's source, so repeats stay on one side."""
+    if fraction <= 0:
+        return list(records), []
+    train, val = [], []
+    for rec in records:
+        key = rec.get("meta", {}).get("source_id") or rec["id"]
+        h = int.from_bytes(hashlib.sha256(f"{seed}:{key}".encode()).digest()[:8], "big") / 2**64
+        (val if h < fraction else train).append(rec)
+    if not val and len(train) > 1:  # tiny sets: still validate on something
+        val.append(train.pop())
+    return train, val
+
+
+def render_all(tokenizer, records: Iterable[dict]) -> list[tuple[list[int], list[int]]]:
+    from kit.render import RenderError
+
+    rendered = []
+    for rec in records:
+        try:
+            r = tokenizer.render_conversation(rec)
+        except RenderError as exc:
+            raise ValueError(f"conversation {rec.get('id')!r} ({rec.get('meta', {}).get('task')}): {exc}") from None
+        rendered.append((r.ids, r.mask))
+    return rendered
+
+
+def token_byte_lengths(tokenizer) -> torch.Tensor:
+    """UTF-8 bytes per token id; special tokens count 0 so they are left out of bits per byte."""
+    return torch.tensor([0 if tokenizer.is_special(i) else len(tokenizer.token_bytes(i))
+                         for i in range(tokenizer.vocab_size)], dtype=torch.float64)
+
+
+def _endless_batches(packed: Packed, batch_size: int, loss_mode: str, seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Epoch after epoch, reshuffled; full batches only (fixed shapes: no recompiles), unless there are
+    fewer rows than one batch."""
+    drop_last = len(packed) >= batch_size
+    epoch = 0
+    while True:
+        yield from batches(packed, batch_size, loss_mode=loss_mode, seed=seed + epoch, drop_last=drop_last)
+        epoch += 1
+
+
+# ---------------------------------------------------------------------------------------------------
+# Schedule, evaluation, sampling
+
+def lr_at(step: int, config: TrainConfig) -> float:
+    """Linear warmup, constant, then linear decay to final_lr_frac over the last decay_frac of the run."""
+    warmup = max(1, round(config.warmup_frac * config.steps))
+    decay_start = config.steps - round(config.decay_frac * config.steps)
+    if step < warmup:
+        return config.lr * (step + 1) / warmup
+    if step < decay_start:
+        return config.lr
+    progress = (step - decay_start) / max(1, config.steps - decay_start)
+    return config.lr * (1 - progress * (1 - config.final_lr_frac))
+
+
+@torch.no_grad()
+def evaluate_loss(model: GPT, packed: Packed, loss_mode: str, device: torch.device, batch_size: int,
+                  token_bytes: torch.Tensor | None = None, autocast=None) -> tuple[float, float | None]:
+    """(mean loss per target, bits per byte) over all rows; bpb counts only non-special targets."""
+    model.eval()
+    total_loss, total_targets, total_nats, total_bytes = 0.0, 0, 0.0, 0.0
+    for inputs, targets in batches(packed, batch_size, loss_mode=loss_mode):
+        x, y = torch.from_numpy(inputs).to(device), torch.from_numpy(targets).to(device)
+        with autocast():
+            logits = model(x)
+        losses = torch.nn.functional.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1),
+                                                   ignore_index=IGNORE_INDEX, reduction="none").double().cpu()
+        flat = y.view(-1).cpu()
+        valid = flat != IGNORE_INDEX
+        total_loss += float(losses[valid].sum())
+        total_targets += int(valid.sum())
+        if token_bytes is not None:
+            nbytes = torch.where(valid, token_bytes[flat.clamp(min=0)], torch.zeros((), dtype=torch.float64))
+            total_nats += float((losses * (nbytes > 0)).sum())
+            total_bytes += float(nbytes.sum())
+    model.train()
+    loss = total_loss / total_targets if total_targets else float("nan")
+    bpb = total_nats / (math.log(2) * total_bytes) if total_bytes else None
+    return loss, bpb
+
+
+def chat(model: GPT, tokenizer, prompt: str | list[dict], *, max_new_tokens: int = 96, temperature: float = 0.0,
+         top_k: int | None = None, seed: int = 0) -> str:
+    """The assistant's reply to a user message (or a conversation ending with one), stopping at
+    <|assistant_end|>. A python tool call the model writes is run through kit.calculator and its output
+    is fed back between <|output_start|> and <|output_end|>, as the tasks taught it."""
+    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+    context = tokenizer.render_for_completion(messages)
+    start = len(context)
+    sid = tokenizer.special_id
+    assistant_end, python_start, python_end = sid("<|assistant_end|>"), sid("<|python_start|>"), sid("<|python_end|>")
+    generator = torch.Generator().manual_seed(seed)
+    budget = max_new_tokens
+    while budget > 0:
+        new = list(model.generate(context, budget, temperature=temperature, top_k=top_k,
+                                  stop_ids=(assistant_end, python_end), generator=generator))
+        context += new
+        budget -= len(new)
+        if not new or new[-1] != python_end:
+            break
+        call_start = max((i for i in range(start, len(context)) if context[i] == python_start), default=None)
+        if call_start is None:
+            continue
+        expression = tokenizer.decode(context[call_start + 1:-1])
+        try:
+            output = format_result(evaluate(expression))
+        except CalculatorError as exc:
+            output = f"error: {exc}"
+        context += [sid("<|output_start|>"), *tokenizer.encode(output), sid("<|output_end|>")]
+    reply = context[start:]
+    if reply and reply[-1] == assistant_end:
+        reply = reply[:-1]
+    return tokenizer.decode(reply)
+
+
+def _samples(model, tokenizer, prompts, max_new_tokens: int) -> list[dict]:
+    if max_new_tokens <= 0:
+        return []
+    return [{"prompt": p, "reply": chat(model, tokenizer, p, max_new_tokens=max_new_tokens)} for p in prompts]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Training
+
+def midtrain(records: Sequence[dict], tokenizer, *, preset: str = "cpu-smoke", out_dir: str | os.PathLike | None = None,
+             device: str = "auto", peak_flops: float | None = None, prompts: Sequence[str] | None = None,
+             sample_tokens: int = 64, progress: bool = True, manifest_extra: dict | None = None,
+             **overrides) -> MidtrainResult:
+    """Train a fresh GPT on `records` (conversation records, e.g. a kit.tasks.Mixture).
+
+    `overrides` set TrainConfig fields (steps=..., loss_mode=..., lr=...). `peak_flops` is the device's
+    peak for MFU; by default a matmul is timed here. `prompts` are sampled greedily before and after
+    training (default: one per built-in task, plus the first identity conversation's question if any),
+    up to `sample_tokens` tokens after and a third of that before (an untrained model only babbles).
+    With `out_dir`, the run is saved there (see `save_run`); `manifest_extra` joins its manifest.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    config = replace(PRESETS[preset], **overrides)
+    if config.loss_mode not in LOSS_MODES:
+        raise ValueError(f"unknown loss mode {config.loss_mode!r}; choose 'mid' or 'sft'")
+    with _cpu_threads(config.cpu_threads):
+        return _train(records, tokenizer, config, out_dir=out_dir, device=device, peak_flops=peak_flops,
+                      prompts=prompts, sample_tokens=sample_tokens, progress=progress,
+                      manifest_extra=manifest_extra or {})
+
+
+@contextmanager
+def _cpu_threads(n: int | None):
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train(records, tokenizer, config: TrainConfig, *, out_dir, device, peak_flops, prompts, sample_tokens,
+           progress, manifest_extra) -> MidtrainResult:
+    ddp = _ddp_setup()
+    rank, world = (ddp["rank"], ddp["world"]) if ddp else (0, 1)
+    dev = torch.device(f"cuda:{ddp['local_rank']}") if ddp else pick_device(device)
+    is_main = rank == 0
+    log = (lambda *a: print(*a, flush=True)) if progress and is_main else (lambda *a: None)
+    torch.manual_seed(config.seed)
+
+    records = list(records)
+    train_records, val_records = split_validation(records, config.val_fraction, config.seed)
+    row_len = config.sequence_len + 1
+    train_packed = pack_rows(render_all(tokenizer, train_records), row_len, strategy=config.packing,
+                             pad_id=tokenizer.bos_id, bos_id=tokenizer.bos_id)
+    val_packed = (pack_rows(render_all(tokenizer, val_records), row_len, strategy=config.packing,
+                            pad_id=tokenizer.bos_id, bos_id=tokenizer.bos_id) if val_records else None)
+    counts = {mode: trained_tokens(train_packed, mode) for mode in LOSS_MODES}
+    log(f"{len(train_records)} train / {len(val_records)} val conversations -> {len(train_packed)} rows of "
+        f"{row_len}; targets: mid {counts['mid']:,}, sft {counts['sft']:,} (training on {config.loss_mode})")
+    if counts[config.loss_mode] == 0:
+        raise ValueError(f"no targets to train on in loss mode {config.loss_mode!r}")
+    shard = train_packed if world == 1 else _shard(train_packed, rank, world)
+
+    model_config = GPTConfig(vocab_size=tokenizer.vocab_size, sequence_len=config.sequence_len,
+                             n_layer=config.n_layer, n_head=config.n_head, n_embd=config.n_embd)
+    model = GPT(model_config).to(dev)
+    raw_model = model
+    autocast = _autocast(dev, config.dtype)
+    prompts = list(prompts) if prompts is not None else _default_prompts(records)
+    samples_before = _samples(raw_model, tokenizer, prompts, sample_tokens // 3) if is_main else []
+    if config.compile and dev.type == "cuda":
+        model = torch.compile(model)
+    if ddp:
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index])
+    optimizer = torch.optim.AdamW(raw_model.parameters(), lr=config.lr, betas=(0.9, 0.95), eps=1e-8,
+                                  weight_decay=config.weight_decay)
+    token_bytes = token_byte_lengths(tokenizer)
+    flops_per_token = raw_model.estimate_flops_per_token()
+    if peak_flops is None:
+        peak_flops = measure_matmul_flops(dev, torch.bfloat16 if config.dtype == "bfloat16" and dev.type == "cuda"
+                                          else torch.float32)
+
+    stream = _endless_batches(shard, config.batch_size, config.loss_mode, config.seed)
+    history: list[dict] = []
+    timed_tokens, timed_seconds, tokens_seen, train_loss = 0, 0.0, 0, float("nan")
+    for step in range(config.steps):
+        lr = lr_at(step, config)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        micro = [next(stream) for _ in range(config.grad_accum)]
+        step_tokens = sum(x.size for x, _ in micro) * world  # positions processed, padding included
+        n_targets = max(1, sum(int((y != IGNORE_INDEX).sum()) for _, y in micro))
+        _sync(dev)
+        t0 = time.perf_counter()
+        step_loss = 0.0
+        for inputs, targets in micro:
+            x, y = torch.from_numpy(inputs).to(dev), torch.from_numpy(targets).to(dev)
+            with autocast():
+                loss = model(x, y, reduction="sum") / n_targets
+            loss.backward()
+            step_loss += float(loss.detach())
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        _sync(dev)
+        dt = time.perf_counter() - t0
+        if step > 0 or config.steps == 1:  # the first step pays for warm-up and compilation
+            timed_tokens += step_tokens
+            timed_seconds += dt
+        train_loss = step_loss
+        tokens_seen += step_tokens
+        entry = {"step": step + 1, "lr": lr, "train_loss": step_loss, "tokens": tokens_seen, "step_s": dt}
+        last = step + 1 == config.steps
+        if val_packed is not None and is_main and ((step + 1) % config.eval_every == 0 or last):
+            entry["val_loss"], entry["val_bpb"] = evaluate_loss(raw_model, val_packed, config.loss_mode, dev,
+                                                                config.batch_size, token_bytes, autocast)
+        history.append(entry)
+        if "val_loss" in entry or step == 0:
+            extra = f" val {entry['val_loss']:.3f} bpb {entry['val_bpb'] or float('nan'):.3f}" if "val_loss" in entry else ""
+            log(f"step {step + 1}/{config.steps} loss {step_loss:.3f} lr {lr:.2e}{extra}")
+
+    tokens_per_s = timed_tokens / timed_seconds if timed_seconds else 0.0
+    mfu = flops_per_token * tokens_per_s / peak_flops if peak_flops else None
+    final_val = next((h for h in reversed(history) if "val_loss" in h), {})
+    samples_after = _samples(raw_model, tokenizer, prompts, sample_tokens) if is_main else []
+    result = MidtrainResult(
+        config=config, model_config=model_config, device=str(dev), num_params=raw_model.num_params(),
+        conversations={"train": len(train_records), "val": len(val_records)},
+        tasks=dict(Counter(r.get("meta", {}).get("task", "unknown") for r in records)),
+        packing=train_packed.stats.as_dict(), trained_tokens=counts, history=history,
+        final_train_loss=train_loss, val_loss=final_val.get("val_loss"), val_bpb=final_val.get("val_bpb"),
+        tokens_per_s=tokens_per_s, mfu=mfu, peak_flops=peak_flops, flops_per_token=flops_per_token,
+        samples_before=samples_before, samples_after=samples_after,
+        out_dir=str(out_dir) if out_dir else None, model=raw_model,
+    )
+    log(f"done: {tokens_per_s:,.0f} tokens/s, MFU {100 * (mfu or 0):.2f}% of {peak_flops / 1e9:,.1f} GFLOP/s")
+    if out_dir and is_main:
+        save_run(result, tokenizer, out_dir, manifest_extra)
+    if ddp:
+        torch.distributed.destroy_process_group()
+    return result
+
+
+def _default_prompts(records: Sequence[dict]) -> list[str]:
+    identity = next((r for r in records if r.get("meta", {}).get("task") == "identity"), None)
+    first_user = next((m["content"] for m in identity["messages"] if m["role"] == "user"), None) if identity else None
+    return ([first_user] if isinstance(first_user, str) else []) + list(DEFAULT_PROMPTS)
+
+
+def _autocast(device: torch.device, dtype: str):
+    if dtype == "bfloat16" and device.type == "cuda":
+        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    if dtype not in ("float32", "bfloat16"):
+        raise ValueError(f"dtype must be 'float32' or 'bfloat16', got {dtype!r}")
+    return lambda: torch.autocast(device.type, enabled=False)
+
+
+def _ddp_setup() -> dict | None:
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    import torch.distributed as dist
+
+    if not torch.cuda.is_available():
+        raise RuntimeError("WORLD_SIZE > 1 needs CUDA: run the single-process path on CPU")
+    local_rank = int(os.environ["LOCAL_RANK"])
+    torch.cuda.set_device(local_rank)
+    dist.init_process_group("nccl")
+    return {"rank": dist.get_rank(), "world": dist.get_world_size(), "local_rank": local_rank}
+
+
+def _shard(packed: Packed, rank: int, world: int) -> Packed:
+    if len(packed) < world:
+        raise ValueError(f"{len(packed)} rows cannot be shared by {world} ranks")
+    return Packed(packed.ids[rank::world], packed.mask[rank::world], packed.pad[rank::world], packed.stats)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Checkpoints
+
+MODEL_FILE, CONFIG_FILE, HISTORY_FILE = "model.pt", "config.json", "history.json"
+
+
+def save_run(result: MidtrainResult, tokenizer, out_dir: str | os.PathLike, manifest_extra: dict | None = None) -> Path:
+    """model.pt (state dict), config.json, history.json, tokenizer/, manifest.json into out_dir."""
+    from kit.manifest import write_manifest
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(result.model.state_dict(), out / MODEL_FILE)
+    tokenizer.save(out / "tokenizer")
+    (out / CONFIG_FILE).write_text(json.dumps({"model": result.model_config.to_dict(), "train": asdict(result.config)},
+                                              indent=2) + "\n", encoding="utf-8")
+    (out / HISTORY_FILE).write_text(json.dumps(result.history, indent=1) + "\n", encoding="utf-8")
+    write_manifest(out / "manifest.json", {"command": "midtrain", **(manifest_extra or {}), **result.summary()})
+    return out
+
+
+def load_checkpoint(out_dir: str | os.PathLike, device: str = "cpu") -> tuple[GPT, "object"]:
+    """(model, tokenizer) from a folder written by save_run; weights load with weights_only=True."""
+    from kit.tokenizer import Tokenizer
+
+    out = Path(out_dir)
+    config = json.loads((out / CONFIG_FILE).read_text(encoding="utf-8"))
+    model = GPT(GPTConfig(**config["model"]))
+    model.load_state_dict(torch.load(out / MODEL_FILE, map_location=device, weights_only=True))
+    return model.to(device).eval(), Tokenizer.load(out / "tokenizer")
+
+
+def save_loss_plot(history: list[dict], path: str | os.PathLike, title: str = "midtraining loss") -> Path:
+    """Train loss per step and validation loss where measured, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    ax.plot([h["step"] for h in history], [h["train_loss"] for h in history], label="train", lw=1)
+    val = [h for h in history if "val_loss" in h]
+    if val:
+        ax.plot([h["step"] for h in val], [h["val_loss"] for h in val], "o-", label="validation")
+    ax.set(xlabel="step", ylabel="loss (nats / target token)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------
+# CLI
+
+def train_tokenizer_on(records: Iterable[dict], vocab_size: int):
+    """A tokenizer trained on the knowledge folder and the mixture's text (when none is given)."""
+    from kit.tasks import conversation_texts
+    from kit.tokenizer import Tokenizer, texts_from_paths
+    from kit.paths import knowledge_dir
+
+    texts = list(conversation_texts(records))
+    if knowledge_dir().is_dir():
+        texts += list(texts_from_paths([knowledge_dir()]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a small corpus gives a smaller vocabulary; tok.vocab_size says so
+        return Tokenizer.train(texts, vocab_size, progress=False)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kit midtrain",
+                                     description="Pack a task mixture and train a small GPT on it (CPU or GPU).")
+    parser.add_argument("--data", nargs="*", default=[], metavar="PATH",
+                        help="identity conversation files (.jsonl, kit or CustomJSON lines)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu-smoke")
+    parser.add_argument("--steps", type=int, help="optimizer steps (default: the preset's)")
+    parser.add_argument("--loss-mode", choices=LOSS_MODES, default="mid")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    parser.add_argument("--out", required=True, help="folder for the checkpoint, history, tokenizer, manifest")
+    parser.add_argument("--tokenizer", help="a tokenizer folder (default: train one on the mixture)")
+    parser.add_argument("--vocab-size", type=int, help="vocabulary of a tokenizer trained here (default: the preset's)")
+    parser.add_argument("--size", type=int, default=1000, help="built-in task conversations (default 1000)")
+    parser.add_argument("--identity-epochs", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--peak-flops", type=float, help="device peak FLOP/s for MFU (default: a timed matmul)")
+    parser.add_argument("--sample-tokens", type=int, default=64, help="tokens per sampled reply (0: no samples)")
+    for name in ("smoltalk", "mmlu", "gsm8k", "memory"):
+        parser.add_argument(f"--{name}", metavar="PATH", help=f"add the {name} set (a file or folder in its published format)")
+    args = parser.parse_args(argv)
+
+    from kit.datasets import DatasetError
+    from kit.records import RecordError
+    from kit.tasks import default_mixture
+    from kit.tokenizer import Tokenizer
+
+    try:
+        mixture = default_mixture(args.data, seed=args.seed, size=args.size, identity_epochs=args.identity_epochs,
+                                  smoltalk=args.smoltalk, mmlu=args.mmlu, gsm8k=args.gsm8k, memory=args.memory)
+        print(f"mixture: {mixture.counts()}", flush=True)
+        vocab_size = args.vocab_size or PRESETS[args.preset].vocab_size
+        tokenizer = Tokenizer.load(args.tokenizer) if args.tokenizer else train_tokenizer_on(mixture, vocab_size)
+        overrides = {"loss_mode": args.loss_mode, "seed": args.seed}
+        if args.steps is not None:
+            overrides["steps"] = args.steps
+        result = midtrain(mixture, tokenizer, preset=args.preset, out_dir=args.out, device=args.device,
+                          peak_flops=args.peak_flops, sample_tokens=args.sample_tokens,
+                          manifest_extra={"argv": argv, "tokenizer": args.tokenizer or "trained on the mixture"},
+                          **overrides)
+    except (OSError, ValueError, RecordError, DatasetError) as exc:
+        print(f"kit midtrain: {exc}", file=sys.stderr)
+        return 1
+    save_loss_plot(result.history, Path(args.out) / "loss.png")
+    for sample in result.samples_after:
+        print(f"> {sample['prompt']}\n{sample['reply']}\n")
+    print(f"val loss {result.val_loss}, bpb {result.val_bpb}; saved to {args.out}")
+    return 0

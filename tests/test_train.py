@@ -1,0 +1,136 @@
+"""kit.train: the loss falls, a tiny model memorises a few conversations and answers with them,
+sft mode trains on the assistant's tokens only, checkpoints round-trip, and the CLI reports errors."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from kit.packing import pack_rows, targets
+from kit.tasks import SimpleSpelling
+from kit.train import PRESETS, chat, load_checkpoint, lr_at, main, midtrain, split_validation
+
+TINY = dict(n_layer=2, n_head=2, n_embd=64, sequence_len=64, batch_size=4, eval_every=10, progress=False,
+            sample_tokens=0, peak_flops=1e9)
+
+FACTS = [
+    ("What is your name?", "My name is kit, a small model."),
+    ("Who made you?", "I was trained in a notebook."),
+    ("What do you like?", "I like packing tokens."),
+]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread: splitting 64-wide matmuls over cores costs more than it saves."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def facts():
+    return [{"id": f"fact:{i}", "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}],
+             "meta": {"task": "identity"}} for i, (q, a) in enumerate(FACTS)]
+
+
+def test_a_few_steps_lower_the_loss(trained_tokenizer):
+    records = list(SimpleSpelling(60, seed=0))
+    result = midtrain(records, trained_tokenizer, device="cpu", steps=12, lr=3e-3, **TINY)
+    losses = [h["train_loss"] for h in result.history]
+    assert np.mean(losses[-3:]) < losses[0] - 0.5
+    assert result.val_loss is not None and result.val_bpb is not None and result.val_bpb > 0
+    assert result.tokens_per_s > 0 and 0 < result.mfu
+    assert result.trained_tokens["mid"] > result.trained_tokens["sft"] > 0
+
+
+def test_training_is_deterministic_on_cpu(trained_tokenizer):
+    records = list(SimpleSpelling(30, seed=0))
+    a = midtrain(records, trained_tokenizer, device="cpu", steps=4, **TINY)
+    b = midtrain(records, trained_tokenizer, device="cpu", steps=4, **TINY)
+    assert [h["train_loss"] for h in a.history] == [h["train_loss"] for h in b.history]
+
+
+def test_overfits_a_handful_and_answers_with_a_trained_reply(trained_tokenizer):
+    # rows of 33 tokens hold one conversation each, so every answer is learnt from its question alone
+    # (conversations sharing a row would also learn to follow each other)
+    result = midtrain(facts(), trained_tokenizer, device="cpu", steps=120, lr=1e-2, val_fraction=0,
+                      warmup_frac=0.05, decay_frac=0.3, **{**TINY, "sequence_len": 32})
+    assert result.packing["rows"] == 3 and result.packing["cropped"] == 0
+    assert result.final_train_loss < 0.1
+    for question, answer in FACTS:
+        assert chat(result.model, trained_tokenizer, question, max_new_tokens=40) == answer
+
+
+def test_sft_mode_trains_on_assistant_tokens_only(trained_tokenizer):
+    tok = trained_tokenizer
+    conversation = facts()[0]
+    rendered = tok.render_conversation(conversation)
+    packed = pack_rows([(rendered.ids, rendered.mask)], 64 + 1, pad_id=tok.bos_id, bos_id=tok.bos_id)
+    sft = targets(packed, "sft")[0]
+    # the targets left in sft mode spell the assistant's reply and its end token, nothing of the user
+    assert tok.decode(sft[sft != -1].tolist()) == FACTS[0][1] + "<|assistant_end|>"
+    # and the model's loss in sft mode is the cross-entropy over exactly those positions, by hand
+    torch.manual_seed(0)
+    from kit.model import GPT, GPTConfig
+
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, sequence_len=64, n_layer=1, n_head=2, n_embd=32))
+    with torch.no_grad():
+        model.lm_head.weight.normal_()
+    x = torch.from_numpy(packed.ids[:, :-1].astype(np.int64))
+    logits = model(x)[0]
+    keep = torch.from_numpy(packed.mask[0, 1:] == 1)
+    by_hand = F.cross_entropy(logits[keep], torch.from_numpy(packed.ids[0, 1:].astype(np.int64))[keep])
+    assert torch.allclose(model(x, torch.from_numpy(sft)[None]), by_hand, atol=1e-6)
+    # a user token's logits get no gradient in sft mode
+    logits_leaf = model(x).detach().requires_grad_(True)
+    F.cross_entropy(logits_leaf[0], torch.from_numpy(sft), ignore_index=-1).backward()
+    user_positions = ~keep
+    assert logits_leaf.grad[0, user_positions].abs().max() == 0
+    assert logits_leaf.grad[0, keep].abs().max() > 0
+
+
+def test_checkpoint_round_trip_gives_identical_logits(trained_tokenizer, tmp_path):
+    result = midtrain(facts(), trained_tokenizer, device="cpu", steps=3, val_fraction=0, out_dir=tmp_path, **TINY)
+    model, tokenizer = load_checkpoint(tmp_path)
+    idx = torch.tensor([trained_tokenizer.render_for_completion(facts()[0])])
+    result.model.eval()
+    assert torch.equal(model(idx), result.model(idx))
+    assert tokenizer.encode("packing tokens") == trained_tokenizer.encode("packing tokens")
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert [h["step"] for h in history] == [1, 2, 3]
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["trained_tokens"] == result.trained_tokens and "environment" in manifest
+
+
+def test_schedule_warms_up_holds_and_decays():
+    config = PRESETS["cpu-smoke"]
+    lrs = [lr_at(s, config) for s in range(config.steps)]
+    assert lrs[0] < lrs[10] == config.lr
+    assert lrs[-1] == pytest.approx(config.lr * (config.final_lr_frac + (1 - config.final_lr_frac) / 50))
+    assert all(a >= b for a, b in zip(lrs[50:], lrs[51:]))
+
+
+def test_validation_split_keeps_repeats_together():
+    records = [{"id": f"identity:{i}", "messages": [], "meta": {"source_id": f"c{i % 10}"}} for i in range(40)]
+    train, val = split_validation(records, 0.3, seed=0)
+    assert val and train
+    assert not {r["meta"]["source_id"] for r in train} & {r["meta"]["source_id"] for r in val}
+
+
+def test_cli_runs_and_writes_a_checkpoint(tokenizer_dir, tmp_path, capsys):
+    out = tmp_path / "midtrain"
+    rc = main(["--preset", "cpu-smoke", "--steps", "1", "--size", "20", "--device", "cpu", "--out", str(out),
+               "--tokenizer", str(tokenizer_dir), "--sample-tokens", "0", "--peak-flops", "1e9"])
+    assert rc == 0
+    assert {"model.pt", "config.json", "history.json", "manifest.json", "loss.png"} <= {p.name for p in out.iterdir()}
+    assert "targets: mid" in capsys.readouterr().out
+
+
+def test_cli_bad_input_is_one_line_error(tmp_path, capsys):
+    rc = main(["--data", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o")])
+    assert rc == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("kit midtrain:") and "missing.jsonl" in err and "\n" not in err
