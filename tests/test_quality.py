@@ -1,0 +1,323 @@
+"""kit.quality on crafted files with known answers: coverage shares, planted near-duplicates,
+distinct-n, first-message duplicates, style rules, cost per supervised token, and the CLI."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kit import quality
+from kit.records import read_records
+
+FIXTURES = Path(__file__).parent / "fixtures"
+NEAR_DUPS = FIXTURES / "quality_near_dups.jsonl"
+COVERAGE = FIXTURES / "quality_coverage.jsonl"
+
+
+def conversation(*turns: str, meta: dict | None = None, id_: str = "x") -> dict:
+    roles = itertools.cycle(["user", "assistant"])
+    return {"id": id_, "messages": [{"role": next(roles), "content": t} for t in turns], "meta": meta or {}}
+
+
+def element(cov: dict, dim: str, name: str) -> dict:
+    return next(e for e in cov["dimensions"][dim]["elements"] if e["element"] == name)
+
+
+# ---- coverage -----------------------------------------------------------------------------------
+
+
+def test_coverage_exact_shares_against_given_targets():
+    records = read_records(COVERAGE, strict=False).records  # 10 with meta, 1 bare array; 1 broken line
+    targets = {
+        "topic_category": {"identity": 0.5, "architecture": 0.25, "training": 0.15, "history": 0.1},
+        "persona": {"student": 1 / 3, "engineer": 1 / 3, "skeptic": 1 / 3},
+    }
+    cov = quality.coverage(records, targets)
+    cat = cov["dimensions"]["topic_category"]
+    assert cat["n"] == 10 and cat["records_without"] == 1 and cat["source"] == "given"
+    assert element(cov, "topic_category", "identity")["share"] == pytest.approx(0.6)
+    assert element(cov, "topic_category", "architecture")["share"] == pytest.approx(0.3)
+    assert element(cov, "topic_category", "training")["share"] == pytest.approx(0.1)
+    assert element(cov, "topic_category", "history")["count"] == 0
+    assert cat["missing"] == ["history"]
+    # |.6-.5| + |.3-.25| + |.1-.15| + |0-.1| = 0.3, halved
+    assert cat["total_variation"] == pytest.approx(0.15)
+    assert element(cov, "persona", "engineer")["share"] == pytest.approx(0.4)
+    # first-message styles are list-valued: 11 styles over 10 records, each counted
+    fmc = cov["dimensions"]["first_message_category"]
+    assert fmc["n"] == 11 and fmc["source"] == "uniform over observed"
+    assert element(cov, "first_message_category", "simple_greetings")["share"] == pytest.approx(5 / 11)
+    top = cov["furthest_off"][0]
+    assert (top["dimension"], top["element"], top["diff"]) == ("first_message_category", "simple_greetings", pytest.approx(5 / 11 - 1 / 5))
+    assert cov["absent"] == ["recipe"]
+
+
+def test_coverage_without_targets_is_uniform_over_observed():
+    records = read_records(COVERAGE, strict=False).records
+    cov = quality.coverage(records)
+    dyn = cov["dimensions"]["dynamic"]
+    assert dyn["source"] == "uniform over observed"
+    assert element(cov, "dynamic", "short")["target"] == pytest.approx(0.5)
+    assert element(cov, "dynamic", "short")["share"] == pytest.approx(0.7)
+    assert any("no recipe" in n for n in cov["notes"])
+
+
+def test_coverage_of_records_without_meta_says_so():
+    records = [conversation("hi", "hello"), conversation("yo", "hey")]
+    cov = quality.coverage(records)
+    assert cov["dimensions"] == {} and cov["furthest_off"] == []
+    assert any("no record carries diversity meta" in n for n in cov["notes"])
+
+
+def test_coverage_uses_the_recipe_targets_of_kit_sampling():
+    sampling = pytest.importorskip("kit.sampling")
+    dims = sampling.load_dimensions()
+    records = [conversation("q", "a", meta=sampling.sample_elements("v2", 7, i, dims)) for i in range(3000)]
+    cov = quality.coverage(records)
+    targets = sampling.target_shares("v2")
+    for dim in ("topic_category", "persona", "dynamic", "first_message_category"):
+        d = cov["dimensions"][dim]
+        assert d["source"] == "recipe"
+        assert {e["element"]: e["target"] for e in d["elements"]} == pytest.approx(targets[dim])
+        assert d["total_variation"] < 0.06, dim  # a seeded draw of 3000 is close to its targets
+        assert d["unexpected"] == []
+
+
+# ---- lexical diversity --------------------------------------------------------------------------
+
+
+def test_distinct_n_by_hand():
+    texts = ["The cat sat", "the CAT ran."]
+    # words: the cat sat | the cat ran -> 4 unique of 6; bigrams 3 of 4; trigrams 2 of 2
+    assert quality.distinct_n(texts, 1) == pytest.approx(4 / 6)
+    assert quality.distinct_n(texts, 2) == pytest.approx(3 / 4)
+    assert quality.distinct_n(texts, 3) == 1.0
+    assert quality.distinct_n(["one two"], 3) is None
+    assert quality.words("Don't STOP, it's 2025!") == ["don't", "stop", "it's", "2025"]
+
+
+def test_distinct_keeps_roles_apart():
+    records = [conversation("hi there", "hello hello"), conversation("hi there", "hello world")]
+    d = quality.distinct(records)
+    assert d["user"]["distinct_1"] == pytest.approx(2 / 4) and d["user"]["distinct_2"] == pytest.approx(1 / 2)
+    assert d["assistant"]["distinct_1"] == pytest.approx(2 / 4) and d["assistant"]["words"] == 4
+
+
+def test_first_message_duplicate_rate():
+    records = [conversation(t, "ok") for t in ["Hi", "hi ", "Hello", "HI", "hi  there"]]
+    # normalised: hi, hi, hello, hi, hi there -> 3 unique of 5
+    assert quality.first_message_duplicate_rate(records) == pytest.approx(2 / 5)
+    assert quality.first_messages(records)["most_common"] == [{"text": "hi", "count": 3}]
+    assert quality.first_message_duplicate_rate([]) is None
+
+
+# ---- near-duplicates ------------------------------------------------------------------------------
+
+
+def exact_jaccard(a: str, b: str) -> float:
+    sa, sb = set(quality.shingles(a)), set(quality.shingles(b))
+    return len(sa & sb) / len(sa | sb)
+
+
+def test_fixture_plants_clear_near_duplicates():
+    records = read_records(NEAR_DUPS).records
+    texts = {r["id"]: quality.conversation_text(r) for r in records}
+    for a, b in itertools.combinations(texts, 2):
+        j = exact_jaccard(texts[a], texts[b])
+        if a.split("-")[0] != b.split("-")[0] or a.startswith("other"):
+            assert j < 0.3, (a, b, j)
+        elif a.endswith("-0"):  # a copy against its original: one word edited
+            assert j >= 0.85, (a, b, j)
+        else:  # two copies: two edits apart, still one cluster through their original
+            assert j >= 0.75, (a, b, j)
+
+
+def test_near_duplicates_finds_the_planted_clusters_and_nothing_else():
+    records = read_records(NEAR_DUPS).records
+    nd = quality.near_duplicates(records, threshold=0.8, num_perm=128)
+    clusters = sorted(sorted(records[i]["id"] for i in c) for c in nd.clusters)
+    assert clusters == [["cost-0", "cost-1", "cost-2"], ["limits-0", "limits-1", "limits-2"], ["rope-0", "rope-1", "rope-2"]]
+    assert nd.removable == 6 and nd.rate == pytest.approx(6 / 19)
+    kept = quality.dedup(records, nd.clusters)
+    assert len(kept) == 13
+    assert {r["id"] for r in kept} >= {"cost-0", "rope-0", "limits-0"}  # the first of each cluster stays
+    d = nd.to_dict(records)
+    assert d["largest"][0]["size"] == 3 and d["largest"][0]["examples"]
+
+
+def test_vectorised_signatures_equal_datasketch_minhash():
+    from datasketch import MinHash
+
+    texts = [quality.conversation_text(r) for r in read_records(NEAR_DUPS).records[:4]] + ["two words", "", "!!"]
+    sig = quality.minhash_signatures(texts, num_perm=64, seed=3)
+    for text, row in zip(texts, sig):
+        m = MinHash(num_perm=64, seed=3, hashfunc=quality.shingle_hash)
+        m.update_batch(quality.shingles(text))
+        assert np.array_equal(m.hashvalues, row), text
+
+
+def test_signature_blocks_do_not_change_results(monkeypatch):
+    texts = [quality.conversation_text(r) for r in read_records(NEAR_DUPS).records]
+    whole = quality.minhash_signatures(texts)
+    monkeypatch.setattr(quality, "_CHUNK_SHINGLES", 50)  # many small blocks, some of one doc
+    assert np.array_equal(quality.minhash_signatures(texts), whole)
+
+
+def test_empty_conversations_are_not_clustered():
+    records = [conversation("", ""), conversation("", ""), conversation("hello there friend", "hi")]
+    nd = quality.near_duplicates(records)
+    assert nd.clusters == [] and nd.empty_records == 2
+
+
+# ---- style --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, lang",
+    [
+        ("hi there, who are you?", "en"),
+        ("Hola, ¿quién eres?", "es"),
+        ("bonjour", "fr"),
+        ("Hallo, wer bist du?", "de"),
+        ("ciao", "it"),
+        ("你好，你是谁？", "zh"),
+        ("こんにちは、あなたは誰ですか", "ja"),
+        ("안녕하세요", "ko"),
+        ("привет", "ru"),
+        ("konnichiwa", "ja"),
+        ("ni hao", "zh"),
+        ("helo", "und"),
+        ("???", "und"),
+    ],
+)
+def test_guess_language(text, lang):
+    assert quality.guess_language(text) == lang
+
+
+def test_style_rates():
+    records = [
+        conversation("hi", "I am nanochat.", "cool", "Yes, NanoChat here."),
+        conversation("hola", "Hello \u2014 I'm an assistant."),
+    ]
+    s = quality.style(records)
+    assert s["non_ascii_message_rate"] == pytest.approx(1 / 6)
+    assert s["non_ascii_record_rate"] == pytest.approx(1 / 2)
+    assert s["non_ascii_top_chars"][0]["codepoint"] == "U+2014"
+    assert s["identity_mention_rate"] == pytest.approx(2 / 3)  # case-insensitive, whole word
+    assert s["identity_mention_record_rate"] == pytest.approx(1 / 2)
+    assert s["first_message_languages"] == {"en": 1, "es": 1}
+
+
+# ---- cost ---------------------------------------------------------------------------------------
+
+
+def test_cost_per_supervised_token_by_hand(trained_tokenizer):
+    usage = {"prompt_tokens": 1000, "completion_tokens": 150, "cost_usd": 0.0025}
+    records = [
+        conversation("what is your name", "I am nanochat.", "who made you", "Andrej Karpathy made me.", meta={"usage": usage}),
+        conversation("hello", "Hello! How can I help today?", meta={"usage": usage}),
+        conversation("no usage here", "so this one is not counted"),
+    ]
+    # supervised = each assistant text's tokens + its <|assistant_end|>; nothing of the user's
+    assistant = ["I am nanochat.", "Andrej Karpathy made me.", "Hello! How can I help today?"]
+    supervised = sum(len(trained_tokenizer.encode(t)) + 1 for t in assistant)
+    c = quality.cost(records, trained_tokenizer)
+    assert c["records_with_usage"] == 2 and c["supervised_tokens"] == supervised
+    assert c["cost_usd"] == pytest.approx(0.005)
+    assert c["usd_per_supervised_token"] == pytest.approx(0.005 / supervised)
+    assert c["usd_per_million_supervised_tokens"] == pytest.approx(5000 / supervised)
+    assert c["completion_tokens_per_supervised_token"] == pytest.approx(300 / supervised)
+    assert c["api_tokens_per_supervised_token"] == pytest.approx(2300 / supervised)
+
+
+def test_cost_without_tokenizer_or_usage():
+    c = quality.cost([conversation("a", "b")])
+    assert c["records_with_usage"] == 0 and c["cost_usd"] is None and "tokenizer" in c["note"]
+
+
+# ---- report, rejects and CLI --------------------------------------------------------------------
+
+
+def test_report_is_json_and_has_the_promised_keys():
+    records = read_records(NEAR_DUPS).records
+    report = quality.quality_report(records)
+    json.dumps(report)
+    for key in ("near_duplicate_rate", "coverage", "distinct", "first_message_duplicate_rate"):
+        assert key in report
+    assert report["near_duplicate_rate"] == pytest.approx(6 / 19)
+    assert report["lengths"]["turns"]["median"] == 2
+
+
+def test_rejects_are_counted_by_rule(tmp_path):
+    data = tmp_path / "conversations.jsonl"
+    data.write_text(NEAR_DUPS.read_text())
+    lines = [
+        {"index": 3, "rules": ["roles", "ascii"], "reasons": ["message[1]: ..."], "raw": "{", "meta": {"usage": {"cost_usd": 0.001}}},
+        {"index": 5, "rules": ["json"], "reasons": ["not JSON"], "raw": "oops", "meta": {"usage": {"cost_usd": 0.002}}},
+    ]
+    (tmp_path / "conversations.rejects.jsonl").write_text("\n".join(map(json.dumps, lines)) + "\nnot json\n")
+    assert quality.rejects_path(data) == tmp_path / "conversations.rejects.jsonl"
+    r = quality.reject_reasons(quality.rejects_path(data))
+    assert r["n"] == 2 and r["unreadable_lines"] == 1
+    assert r["reasons"] == {"roles": 1, "ascii": 1, "json": 1}
+    assert r["usage"]["cost_usd"] == pytest.approx(0.003)
+
+
+def test_cli_json_reports_bad_lines_with_file_and_line(capsys):
+    rc = quality.main([str(COVERAGE), "--json"])
+    out, err = capsys.readouterr()
+    report = json.loads(out)
+    assert rc == 1  # the file has a bad line
+    assert report["n_records"] == 11
+    assert report["read_errors"][0]["line"] == 12
+    assert f"{COVERAGE}:12:" in err
+
+
+def test_cli_table_and_dedup_export(tmp_path, capsys):
+    out_file = tmp_path / "dedup.jsonl"
+    rc = quality.main([str(NEAR_DUPS), "--dedup-out", str(out_file), "--threshold", "0.8"])
+    out, _ = capsys.readouterr()
+    assert rc == 0
+    assert "near-duplicates" in out and "31.6%" in out and "distinct-1" in out
+    assert len(read_records(out_file).records) == 13
+
+
+def test_cli_with_tokenizer(tokenizer_dir, capsys):
+    assert quality.main([str(NEAR_DUPS), "--tokenizer", str(tokenizer_dir), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["lengths"]["assistant_tokens"]["n"] == 19
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["missing.jsonl"], "no such file"),
+        ([str(NEAR_DUPS), "--threshold", "1.5"], "--threshold"),
+        ([str(NEAR_DUPS), "--tokenizer", "/nonexistent/tok"], "kit quality:"),
+        ([str(NEAR_DUPS), "--targets", "no-such-recipe"], "kit quality:"),
+    ],
+)
+def test_cli_user_errors_are_one_line(argv, message, capsys):
+    assert quality.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+# ---- plots --------------------------------------------------------------------------------------
+
+
+def test_plots_return_figures():
+    from kit import quality_plots
+
+    records = read_records(COVERAGE, strict=False).records
+    fig = quality_plots.coverage_bars(quality.coverage(records))
+    assert len(fig.axes) == 5  # topic_category, topic, persona, dynamic, first_message_category
+    fig = quality_plots.length_histograms(quality.lengths(records))
+    assert len(fig.axes) == 2
+    fig = quality_plots.reject_reasons_bar({"n": 2, "reasons": {"json": 2, "roles": 1}})
+    assert len(fig.axes) == 1
+    assert quality_plots.coverage_bars(quality.coverage([conversation("a", "b")])).axes
