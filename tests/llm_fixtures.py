@@ -3,6 +3,8 @@ clean environment so no test reads the developer's keys or `.env`, or writes the
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from fake_openai import FakeOpenAI, Responder, echo_responder
@@ -13,11 +15,17 @@ LLM_ENV_VARS = ("OPENAI_BASE_URL", "OPENAI_API_KEY", "OPENROUTER_API_KEY", "OPEN
 
 @pytest.fixture(autouse=True)
 def _isolated_llm_env(tmp_path_factory, monkeypatch):
-    """Every test: its own reply cache, no endpoint or key from the environment, no `.env` read."""
+    """Every test: its own reply cache, no endpoint or key from the environment, no `.env` read.
+    The environment is restored afterwards as a whole: reading a `.env` sets variables that monkeypatch
+    never saw, and a leaked OPENAI_BASE_URL would send the nbval kernels (children of pytest) elsewhere."""
+    saved = dict(os.environ)
     monkeypatch.setenv("KIT_CACHE_DIR", str(tmp_path_factory.mktemp("llm-cache")))
     monkeypatch.setenv("KIT_NO_DOTENV", "1")
     for name in LLM_ENV_VARS:
         monkeypatch.delenv(name, raising=False)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture

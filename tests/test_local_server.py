@@ -122,5 +122,7 @@ def test_the_server_does_not_outlive_a_killed_owner():
             httpx.get(f"{base_url}/models", timeout=1)
         except httpx.ConnectError:
             return
+        except (httpx.ReadError, httpx.RemoteProtocolError):
+            pass  # caught mid-shutdown: the socket still accepted but the process is going
         time.sleep(0.1)
     pytest.fail(f"the model server at {base_url} outlived its killed owner")
