@@ -12,7 +12,8 @@ Rules (severity error unless noted):
   starts_with_user the first message after an optional system message is the user's
   alternation      no two user or two assistant messages in a row
   ends_with_assistant  the last message is the assistant's (the thing being taught)
-  content          non-empty text; parts ({"type", "text"}) only in assistant messages
+  content          non-empty text; parts ({"type", "text"}) only in assistant messages; an assistant
+                   message has at least one letter or digit (small models emit JSON debris like "}, {")
   finish_reason    the reply was not cut off by the token limit ("length")
   ascii            plain ASCII text (warning; the generation prompt asks for it)
 """
@@ -48,7 +49,9 @@ class Problem:
 def _content_problem(content: Any, role: Any) -> str | None:
     """Why this content is not usable text, or None if it is."""
     if isinstance(content, str):
-        return None if content.strip() else "content is empty"
+        if not content.strip():
+            return "content is empty"
+        return _wordless(content) if role == "assistant" else None
     if isinstance(content, list):
         if role != "assistant":
             return f"content parts are only allowed in assistant messages, not {role!r}"
@@ -57,8 +60,14 @@ def _content_problem(content: Any, role: Any) -> str | None:
                 return f"content part {j} is not {{'type': one of {'/'.join(PART_TYPES)}, 'text': str}}"
         if not any(part["text"].strip() for part in content):
             return "content parts hold no text"
-        return None
+        return _wordless("".join(part["text"] for part in content))
     return f"content is a {type(content).__name__}, not a string"
+
+
+def _wordless(text: str) -> str | None:
+    if any(ch.isalnum() for ch in text):
+        return None
+    return f"assistant content has no letter or digit: {text.strip()[:40]!r}"
 
 
 def _text(content: Any) -> str:

@@ -41,6 +41,9 @@ def test_a_good_conversation_has_no_problems():
     ([{"role": "user", "content": [{"type": "text", "text": "hi"}]}, A()], [(0, "content", "error")]),
     ([U(), {"role": "assistant", "content": [{"type": "image", "text": "x"}]}], [(1, "content", "error")]),
     ([U(), {"role": "assistant"}], [(1, "shape", "error")]),
+    ([U("?"), A("}, {")], [(1, "content", "error")]),  # a user may say "?"; a taught reply needs words
+    ([U(), {"role": "assistant", "content": [{"type": "python", "text": "()"}]}], [(1, "content", "error")]),
+    ([U(), A("42")], []),
     ([U(), "hello"], [(1, "shape", "error")]),
     ([U("héllo"), A()], [(0, "ascii", "warning")]),
 ])
