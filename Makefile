@@ -32,9 +32,11 @@ notebooks: $(STAMP)
 	$(PY) -m kit run --in-place
 
 # JupyterLab serves the project root (so runs/ is reachable too) and opens $(OPEN). The "kit" kernel
-# lets a JupyterLab installed elsewhere run the notebooks with this venv.
+# lets a JupyterLab installed elsewhere run the notebooks with this venv. JupyterLab refuses to run as
+# root (containers) unless told to.
 lab: $(LAB_STAMP)
-	$(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)" --ServerApp.default_url=/lab/tree/$(OPEN)
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/$(OPEN) \
+		$(if $(filter 0,$(shell id -u)),--allow-root)
 
 $(LAB_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,lab]'
