@@ -22,8 +22,11 @@ from __future__ import annotations
 import gc
 import os
 from array import array
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, NamedTuple
+from typing import Any, NamedTuple
+
+import numpy as np
 
 PART_TYPES = ("text", "python", "python_output")
 
@@ -287,15 +290,54 @@ MIN_PER_WORKER = 200
 _inherited: tuple | None = None  # (tokenizer, conversations, max_tokens), read by forked workers
 
 
-def render_batch(tokenizer, conversations: Iterable, max_tokens: int | None = None, workers: int | None = None) -> list[Rendered]:
-    """Render many conversations on every core; results equal `render_conversation`'s, in input order.
+class RenderedBatch(Sequence):
+    """Many rendered conversations, stored as flat arrays: what a data loader or packer wants, and
+    cheap to move between processes. Conversation k is ids[offsets[k]:offsets[k+1]]; indexing or
+    iterating gives `Rendered` objects (made on demand), equal to `render_conversation`'s."""
+
+    def __init__(self, ids: np.ndarray, mask: np.ndarray, offsets: np.ndarray, n_truncated: np.ndarray,
+                 all_masked: np.ndarray, first_message: np.ndarray, special_names: dict[int, str]):
+        self.ids, self.mask, self.offsets = ids, mask, offsets
+        self.n_truncated, self.all_masked, self.first_message = n_truncated, all_masked, first_message
+        self.special_names = special_names
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return [self[j] for j in range(*k.indices(len(self)))]
+        if k < 0:
+            k += len(self)
+        if not 0 <= k < len(self):
+            raise IndexError(f"conversation {k} of {len(self)}")
+        a, b = self.offsets[k], self.offsets[k + 1]
+        n_truncated = int(self.n_truncated[k])
+        return Rendered(self.ids[a:b].tolist(), self.mask[a:b].tolist(), n_truncated > 0, n_truncated,
+                        bool(self.all_masked[k]), int(self.first_message[k]), self.special_names)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    @property
+    def supervised(self) -> np.ndarray:
+        """mask==1 tokens per conversation."""
+        running = np.concatenate(([0], np.cumsum(self.mask, dtype=np.int64)))
+        return running[self.offsets[1:]] - running[self.offsets[:-1]]
+
+
+def render_batch(tokenizer, conversations: Iterable, max_tokens: int | None = None,
+                 workers: int | None = None) -> RenderedBatch:
+    """Render many conversations on every core; conversation k equals `render_conversation`'s.
 
     `workers` counts this process: it renders the first share itself while forked worker processes
     render the rest. The workers inherit the tokenizer and the conversations (they are sent only
-    index ranges) and send results back as packed bytes: pickling the inputs and unpickling millions
-    of small objects here would cost more than the rendering saves (tests/bench/test_bench_render.py
-    measures it). Small batches, one core, or a platform without fork render here alone. A
-    RenderError's text starts with the conversation's position in the input.
+    index ranges) and send each range back as a few flat byte strings; the result stays flat (numpy)
+    rather than millions of small Python ints, which would cost this process about as much to build
+    as the rendering itself (tests/bench/test_bench_render.py measures it). Small batches, one core,
+    or a platform without fork render here alone. A RenderError's text starts with the
+    conversation's position in the input.
     """
     global _inherited
     import multiprocessing as mp
@@ -303,25 +345,36 @@ def render_batch(tokenizer, conversations: Iterable, max_tokens: int | None = No
     conversations = conversations if isinstance(conversations, list) else list(conversations)
     workers = min(workers or available_cores(), len(conversations) // MIN_PER_WORKER)
     if workers <= 1 or "fork" not in mp.get_all_start_methods():
-        return [_render_one(tokenizer, c, max_tokens, n) for n, c in enumerate(conversations)]
+        return _to_batch([_render_range_with(tokenizer, conversations, max_tokens, (0, len(conversations)))],
+                         tokenizer.special_names)
 
-    # This process also receives and unpacks the workers' results, so it renders a smaller share
-    # (0.85 of an equal one balanced the two sides on 2 cores).
-    own = int(0.85 * len(conversations) / workers)
-    step = -(-(len(conversations) - own) // ((workers - 1) * 4))
+    # Equal shares: the workers' start-up and this process's joining cost about the same.
+    own = len(conversations) // workers
+    step = -(-(len(conversations) - own) // (workers - 1))
     ranges = [(n, min(n + step, len(conversations))) for n in range(own, len(conversations), step)]
     _inherited = (tokenizer, conversations, max_tokens)
     gc.freeze()  # keep the workers' garbage collector off the inherited objects (no copy-on-write storm)
+    context, started = mp.get_context("fork"), []
     try:
-        with mp.get_context("fork").Pool(workers - 1) as pool:
-            pending = pool.map_async(_render_range, ranges)
-            out = [_render_one(tokenizer, c, max_tokens, n) for n, c in enumerate(conversations[:own])]
-            for packed in pending.get():
-                out += [_unpack(p, tokenizer.special_names) for p in packed]
+        for bounds in ranges:
+            receive, send = context.Pipe(duplex=False)
+            worker = context.Process(target=_render_to_pipe, args=(send, bounds), daemon=True)
+            worker.start()
+            send.close()
+            started.append((worker, receive))
+        chunks = [_render_range_with(tokenizer, conversations, max_tokens, (0, own))]
+        for (worker, receive), bounds in zip(started, ranges):
+            chunks.append(_receive(receive, worker, bounds))
+        return _to_batch(chunks, tokenizer.special_names)
     finally:
+        for worker, receive in started:
+            receive.close()
+            worker.join(timeout=5)
+            if worker.is_alive():  # only after an error here: nobody reads its result any more
+                worker.kill()
+                worker.join()
         gc.unfreeze()
         _inherited = None
-    return out
 
 
 def available_cores() -> int:
@@ -331,24 +384,68 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _render_range(bounds: tuple[int, int]) -> list[tuple]:
-    tokenizer, conversations, max_tokens = _inherited
-    return [_pack(_render_one(tokenizer, conversations[n], max_tokens, n)) for n in range(*bounds)]
-
-
-def _pack(r: Rendered) -> tuple:
-    return array("i", r.ids).tobytes(), bytes(r.mask), r.n_truncated, r.all_masked, r.first_message
-
-
-def _unpack(packed: tuple, special_names: dict[int, str]) -> Rendered:
-    ids_bytes, mask_bytes, n_truncated, all_masked, first_message = packed
-    ids = array("i")
-    ids.frombytes(ids_bytes)
-    return Rendered(ids.tolist(), list(mask_bytes), n_truncated > 0, n_truncated, all_masked, first_message, special_names)
-
-
-def _render_one(tokenizer, conversation, max_tokens, position: int) -> Rendered:
+def _render_to_pipe(send, bounds: tuple[int, int]) -> None:
+    """A forked worker: its range's bytes, or the RenderError, through the pipe (plain process exit:
+    a Pool's bookkeeping threads cost more than rendering a few thousand conversations)."""
     try:
-        return render_conversation(tokenizer, conversation, max_tokens)
+        send.send(("ok", _render_range_with(*_inherited, bounds)))
     except RenderError as exc:
-        raise RenderError(exc.message_index, exc.rule, f"conversation {position}: {exc.detail}") from None
+        send.send(("error", exc))
+    finally:
+        send.close()
+
+
+def _receive(receive, worker, bounds: tuple[int, int]) -> tuple[bytes, ...]:
+    try:
+        status, payload = receive.recv()
+    except EOFError:
+        worker.join()
+        raise RuntimeError(f"render worker for conversations {bounds[0]}..{bounds[1] - 1} died "
+                           f"(exit code {worker.exitcode})") from None
+    if status == "error":
+        raise payload
+    return payload
+
+
+def _render_range_with(tokenizer, conversations: list, max_tokens: int | None, bounds: tuple[int, int]) -> tuple[bytes, ...]:
+    """Conversations [start, end) as flat bytes: ids (int32), mask, lengths (int64), n_truncated
+    (int32), all_masked, first_message. The same rules as `render_conversation`, but every conversation
+    of the range goes into one ids list and the mask is filled once at the end: no per-conversation
+    lists or objects."""
+    ids: list[int] = []
+    runs: list[int] = []  # supervised [start, end) bounds, absolute in ids
+    lengths, n_truncated, all_masked, first_message = array("q"), array("i"), bytearray(), bytearray()
+    for n in range(*bounds):
+        start, n_runs = len(ids), len(runs)
+        try:
+            messages = messages_of(conversations[n])
+            first = _render(tokenizer, messages, ids, runs)
+        except RenderError as exc:
+            raise RenderError(exc.message_index, exc.rule, f"conversation {n}: {exc.detail}") from None
+        length = len(ids) - start
+        if max_tokens is None or length <= max_tokens:
+            n_truncated.append(0)
+            all_masked.append(len(messages) - first < 2)  # roles alternate from a user message
+        else:
+            cut = start + max_tokens
+            del ids[cut:]
+            runs[n_runs:] = [min(bound, cut) for bound in runs[n_runs:]]
+            n_truncated.append(length - max_tokens)
+            all_masked.append(not any(runs[k] < runs[k + 1] for k in range(n_runs, len(runs), 2)))
+            length = max_tokens
+        lengths.append(length)
+        first_message.append(first)
+    mask = bytearray(len(ids))
+    for k in range(0, len(runs), 2):
+        mask[runs[k]:runs[k + 1]] = b"\x01" * (runs[k + 1] - runs[k])
+    return (array("i", ids).tobytes(), bytes(mask), lengths.tobytes(), n_truncated.tobytes(), bytes(all_masked),
+            bytes(first_message))
+
+
+def _to_batch(chunks: list[tuple[bytes, ...]], special_names: dict[int, str]) -> RenderedBatch:
+    def joined(k: int, dtype) -> np.ndarray:
+        return np.concatenate([np.frombuffer(chunk[k], dtype=dtype) for chunk in chunks])
+
+    offsets = np.concatenate(([0], np.cumsum(joined(2, np.int64))))
+    return RenderedBatch(joined(0, np.int32), joined(1, np.uint8), offsets, joined(3, np.int32),
+                         joined(4, np.bool_), joined(5, np.uint8), special_names)

@@ -208,14 +208,14 @@ def file_stats(tokenizer, records: Iterable[dict], max_tokens: int | None = None
     """Tokens per conversation, supervised fraction overall and per source (meta "source", else
     "task", else "unknown"), truncation and all-masked counts. Renders on every core."""
     records = list(records)
-    rendered = render_batch(tokenizer, records, max_tokens=max_tokens)
-    lengths = [len(r.ids) for r in rendered]
+    batch = render_batch(tokenizer, records, max_tokens=max_tokens)
+    lengths = batch.lengths.tolist()
     by_source: dict[str, dict] = defaultdict(lambda: {"conversations": 0, "tokens": 0, "supervised": 0})
-    for record, r in zip(records, rendered):
+    for record, length, supervised in zip(records, lengths, batch.supervised.tolist()):
         entry = by_source[source_of(record)]
         entry["conversations"] += 1
-        entry["tokens"] += len(r.ids)
-        entry["supervised"] += sum(r.mask)
+        entry["tokens"] += length
+        entry["supervised"] += supervised
     for entry in by_source.values():
         entry["supervised_fraction"] = round(entry["supervised"] / entry["tokens"], 4) if entry["tokens"] else 0.0
     tokens, supervised = sum(lengths), sum(e["supervised"] for e in by_source.values())
@@ -226,9 +226,9 @@ def file_stats(tokenizer, records: Iterable[dict], max_tokens: int | None = None
         "supervised_fraction": round(supervised / tokens, 4) if tokens else 0.0,
         "tokens_per_conversation": _summary(lengths),
         "max_tokens": max_tokens,
-        "truncated": sum(r.truncated for r in rendered),
-        "truncated_tokens": sum(r.n_truncated for r in rendered),
-        "all_masked": sum(r.all_masked for r in rendered),
+        "truncated": int((batch.n_truncated > 0).sum()),
+        "truncated_tokens": int(batch.n_truncated.sum()),
+        "all_masked": int(batch.all_masked.sum()),
         "by_source": dict(sorted(by_source.items())),
     }
 

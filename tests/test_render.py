@@ -310,8 +310,13 @@ def test_render_batch_matches_single(trained_tokenizer, gsm8k_example):
         for _ in range(600)
     ] + [gsm8k_example["conversation"]]
     single = [render_conversation(trained_tokenizer, c, max_tokens=16) for c in convs]
-    assert render_batch(trained_tokenizer, convs, max_tokens=16, workers=2) == single
-    assert render_batch(trained_tokenizer, convs[:5], workers=2) == [render_conversation(trained_tokenizer, c) for c in convs[:5]]
+    batch = render_batch(trained_tokenizer, convs, max_tokens=16, workers=2)
+    assert list(batch) == single and batch[-1] == single[-1] and batch[:2] == single[:2]
+    assert batch.lengths.tolist() == [len(r.ids) for r in single]
+    assert batch.supervised.tolist() == [r.n_supervised for r in single]
+    assert batch.ids.tolist() == [t for r in single for t in r.ids]
+    assert list(render_batch(trained_tokenizer, convs[:5], workers=2)) == [render_conversation(trained_tokenizer, c) for c in convs[:5]]
+    assert len(render_batch(trained_tokenizer, [])) == 0
 
 
 def test_render_batch_error_names_the_conversation(trained_tokenizer):
@@ -321,3 +326,21 @@ def test_render_batch_error_names_the_conversation(trained_tokenizer):
         render_batch(trained_tokenizer, convs, workers=2)
     assert (info.value.message_index, info.value.rule) == (0, "alternation")
     assert "conversation 500" in str(info.value)
+
+
+def test_render_batch_names_a_worker_that_died(trained_tokenizer, monkeypatch):
+    import os
+
+    import kit.render
+
+    parent, real = os.getpid(), kit.render._render_range_with
+
+    def dies_in_a_worker(*args):
+        if os.getpid() != parent:
+            os._exit(3)  # as if the OOM killer took it
+        return real(*args)
+
+    monkeypatch.setattr(kit.render, "_render_range_with", dies_in_a_worker)
+    good = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    with pytest.raises(RuntimeError, match=r"conversations 250\.\.499 died \(exit code 3\)"):
+        render_batch(trained_tokenizer, [good] * 500, workers=2)
