@@ -14,7 +14,8 @@ The validation set is split off by conversation (all copies of a repeated identi
 on the same side), so the validation loss measures conversations the model has not seen.
 
 Several GPUs: `torchrun --nproc_per_node N -m kit midtrain ...` runs PyTorch DDP (each rank trains on
-its own share of the rows); the single-process path is the plain loop below.
+its own share of the rows, NCCL on GPUs; CPU processes use gloo, which is how the test suite runs it);
+rank 0 evaluates, samples and writes. The single-process path is the plain loop below.
 """
 
 from __future__ import annotations
@@ -102,6 +103,7 @@ class MidtrainResult:
     samples_before: list[dict]
     samples_after: list[dict]
     out_dir: str | None
+    ranks: int = 1  # processes that trained together (torchrun); tokens_per_s counts all of them
     model: GPT | None = field(default=None, repr=False)
 
     def summary(self) -> dict:
@@ -313,7 +315,7 @@ def _train(records, tokenizer, config: TrainConfig, *, out_dir, device, peak_flo
            progress, manifest_extra) -> MidtrainResult:
     ddp = _ddp_setup()
     rank, world = (ddp["rank"], ddp["world"]) if ddp else (0, 1)
-    dev = torch.device(f"cuda:{ddp['local_rank']}") if ddp else pick_device(device)
+    dev = ddp["device"] if ddp else pick_device(device)
     is_main = rank == 0
     log = (lambda *a: print(*a, flush=True)) if progress and is_main else (lambda *a: None)
     torch.manual_seed(config.seed)
@@ -330,6 +332,8 @@ def _train(records, tokenizer, config: TrainConfig, *, out_dir, device, peak_flo
         f"{row_len}; targets: mid {counts['mid']:,}, sft {counts['sft']:,} (training on {config.loss_mode})")
     if counts[config.loss_mode] == 0:
         raise ValueError(f"no targets to train on in loss mode {config.loss_mode!r}")
+    if ddp:
+        _check_same_rows(train_packed, dev)
     shard = train_packed if world == 1 else _shard(train_packed, rank, world)
 
     model_config = GPTConfig(vocab_size=tokenizer.vocab_size, sequence_len=config.sequence_len,
@@ -342,7 +346,7 @@ def _train(records, tokenizer, config: TrainConfig, *, out_dir, device, peak_flo
     if config.compile and dev.type == "cuda":
         model = torch.compile(model)
     if ddp:
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index])
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     optimizer = torch.optim.AdamW(raw_model.parameters(), lr=config.lr, betas=(0.9, 0.95), eps=1e-8,
                                   weight_decay=config.weight_decay)
     token_bytes = token_byte_lengths(tokenizer)
@@ -401,7 +405,7 @@ def _train(records, tokenizer, config: TrainConfig, *, out_dir, device, peak_flo
         final_train_loss=train_loss, val_loss=final_val.get("val_loss"), val_bpb=final_val.get("val_bpb"),
         tokens_per_s=tokens_per_s, mfu=mfu, peak_flops=peak_flops, flops_per_token=flops_per_token,
         samples_before=samples_before, samples_after=samples_after,
-        out_dir=str(out_dir) if out_dir else None, model=raw_model,
+        out_dir=str(out_dir) if out_dir else None, ranks=world, model=raw_model,
     )
     log(f"done: {tokens_per_s:,.0f} tokens/s, MFU {100 * (mfu or 0):.2f}% of {peak_flops / 1e9:,.1f} GFLOP/s")
     if out_dir and is_main:
@@ -425,17 +429,40 @@ def _autocast(device: torch.device, dtype: str):
     return lambda: torch.autocast(device.type, enabled=False)
 
 
+def is_main_process() -> bool:
+    """False on torchrun's ranks other than 0: they train but write nothing."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def _ddp_setup() -> dict | None:
+    """Under torchrun (WORLD_SIZE > 1): one GPU per rank with NCCL, or CPU processes with gloo (how the
+    multi-process path is tested on a machine without GPUs)."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return None
     import torch.distributed as dist
 
-    if not torch.cuda.is_available():
-        raise RuntimeError("WORLD_SIZE > 1 needs CUDA: run the single-process path on CPU")
     local_rank = int(os.environ["LOCAL_RANK"])
-    torch.cuda.set_device(local_rank)
-    dist.init_process_group("nccl")
-    return {"rank": dist.get_rank(), "world": dist.get_world_size(), "local_rank": local_rank}
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+        device, backend = torch.device(f"cuda:{local_rank}"), "nccl"
+    else:
+        device, backend = torch.device("cpu"), "gloo"
+    dist.init_process_group(backend)
+    return {"rank": dist.get_rank(), "world": dist.get_world_size(), "device": device}
+
+
+def _check_same_rows(packed: Packed, device: torch.device) -> None:
+    """Every rank builds the mixture, the tokenizer and the rows itself (deterministic by seed); if
+    they differ anyway, ranks would train on each other's rows under different token ids, silently."""
+    import torch.distributed as dist
+
+    digest = int.from_bytes(hashlib.sha256(packed.ids.tobytes()).digest()[:7], "big")
+    low, high = (torch.tensor([digest], dtype=torch.int64, device=device) for _ in range(2))
+    dist.all_reduce(low, op=dist.ReduceOp.MIN)
+    dist.all_reduce(high, op=dist.ReduceOp.MAX)
+    if low.item() != high.item():
+        raise ValueError("the ranks packed different rows (a different tokenizer or data on some rank?): "
+                         "give every rank the same files and --tokenizer DIR")
 
 
 def _shard(packed: Packed, rank: int, world: int) -> Packed:
@@ -545,7 +572,8 @@ def main(argv: list[str]) -> int:
     try:
         mixture = default_mixture(args.data, seed=args.seed, size=args.size, identity_epochs=args.identity_epochs,
                                   smoltalk=args.smoltalk, mmlu=args.mmlu, gsm8k=args.gsm8k, memory=args.memory)
-        print(f"mixture: {mixture.counts()}", flush=True)
+        if is_main_process():
+            print(f"mixture: {mixture.counts()}", flush=True)
         vocab_size = args.vocab_size or PRESETS[args.preset].vocab_size
         tokenizer = Tokenizer.load(args.tokenizer) if args.tokenizer else train_tokenizer_on(mixture, vocab_size)
         overrides = {"loss_mode": args.loss_mode, "seed": args.seed}
@@ -558,6 +586,8 @@ def main(argv: list[str]) -> int:
     except (OSError, ValueError, RecordError, DatasetError) as exc:
         print(f"kit midtrain: {exc}", file=sys.stderr)
         return 1
+    if not is_main_process():
+        return 0
     save_loss_plot(result.history, Path(args.out) / "loss.png")
     for sample in result.samples_after:
         print(f"> {sample['prompt']}\n{sample['reply']}\n")

@@ -2,6 +2,9 @@
 sft mode trains on the assistant's tokens only, checkpoints round-trip, and the CLI reports errors."""
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -134,3 +137,34 @@ def test_cli_bad_input_is_one_line_error(tmp_path, capsys):
     assert rc == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("kit midtrain:") and "missing.jsonl" in err and "\n" not in err
+
+
+DDP_SCRIPT = """
+import hashlib, os, sys
+import torch
+from kit.tasks import SimpleSpelling
+from kit.tokenizer import Tokenizer
+from kit.train import midtrain
+torch.set_num_threads(1)
+r = midtrain(list(SimpleSpelling(60, seed=0)), Tokenizer.load(sys.argv[1]), device="cpu", steps=3, **TINY)
+digest = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in r.model.parameters())).hexdigest()
+losses = " ".join(str(h["train_loss"]) for h in r.history)
+open(os.path.join(sys.argv[2], "rank" + os.environ["RANK"]), "w").write(f"{digest} {r.ranks} {losses}")
+"""
+
+
+@pytest.mark.slow
+def test_torchrun_ranks_train_different_rows_into_one_model(tokenizer_dir, tmp_path):
+    """torchrun's DDP path, on CPU processes with gloo: the ranks see different rows (their losses
+    differ) yet end with identical weights, which only gradient all-reduce can give."""
+    script = tmp_path / "ddp_train.py"
+    script.write_text(f"TINY = {TINY!r}\n" + DDP_SCRIPT)
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          str(script), str(tokenizer_dir), str(tmp_path)],
+                         capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert run.returncode == 0, run.stderr[-3000:]
+    (digest0, ranks0, *losses0), (digest1, ranks1, *losses1) = ((tmp_path / f"rank{r}").read_text().split()
+                                                                for r in (0, 1))
+    assert ranks0 == ranks1 == "2"
+    assert losses0 != losses1
+    assert digest0 == digest1
