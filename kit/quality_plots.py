@@ -1,8 +1,9 @@
 """Figures for the data-quality notebook, drawn from kit.quality's results.
 
 Kept apart from kit.quality so the report and the CLI never import matplotlib. Each function returns
-a matplotlib Figure made without pyplot, so nothing piles up in pyplot's figure list: Jupyter shows
-it as a cell's value and `fig.savefig` writes it.
+a matplotlib Figure made without pyplot, so nothing piles up in pyplot's figure list: `fig.savefig`
+writes it, and Jupyter shows it as a cell's value once the inline backend is on (`%matplotlib inline`,
+which notebook 03 runs: a kernel that never imported pyplot has no PNG display for a bare Figure).
 """
 
 from __future__ import annotations
@@ -79,6 +80,8 @@ def length_histograms(lengths: dict[str, list[int]]) -> Figure:
             counts = Counter(lengths["turns"])
             ax.bar(list(counts), list(counts.values()), width=0.8, color="tab:gray")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            if counts:  # one bar alone would get fractional ticks around it
+                ax.set_xlim(min(counts) - 1, max(counts) + 1)
         else:
             for role, color in zip(roles, ("tab:orange", "tab:blue")):
                 values = lengths.get(f"{role}_{key}", [])
