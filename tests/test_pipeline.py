@@ -136,6 +136,9 @@ def test_committed_notebooks_are_executed_and_follow_the_conventions(path):
     unrun = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.execution_count is None]
     assert unrun == [], f"cells {unrun} have no stored outputs: run `make notebooks`"
     assert not any("asyncio.run(" in c.source for c in code), "use kit's sync entry points (run_sync)"
+    blind = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" for o in c.outputs
+             if "<Figure size" in str(o.get("data", {}).get("text/plain", "")) and "image/png" not in o.get("data", {})]
+    assert blind == [], f"cells {blind} show a figure as text, not an image (is `%matplotlib inline` on?)"
 
 
 def test_cli_rejects_an_unknown_parameter_before_running_anything(capsys):
