@@ -3,8 +3,14 @@ evaluation and its scoring, and `--fast` end to end with the embedded model."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from collections import Counter
 from decimal import Decimal
 
@@ -18,7 +24,7 @@ from kit.memory.evaluate import dates_in, fit_context, score
 from kit.memory.questions import CATEGORIES
 from kit.memory.scenes import load_scenes
 from fake_openai import Reply
-from memory_fakes import model_responder, planned_pairs
+from memory_fakes import is_session_prompt, model_responder, planned_pairs
 
 SCENES = load_scenes()
 SMALL = MemoryConfig(num_sessions=6, num_questions=15, min_turns=2, max_turns=12, min_scenes=1, max_scenes=3, seed=3)
@@ -195,3 +201,35 @@ def test_fast_end_to_end_with_the_embedded_model(embedded_endpoint, tmp_path, mo
         result = json.loads((tmp_path / "eval.json").read_text())
         assert result["overall"]["total"] == len(record["questions"])
         assert 0 <= result["overall"]["correct"] <= result["overall"]["total"]
+
+
+def test_a_killed_generation_resumes_without_asking_a_finished_session_again(fake_openai, tmp_path):
+    """Sessions finish one by one and each reply is cached as it arrives, so after a SIGKILL the same
+    command asks only for the sessions that had not come back (at most those in flight)."""
+    respond = model_responder()
+    srv = fake_openai(lambda request, n_seen: dataclasses.replace(respond(request, n_seen), delay=0.3))
+    out, cache = tmp_path / "synth.json", tmp_path / "cache"
+    command = [sys.executable, "-m", "kit", "memory", "generate", "--num_sessions", "8", "--num_questions", "10",
+               "--min_turns", "2", "--max_turns", "6", "--max_scenes", "2", "--llm_concurrency", "2", "--seed", "5",
+               "--endpoint", srv.base_url, "--model", "fake-model", "--out", str(out)]
+    env = {**os.environ, "KIT_CACHE_DIR": str(cache)}
+
+    def session_requests():
+        return [r for r in srv.chat_requests if is_session_prompt(r.json["messages"][-1]["content"])]
+
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and len(session_requests()) < 5:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = time.monotonic()
+    cached = len(list(cache.rglob("*.json")))
+    assert 1 <= cached < 8 and not out.exists(), "the run should have been killed midway"
+
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    asked_again = [r for r in session_requests() if r.at > killed_at]
+    assert len(asked_again) == 8 - cached  # exactly the sessions whose reply never arrived
+    [record] = read_dataset(out)
+    assert record["metadata"]["num_sessions"] == len(record["chunks"]) == 8
