@@ -201,12 +201,16 @@ def terminal_table(tokenizer, rendered: Rendered) -> str:
 
 def source_of(record: dict) -> str:
     meta = record.get("meta") or {}
-    return str(meta.get("source") or meta.get("task") or "unknown")
+    if meta.get("source") or meta.get("task"):
+        return str(meta.get("source") or meta.get("task"))
+    # kit.generate's records carry their recipe instead
+    return f"generated ({meta['recipe']})" if meta.get("recipe") else "unknown"
 
 
 def file_stats(tokenizer, records: Iterable[dict], max_tokens: int | None = None) -> dict:
     """Tokens per conversation, supervised fraction overall and per source (meta "source", else
-    "task", else "unknown"), truncation and all-masked counts. Renders on every core."""
+    "task", else "generated (<recipe>)" for kit.generate's records, else "unknown"), truncation and
+    all-masked counts. Renders on every core."""
     records = list(records)
     batch = render_batch(tokenizer, records, max_tokens=max_tokens)
     lengths = batch.lengths.tolist()

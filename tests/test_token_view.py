@@ -60,14 +60,15 @@ def test_file_stats(trained_tokenizer, gsm8k_example):
     tok = trained_tokenizer
     chat = {"id": "c", "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello there"}], "meta": {"source": "identity"}}
     question = {"id": "q", "messages": [{"role": "user", "content": "a question without an answer"}], "meta": {}}
-    records = [gsm8k_example["conversation"], chat, chat, question]
+    generated = {**chat, "meta": {"recipe": "v2", "topic": "what nanochat is"}}
+    records = [gsm8k_example["conversation"], chat, chat, question, generated]
     stats = file_stats(tok, records, max_tokens=30)
     rendered = [render_conversation(tok, r, 30) for r in records]
-    assert stats["conversations"] == 4 and stats["tokens"] == sum(len(r.ids) for r in rendered)
+    assert stats["conversations"] == 5 and stats["tokens"] == sum(len(r.ids) for r in rendered)
     assert stats["supervised"] == sum(sum(r.mask) for r in rendered)
     assert stats["truncated"] == 1 and stats["truncated_tokens"] == rendered[0].n_truncated
     assert stats["all_masked"] == 2  # the question, and GSM8K cut inside its user message
-    assert set(stats["by_source"]) == {"gsm8k", "identity", "unknown"}
+    assert set(stats["by_source"]) == {"gsm8k", "identity", "unknown", "generated (v2)"}
     identity = stats["by_source"]["identity"]
     assert identity["conversations"] == 2 and identity["supervised_fraction"] == round(sum(rendered[1].mask) / len(rendered[1].ids), 4)
     assert stats["tokens_per_conversation"]["max"] == 30
