@@ -126,16 +126,26 @@ def render_conversation(tokenizer, conversation: Any, max_tokens: int | None = N
     runs: list[int] = []
     messages = messages_of(conversation)
     first = _render(tokenizer, messages, ids, runs)
+    n_truncated, all_masked = _cut(ids, runs, 0, 0, max_tokens, len(messages) - first)
     mask = [0] * len(ids)
     for k in range(0, len(runs), 2):
         start, end = runs[k], runs[k + 1]
         mask[start:end] = [1] * (end - start)
-    has_assistant = len(messages) - first >= 2  # roles alternate from a user message
-    if max_tokens is None or len(ids) <= max_tokens:
-        return Rendered(ids, mask, False, 0, not has_assistant, first, tokenizer.special_names)
-    n_truncated = len(ids) - max_tokens
-    del ids[max_tokens:], mask[max_tokens:]
-    return Rendered(ids, mask, True, n_truncated, 1 not in mask, first, tokenizer.special_names)
+    return Rendered(ids, mask, n_truncated > 0, n_truncated, all_masked, first, tokenizer.special_names)
+
+
+def _cut(ids: list[int], runs: list[int], start: int, n_runs: int, max_tokens: int | None,
+         n_rendered: int) -> tuple[int, bool]:
+    """Truncate the conversation that starts at ids[start] (its supervised runs from runs[n_runs]) to
+    max_tokens, clipping its runs; returns (tokens cut, whether nothing of it is supervised).
+    n_rendered counts its messages after a merged system message."""
+    length = len(ids) - start
+    if max_tokens is None or length <= max_tokens:
+        return 0, n_rendered < 2  # roles alternate from a user message: two or more hold an assistant's
+    end = start + max_tokens
+    del ids[end:]
+    runs[n_runs:] = [min(bound, end) for bound in runs[n_runs:]]
+    return length - max_tokens, not any(runs[k] < runs[k + 1] for k in range(n_runs, len(runs), 2))
 
 
 def render_for_completion(tokenizer, conversation: Any) -> list[int]:
@@ -409,9 +419,9 @@ def _receive(receive, worker, bounds: tuple[int, int]) -> tuple[bytes, ...]:
 
 def _render_range_with(tokenizer, conversations: list, max_tokens: int | None, bounds: tuple[int, int]) -> tuple[bytes, ...]:
     """Conversations [start, end) as flat bytes: ids (int32), mask, lengths (int64), n_truncated
-    (int32), all_masked, first_message. The same rules as `render_conversation`, but every conversation
-    of the range goes into one ids list and the mask is filled once at the end: no per-conversation
-    lists or objects."""
+    (int32), all_masked, first_message. The same rules (`_render`, `_cut`) as `render_conversation`, but
+    every conversation of the range goes into one ids list and the mask is filled once at the end: no
+    per-conversation lists or objects."""
     ids: list[int] = []
     runs: list[int] = []  # supervised [start, end) bounds, absolute in ids
     lengths, n_truncated, all_masked, first_message = array("q"), array("i"), bytearray(), bytearray()
@@ -422,18 +432,10 @@ def _render_range_with(tokenizer, conversations: list, max_tokens: int | None, b
             first = _render(tokenizer, messages, ids, runs)
         except RenderError as exc:
             raise RenderError(exc.message_index, exc.rule, f"conversation {n}: {exc.detail}") from None
-        length = len(ids) - start
-        if max_tokens is None or length <= max_tokens:
-            n_truncated.append(0)
-            all_masked.append(len(messages) - first < 2)  # roles alternate from a user message
-        else:
-            cut = start + max_tokens
-            del ids[cut:]
-            runs[n_runs:] = [min(bound, cut) for bound in runs[n_runs:]]
-            n_truncated.append(length - max_tokens)
-            all_masked.append(not any(runs[k] < runs[k + 1] for k in range(n_runs, len(runs), 2)))
-            length = max_tokens
-        lengths.append(length)
+        cut, nothing_supervised = _cut(ids, runs, start, n_runs, max_tokens, len(messages) - first)
+        n_truncated.append(cut)
+        all_masked.append(nothing_supervised)
+        lengths.append(len(ids) - start)
         first_message.append(first)
     mask = bytearray(len(ids))
     for k in range(0, len(runs), 2):
