@@ -175,6 +175,13 @@ def load_preset(name: str) -> dict:
     return load_yaml_params(path)
 
 
+def parameter_layers(preset: str | None, params_files=(), overrides: dict | None = None) -> list[tuple[str, dict]]:
+    """(source, mapping) pairs in increasing precedence: preset, each -f file, then -p."""
+    layers = [(f"preset {preset!r}", load_preset(preset))] if preset else []
+    layers += [(str(f), load_yaml_params(Path(f))) for f in params_files]
+    return layers + [("-p", overrides or {})]
+
+
 def _notebook_for(key: str, notebooks: list[Notebook], source: str) -> Notebook:
     key = str(key)
     for nb in notebooks:
@@ -332,9 +339,7 @@ def run_pipeline(*, preset: str | None = "smoke", params_files: list[Path] = (),
     if not _RUN_ID.match(run_id):
         raise PipelineError(f"--run-id {run_id!r}: use letters, digits, '.', '_' and '-' only")
     notebooks = discover(notebooks_dir)
-    layers = [(f"preset {preset!r}", load_preset(preset))] if preset else []
-    layers += [(str(f), load_yaml_params(Path(f))) for f in params_files]
-    layers += [("-p", overrides or {})]
+    layers = parameter_layers(preset, params_files, overrides)
     selected = select(notebooks, only)
     params = resolve_parameters(notebooks, layers)  # checked against all, so presets work with --only
 
@@ -504,8 +509,7 @@ def main(argv: list[str]) -> int:
         overrides = parse_assignments(args.params)
         if args.list:
             notebooks = discover(project_root() / "notebooks")
-            layers = [(f"preset {args.preset!r}", load_preset(args.preset))]
-            layers += [(str(f), load_yaml_params(f)) for f in args.files] + [("-p", overrides)]
+            layers = parameter_layers(args.preset, args.files, overrides)
             _print_list(select(notebooks, args.only), resolve_parameters(notebooks, layers))
             return 0
         result = run_pipeline(preset=args.preset, params_files=args.files, overrides=overrides,

@@ -201,8 +201,9 @@ def terminal_table(tokenizer, rendered: Rendered) -> str:
 
 def source_of(record: dict) -> str:
     meta = record.get("meta") or {}
-    if meta.get("source") or meta.get("task"):
-        return str(meta.get("source") or meta.get("task"))
+    named = meta.get("source") or meta.get("task")
+    if named:
+        return str(named)
     # kit.generate's records carry their recipe instead
     return f"generated ({meta['recipe']})" if meta.get("recipe") else "unknown"
 
