@@ -32,15 +32,17 @@ PART_TYPES = ("text", "python", "python_output")
 
 
 class RenderError(ValueError):
-    """A conversation whose structure breaks a rendering rule; names the message and the rule."""
+    """A conversation whose structure breaks a rendering rule; names the message and the rule, and,
+    from `render_batch`, the conversation's position in the input."""
 
-    def __init__(self, message_index: int | None, rule: str, detail: str):
-        self.message_index, self.rule, self.detail = message_index, rule, detail
-        where = "conversation" if message_index is None else f"message {message_index}"
-        super().__init__(f"{where}: {detail} [rule: {rule}]")
+    def __init__(self, message_index: int | None, rule: str, detail: str, conversation: int | None = None):
+        self.message_index, self.rule, self.detail, self.conversation = message_index, rule, detail, conversation
+        where = [] if conversation is None else [f"conversation {conversation}"]
+        where += [] if message_index is None else [f"message {message_index}"]
+        super().__init__(f"{', '.join(where) or 'conversation'}: {detail} [rule: {rule}]")
 
     def __reduce__(self):  # so the error survives the trip back from a worker process
-        return (RenderError, (self.message_index, self.rule, self.detail))
+        return (RenderError, (self.message_index, self.rule, self.detail, self.conversation))
 
 
 class Span(NamedTuple):
@@ -164,14 +166,17 @@ def render_for_completion(tokenizer, conversation: Any) -> list[int]:
 
 def _render(tokenizer, messages: list, ids: list[int], runs: list[int]) -> int:
     """Append the conversation's ids, and to `runs` the bounds of its supervised runs (flat:
-    start, end, start, end, ... with end exclusive); returns the index of the first message rendered on its own (1 when a system message was merged
-    into the user message after it).
+    start, end, start, end, ... with end exclusive); returns the index of the first message rendered
+    on its own (1 when a system message was merged into the user message after it).
 
     Supervised is, per assistant message, everything after <|assistant_start|> through
     <|assistant_end|> except tool outputs (<|output_start|> ... <|output_end|>); everything else is
     not. Recording those runs and filling the mask once afterwards costs less than extending a mask
     token by token. This is the hot loop of data preparation: local names, list extends and one
     encode call per piece of text keep it close to raw tiktoken (tests/bench/test_bench_render.py).
+    One call per conversation, with the special strings allowed, would save tiktoken's ~0.7 us per
+    call, but its scan for special tokens costs more than that, and content that merely contains a
+    special string must stay text.
     Spans are not recorded here; Rendered.spans works them out from the ids when a viewer asks."""
     encode = tokenizer.encoding.encode_ordinary
     (bos, user_start, user_end, assistant_start, assistant_end,
@@ -346,8 +351,8 @@ def render_batch(tokenizer, conversations: Iterable, max_tokens: int | None = No
     index ranges) and send each range back as a few flat byte strings; the result stays flat (numpy)
     rather than millions of small Python ints, which would cost this process about as much to build
     as the rendering itself (tests/bench/test_bench_render.py measures it). Small batches, one core,
-    or a platform without fork render here alone. A RenderError's text starts with the
-    conversation's position in the input.
+    or a platform without fork render here alone. A RenderError names the conversation's position
+    in the input (`.conversation`).
     """
     global _inherited
     import multiprocessing as mp
@@ -431,7 +436,7 @@ def _render_range_with(tokenizer, conversations: list, max_tokens: int | None, b
             messages = messages_of(conversations[n])
             first = _render(tokenizer, messages, ids, runs)
         except RenderError as exc:
-            raise RenderError(exc.message_index, exc.rule, f"conversation {n}: {exc.detail}") from None
+            raise RenderError(exc.message_index, exc.rule, exc.detail, conversation=n) from None
         cut, nothing_supervised = _cut(ids, runs, start, n_runs, max_tokens, len(messages) - first)
         n_truncated.append(cut)
         all_masked.append(nothing_supervised)

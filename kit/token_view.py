@@ -298,7 +298,11 @@ def main(argv: list[str]) -> int:
         record = records[args.index]
         rendered = render_conversation(tokenizer, record, args.max_tokens)
     except (OSError, ValueError) as exc:  # RenderError and RecordError are ValueErrors
-        where = f"{args.file} record {args.index}: " if isinstance(exc, RenderError) and not args.stats else ""
+        where = ""
+        if isinstance(exc, RenderError):  # name the record by position and id (file:line unless it has its own id)
+            n = exc.conversation if args.stats else args.index
+            where = f"{args.file} record {n} (id {records[n]['id']}): "
+            exc = RenderError(exc.message_index, exc.rule, exc.detail)
         print(f"kit tokens: {where}{exc}", file=sys.stderr)
         return 1
 

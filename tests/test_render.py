@@ -324,8 +324,8 @@ def test_render_batch_error_names_the_conversation(trained_tokenizer):
     convs = [good] * 500 + [[{"role": "assistant", "content": "x"}]] + [good] * 10
     with pytest.raises(RenderError) as info:
         render_batch(trained_tokenizer, convs, workers=2)
-    assert (info.value.message_index, info.value.rule) == (0, "alternation")
-    assert "conversation 500" in str(info.value)
+    assert (info.value.conversation, info.value.message_index, info.value.rule) == (500, 0, "alternation")
+    assert str(info.value).startswith("conversation 500, message 0: expected a user message")
 
 
 def test_render_batch_names_a_worker_that_died(trained_tokenizer, monkeypatch):

@@ -95,7 +95,10 @@ def test_cli_views(trained_tokenizer, tokenizer_dir, gsm8k_example, tmp_path, ca
 @pytest.mark.parametrize(
     "lines, args, message",
     [
-        (['{"messages": [{"role": "assistant", "content": "x"}]}'], ["--index", "0"], "record 0: message 0: expected a user message"),
+        (['{"messages": [{"role": "assistant", "content": "x"}]}'], ["--index", "0"], "c.jsonl record 0 (id c:1): message 0: expected a user message"),
+        # the record is named by its line even after an unreadable line shifted the positions
+        (["not json", '{"messages": [{"role": "user", "content": "x"}]}', '{"messages": [{"role": "bot", "content": "x"}]}'],
+         ["--stats"], "c.jsonl record 1 (id c:3): message 0: unknown role 'bot'"),
         (['{"messages": [{"role": "user", "content": "x"}]}'], ["--index", "5"], "out of range (the file has 1 records)"),
         (['{"messages": [{"role": "user", "content": "x"}]}', '{"messages": [{"role": "user"}, 3]}'], ["--stats"], ""),
     ],
@@ -106,7 +109,7 @@ def test_cli_errors_are_one_line(tokenizer_dir, tmp_path, capsys, lines, args, m
     code = main([str(data), "--tokenizer", str(tokenizer_dir), *args])
     err = capsys.readouterr().err
     if message:
-        assert code == 1 and err.count("\n") == 1 and message in err
+        assert code == 1 and err.splitlines()[-1].startswith("kit tokens:") and message in err
     else:  # an unreadable line is reported and skipped, the rest is counted
         assert code == 0 and "c.jsonl:2" in err
 
