@@ -21,12 +21,14 @@ raises DatasetError naming the file and the row.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import re
 from pathlib import Path
 from typing import Iterator
 
+from kit.records import decode_line
 from kit.tasks import Task, record
 
 _ROW_FILES = (".parquet", ".jsonl", ".json", ".csv")
@@ -35,9 +37,9 @@ _ROW_FILES = (".parquet", ".jsonl", ".json", ".csv")
 class DatasetError(ValueError):
     """A row that does not fit the set's format: says which file, which row, and why."""
 
-    def __init__(self, path: str | os.PathLike, row: int | str, reason: str):
+    def __init__(self, path: str | os.PathLike, row: int | str | None, reason: str):
         self.path, self.row, self.reason = str(path), row, reason
-        super().__init__(f"{self.path}: row {row}: {reason}")
+        super().__init__(f"{self.path}: {reason}" if row is None else f"{self.path}: row {row}: {reason}")
 
 
 def data_files(path: str | os.PathLike) -> list[Path]:
@@ -63,19 +65,30 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict | list]]:
         for i, row in enumerate(pq.read_table(path).to_pylist(), start=1):
             yield i, row
     elif path.suffix == ".jsonl":
-        with open(path, encoding="utf-8") as fh:
+        with open(path, "rb") as fh:
             for i, line in enumerate(fh, start=1):
                 if line.strip():
                     try:
-                        yield i, json.loads(line)
+                        yield i, json.loads(decode_line(line))
                     except json.JSONDecodeError as exc:
                         raise DatasetError(path, i, f"invalid JSON: {exc.msg}") from None
+                    except ValueError as exc:
+                        raise DatasetError(path, i, str(exc)) from None
     elif path.suffix == ".json":
-        rows = json.loads(path.read_text(encoding="utf-8"))
+        rows = json.loads(_text(path))
         yield from enumerate(rows if isinstance(rows, list) else [rows], start=1)
     else:
-        with open(path, encoding="utf-8", newline="") as fh:
-            yield from enumerate(csv.reader(fh), start=1)
+        yield from enumerate(csv.reader(io.StringIO(_text(path), newline="")), start=1)
+
+
+def _text(path: Path) -> str:
+    """A whole file as UTF-8; a bad byte is reported by its line (a whole-file format has no rows yet)."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise DatasetError(path, None, f"line {line}: not valid UTF-8: byte 0x{raw[exc.start]:02x}") from None
 
 
 class _FileTask(Task):
@@ -208,7 +221,7 @@ class MemoryDialogues(Task):
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.records = []
-        data = json.loads(self.path.read_text(encoding="utf-8"))
+        data = json.loads(_text(self.path))
         for item_number, item in enumerate(data if isinstance(data, list) else [data], start=1):
             if not isinstance(item, dict) or not isinstance(item.get("chunks"), list):
                 raise DatasetError(self.path, item_number, "expected an object with a 'chunks' list")

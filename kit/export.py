@@ -18,26 +18,19 @@ import sys
 from pathlib import Path
 from typing import Iterable
 
-from kit.records import read_records, to_customjson_line
+from kit.paths import atomic_write
+from kit.records import file_problem, read_records, to_customjson_line
 
 FORMATS = ("customjson", "parquet")
 
 
-def _tmp(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(path.name + ".tmp")
-
-
 def to_customjson(records: Iterable[dict], path: str | os.PathLike) -> int:
     """Write one messages array per line; returns the number written."""
-    path = Path(path)
-    tmp = _tmp(path)
     n = 0
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with atomic_write(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         for record in records:
             fh.write(to_customjson_line(record) + "\n")
             n += 1
-    os.replace(tmp, path)
     return n
 
 
@@ -58,10 +51,8 @@ def to_parquet(records: Iterable[dict], path: str | os.PathLike) -> int:
     message = pa.struct([("role", pa.string()), ("content", pa.string())])
     schema = pa.schema([("id", pa.string()), ("messages", pa.list_(message)), ("meta", pa.string())])
     table = pa.Table.from_pydict(rows, schema=schema)
-    path = Path(path)
-    tmp = _tmp(path)
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        pq.write_table(table, tmp)
     return table.num_rows
 
 
@@ -73,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", required=True, help="file to write")
     args = parser.parse_args(argv)
     source = Path(args.input)
-    if not source.is_file():
-        print(f"kit export: {source}: no such file", file=sys.stderr)
+    if problem := file_problem(source):
+        print(f"kit export: {problem}", file=sys.stderr)
         return 2
     result = read_records(source, strict=False)
     if result.errors:
@@ -85,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     writer = to_customjson if args.format == "customjson" else to_parquet
     try:
         n = writer(result.records, args.output)
-    except ValueError as exc:
+    except (OSError, ValueError) as exc:
         print(f"kit export: {exc}", file=sys.stderr)
         return 1
     print(f"wrote {n} conversations to {args.output} ({args.format})")

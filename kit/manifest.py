@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from kit.paths import project_root
+from kit.paths import atomic_write, project_root
 
 # Environment variables whose values must never be written anywhere.
 SECRET_ENV_VARS = ("OPENAI_API_KEY", "OPENROUTER_API_KEY", "KIT_API_KEY", "HF_TOKEN", "ANTHROPIC_API_KEY")
@@ -84,16 +84,13 @@ def now_iso() -> str:
 
 def write_manifest(path: str | os.PathLike, data: dict, *, with_environment: bool = True) -> Path:
     """Write data (plus environment info) as pretty JSON, atomically, with secrets scrubbed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = dict(data)
     if with_environment:
         payload.setdefault("environment", environment_info())
     payload.setdefault("written_at", now_iso())
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(scrub(payload), indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(scrub(payload), indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    return Path(path)
 
 
 def read_manifest(path: str | os.PathLike) -> dict:

@@ -1,4 +1,5 @@
-"""Where things live: the project root, the knowledge folder, run folders.
+"""Where things live: the project root, the knowledge folder, run folders; and how a file is
+written so that no reader ever sees half of it.
 
 Notebooks run with their own folder as working directory (JupyterLab, nbval) or the project root
 (papermill from the pipeline); resolving relative paths against the project root makes both agree.
@@ -7,6 +8,8 @@ Notebooks run with their own folder as working directory (JupyterLab, nbval) or 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -50,3 +53,20 @@ def display_path(path: str | os.PathLike) -> str:
         return p.relative_to(project_root()).as_posix()
     except ValueError:
         return str(p)
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside `path` to write to; it becomes `path` only when the block ends
+    without an error, and is removed otherwise (a killed write leaves neither half a file nor litter)."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; give a file path")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

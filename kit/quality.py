@@ -41,7 +41,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from kit.records import RecordError, message_text, read_records, write_records
+from kit.records import RecordError, file_problem, message_text, read_records, write_records
 
 # Diversity dimensions as they appear in generated records' meta. A dimension may be list-valued
 # (each record drew several first-message categories); each list item counts once.
@@ -791,8 +791,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--targets", help="recipe name, or a JSON/YAML file {dimension: {element: share}}")
     parser.add_argument("--dedup-out", help="write the records with near-duplicates removed to this file")
     args = parser.parse_args(argv)
-    if not Path(args.file).is_file():
-        print(f"kit quality: no such file: {args.file}", file=sys.stderr)
+    if problem := file_problem(Path(args.file)):
+        print(f"kit quality: {problem}", file=sys.stderr)
         return 2
     if not 0 < args.threshold <= 1:
         print(f"kit quality: --threshold must be in (0, 1], got {args.threshold}", file=sys.stderr)

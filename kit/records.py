@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from kit.paths import atomic_write
+
 
 class RecordError(ValueError):
     """A line that is not a conversation record; says which file and line, and why."""
@@ -65,6 +67,21 @@ def parse_record(obj: Any, *, default_id: str) -> dict:
     return record
 
 
+def file_problem(path: Path) -> str | None:
+    """Why `path` cannot be read as a conversation file ("... no such file", "... is a folder"), or None."""
+    if path.is_dir():
+        return f"{path}: is a folder; give a conversation file (.jsonl)"
+    return None if path.is_file() else f"{path}: no such file"
+
+
+def decode_line(raw: bytes) -> str:
+    """One line of a file read as bytes, so that a stray non-UTF-8 byte fails only its own line."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not valid UTF-8: byte 0x{raw[exc.start]:02x} at byte {exc.start + 1} of the line") from None
+
+
 def iter_records(path: str | os.PathLike, *, errors: list | None = None) -> Iterator[dict]:
     """Yield records from a JSONL file.
 
@@ -74,16 +91,16 @@ def iter_records(path: str | os.PathLike, *, errors: list | None = None) -> Iter
     """
     path = Path(path)
     stem = path.stem
-    with open(path, "r", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if not raw.strip():
                 continue
             try:
-                obj = json.loads(line)
+                obj = json.loads(decode_line(raw))
                 yield parse_record(obj, default_id=f"{stem}:{lineno}")
             except (json.JSONDecodeError, ValueError) as exc:
                 reason = f"invalid JSON: {exc.msg} (column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else str(exc)
-                err = RecordError(path, lineno, reason, raw=line.rstrip("\n"))
+                err = RecordError(path, lineno, reason, raw=raw.decode("utf-8", "replace").rstrip("\r\n"))
                 if errors is None:
                     raise err from None
                 errors.append(err)
@@ -106,21 +123,13 @@ def dumps_record(record: dict) -> str:
 
 def write_records(path: str | os.PathLike, records: Iterable[dict]) -> int:
     """Write records atomically (temp file + rename): a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     n = 0
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            for record in records:
-                fh.write(dumps_record(record) + "\n")
-                n += 1
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # a failed write leaves neither half a file nor litter
-        raise
+    with atomic_write(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        for record in records:
+            fh.write(dumps_record(record) + "\n")
+            n += 1
+        fh.flush()
+        os.fsync(fh.fileno())
     return n
 
 

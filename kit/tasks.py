@@ -25,6 +25,7 @@ from typing import Iterator, Sequence
 from kit.calculator import evaluate, format_result
 from kit.paths import knowledge_dir
 from kit.records import read_records
+from kit.validation import validate_file
 
 
 class Task(Sequence):
@@ -60,7 +61,9 @@ def record(task: str, index: int, messages: list[dict], **meta) -> dict:
 class IdentityTask(Task):
     """Conversations from a JSONL file (kit format or nanochat CustomJSON), `epochs` passes over it.
 
-    A bad line raises `kit.records.RecordError` naming file and line: training data is not guessed at.
+    A bad line raises `kit.records.RecordError` naming file and line, and a conversation that
+    `kit.validation` calls an error (an empty message, roles out of order, a reply cut off) raises
+    ValueError naming file, line and message: training data is not guessed at.
     """
 
     name = "identity"
@@ -72,6 +75,12 @@ class IdentityTask(Task):
         self.records = read_records(self.path, strict=True).records
         if not self.records:
             raise ValueError(f"{self.path}: no conversations in the file")
+        _, found = validate_file(self.path)
+        errors = [(lineno, problem) for lineno, problem in found if problem.severity == "error"]
+        if errors:
+            lineno, problem = errors[0]
+            more = f" (and {len(errors) - 1} more; `python -m kit validate {self.path}` lists them)" if len(errors) > 1 else ""
+            raise ValueError(f"{self.path}:{lineno}: {problem}{more}")
         self.epochs = epochs
 
     def __len__(self) -> int:

@@ -271,7 +271,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m kit tokens", description="Show a conversation as tokens with its loss mask, or token stats of a file.")
     parser.add_argument("file", help="a conversation file (.jsonl)")
     parser.add_argument("--tokenizer", required=True, help="tokenizer folder (from `python -m kit tokenizer train`)")
-    parser.add_argument("--index", type=int, default=0, help="which conversation (0-based line among the records; default 0)")
+    parser.add_argument("--index", type=int, default=0, help="which conversation: 0-based position among the readable records (default 0)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--table", action="store_true", help="one row per token with its target")
     mode.add_argument("--regions", action="store_true", help="one row per special token or run of text, with its mask")
@@ -292,7 +292,9 @@ def main(argv: list[str]) -> int:
             print(f"warning: skipped unreadable line {err}", file=sys.stderr)
         if args.stats:
             print(format_stats(file_stats(tokenizer, records, args.max_tokens)))
-            return 0
+            if bad:  # the figures are of a part of the file: say so in the exit status too
+                print(f"kit tokens: {len(bad)} unreadable lines left out of these figures (listed above)", file=sys.stderr)
+            return 1 if bad else 0
         if not 0 <= args.index < len(records):
             raise ValueError(f"{args.file}: --index {args.index} is out of range (the file has {len(records)} records)")
         record = records[args.index]
@@ -306,6 +308,11 @@ def main(argv: list[str]) -> int:
         print(f"kit tokens: {where}{exc}", file=sys.stderr)
         return 1
 
+    from kit.validation import validate_messages
+
+    for problem in validate_messages(record["messages"]):  # renderable is not the same as fit to train on
+        if problem.severity == "error":
+            print(f"warning: {record['id']}: {problem} (kit validate calls this an error)", file=sys.stderr)
     n_sup = sum(rendered.mask)
     print(f"{record['id']}: {len(rendered.ids)} tokens, {n_sup} supervised" + (f", TRUNCATED: {rendered.n_truncated} tokens dropped" if rendered.truncated else "") + (", NOTHING SUPERVISED" if rendered.all_masked else ""))
     if args.table:

@@ -25,6 +25,8 @@ from typing import Iterable, Iterator
 import rustbpe
 import tiktoken
 
+from kit.paths import atomic_write
+
 SPECIAL_TOKENS = (
     "<|bos|>",  # starts every document / conversation
     "<|user_start|>",
@@ -75,9 +77,19 @@ class Tokenizer:
         """
         if vocab_size < MIN_VOCAB_SIZE:
             raise ValueError(f"vocab_size must be at least {MIN_VOCAB_SIZE} (256 bytes + {len(SPECIAL_TOKENS)} specials), got {vocab_size}")
-        stream = _with_progress(texts) if progress else iter(texts)
+        n_texts = 0
+
+        def counted(texts: Iterable[str]) -> Iterator[str]:
+            nonlocal n_texts
+            for text in texts:
+                n_texts += bool(text.strip())
+                yield text
+
+        stream = counted(_with_progress(texts) if progress else texts)
         bpe = rustbpe.Tokenizer()
         bpe.train_from_iterator(stream, vocab_size - len(SPECIAL_TOKENS), pattern=SPLIT_PATTERN)
+        if not n_texts:
+            raise ValueError("no training text: the inputs hold no files, or only empty ones")
         ranks = {bytes(token): rank for token, rank in bpe.get_mergeable_ranks()}
         tokenizer = cls(ranks, bpe.get_pattern())
         if tokenizer.vocab_size < vocab_size:
@@ -93,7 +105,8 @@ class Tokenizer:
         directory.mkdir(parents=True, exist_ok=True)
         by_rank = sorted(self.mergeable_ranks.items(), key=lambda item: item[1])
         lines = "".join(f"{base64.b64encode(token).decode('ascii')} {rank}\n" for token, rank in by_rank)
-        _atomic_write(directory / RANKS_FILE, lines)
+        with atomic_write(directory / RANKS_FILE) as tmp:
+            tmp.write_text(lines, encoding="utf-8")
         config = {
             "format": FORMAT_NAME,
             "version": FORMAT_VERSION,
@@ -102,7 +115,8 @@ class Tokenizer:
             "vocab_size": self.vocab_size,
             "n_merges": len(self.mergeable_ranks) - 256,
         }
-        _atomic_write(directory / CONFIG_FILE, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+        with atomic_write(directory / CONFIG_FILE) as tmp:
+            tmp.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         return directory
 
     @classmethod
@@ -250,12 +264,6 @@ def _with_progress(texts: Iterable[str]) -> Iterator[str]:
     from tqdm.auto import tqdm
 
     yield from tqdm(texts, desc="tokenizer corpus", unit=" texts", mininterval=1.0)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 # ---- CLI --------------------------------------------------------------------------------------

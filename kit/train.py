@@ -172,7 +172,9 @@ def render_all(tokenizer, records: Iterable[dict]) -> list[tuple[list[int], list
         try:
             r = tokenizer.render_conversation(rec)
         except RenderError as exc:
-            raise ValueError(f"conversation {rec.get('id')!r} ({rec.get('meta', {}).get('task')}): {exc}") from None
+            meta = rec.get("meta", {})
+            source = f"{meta['source_id']!r} of task {meta.get('task')}" if "source_id" in meta else f"of task {meta.get('task')}"
+            raise ValueError(f"conversation {rec.get('id')!r} ({source}): {exc}") from None
         rendered.append((r.ids, r.mask))
     return rendered
 
@@ -569,6 +571,9 @@ def main(argv: list[str]) -> int:
     from kit.tasks import default_mixture
     from kit.tokenizer import Tokenizer
 
+    if Path(args.out).exists() and not Path(args.out).is_dir():  # before the training, not after it
+        print(f"kit midtrain: --out {args.out} is a file; give a folder", file=sys.stderr)
+        return 1
     try:
         mixture = default_mixture(args.data, seed=args.seed, size=args.size, identity_epochs=args.identity_epochs,
                                   smoltalk=args.smoltalk, mmlu=args.mmlu, gsm8k=args.gsm8k, memory=args.memory)

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from kit.records import decode_line, file_problem
+
 ROLES = ("user", "assistant")
 PART_TYPES = ("text", "python", "python_output")
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
@@ -158,11 +160,16 @@ def _line_problems(line: str) -> list[Problem]:
 def validate_file(path: str | Path) -> tuple[int, list[tuple[int, Problem]]]:
     """(number of conversations, [(line number, problem), ...]) for a JSONL file."""
     n, found = 0, []
-    with open(path, "r", encoding="utf-8", errors="replace") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if not raw.strip():
                 continue
             n += 1
+            try:
+                line = decode_line(raw)
+            except ValueError as exc:
+                found.append((lineno, Problem(None, "utf8", str(exc))))
+                continue
             found += [(lineno, p) for p in _line_problems(line)]
     return n, found
 
@@ -174,8 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-ascii", action="store_true", help="do not warn about non-ASCII text")
     args = parser.parse_args(argv)
     path = Path(args.file)
-    if not path.is_file():
-        print(f"kit validate: {path}: no such file", file=sys.stderr)
+    if problem := file_problem(path):
+        print(f"kit validate: {problem}", file=sys.stderr)
         return 2
     n, found = validate_file(path)
     if args.no_ascii:

@@ -40,6 +40,16 @@ def test_corrupt_line_is_reported_by_number(tmp_path):
     assert [(e.lineno, e.raw) for e in result.errors] == [(2, '{"messages": [')]
 
 
+def test_a_line_that_is_not_utf8_fails_alone(tmp_path):
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(b"\n".join([json.dumps(CONVERSATION).encode(), b'[{"role": "user", "content": "caf\xe9"}]',
+                                  json.dumps(CONVERSATION).encode()]) + b"\n")
+    errors = []
+    assert len(list(iter_records(path, errors=errors))) == 2
+    assert [(e.lineno, e.reason) for e in errors] == [(2, "not valid UTF-8: byte 0xe9 at byte 34 of the line")]
+    assert "caf\ufffd" in errors[0].raw  # the raw text kept for the report, readable
+
+
 @pytest.mark.parametrize("line, reason", [
     ('"just a string"', "expected a JSON object or array"),
     ('{"id": "x"}', "no 'messages' key"),
@@ -93,3 +103,16 @@ def test_customjson_line_and_message_text():
     parts = [{"type": "text", "text": "2+2 is "}, {"type": "python", "text": "2+2"}, {"type": "python_output", "text": "4"}]
     assert message_text(parts) == "2+2 is 2+24"
     assert message_text("plain") == "plain" and message_text(None) == ""
+
+
+def test_export_names_a_folder_given_as_a_file_and_leaves_no_litter(tmp_path, capsys):
+    from kit.export import main as export
+
+    data = write_lines(tmp_path / "c.jsonl", [json.dumps(CONVERSATION)])
+    (tmp_path / "out").mkdir()
+    assert export([str(tmp_path / "out"), "--format", "customjson", "--output", str(tmp_path / "x.jsonl")]) == 2
+    assert capsys.readouterr().err == f"kit export: {tmp_path / 'out'}: is a folder; give a conversation file (.jsonl)\n"
+    for fmt in ("customjson", "parquet"):
+        assert export([str(data), "--format", fmt, "--output", str(tmp_path / "out")]) == 1
+        assert capsys.readouterr().err == f"kit export: {tmp_path / 'out'} is a folder; give a file path\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.jsonl", "out"]

@@ -86,6 +86,15 @@ def test_identity_task_names_a_bad_line(tmp_path):
         IdentityTask(path)
 
 
+def test_identity_task_refuses_what_validation_calls_an_error(tmp_path):
+    path = tmp_path / "data.jsonl"
+    good = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    empty = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "  "}]
+    path.write_text("\n".join(json.dumps(c) for c in (good, empty, good, empty)) + "\n")
+    with pytest.raises(ValueError, match=r"data.jsonl:2: message\[1\]: content is empty \(and 1 more; `python -m kit validate"):
+        IdentityTask(path)
+
+
 def test_mixture_weights_counts_and_seeded_shuffle():
     spelling, bee = SimpleSpelling(10, seed=0), SpellingBee(4, seed=0)
     mixture = Mixture([(spelling, 0.5), (bee, 2)], seed=5)
@@ -120,6 +129,17 @@ def test_smoltalk_reader_names_a_bad_row(tmp_path):
     path.write_text(json.dumps({"messages": [{"role": "assistant", "content": "hi"}, {"role": "user", "content": "x"}]}) + "\n")
     with pytest.raises(DatasetError, match="row 1: message 0: expected a user message"):
         SmolTalk(path)
+
+
+@pytest.mark.parametrize("name, content, where", [
+    ("smoltalk.jsonl", b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n{"messages": [{"role": "user", "content": "caf\xe9"}]}\n', "row 2: not valid UTF-8: byte 0xe9"),
+    ("dialogues.json", b'[{"chunks": [\n"caf\xe9"]}]', "line 2: not valid UTF-8: byte 0xe9"),
+])
+def test_readers_name_the_line_of_a_byte_that_is_not_utf8(tmp_path, name, content, where):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(DatasetError, match=where):
+        (SmolTalk if name.endswith(".jsonl") else MemoryDialogues)(path)
 
 
 def test_mmlu_reader_original_csv():

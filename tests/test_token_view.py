@@ -110,11 +110,19 @@ def test_cli_errors_are_one_line(tokenizer_dir, tmp_path, capsys, lines, args, m
     err = capsys.readouterr().err
     if message:
         assert code == 1 and err.splitlines()[-1].startswith("kit tokens:") and message in err
-    else:  # an unreadable line is reported and skipped, the rest is counted
-        assert code == 0 and "c.jsonl:2" in err
+    else:  # an unreadable line is reported and left out, the rest is counted, and the exit status says so
+        assert code == 1 and "c.jsonl:2" in err and "1 unreadable lines left out" in err
 
 
 def test_cli_missing_tokenizer(tmp_path, capsys):
     data = _write(tmp_path / "c.jsonl", [{"messages": [{"role": "user", "content": "x"}]}])
     assert main([str(data), "--tokenizer", str(tmp_path / "nope")]) == 1
     assert "tokenizer.json: missing" in capsys.readouterr().err
+
+
+def test_cli_shows_a_conversation_validation_rejects_but_warns(tokenizer_dir, tmp_path, capsys):
+    data = _write(tmp_path / "c.jsonl", [{"id": "e", "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": ""}]}])
+    assert main([str(data), "--tokenizer", str(tokenizer_dir), "--plain"]) == 0
+    out, err = capsys.readouterr()
+    assert "[<|assistant_end|>]" in out
+    assert err == "warning: e: message[1]: content is empty (kit validate calls this an error)\n"

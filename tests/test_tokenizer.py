@@ -77,6 +77,16 @@ def test_train_warns_when_corpus_is_too_small():
         Tokenizer.train(["x"], 100, progress=False)
 
 
+def test_train_refuses_an_empty_corpus(tmp_path, capsys):
+    from kit.tokenizer import main
+
+    with pytest.raises(ValueError, match="no training text"):
+        Tokenizer.train(["", "  \n"], 300, progress=False)
+    (tmp_path / "empty").mkdir()
+    assert main(["train", "--no-knowledge", "--input", str(tmp_path / "empty"), "--output", str(tmp_path / "tok")]) == 1
+    assert "no training text" in capsys.readouterr().err and not (tmp_path / "tok").exists()
+
+
 def test_save_load_round_trip_is_exact(trained_tokenizer, tmp_path, gsm8k_example):
     trained_tokenizer.save(tmp_path)
     loaded = Tokenizer.load(tmp_path)

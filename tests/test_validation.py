@@ -102,6 +102,14 @@ def test_cli_lists_every_problem_with_file_line_and_message(tmp_path, capsys):
     assert len(out) == 5
 
 
+def test_cli_a_byte_that_is_not_utf8_is_an_error_of_its_line(tmp_path, capsys):
+    path = tmp_path / "latin1.jsonl"
+    good = json.dumps([U(), A()]).encode()
+    path.write_bytes(good + b"\n" + json.dumps([U("caf\u00e9"), A()]).encode("utf-8").replace(b"\\u00e9", b"\xe9") + b"\n" + good + b"\n")
+    assert main([str(path), "--no-ascii"]) == 1
+    assert capsys.readouterr().out.splitlines() == [f"{path}:2: not valid UTF-8: byte 0xe9 at byte 34 of the line"]
+
+
 def test_cli_exit_codes(tmp_path, capsys):
     good = tmp_path / "good.jsonl"
     good.write_text(json.dumps([U("ñ"), A()]) + "\n")
