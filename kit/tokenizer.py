@@ -279,6 +279,9 @@ def main(argv: list[str]) -> int:
     train.add_argument("--no-knowledge", action="store_true", help="train on --input only, without the knowledge folder")
     args = parser.parse_args(argv)
 
+    if Path(args.output).exists() and not Path(args.output).is_dir():  # before the training, not after it
+        print(f"kit tokenizer: --output {args.output} is a file; give a folder", file=sys.stderr)
+        return 1
     try:
         texts = texts_from_paths(args.input) if args.no_knowledge else default_corpus(args.input)
         with warnings.catch_warnings(record=True) as caught:

@@ -85,6 +85,9 @@ def test_train_refuses_an_empty_corpus(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["train", "--no-knowledge", "--input", str(tmp_path / "empty"), "--output", str(tmp_path / "tok")]) == 1
     assert "no training text" in capsys.readouterr().err and not (tmp_path / "tok").exists()
+    (tmp_path / "tok").write_text("")
+    assert main(["train", "--output", str(tmp_path / "tok")]) == 1
+    assert capsys.readouterr().err == f"kit tokenizer: --output {tmp_path / 'tok'} is a file; give a folder\n"
 
 
 def test_save_load_round_trip_is_exact(trained_tokenizer, tmp_path, gsm8k_example):

@@ -137,6 +137,9 @@ def test_cli_bad_input_is_one_line_error(tmp_path, capsys):
     assert rc == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("kit midtrain:") and "missing.jsonl" in err and "\n" not in err
+    (tmp_path / "o").write_text("")
+    assert main(["--out", str(tmp_path / "o")]) == 1
+    assert capsys.readouterr().err == f"kit midtrain: --out {tmp_path / 'o'} is a file; give a folder\n"
 
 
 DDP_SCRIPT = """
