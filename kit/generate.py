@@ -167,13 +167,11 @@ def _needs_work(entry: dict | None) -> bool:
 
 
 def _write_jsonl_atomic(path: Path, objs: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with paths.atomic_write(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         for obj in objs:
             fh.write(json.dumps(obj, ensure_ascii=False) + "\n")
         fh.flush()
         os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -289,6 +287,7 @@ class RunSummary:
     accepted: int
     rejected: int
     reject_reasons: dict[str, int]  # rejected items per failed rule (an item can fail several)
+    first_api_error: str | None  # "index N: reason" of the lowest index rejected for an API error
     in_output: int
     in_rejects: int
     requests: int  # HTTP requests sent (retries included); cache hits are free
@@ -333,8 +332,9 @@ async def agenerate(num: int, output: str | Path = DEFAULT_OUTPUT, *, workers: i
     """The async core of `generate` (same arguments); use it from async code."""
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
-    if num < 0 or workers < 1 or reasks < 0:
-        raise ValueError("num and reasks must be >= 0 and workers >= 1")
+    for name, value, least in (("num", num, 0), ("workers", workers, 1), ("reasks", reasks, 0)):
+        if value < least:
+            raise ValueError(f"{name} must be >= {least}, got {value}")
     if append and fresh:
         raise ValueError("append and fresh exclude each other: fresh starts over, append adds to what exists")
     files = file_paths(output)
@@ -429,10 +429,12 @@ async def agenerate(num: int, output: str | Path = DEFAULT_OUTPUT, *, workers: i
         journal.close()
         rewrite_files()
         stats = _stats_delta(run_client, stats_before)
+        api_failed = [r for r in journal.rejected() if r["rules"] == [API_ERROR]]
         summary = RunSummary(
             output=str(files["output"]), rejects=str(files["rejects"]), manifest=str(files["manifest"]),
             status=status, asked=len(asked), already_done=len(asked) - len(todo),
             accepted=counts["accepted"], rejected=counts["rejected"], reject_reasons=dict(reasons),
+            first_api_error=f"index {api_failed[0]['index']}: {api_failed[0]['reasons'][0]}" if api_failed else None,
             in_output=len(journal.accepted()), in_rejects=len(journal.rejected()),
             requests=stats["requests"], cache_hits=stats["cache_hits"], retries=stats["retries"],
             reasks=counts["reasks"], prompt_tokens=stats["prompt_tokens"],
@@ -505,6 +507,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--price-out", type=float, help="dollars per million completion tokens")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    for name, least in (("num", 1), ("workers", 1), ("reasks", 0)):
+        if getattr(args, name) < least:
+            parser.error(f"--{name} must be >= {least}, got {getattr(args, name)}")
     if (args.price_in is None) != (args.price_out is None):
         parser.error("give both --price-in and --price-out, or neither")
     prices = (args.price_in, args.price_out) if args.price_in is not None else None
@@ -521,4 +526,10 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 130
     print(summary)
+    api_errors = summary.reject_reasons.get(API_ERROR, 0)
+    if api_errors:
+        # the run finished, but these items were never answered: unlike content rejects they are a failure
+        print(f"kit generate: {api_errors} of {summary.accepted + summary.rejected} items failed with API errors "
+              f"(first, {summary.first_api_error}); re-run the same command to retry them", file=sys.stderr)
+        return 1
     return 0

@@ -162,6 +162,58 @@ def test_fatal_error_stops_the_run_with_one_line(tmp_path, fake_openai, capsys):
     assert len(err) == 1 and err[0].startswith("kit generate: 401 Unauthorized")
 
 
+def test_cli_fails_when_items_failed_with_api_errors_and_the_same_command_retries_them(tmp_path, fake_openai,
+                                                                                      capsys):
+    prompts = prompts_by_index(3)
+    healthy = {"on": False}
+
+    def respond(request, n_seen):
+        index = prompts[request["messages"][0]["content"]]
+        if index == 1 and not healthy["on"]:
+            return Reply(status=503, headers={"Retry-After": "0"})  # retried at once: the test need not wait
+        return Reply(content=WRONG_ROLES if index == 2 else GOOD)
+
+    srv = fake_openai(respond)
+
+    def argv(name):
+        return ["--num", "3", "--output", str(tmp_path / name), "--endpoint", srv.base_url, "--model", MODEL,
+                "--reasks", "0", "--no-progress"]
+
+    assert generate_main(argv("c.jsonl")) == 1
+    captured = capsys.readouterr()
+    assert captured.out.startswith("complete: 1 accepted, 2 rejected")
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("kit generate: 1 of 3 items failed with API errors "
+                                               "(first, index 1: API error: gave up after ")
+    assert "503" in err[0] and err[0].endswith("; re-run the same command to retry them")
+
+    healthy["on"] = True
+    assert generate_main(argv("c.jsonl")) == 0  # only the API error is asked again; the content reject is an outcome
+    captured = capsys.readouterr()
+    assert captured.out.startswith("complete: 1 accepted, 0 rejected (none), 2 already done") and captured.err == ""
+    assert [r["meta"]["index"] for r in read_records(tmp_path / "c.jsonl").records] == [0, 1]
+
+    # content rejects alone are normal outcomes: exit 0, nothing on stderr
+    assert generate_main(argv("d.jsonl")) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("complete: 2 accepted, 1 rejected") and captured.err == ""
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--num", "0"], "--num must be >= 1, got 0"),
+    (["--num", "-1"], "--num must be >= 1, got -1"),
+    (["--num", "2", "--workers", "0"], "--workers must be >= 1, got 0"),
+    (["--num", "2", "--reasks", "-1"], "--reasks must be >= 0, got -1"),
+])
+def test_cli_refuses_impossible_counts_before_writing_anything(tmp_path, capsys, flags, message):
+    with pytest.raises(SystemExit) as exit_:
+        generate_main([*flags, "--output", str(tmp_path / "c.jsonl"), "--endpoint", "http://127.0.0.1:9/v1",
+                       "--model", MODEL, "--no-progress"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"python -m kit generate: error: {message}"
+    assert list(tmp_path.iterdir()) == []
+
+
 # --- resume, append, fresh -------------------------------------------------------------------------
 
 def test_rerun_requests_nothing_append_adds_fresh_restarts(tmp_path, fake_openai):
@@ -184,6 +236,8 @@ def test_rerun_requests_nothing_append_adds_fresh_restarts(tmp_path, fake_openai
         run(srv, out, 2, seed=1)
     with pytest.raises(ValueError, match="exclude"):
         run(srv, out, 2, append=True, fresh=True)
+    with pytest.raises(ValueError, match="workers must be >= 1, got 0"):
+        run(srv, out, 2, workers=0)
 
     restarted = run(srv, out, 2, fresh=True, save_metadata=False)
     assert restarted.accepted == 2 and restarted.requests == 2

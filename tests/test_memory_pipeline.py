@@ -135,6 +135,35 @@ def test_cli_generate_then_eval(fake_openai, tmp_path, capsys):
     assert json.loads((tmp_path / "wrong.json").read_text())["overall"]["correct"] == 0
 
 
+TINY = {"task_id": "t", "chunks": ["2024-01-02\nuser: I spent 5 yuan on coffee.", "2024-01-05\nuser: 7 yuan on tea."],
+        "questions": [{"qid": f"q{i}", "query": f"How much did I spend in total by day {i}?", "answer": answer,
+                       "position": i, "category": "total_amount"} for i, answer in enumerate(["5.00", "12.00"])]}
+
+
+def test_eval_does_not_score_failed_requests_as_wrong_and_exits_nonzero(fake_openai, tmp_path, capsys):
+    answering = _answering(TINY)
+
+    def respond(request, n_seen):
+        if "day 1?" in request["messages"][-1]["content"]:
+            return Reply(status=503, headers={"Retry-After": "0"})  # retried at once: the test need not wait
+        return answering(request, n_seen)
+
+    srv = fake_openai(respond)
+    dataset, out = tmp_path / "tiny.json", tmp_path / "eval.json"
+    dataset.write_text(json.dumps(TINY))
+    assert main(["eval", str(dataset), "--endpoint", srv.base_url, "--model", "fake-model", "--out", str(out)]) == 1
+    stdout, stderr = capsys.readouterr()  # the progress bar writes to stderr too
+    assert "1/1      100.0%  (1 not scored: request failed)" in stdout
+    err = [line for line in stderr.splitlines() if line.startswith("kit memory")]
+    assert "Traceback" not in stderr and len(err) == 1
+    assert err[0].startswith("kit memory eval: error: 1 of 2 questions failed and were not scored "
+                             "(first, q1: gave up after ")
+    assert "503" in err[0] and err[0].endswith("the accuracy above is over the 1 answered questions only")
+    result = json.loads(out.read_text())  # written all the same: nothing is lost
+    assert result["overall"] == {"correct": 1, "total": 1, "errors": 1, "accuracy": 1.0} and result["errors"] == 1
+    assert [(i["correct"], i["error"] is None) for i in result["items"]] == [(True, True), (None, False)]
+
+
 def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     assert main(["generate", "--num_sessions", "400", "--out", str(tmp_path / "x.json")]) == 1
     assert "num_sessions must be 1..366" in capsys.readouterr().err
@@ -143,6 +172,10 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     assert main(["eval", str(bad)]) == 1
     err = capsys.readouterr().err
     assert "question 0 lacks" in err and "Traceback" not in err
+    bad.write_text(json.dumps([TINY, {**TINY, "chunks": ["ok", 123]}]))
+    assert main(["eval", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert err == f"kit memory eval: error: {bad}: record 1: chunk 1 is not a string (it is 123)\n"
 
 
 @pytest.mark.parametrize("category, expected, predicted, ok", [

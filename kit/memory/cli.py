@@ -91,6 +91,13 @@ def _eval(args: argparse.Namespace) -> int:
     print(f"\n{result['questions_with_context_cut']} questions had their context cut "
           f"(budget {result['context_tokens'] or 'unbounded'} tokens); {result['errors']} errors")
     print(f"✅ Evaluation written to: {out}")
+    failed = [i for i in result["items"] if i["error"] is not None]
+    if failed:
+        answered = result["overall"]["total"]
+        print(f"kit memory eval: error: {len(failed)} of {len(result['items'])} questions failed and were not "
+              f"scored (first, {failed[0]['qid']}: {failed[0]['error']}); the accuracy above is over the "
+              f"{answered} answered questions only", file=sys.stderr)
+        return 1
     return 0
 
 

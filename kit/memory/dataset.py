@@ -22,7 +22,6 @@ import json
 import math
 import os
 import random
-import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from datetime import date, timedelta
@@ -37,7 +36,7 @@ from kit.memory.questions import CATEGORIES, draw_questions
 from kit.memory.rephrase import rephrase_questions
 from kit.memory.scenes import load_scenes
 from kit.memory.sessions import SessionPlan, SessionResult, generate_session, render_chunk, to_transactions
-from kit.paths import cache_dir
+from kit.paths import atomic_write, cache_dir
 
 YEAR_START = date(2024, 1, 1)
 YEAR_DAYS = 366  # 2024 is a leap year: 2024-01-01 .. 2024-12-31
@@ -188,19 +187,11 @@ async def generate_records(client: LLMClient, config: MemoryConfig, scenes: dict
 
 
 def write_json_atomic(path: str | Path, data: object) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, ensure_ascii=False, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_write(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, ensure_ascii=False, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    return Path(path)
 
 
 def write_dataset(path: str | Path, records: list[dict]) -> Path:
@@ -225,6 +216,9 @@ def read_dataset(path: str | Path) -> list[dict]:
         for key, kind in (("task_id", str), ("questions", list), ("chunks", list)):
             if not isinstance(record.get(key), kind):
                 raise ValueError(f"{where}: missing or malformed '{key}'")
+        for c, chunk in enumerate(record["chunks"]):
+            if not isinstance(chunk, str):
+                raise ValueError(f"{where}: chunk {c} is not a string (it is {json.dumps(chunk)[:40]})")
         for i, q in enumerate(record["questions"]):
             if not isinstance(q, dict) or not {"qid", "query", "answer", "position", "category"} <= q.keys():
                 raise ValueError(f"{where}: question {i} lacks qid/query/answer/position/category")

@@ -7,6 +7,9 @@ becomes answerable) and the question, and answers `{"answer": "..."}`. Scoring:
 - scenes: the answer must name exactly one catalogue scene, the right one (any case);
 - dates: every date in the answer (2024-03-05, 2024/3/5, March 5, 2024, 5 March 2024) must be the
   expected one, and there must be at least one.
+A question whose request failed is not scored (`correct` null, `error` says why) but counted in
+`errors`: accuracy is over the answered questions, so a down endpoint never reads as a model that
+answers everything wrong.
 
 Context: `context_tokens` bounds the prompt (the embedded server's window is 4096 tokens; None means
 no bound). Text is budgeted at CHARS_PER_TOKEN characters a token, a cautious figure for English
@@ -144,12 +147,12 @@ async def _ask(client: LLMClient, record: dict, question: dict, scenes: list[str
             too_long = exc.status == 400 and re.search(r"context|too long|exceed|tokens", str(exc), re.I)
             if not too_long or budget is None or budget < 200:
                 if too_long:
-                    return {**item, "prediction": "", "correct": False, "error": str(exc)}
+                    return {**item, "prediction": "", "correct": None, "error": str(exc)}
                 raise
             budget = budget * 6 // 10
             continue
         except RetriesExhausted as exc:
-            return {**item, "prediction": "", "correct": False, "error": str(exc)}
+            return {**item, "prediction": "", "correct": None, "error": str(exc)}
         reply = parse_json_reply(completion.text)
         raw = completion.text.strip()
         if isinstance(reply.value, dict) and isinstance(reply.value.get("answer"), (str, int, float)):
@@ -160,20 +163,22 @@ async def _ask(client: LLMClient, record: dict, question: dict, scenes: list[str
                 "correct": score(category, question["answer"], prediction, scenes),
                 "chunks_given": context.chunks_given, "chunks_dropped": context.chunks_dropped,
                 "lines_dropped": context.lines_dropped, "error": None}
-    return {**item, "prediction": "", "correct": False, "error": "prompt too long even after cutting context"}
+    return {**item, "prediction": "", "correct": None, "error": "prompt too long even after cutting context"}
 
 
 def summarize(items: list[dict]) -> dict:
-    by_category: dict[str, list[bool]] = defaultdict(list)
+    """Accuracy over the answered questions, overall and per category (see the module docstring)."""
+    by_category: dict[str, list[dict]] = defaultdict(list)
     for item in items:
-        by_category[item["category"]].append(item["correct"])
+        by_category[item["category"]].append(item)
 
-    def acc(flags: list[bool]) -> dict:
-        return {"correct": sum(flags), "total": len(flags), "accuracy": sum(flags) / len(flags) if flags else None}
+    def acc(group: list[dict]) -> dict:
+        flags = [i["correct"] for i in group if i["error"] is None]
+        return {"correct": sum(flags), "total": len(flags), "errors": len(group) - len(flags),
+                "accuracy": sum(flags) / len(flags) if flags else None}
 
     order = [c for c in CATEGORIES if c in by_category] + sorted(set(by_category) - set(CATEGORIES))
-    return {"overall": acc([i["correct"] for i in items]),
-            "per_category": {c: acc(by_category[c]) for c in order}}
+    return {"overall": acc(items), "per_category": {c: acc(by_category[c]) for c in order}}
 
 
 async def evaluate_records(client: LLMClient, records: list[dict], context_tokens: int | None,
@@ -239,5 +244,6 @@ def accuracy_table(result: dict) -> str:
         if name == "overall":
             lines.append("-" * (width + 19))
         accuracy = "n/a" if v["accuracy"] is None else f"{v['accuracy']:.1%}"
-        lines.append(f"{name:<{width}}  {v['correct']:>3}/{v['total']:<3}  {accuracy:>8}")
+        not_scored = f"  ({v['errors']} not scored: request failed)" if v.get("errors") else ""
+        lines.append(f"{name:<{width}}  {v['correct']:>3}/{v['total']:<3}  {accuracy:>8}{not_scored}")
     return "\n".join(lines)
