@@ -42,6 +42,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from kit.records import RecordError, file_problem, message_text, read_records, write_records
+from kit.validation import validate_messages
 
 # Diversity dimensions as they appear in generated records' meta. A dimension may be list-valued
 # (each record drew several first-message categories); each list item counts once.
@@ -595,6 +596,24 @@ def cost(records: Sequence[dict], tokenizer=None) -> dict:
     return out
 
 
+# ---- validity ------------------------------------------------------------------------------------
+
+
+def validity(records: Sequence[dict]) -> dict:
+    """Records that kit.validation calls an error, counted by rule. kit.generate's output holds none,
+    but a hand-made or foreign file may, and the other figures then include data unfit to train on."""
+    rules: Counter = Counter()
+    ids = []
+    for record in records:
+        finish = (record.get("meta") or {}).get("finish_reason")
+        broken = {p.rule for p in validate_messages(record["messages"], finish_reason=finish, ascii_rule=False)
+                  if p.severity == "error"}
+        if broken:
+            ids.append(record["id"])
+            rules.update(broken)
+    return {"invalid": len(ids), "rules": dict(rules.most_common()), "ids": ids[:10]}
+
+
 # ---- rejects and the whole report -----------------------------------------------------------------
 
 
@@ -652,6 +671,7 @@ def quality_report(
     return {
         "n_records": len(records),
         "records_without_meta": sum(not r.get("meta") for r in records),
+        "validity": validity(records),
         "near_duplicate_rate": nd.rate,
         "first_message_duplicate_rate": firsts["duplicate_rate"],
         "coverage": coverage(records, targets),
@@ -722,6 +742,11 @@ def format_report(report: dict) -> str:
     lines = [f"{report.get('file', 'records')}: {report['n_records']} conversations"]
     for e in report.get("read_errors", []):
         lines.append(f"  unreadable: {e['file']}:{e['line']}: {e['reason']}")
+    v = report["validity"]
+    if v["invalid"]:
+        rules = ", ".join(f"{rule} {n}" for rule, n in v["rules"].items())
+        lines.append(f"  invalid: {v['invalid']} conversations break a validation rule ({rules}), e.g. {', '.join(v['ids'][:3])}; "
+                     f"`python -m kit validate` lists them")
     rejects = report.get("rejects") or {}
     if rejects.get("n"):
         top = ", ".join(f"{r} {n}" for r, n in list(rejects["reasons"].items())[:5])

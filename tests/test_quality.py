@@ -252,6 +252,17 @@ def test_report_is_json_and_has_the_promised_keys():
     assert report["lengths"]["turns"]["median"] == 2
 
 
+def test_invalid_conversations_are_counted_and_named():
+    records = [conversation("hi", "hello", id_="ok"), conversation("hi", " ", id_="empty"),
+               conversation("hi", id_="no-reply"), conversation("hi", "cut", meta={"finish_reason": "length"}, id_="cut"),
+               conversation("caf\u00e9", "ol\u00e9", id_="accents")]  # non-ASCII is a warning, not invalid
+    v = quality.validity(records)
+    assert v["invalid"] == 3 and v["ids"] == ["empty", "no-reply", "cut"]
+    assert v["rules"] == {"content": 1, "ends_with_assistant": 1, "min_messages": 1, "finish_reason": 1}
+    text = quality.format_report({**quality.quality_report(records), "file": "f.jsonl"})
+    assert "invalid: 3 conversations break a validation rule" in text.splitlines()[1]
+
+
 def test_rejects_are_counted_by_rule(tmp_path):
     data = tmp_path / "conversations.jsonl"
     data.write_text(NEAR_DUPS.read_text())
