@@ -319,9 +319,11 @@ class LLMClient:
                              _retry_after(exc.response.headers), rate_limited=status == 429) from None
             raise FatalAPIError(_fatal_message(exc, ep), status) from None
         except openai.APIConnectionError as exc:  # timeouts included
-            # the aiohttp transport reports a refused connection as a connect *timeout*; the causes say which
+            # the aiohttp transport reports a refused connection or an unknown host as a connect *timeout*;
+            # the causes say which (TimeoutError is an OSError too, so it is told apart)
             causes = _causes(exc)
-            if isinstance(exc, openai.APITimeoutError) and not any(isinstance(c, ConnectionError) for c in causes):
+            failed = any(isinstance(c, OSError) and not isinstance(c, TimeoutError) for c in causes)
+            if isinstance(exc, openai.APITimeoutError) and not failed:
                 raise _Retry(f"timed out after {self.timeout:g} s at {ep.base_url}") from None
             raise _Retry(f"connection to {ep.base_url} failed: {causes[-1]}") from None
         try:
@@ -453,7 +455,7 @@ def run_sync(coro: Awaitable[T]) -> T:
 
 def discover(ep: Endpoint) -> Endpoint:
     """`ep` completed from the server's `GET /models`: the model when none is given and the server has
-    exactly one, and the schema style when it is "auto" (llama-cpp-python's server says so in owned_by)."""
+    exactly one, and the schema style when it is "auto" (a llama.cpp server says so in owned_by)."""
     if ep.model and ep.schema_style != "auto":
         return ep
     try:
@@ -476,8 +478,9 @@ def discover(ep: Endpoint) -> Endpoint:
         model = models[0]
     style = ep.schema_style
     if style == "auto":
+        # llama.cpp's own server says "llamacpp"; llama-cpp-python's (what `kit serve` runs) says "me"
         owners = {str(m.get("owned_by", "")).lower() for m in listed if isinstance(m, dict)}
-        style = "llamacpp" if owners == {"llamacpp"} else "openai"
+        style = "llamacpp" if owners and owners <= {"llamacpp", "me"} else "openai"
     return replace(ep, model=model, schema_style=style)
 
 

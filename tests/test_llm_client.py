@@ -94,6 +94,20 @@ def test_connection_refused_is_retried_then_exhausted():
         ask(client)
 
 
+def test_an_unknown_host_is_named_as_such_not_as_a_timeout(monkeypatch):
+    import socket
+
+    def no_such_host(host, *args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_host)
+    client = LLMClient([Endpoint("http://no-such-host.test/v1", MODEL)], max_retries=0)
+    with pytest.raises(RetriesExhausted) as info:
+        ask(client)
+    assert "connection to http://no-such-host.test/v1 failed" in str(info.value)
+    assert "Name or service not known" in str(info.value) and "timed out" not in str(info.value)
+
+
 @pytest.mark.parametrize("status, message", [
     (401, "401 Unauthorized: bad or missing API key"),
     (403, "403 Forbidden"),
@@ -241,7 +255,7 @@ def test_connect_uses_the_given_endpoint_and_asks_it_for_the_model(fake_openai):
         assert ask(client).text == "echo: hello"
 
 
-@pytest.mark.parametrize("owned_by, style", [("llamacpp", "llamacpp"), ("vllm", "openai")])
+@pytest.mark.parametrize("owned_by, style", [("llamacpp", "llamacpp"), ("me", "llamacpp"), ("vllm", "openai")])
 def test_connect_learns_how_the_server_takes_a_schema(fake_openai, owned_by, style, monkeypatch):
     monkeypatch.delenv("KIT_SCHEMA_STYLE", raising=False)
     srv = fake_openai()
