@@ -7,6 +7,7 @@ command never means editing another module's code.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 # command -> (module, one-line help). Each module exposes `main(argv: list[str]) -> int`.
@@ -42,7 +43,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kit: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[name][0])
-    return int(module.main(rest) or 0)
+    try:
+        return int(module.main(rest) or 0)
+    except BrokenPipeError:  # e.g. `python -m kit run --list | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 0
 
 
 if __name__ == "__main__":

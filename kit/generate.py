@@ -307,6 +307,15 @@ class RunSummary:
     def as_dict(self) -> dict:
         return {**asdict(self), "conversations_per_s": round(self.conversations_per_s, 3)}
 
+    def api_failure(self) -> str | None:
+        """What went wrong when items ended as API errors, else None. Unlike content rejects these were
+        never answered: the run is not done, and running the same call again retries exactly them."""
+        n = self.reject_reasons.get(API_ERROR, 0)
+        if not n:
+            return None
+        return (f"{n} of {self.accepted + self.rejected} items failed with API errors (first, "
+                f"{self.first_api_error}); run the same generation again to retry them")
+
     def __str__(self) -> str:
         reasons = ", ".join(f"{k}: {v}" for k, v in sorted(self.reject_reasons.items())) or "none"
         return (f"{self.status}: {self.accepted} accepted, {self.rejected} rejected ({reasons}), "
@@ -526,10 +535,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 130
     print(summary)
-    api_errors = summary.reject_reasons.get(API_ERROR, 0)
-    if api_errors:
-        # the run finished, but these items were never answered: unlike content rejects they are a failure
-        print(f"kit generate: {api_errors} of {summary.accepted + summary.rejected} items failed with API errors "
-              f"(first, {summary.first_api_error}); re-run the same command to retry them", file=sys.stderr)
+    if failure := summary.api_failure():
+        print(f"kit generate: {failure}", file=sys.stderr)
         return 1
     return 0

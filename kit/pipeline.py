@@ -155,6 +155,8 @@ def load_yaml_params(path: Path) -> dict:
         data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_Loader)
     except OSError as exc:
         raise PipelineError(f"{path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise PipelineError(f"{path}: not a text file (byte 0x{exc.object[exc.start]:02x} is not UTF-8)") from None
     except yaml.YAMLError as exc:
         raise PipelineError(f"{path}: not valid YAML: {exc}") from None
     if data is None:
@@ -191,6 +193,17 @@ def _notebook_for(key: str, notebooks: list[Notebook], source: str) -> Notebook:
     raise PipelineError(f"{source}: section {key!r} names no notebook; notebooks: {names}")
 
 
+def _check_type(nb: Notebook, name: str, value: Any, source: str) -> None:
+    """A number, flag or list parameter must get one, before any notebook spends time (or API calls)."""
+    default = nb.declared[name]
+    if default is None or isinstance(default, str) or value is None:
+        return  # free text, no default to compare with, or null ("not set", e.g. cpu_threads: all cores)
+    kinds = (int, float) if type(default) is float else (type(default),)
+    if type(value) not in kinds:
+        raise PipelineError(f"{source}: {name}={value!r} for {nb.name}: expected {type(default).__name__} "
+                            f"like its default {default!r}")
+
+
 def _check_declared(names, declared: set[str], source: str, where: str) -> None:
     for name in names:
         if name == "run_dir":
@@ -213,7 +226,10 @@ def resolve_parameters(notebooks: list[Notebook], layers: list[tuple[str, dict]]
         common = {k: v for k, v in layer.items() if not _NOTEBOOK_KEY.match(str(k))}
         _check_declared(common, declared_anywhere, source, "(declared by no notebook)")
         for nb in notebooks:
-            params[nb.name].update({k: v for k, v in common.items() if k in nb.declared})
+            mine = {k: v for k, v in common.items() if k in nb.declared}
+            for name, value in mine.items():
+                _check_type(nb, name, value, source)
+            params[nb.name].update(mine)
         for key, section in layer.items():
             if not _NOTEBOOK_KEY.match(str(key)):
                 continue
@@ -221,6 +237,8 @@ def resolve_parameters(notebooks: list[Notebook], layers: list[tuple[str, dict]]
             if not isinstance(section, dict):
                 raise PipelineError(f"{source}: section {key!r} must be a mapping of parameters")
             _check_declared(section, set(nb.declared), source, f"for {nb.name}")
+            for name, value in section.items():
+                _check_type(nb, name, value, source)
             params[nb.name].update(section)
     return params
 
@@ -463,7 +481,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-f", dest="files", action="append", default=[], type=Path, metavar="PARAMS.yaml",
                    help="YAML file of parameters, same shape as a preset")
     p.add_argument("--run-id", help="run folder name under runs/ (default: a timestamp); an existing one resumes")
-    p.add_argument("--only", nargs="+", metavar="NN", help="execute only these notebooks (e.g. --only 03 04)")
+    p.add_argument("--only", nargs="+", action="extend", metavar="NN", help="execute only these notebooks (e.g. --only 03 04)")
     p.add_argument("--list", action="store_true", help="show the notebooks and the parameters they would get")
     p.add_argument("--in-place", action="store_true",
                    help="re-execute notebooks/ in place with their default parameters, from an empty runs/interactive "

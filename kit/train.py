@@ -296,6 +296,8 @@ def midtrain(records: Sequence[dict], tokenizer, *, preset: str = "cpu-smoke", o
     config = replace(PRESETS[preset], **overrides)
     if config.loss_mode not in LOSS_MODES:
         raise ValueError(f"unknown loss mode {config.loss_mode!r}; choose 'mid' or 'sft'")
+    if config.steps < 1:
+        raise ValueError(f"steps must be >= 1, got {config.steps}")
     with _cpu_threads(config.cpu_threads):
         return _train(records, tokenizer, config, out_dir=out_dir, device=device, peak_flops=peak_flops,
                       prompts=prompts, sample_tokens=sample_tokens, progress=progress,

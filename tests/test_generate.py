@@ -185,7 +185,7 @@ def test_cli_fails_when_items_failed_with_api_errors_and_the_same_command_retrie
     err = captured.err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("kit generate: 1 of 3 items failed with API errors "
                                                "(first, index 1: API error: gave up after ")
-    assert "503" in err[0] and err[0].endswith("; re-run the same command to retry them")
+    assert "503" in err[0] and err[0].endswith("; run the same generation again to retry them")
 
     healthy["on"] = True
     assert generate_main(argv("c.jsonl")) == 0  # only the API error is asked again; the content reject is an outcome

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -76,10 +77,24 @@ def test_bad_parameters_are_named_with_the_valid_choices(layer, message):
 
 def test_a_params_file_may_name_sections_by_number(tmp_path):
     f = tmp_path / "p.yaml"
-    f.write_text("seed: 3\n02:\n  steps: 1e3\n1: {num: 8}\n")
+    f.write_text("seed: 3\n02:\n  steps: 1000\n1: {num: 8}\n")
     layer = pipeline.load_yaml_params(f)
     assert resolve_parameters(FAKE, [(str(f), layer)]) == {
-        "01_gen": {"seed": 3, "num": 8}, "02_train": {"seed": 3, "steps": 1000.0}, "03_plot": {}}
+        "01_gen": {"seed": 3, "num": 8}, "02_train": {"seed": 3, "steps": 1000}, "03_plot": {}}
+
+
+@pytest.mark.parametrize("layer, message", [
+    ({"seed": "notanumber"}, r"-p: seed='notanumber' for 01_gen: expected int like its default 0$"),
+    ({"02": {"steps": 1e3}}, r"-p: steps=1000.0 for 02_train: expected int like its default 10$"),
+    ({"num": True}, r"num=True for 01_gen: expected int"),  # a bool is not a count
+])
+def test_a_value_of_the_wrong_type_is_refused_before_anything_runs(layer, message):
+    with pytest.raises(PipelineError, match=message):
+        resolve_parameters(FAKE, [("-p", layer)])
+    # free text takes anything, a float takes an int, and null means "not set"
+    nbs = [_nb("01_gen", endpoint="", rate=0.5, limit=4)]
+    assert resolve_parameters(nbs, [("-p", {"endpoint": 8000, "rate": 1, "limit": None})])["01_gen"] == {
+        "endpoint": 8000, "rate": 1, "limit": None}
 
 
 def test_params_file_errors_name_the_file(tmp_path):
@@ -92,6 +107,9 @@ def test_params_file_errors_name_the_file(tmp_path):
         pipeline.load_yaml_params(bad)
     with pytest.raises(PipelineError, match=r"missing.yaml: cannot read"):
         pipeline.load_yaml_params(tmp_path / "missing.yaml")
+    bad.write_bytes(b"\x00\x01\xff\xfe")
+    with pytest.raises(PipelineError, match=r"bad.yaml: not a text file \(byte 0xff is not UTF-8\)"):
+        pipeline.load_yaml_params(bad)
 
 
 def test_the_manifest_names_the_llm_server_but_never_the_key(monkeypatch):
@@ -112,6 +130,7 @@ def test_unknown_preset_lists_the_presets():
 
 def test_only_selects_by_number_or_name():
     assert [nb.name for nb in pipeline.select(FAKE, ["3", "01_gen"])] == ["03_plot", "01_gen"]
+    assert pipeline._parser().parse_args(["--only", "02", "--only", "03", "04"]).only == ["02", "03", "04"]
     with pytest.raises(PipelineError, match="--only: section '09'"):
         pipeline.select(FAKE, ["9"])
 
@@ -321,3 +340,13 @@ def test_smoke_pipeline_end_to_end(tmp_path, monkeypatch):
     leaked = [p for p in result.run_dir.rglob("*") if p.is_file()
               and (CANARY.encode() in p.read_bytes() or CANARY[::-1].encode() in p.read_bytes())]
     assert leaked == [] and result.secret_hits == []
+
+
+def test_a_reader_that_stops_early_gets_no_traceback():
+    """`python -m kit run --list | head -1`: the closed pipe ends the command quietly. (The reader here
+    is gone before the command writes anything, so the write always meets the closed pipe.)"""
+    proc = subprocess.Popen([sys.executable, "-m", "kit", "run", "--list"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=project_root())
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 0 and err == ""

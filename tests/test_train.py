@@ -108,6 +108,13 @@ def test_checkpoint_round_trip_gives_identical_logits(trained_tokenizer, tmp_pat
     assert manifest["trained_tokens"] == result.trained_tokens and "environment" in manifest
 
 
+@pytest.mark.parametrize("overrides, message", [({"steps": 0}, "steps must be >= 1, got 0"),
+                                                ({"loss_mode": "all"}, "unknown loss mode 'all'")])
+def test_impossible_settings_are_refused_before_training(trained_tokenizer, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        midtrain(list(SimpleSpelling(4, seed=0)), trained_tokenizer, device="cpu", **{**TINY, **overrides})
+
+
 def test_schedule_warms_up_holds_and_decays():
     config = PRESETS["cpu-smoke"]
     lrs = [lr_at(s, config) for s in range(config.steps)]
