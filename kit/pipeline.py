@@ -377,8 +377,9 @@ def run_pipeline(*, preset: str | None = "smoke", params_files: list[Path] = (),
         "overrides": overrides or {},
         "only": [nb.name for nb in selected] if only else None,
         "notebooks_dir": str(notebooks_dir),
-        "parameters": {**before_run.get("parameters", {}),  # kept for notebooks --only leaves out
-                       **{nb.name: {"run_dir": str(run_dir), **params[nb.name]} for nb in selected}},
+        # every parameter each notebook ran with, its own defaults included (kept for notebooks --only leaves out)
+        "parameters": {**before_run.get("parameters", {}),
+                       **{nb.name: {**nb.declared, "run_dir": str(run_dir), **params[nb.name]} for nb in selected}},
         "llm": describe_llm(selected, params),
         "status": "running",
         "started_at": now_iso(),

@@ -188,7 +188,7 @@ def tiny(tmp_path):
     """Two chained notebooks: 01 writes made.json, 02 reads it and doubles n in async code via run_sync."""
     folder = tmp_path / "nbs"
     folder.mkdir()
-    write_notebook(folder / "01_make.ipynb", 'run_dir = "runs/interactive"\nn = 2\n', SETUP,
+    write_notebook(folder / "01_make.ipynb", 'run_dir = "runs/interactive"\nn = 2\nlabel = "tiny"\n', SETUP,
                    '(run_dir / "made.json").write_text(json.dumps({"n": n, "python": sys.executable}))')
     write_notebook(folder / "02_use.ipynb", 'run_dir = "runs/interactive"\n', SETUP,
                    "import asyncio\nfrom kit.llm_client import run_sync\n"
@@ -214,7 +214,7 @@ def test_a_run_executes_in_order_records_everything_and_resumes(tiny, tmp_path, 
     assert made["n"] == 5
     assert os.path.realpath(made["python"]) == os.path.realpath(sys.executable)  # the kernel is this venv's
     assert json.loads((run_dir / "used.json").read_text()) == {"doubled": 10}  # async code without asyncio.run
-    assert manifest["parameters"]["01_make"] == {"run_dir": str(run_dir), "n": 5}
+    assert manifest["parameters"]["01_make"] == {"run_dir": str(run_dir), "n": 5, "label": "tiny"}  # defaults too
     assert manifest["parameters"]["02_use"] == {"run_dir": str(run_dir)}  # n is not declared there
     assert [(s["notebook"], s["status"]) for s in manifest["steps"]] == [("01_make", "ok"), ("02_use", "ok")]
     artifacts = {a["path"]: a["bytes"] for a in manifest["artifacts"]}
