@@ -8,6 +8,7 @@ Notebooks run with their own folder as working directory (JupyterLab, nbval) or 
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,12 +59,14 @@ def display_path(path: str | os.PathLike) -> str:
 @contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary path beside `path` to write to; it becomes `path` only when the block ends
-    without an error, and is removed otherwise (a killed write leaves neither half a file nor litter)."""
+    without an error, and is removed otherwise (a failed write leaves neither half a file nor litter).
+    The temporary name is hidden and unique, so two processes writing one path (runs sharing the
+    reply cache) never write into each other's file: the last complete one wins."""
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder; give a file path")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         yield tmp
         os.replace(tmp, path)

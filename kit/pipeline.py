@@ -275,7 +275,7 @@ def fingerprint(nb: Notebook, params: dict, sources: str) -> str:
 def list_artifacts(run_dir: Path) -> list[dict]:
     return [{"path": p.relative_to(run_dir).as_posix(), "bytes": p.stat().st_size}
             for p in sorted(run_dir.rglob("*"))
-            if p.is_file() and p.name not in (MANIFEST, MANIFEST + ".tmp")]
+            if p.is_file() and p.name != MANIFEST]
 
 
 def find_secrets(run_dir: Path, secrets: list[str]) -> list[str]:

@@ -2,6 +2,7 @@
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -86,13 +87,13 @@ def test_write_is_atomic(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         write_records(path, broken())
     assert path.read_text() == before  # the old file is untouched, never half-written
-    assert not (tmp_path / "out.jsonl.tmp").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]  # and no temporary file is left
 
     replaced = []
     real_replace = os.replace
-    monkeypatch.setattr(os, "replace", lambda a, b: (replaced.append((str(a), str(b))), real_replace(a, b)))
+    monkeypatch.setattr(os, "replace", lambda a, b: (replaced.append((Path(a), Path(b))), real_replace(a, b)))
     write_records(path, [{"id": "new", "messages": CONVERSATION}])
-    assert replaced == [(str(path) + ".tmp", str(path))]
+    assert [(a.parent, a.name.startswith(".out.jsonl."), b) for a, b in replaced] == [(tmp_path, True, path)]
     assert read_records(path).records[0]["id"] == "new"
 
 
