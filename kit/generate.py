@@ -516,9 +516,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--price-out", type=float, help="dollars per million completion tokens")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    for name, least in (("num", 1), ("workers", 1), ("reasks", 0)):
+    for name, least in (("num", 1), ("workers", 1), ("reasks", 0), ("max_tokens", 1), ("temperature", 0)):
         if getattr(args, name) < least:
-            parser.error(f"--{name} must be >= {least}, got {getattr(args, name)}")
+            parser.error(f"--{name.replace('_', '-')} must be >= {least}, got {getattr(args, name)}")
     if (args.price_in is None) != (args.price_out is None):
         parser.error("give both --price-in and --price-out, or neither")
     prices = (args.price_in, args.price_out) if args.price_in is not None else None

@@ -204,6 +204,8 @@ def test_cli_fails_when_items_failed_with_api_errors_and_the_same_command_retrie
     (["--num", "-1"], "--num must be >= 1, got -1"),
     (["--num", "2", "--workers", "0"], "--workers must be >= 1, got 0"),
     (["--num", "2", "--reasks", "-1"], "--reasks must be >= 0, got -1"),
+    (["--num", "2", "--max-tokens", "0"], "--max-tokens must be >= 1, got 0"),
+    (["--num", "2", "--temperature", "-0.5"], "--temperature must be >= 0, got -0.5"),
 ])
 def test_cli_refuses_impossible_counts_before_writing_anything(tmp_path, capsys, flags, message):
     with pytest.raises(SystemExit) as exit_:

@@ -51,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
                        + (f", --fast: {FAST[f.name]})" if f.name in FAST else ")"))
     _flag(gen, "no_diversify", action="store_true", default=None, help="keep templated questions (no rephrasing)")
     gen.add_argument("--fast", action="store_true", help="quick preset: 3 sessions, 10 questions, 5-10 turns, 1-3 scenes")
+    gen.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     ev = sub.add_parser("eval", help="score a model on a benchmark file")
     ev.add_argument("dataset", help="a file written by `memory generate`")
@@ -60,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     _flag(ev, "context_tokens", type=int, default=None,
           help="prompt budget in tokens (default: the embedded server's window, unbounded elsewhere; 0: unbounded)")
     _flag(ev, "llm_concurrency", type=int, default=8, help="requests in flight at once (default: %(default)s)")
+    ev.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -73,7 +75,7 @@ def config_from_args(args: argparse.Namespace) -> MemoryConfig:
 def _generate(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     config.check()
-    records = generate(config, args.out, endpoint=args.endpoint, model=args.model)
+    records = generate(config, args.out, endpoint=args.endpoint, model=args.model, show_progress=not args.no_progress)
     for i, record in enumerate(records):
         print("\n".join(summary_lines(record, i, len(records))))
     print(f"\n✅ Dataset written to: {args.out}")
@@ -86,7 +88,7 @@ def _eval(args: argparse.Namespace) -> int:
     out = args.out or str(Path(args.dataset).with_name("eval.json"))
     context = "auto" if args.context_tokens is None else (args.context_tokens or None)
     result = evaluate(args.dataset, endpoint=args.endpoint, model=args.model, out=out, context_tokens=context,
-                      concurrency=args.llm_concurrency)
+                      concurrency=args.llm_concurrency, show_progress=not args.no_progress)
     print(accuracy_table(result))
     print(f"\n{result['questions_with_context_cut']} questions had their context cut "
           f"(budget {result['context_tokens'] or 'unbounded'} tokens); {result['errors']} errors")
