@@ -48,11 +48,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from kit import paths
 from kit.llm_client import FatalAPIError, LLMClient, RetriesExhausted, connect, parse_json_reply, run_sync
 from kit.manifest import now_iso, write_manifest
+from kit.progress import progress_bar
 from kit.prompts import SCHEMA_NAME, conversation_schema, reask_messages, render_prompt
 from kit.records import read_records, write_records
 from kit.sampling import RECIPES, load_dimensions, sample_elements
@@ -381,7 +380,7 @@ async def agenerate(num: int, output: str | Path = DEFAULT_OUTPUT, *, workers: i
         write_records(files["output"], records)
         _write_jsonl_atomic(files["rejects"], journal.rejected())
 
-    bar = tqdm(total=len(todo), desc="generate", unit="conv", disable=not progress or not todo, dynamic_ncols=True)
+    bar = progress_bar(total=len(todo), desc="generate", unit="conv", disable=not progress or not todo, dynamic_ncols=True)
 
     def finish(entry: dict, n_reasks: int) -> None:
         nonlocal last_flush

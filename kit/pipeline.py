@@ -38,6 +38,7 @@ import yaml
 
 from kit.manifest import now_iso, read_manifest, secret_values, write_manifest
 from kit.paths import PACKAGE_DIR, display_path, knowledge_dir, project_root, runs_dir
+from kit.progress import no_progress_bars
 
 PRESETS_DIR = PACKAGE_DIR / "presets"
 KERNEL = "python3"  # jupyter_client launches a "python3" spec with the current interpreter
@@ -339,12 +340,13 @@ def _failure_from(exc: BaseException, nb: Notebook, output: Path) -> NotebookFai
 def execute(nb: Notebook, output: Path, parameters: dict) -> None:
     import papermill
 
-    papermill.execute_notebook(
-        str(nb.path), str(output), parameters=parameters, kernel_name=KERNEL,
-        cwd=str(nb.path.parent),  # as in JupyterLab and nbval; kit.paths.resolve makes paths agree
-        progress_bar=False, log_output=False, request_save_on_cell_execute=True,
-        extra_arguments=KERNEL_ARGS,
-    )
+    with no_progress_bars():
+        papermill.execute_notebook(
+            str(nb.path), str(output), parameters=parameters, kernel_name=KERNEL,
+            cwd=str(nb.path.parent),  # as in JupyterLab and nbval; kit.paths.resolve makes paths agree
+            progress_bar=False, log_output=False, request_save_on_cell_execute=True,
+            extra_arguments=KERNEL_ARGS,
+        )
 
 
 def run_pipeline(*, preset: str | None = "smoke", params_files: list[Path] = (), overrides: dict | None = None,
@@ -454,10 +456,12 @@ def refresh_in_place(notebooks_dir: Path | None = None, only: list[str] | None =
         echo(f"{nb.name:<32} running ...", end="", flush=True)
         t0 = time.monotonic()
         doc = nbformat.read(nb.path, as_version=4)
+        doc.metadata.pop("widgets", None)  # widget state of an earlier run; this run stores its own, if any
         client = nbclient.NotebookClient(doc, kernel_name=KERNEL, record_timing=False, extra_arguments=KERNEL_ARGS,
                                          resources={"metadata": {"path": str(notebooks_dir)}})
         try:
-            client.execute()
+            with no_progress_bars():
+                client.execute()
         except Exception as exc:  # noqa: BLE001 - report and go on with the next notebook
             failures += 1
             echo(f" FAILED, left unchanged: {_ANSI.sub('', str(exc)).strip().splitlines()[-1]}")

@@ -261,9 +261,9 @@ def _task_texts() -> Iterator[str]:
 
 
 def _with_progress(texts: Iterable[str]) -> Iterator[str]:
-    from tqdm.auto import tqdm
+    from kit.progress import progress_bar
 
-    yield from tqdm(texts, desc="tokenizer corpus", unit=" texts", mininterval=1.0)
+    yield from progress_bar(texts, desc="tokenizer corpus", unit=" texts", mininterval=1.0)
 
 
 # ---- CLI --------------------------------------------------------------------------------------

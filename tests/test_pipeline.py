@@ -158,6 +158,20 @@ def test_committed_notebooks_are_executed_and_follow_the_conventions(path):
     blind = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" for o in c.outputs
              if "<Figure size" in str(o.get("data", {}).get("text/plain", "")) and "image/png" not in o.get("data", {})]
     assert blind == [], f"cells {blind} show a figure as text, not an image (is `%matplotlib inline` on?)"
+    frozen = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" for o in c.outputs
+              if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert frozen == [] and "widgets" not in nb.metadata, \
+        f"cells {frozen} store a progress widget, which shows 0% forever (see kit.progress)"
+
+
+def test_progress_bars_are_off_in_kernels_the_pipeline_starts(monkeypatch):
+    from kit.progress import QUIET_ENV, no_progress_bars, progress_bar
+
+    monkeypatch.delenv(QUIET_ENV, raising=False)
+    assert not progress_bar(total=1).disable
+    with no_progress_bars():
+        assert os.environ[QUIET_ENV] == "1" and progress_bar(total=1).disable
+    assert QUIET_ENV not in os.environ
 
 
 def test_cli_rejects_an_unknown_parameter_before_running_anything(capsys):

@@ -37,6 +37,7 @@ from kit.memory.rephrase import rephrase_questions
 from kit.memory.scenes import load_scenes
 from kit.memory.sessions import SessionPlan, SessionResult, generate_session, render_chunk, to_transactions
 from kit.paths import atomic_write, cache_dir
+from kit.progress import progress_bar
 
 YEAR_START = date(2024, 1, 1)
 YEAR_DAYS = 366  # 2024 is a leap year: 2024-01-01 .. 2024-12-31
@@ -181,7 +182,7 @@ async def generate_records(client: LLMClient, config: MemoryConfig, scenes: dict
     config.check()
     scenes = scenes or load_scenes()
     seeds = [str(config.seed)] if config.num_records == 1 else [f"{config.seed}:{r}" for r in range(config.num_records)]
-    with tqdm(total=config.num_sessions * config.num_records, desc="sessions", unit="session",
+    with progress_bar(total=config.num_sessions * config.num_records, desc="sessions", unit="session",
               disable=not show_progress) as progress:
         return list(await asyncio.gather(*(generate_record(client, config, s, scenes, progress) for s in seeds)))
 

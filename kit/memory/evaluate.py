@@ -28,8 +28,6 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from kit.endpoints import endpoints_from_env
 from kit.llm_client import FatalAPIError, LLMClient, RetriesExhausted, connect, parse_json_reply, run_sync
 from kit.local_server import DEFAULT_CONTEXT
@@ -38,6 +36,7 @@ from kit.memory.questions import ANSWER_KIND, CATEGORIES
 from kit.memory.scenes import load_scenes
 from kit.memory.sessions import fill, load_prompt
 from kit.paths import cache_dir
+from kit.progress import progress_bar
 
 CHARS_PER_TOKEN = 3.0
 REPLY_TOKENS = 48
@@ -185,7 +184,7 @@ async def evaluate_records(client: LLMClient, records: list[dict], context_token
                            show_progress: bool = True) -> list[dict]:
     scenes = list(load_scenes())
     pairs = [(r, q) for r in records for q in r["questions"]]
-    with tqdm(total=len(pairs), desc="questions", unit="q", disable=not show_progress) as progress:
+    with progress_bar(total=len(pairs), desc="questions", unit="q", disable=not show_progress) as progress:
         async def one(record: dict, question: dict) -> dict:
             item = await _ask(client, record, question, scenes, context_tokens)
             progress.update(1)
