@@ -42,8 +42,10 @@ from kit.progress import no_progress_bars
 
 PRESETS_DIR = PACKAGE_DIR / "presets"
 KERNEL = "python3"  # jupyter_client launches a "python3" spec with the current interpreter
-# The kernel listens on loopback only; its warning about unencrypted TCP would print once per notebook.
-KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
+# The kernel's own log goes to this terminal: its warning about unencrypted TCP (it listens on loopback
+# only) would print once per notebook, and after Ctrl-C it logs tracebacks about the sockets being closed
+# under it. Errors in cells are reported from the notebook itself, a dying kernel by nbclient.
+KERNEL_ARGS = ["--IPKernelApp.log_level=CRITICAL"]
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 MANIFEST = "manifest.json"
 INTERACTIVE_RUN_ID = "interactive"  # the notebooks' default run_dir is runs/interactive

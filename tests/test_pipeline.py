@@ -300,6 +300,43 @@ def test_a_dying_kernel_is_reported_with_the_cell_it_was_running(tmp_path):
     assert manifest["steps"][0]["status"] == "failed" and result.failure.output.exists()
 
 
+INTERRUPTED_RUN = """
+import sys
+from pathlib import Path
+from kit import pipeline
+try:
+    pipeline.run_pipeline(preset=None, notebooks_dir=Path(sys.argv[1]), runs_root=Path(sys.argv[2]), run_id="r1")
+except KeyboardInterrupt:
+    print("interrupted", file=sys.stderr)
+    sys.exit(130)
+"""
+
+
+def test_ctrl_c_stops_the_run_with_one_line_and_records_it(tmp_path):
+    """The kernel shares this terminal: its complaints about sockets closed under it must not reach it."""
+    import signal
+    import time
+
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    write_notebook(folder / "01_wait.ipynb", 'run_dir = "x"', SETUP,
+                   '(run_dir / "started").write_text("")\nimport time\ntime.sleep(60)')
+    script = tmp_path / "run.py"
+    script.write_text(INTERRUPTED_RUN)
+    proc = subprocess.Popen([sys.executable, str(script), str(folder), str(tmp_path / "runs")], stderr=subprocess.PIPE,
+                            cwd=project_root(), preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    started = tmp_path / "runs" / "r1" / "started"
+    for _ in range(600):  # the kernel reaches the sleeping cell within seconds
+        if started.exists() or proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err.decode() == "interrupted\n"
+    manifest = json.loads((tmp_path / "runs" / "r1" / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted" and manifest["steps"][0]["status"] == "interrupted"
+
+
 def test_a_secret_written_into_the_run_folder_fails_the_run(tmp_path, monkeypatch):
     monkeypatch.setenv("KIT_API_KEY", "sk-canary-0123456789abcdef")
     folder = tmp_path / "nbs"
