@@ -25,7 +25,7 @@ _CONFIG_HELP = {
     "min_scenes": "fewest (scene, sub-scene) pairs per session", "max_scenes": "most pairs per session",
     "num_records": "records (datasets) to generate, concurrently",
     "llm_concurrency": "requests in flight at once", "seed": "seed of every random choice",
-    "max_attempts": "requests per session before it is kept flagged or dropped",
+    "max_attempts": "requests per session before it is flagged and left out",
 }
 
 

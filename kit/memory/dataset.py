@@ -1,7 +1,7 @@
 """Assembling benchmark records: plan the sessions, generate them, ask the questions, write the file.
 
 A record has the seed's layout: `task_id`, `questions` [{qid, query, answer, position, category}],
-`chunks` (one string per kept session, in date order) and `metadata` {num_sessions, num_turns,
+`chunks` (one string per session that passed its checks, in date order) and `metadata` {num_sessions, num_turns,
 num_transactions, date_range, scenes, total_amount, transaction_events}, plus what this kit adds:
 `consistency` (how sessions fared under the checks), `question_counts`, `rephrase` and `generator`
 (seed, model, endpoint without key, parameters, token use, time).
@@ -106,7 +106,9 @@ def plan_sessions(config: MemoryConfig, scenes: dict[str, list[str]], record_see
 
 
 def consistency_report(results: list[SessionResult], max_attempts: int) -> dict:
-    kept = [r for r in results if r.status != "dropped"]
+    """How the sessions fared. Only passed sessions are in the record; transactions_proposed counts
+    those of every session that had a dialogue, transactions_kept those in the record's ledger."""
+    proposed = [r for r in results if r.status != "dropped"]
     return {
         "sessions_planned": len(results),
         "sessions_passed_first_try": sum(r.status == "passed" and r.attempts == 1 for r in results),
@@ -115,8 +117,8 @@ def consistency_report(results: list[SessionResult], max_attempts: int) -> dict:
         "sessions_dropped": sum(r.status == "dropped" for r in results),
         "max_attempts": max_attempts,
         "requests": sum(r.attempts for r in results),
-        "transactions_proposed": sum(r.transactions_proposed for r in kept),
-        "transactions_kept": sum(len(r.transactions) for r in kept),
+        "transactions_proposed": sum(r.transactions_proposed for r in proposed),
+        "transactions_kept": sum(len(r.transactions) for r in results if r.status == "passed"),
         "problems": [{"date": r.plan.date, "status": r.status, "attempts": r.attempts, "problems": r.problems}
                      for r in results if r.status != "passed"],
     }
@@ -136,7 +138,7 @@ async def generate_record(client: LLMClient, config: MemoryConfig, record_seed: 
         return result
 
     results = await asyncio.gather(*(one(p) for p in plans))
-    kept = [r for r in results if r.status != "dropped"]
+    kept = [r for r in results if r.status == "passed"]  # see kit.memory.sessions: answers must agree with every chunk
     chunks = [render_chunk(r.plan.date, r.dialogue) for r in kept]
     transactions: list[Transaction] = [t for i, r in enumerate(kept) for t in to_transactions(r, i)]
     chunk_dates = [r.plan.date for r in kept]
@@ -234,7 +236,8 @@ def summary_lines(record: dict, index: int, total: int) -> list[str]:
     rng = meta["date_range"]
     cons = meta["consistency"]
     lines = [f"=== Generating dataset {index + 1}/{total} ===",
-             f"Generated {cons['sessions_planned']} dates" + (f": {rng['start']} to {rng['end']}" if rng else ""),
+             f"Generated {meta['num_sessions']} of {cons['sessions_planned']} planned dates"
+             + (f": {rng['start']} to {rng['end']}" if rng else ""),
              f"Total: {meta['num_turns']} turns, {meta['num_transactions']} transactions",
              f"Generated {len(record['questions'])} questions", "",
              f"   - Task ID: {record['task_id']}",
@@ -245,7 +248,7 @@ def summary_lines(record: dict, index: int, total: int) -> list[str]:
              f"   - Questions: {len(record['questions'])}",
              f"   - Total amount: {meta['total_amount_text']}",
              f"   - Consistency: {cons['sessions_passed_first_try']} passed, "
-             f"{cons['sessions_passed_after_reask']} passed after re-asking, {cons['sessions_flagged']} flagged, "
+             f"{cons['sessions_passed_after_reask']} passed after re-asking, {cons['sessions_flagged']} flagged and left out, "
              f"{cons['sessions_dropped']} dropped; {cons['transactions_kept']}/{cons['transactions_proposed']} "
              f"transactions kept"]
     if isinstance(meta["rephrase"], dict):

@@ -10,11 +10,11 @@ The checks (`check_session`) trust nothing the schema promised: scenes and sub-s
 catalogue, amounts positive numbers, and every transaction's amount must be said in the dialogue
 (45.5, 45.50 and "45.5 yuan" all match; a date's digits never do). A session with problems is asked
 again with a fresh seed, at most `max_attempts` times in all. If no attempt is clean, the best one is
-kept *flagged*: its dialogue becomes a chunk and only its transactions that passed every check enter
-the ledger, so each answer is a sum of amounts the dialogue really states. (The reverse, an expense
-said in the dialogue that the model did not record, cannot be caught by matching numbers; flagged
-sessions are listed in the metadata for that reason.) A session with no usable dialogue at all is
-dropped and counted.
+*flagged*, and the record leaves it out (kit.memory.dataset): its dialogue may state amounts that its
+checked transactions do not hold, and a reference answer must agree with every dialogue the model
+reads. Its problems are listed in the record's metadata. (The reverse, an expense said in a clean
+dialogue that the model did not record, cannot be caught by matching numbers.) A session with no
+usable dialogue at all is dropped and counted.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class SessionPlan:
 @dataclass
 class SessionResult:
     plan: SessionPlan
-    status: str  # "passed", "flagged" (kept, with problems) or "dropped" (no usable dialogue)
+    status: str  # "passed", "flagged" (problems left after every attempt) or "dropped" (no usable dialogue)
     attempts: int
     dialogue: list[dict] = field(default_factory=list)
     transactions: list[dict] = field(default_factory=list)  # checked: scene, subscene, amount, description
