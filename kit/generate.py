@@ -52,7 +52,7 @@ from kit import paths
 from kit.llm_client import FatalAPIError, LLMClient, RetriesExhausted, connect, parse_json_reply, run_sync
 from kit.manifest import now_iso, write_manifest
 from kit.progress import progress_bar
-from kit.prompts import SCHEMA_NAME, conversation_schema, reask_messages, render_prompt
+from kit.prompts import SCHEMA_NAME, conversation_schema, instruction_lines, reask_messages, render_prompt
 from kit.records import read_records, write_records
 from kit.sampling import RECIPES, load_dimensions, sample_elements
 from kit.validation import Problem, errors, validate_messages
@@ -177,8 +177,9 @@ def _write_jsonl_atomic(path: Path, objs: list[dict]) -> None:
 # One item
 
 
-def check_reply(text: str, finish_reason: str | None) -> tuple[list | None, list[Problem], bool]:
-    """(messages, problems, repaired) for one raw reply."""
+def check_reply(text: str, finish_reason: str | None, instructions: list[str] = ()) -> tuple[list | None, list[Problem], bool]:
+    """(messages, problems, repaired) for one raw reply; `instructions` are the prompt's own lines
+    (kit.prompts.instruction_lines), which no message may repeat."""
     reply = parse_json_reply(text)
     cut = [Problem(None, "finish_reason", "reply was cut off at the token limit (finish_reason=length)")] \
         if finish_reason == "length" else []
@@ -188,7 +189,16 @@ def check_reply(text: str, finish_reason: str | None) -> tuple[list | None, list
     messages = value.get("messages") if isinstance(value, dict) else value
     if not isinstance(messages, list):
         return None, cut + [Problem(None, "shape", "reply has no 'messages' list")], reply.repaired
-    return messages, validate_messages(messages, finish_reason), reply.repaired
+    return messages, validate_messages(messages, finish_reason) + _echoes(messages, instructions), reply.repaired
+
+
+def _echoes(messages: list, instructions: list[str]) -> list[Problem]:
+    problems = []
+    for i, message in enumerate(messages):
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str) and (copied := next((line for line in instructions if line in content), None)):
+            problems.append(Problem(i, "prompt_echo", f"repeats the generation prompt: {copied[:60]!r}"))
+    return problems
 
 
 @dataclass
@@ -213,6 +223,7 @@ async def make_item(ctx: _ItemContext, index: int) -> tuple[dict, int]:
     output file gets only the record."""
     elements = sample_elements(ctx.recipe, ctx.seed, index, ctx.dims)
     prompt = render_prompt(elements)
+    instructions = instruction_lines(prompt, elements)
     messages = [{"role": "user", "content": prompt}]
     usage = Counter()
     attempts: list[dict] = []
@@ -228,7 +239,7 @@ async def make_item(ctx: _ItemContext, index: int) -> tuple[dict, int]:
         usage.update(prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens)
         usage["cost_usd"] += completion.cost_usd
         source = {"model": completion.model, "endpoint": completion.endpoint}
-        conversation, problems, repaired = check_reply(completion.text, completion.finish_reason)
+        conversation, problems, repaired = check_reply(completion.text, completion.finish_reason, instructions)
         failures = errors(problems)
         if not failures:
             meta = {**elements, **source, "finish_reason": completion.finish_reason, "attempts": attempt + 1,

@@ -64,6 +64,17 @@ def render_prompt(elements: dict, knowledge_dir: str | Path | None = None) -> st
     return _fill(load_template(name, knowledge_dir), name, **slots)
 
 
+def instruction_lines(prompt: str, elements: dict, knowledge_dir: str | Path | None = None,
+                      min_chars: int = 20) -> list[str]:
+    """The prompt's own instructions, line by line (bullets dropped): every line of at least
+    `min_chars` characters that is neither the knowledge base nor an example opener. A conversation
+    that contains one has copied its instructions ("The user is: a journalist ...") instead of
+    following them; quoting the knowledge base is the point, and an opener is only a style example."""
+    left_out = set(load_knowledge(knowledge_dir).splitlines()) | {f"- {m}" for m in elements["first_message_examples"]}
+    lines = [line for line in prompt.splitlines() if line not in left_out]
+    return [text for line in lines if len(text := line.strip().removeprefix("- ").strip()) >= min_chars]
+
+
 def reask_messages(prompt: str, reply: str, problems: list[str],
                    knowledge_dir: str | Path | None = None) -> list[dict]:
     """The conversation that asks again: the prompt, the unusable reply, and what was wrong with it."""

@@ -216,6 +216,34 @@ def test_cli_refuses_impossible_counts_before_writing_anything(tmp_path, capsys,
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_conversation_that_copies_its_instructions_is_rejected(tmp_path, fake_openai):
+    """The 135M model wrote "The user is: a journalist ..." as the user's message, and it was accepted."""
+    def respond(request, n_seen):
+        prompt = request["messages"][0]["content"]
+        persona_line = next(line[2:] for line in prompt.splitlines() if line.startswith("- The user is: "))
+        return Reply(content=json.dumps({"messages": [{"role": "user", "content": f"{persona_line}. Who made you?"},
+                                                      {"role": "assistant", "content": "Andrej Karpathy did."}]}))
+
+    srv = fake_openai(respond)
+    summary = run(srv, tmp_path / "c.jsonl", 1)
+    assert (summary.accepted, summary.reject_reasons) == (0, {"prompt_echo": 1})
+    [reject] = lines_of(tmp_path / "c.rejects.jsonl")
+    assert reject["reasons"] == ["message[0]: repeats the generation prompt: 'The user is: " +
+                                 sample_elements("v2", 0, 0)["persona"][:47] + "'"]
+    assert len(srv.chat_requests) == 2  # asked again once, with the problem named
+
+
+def test_instruction_lines_leave_out_the_knowledge_and_the_example_openers():
+    from kit.prompts import instruction_lines, load_knowledge
+
+    elements = sample_elements("v2", 0, 3)
+    lines = instruction_lines(render_prompt(elements), elements)
+    assert f"The user is: {elements['persona']}" in lines and f"Topic: {elements['topic']}" in lines
+    knowledge = {line.strip().removeprefix("- ").strip() for line in load_knowledge().splitlines()}
+    assert len(knowledge) > 20 and not set(lines) & knowledge
+    assert not set(lines) & set(elements["first_message_examples"])
+
+
 # --- resume, append, fresh -------------------------------------------------------------------------
 
 def test_rerun_requests_nothing_append_adds_fresh_restarts(tmp_path, fake_openai):
