@@ -143,6 +143,17 @@ def test_presets_fit_the_real_notebooks(preset):
     assert set(params) == {nb.name for nb in notebooks}
 
 
+def test_the_params_file_example_in_the_readme_is_valid():
+    import re
+
+    import yaml
+
+    text = (NOTEBOOKS / "README.md").read_text(encoding="utf-8")
+    [example] = re.findall(r"```yaml\n(.*?)```", text, re.S)
+    params = resolve_parameters(pipeline.discover(NOTEBOOKS), [("README", yaml.safe_load(example))])
+    assert params["05_midtrain_smoke"]["steps"] == 300
+
+
 @pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob(pipeline.NOTEBOOK_GLOB)), ids=lambda p: p.stem)
 def test_committed_notebooks_are_executed_and_follow_the_conventions(path):
     """nbval only compares cells that were run when the notebook was saved: an unexecuted notebook
