@@ -275,6 +275,13 @@ def fingerprint(nb: Notebook, params: dict, sources: str) -> str:
     return h.hexdigest()[:16]
 
 
+def _with_llm(nb: Notebook, params: dict[str, dict]) -> dict:
+    """A notebook's parameters plus, for one that talks to an LLM, which server and model (set in the
+    environment, not as parameters): resuming after pointing the kit at another model redoes its work."""
+    llm = describe_llm([nb], params)
+    return {**params[nb.name], "(llm)": llm} if llm else params[nb.name]
+
+
 def list_artifacts(run_dir: Path) -> list[dict]:
     return [{"path": p.relative_to(run_dir).as_posix(), "bytes": p.stat().st_size}
             for p in sorted(run_dir.rglob("*"))
@@ -392,7 +399,7 @@ def run_pipeline(*, preset: str | None = "smoke", params_files: list[Path] = (),
     steps = {nb.name: previous.get(nb.name, {"notebook": nb.name, "status": "not selected"}) for nb in notebooks}
     for nb in selected:
         steps[nb.name] = {"notebook": nb.name, "output": f"notebooks/{nb.name}.ipynb", "status": "pending",
-                          "fingerprint": fingerprint(nb, params[nb.name], sources)}
+                          "fingerprint": fingerprint(nb, _with_llm(nb, params), sources)}
 
     def save(status: str) -> None:
         manifest.update(status=status, steps=list(steps.values()), artifacts=list_artifacts(run_dir))

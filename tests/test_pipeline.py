@@ -276,6 +276,22 @@ def test_the_fingerprint_covers_notebook_parameters_and_sources(tmp_path):
     assert base != pipeline.fingerprint(nb, {"n": 1}, "src")
 
 
+def test_resuming_after_pointing_at_another_model_redoes_the_llm_notebooks(tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline, "_sources_digest", lambda: "pinned")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://gpu1:8000/v1")
+    monkeypatch.setenv("OPENAI_MODEL", "small")
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    write_notebook(folder / "01_ask.ipynb", 'run_dir = "x"\nendpoint = ""', SETUP)
+    write_notebook(folder / "02_after.ipynb", 'run_dir = "x"', SETUP)
+    assert [s["status"] for s in run(folder, tmp_path)[1]["steps"]] == ["ok", "ok"]
+    assert [s["status"] for s in run(folder, tmp_path)[1]["steps"]] == ["reused", "reused"]
+    monkeypatch.setenv("OPENAI_MODEL", "large")
+    _, manifest = run(folder, tmp_path)
+    assert [s["status"] for s in manifest["steps"]] == ["ok", "ok"]  # 02 reads what 01 made with the new model
+    assert manifest["llm"] == [{"base_url": "http://gpu1:8000/v1", "model": "large"}]
+
+
 def test_a_failing_notebook_stops_the_run_names_the_cell_and_keeps_the_partial_notebook(tmp_path):
     folder = tmp_path / "nbs"
     folder.mkdir()
