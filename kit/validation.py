@@ -158,7 +158,8 @@ def _line_problems(line: str) -> list[Problem]:
 
 
 def validate_file(path: str | Path) -> tuple[int, list[tuple[int, Problem]]]:
-    """(number of conversations, [(line number, problem), ...]) for a JSONL file."""
+    """(number of non-blank lines, [(line number, problem), ...]) for a JSONL file: each line should be
+    one conversation, and one that is not is a problem of its line."""
     n, found = 0, []
     with open(path, "rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
@@ -191,6 +192,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{path}:{lineno}: {problem}")
     n_err = sum(p.severity == "error" for _, p in found)
     bad_lines = len({ln for ln, p in found if p.severity == "error"})
-    print(f"{path}: {n} conversations, {bad_lines} with errors, {n_err} errors, {len(found) - n_err} warnings",
+    print(f"{path}: {n} lines, {bad_lines} with errors, {n_err} errors, {len(found) - n_err} warnings",
           file=sys.stderr)
     return 1 if n_err else 0

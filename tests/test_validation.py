@@ -93,7 +93,9 @@ def test_cli_lists_every_problem_with_file_line_and_message(tmp_path, capsys):
         json.dumps({"messages": [U("ñ"), A()]}),                             # warning only
     ]) + "\n")
     assert main([str(path)]) == 1
-    out = capsys.readouterr().out.splitlines()
+    captured = capsys.readouterr()
+    assert captured.err == f"{path}: 5 lines, 3 with errors, 4 errors, 1 warnings\n"  # the bad JSON line counts too
+    out = captured.out.splitlines()
     assert f"{path}:2: message[0]: the conversation starts with assistant, not user" in out
     assert f"{path}:2: message[1]: the conversation ends with user, not assistant" in out
     assert any(line.startswith(f"{path}:3: invalid JSON") for line in out)
