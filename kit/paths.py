@@ -56,6 +56,12 @@ def display_path(path: str | os.PathLike) -> str:
         return str(p)
 
 
+def folder_problem(path: str | os.PathLike) -> str | None:
+    """Why `path` cannot be an output folder (it is an existing file), or None. Checked before a long
+    job, so that the job does not fail only when it comes to save."""
+    return f"{path} is a file; give a folder" if Path(path).exists() and not Path(path).is_dir() else None
+
+
 @contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary path beside `path` to write to; it becomes `path` only when the block ends

@@ -42,7 +42,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from kit.records import RecordError, file_problem, message_text, read_records, write_records
-from kit.validation import validate_messages
+from kit.validation import errors, validate_messages
 
 # Diversity dimensions as they appear in generated records' meta. A dimension may be list-valued
 # (each record drew several first-message categories); each list item counts once.
@@ -582,13 +582,13 @@ def cost(records: Sequence[dict], tokenizer=None) -> dict:
     if tokenizer is None:
         out["note"] = "no tokenizer: per-supervised-token figures need one (--tokenizer DIR)"
         return out
-    supervised, errors = 0, 0
+    supervised, unrenderable = 0, 0
     for record in priced:
         try:
             supervised += sum(tokenizer.render_conversation(record).mask)
         except ValueError:  # kit.render.RenderError: a broken conversation trains nothing
-            errors += 1
-    out["supervised_tokens"], out["render_errors"] = supervised, errors
+            unrenderable += 1
+    out["supervised_tokens"], out["render_errors"] = supervised, unrenderable
     out["usd_per_supervised_token"] = _ratio(out["cost_usd"], supervised)
     out["usd_per_million_supervised_tokens"] = None if out["cost_usd"] is None else _ratio(out["cost_usd"] * 1e6, supervised)
     out["completion_tokens_per_supervised_token"] = _ratio(out["completion_tokens"], supervised)
@@ -606,8 +606,7 @@ def validity(records: Sequence[dict]) -> dict:
     ids = []
     for record in records:
         finish = (record.get("meta") or {}).get("finish_reason")
-        broken = {p.rule for p in validate_messages(record["messages"], finish_reason=finish, ascii_rule=False)
-                  if p.severity == "error"}
+        broken = {p.rule for p in errors(validate_messages(record["messages"], finish_reason=finish, ascii_rule=False))}
         if broken:
             ids.append(record["id"])
             rules.update(broken)

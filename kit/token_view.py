@@ -308,11 +308,10 @@ def main(argv: list[str]) -> int:
         print(f"kit tokens: {where}{exc}", file=sys.stderr)
         return 1
 
-    from kit.validation import validate_messages
+    from kit.validation import errors, validate_messages
 
-    for problem in validate_messages(record["messages"]):  # renderable is not the same as fit to train on
-        if problem.severity == "error":
-            print(f"warning: {record['id']}: {problem} (kit validate calls this an error)", file=sys.stderr)
+    for problem in errors(validate_messages(record["messages"])):  # renderable is not the same as fit to train on
+        print(f"warning: {record['id']}: {problem} (kit validate calls this an error)", file=sys.stderr)
     n_sup = sum(rendered.mask)
     print(f"{record['id']}: {len(rendered.ids)} tokens, {n_sup} supervised" + (f", TRUNCATED: {rendered.n_truncated} tokens dropped" if rendered.truncated else "") + (", NOTHING SUPERVISED" if rendered.all_masked else ""))
     if args.table:

@@ -25,7 +25,7 @@ from typing import Iterable, Iterator
 import rustbpe
 import tiktoken
 
-from kit.paths import atomic_write
+from kit.paths import atomic_write, folder_problem
 
 SPECIAL_TOKENS = (
     "<|bos|>",  # starts every document / conversation
@@ -77,18 +77,18 @@ class Tokenizer:
         """
         if vocab_size < MIN_VOCAB_SIZE:
             raise ValueError(f"vocab_size must be at least {MIN_VOCAB_SIZE} (256 bytes + {len(SPECIAL_TOKENS)} specials), got {vocab_size}")
-        n_texts = 0
+        seen_text = False
 
-        def counted(texts: Iterable[str]) -> Iterator[str]:
-            nonlocal n_texts
+        def watched(texts: Iterable[str]) -> Iterator[str]:
+            nonlocal seen_text
             for text in texts:
-                n_texts += bool(text.strip())
+                seen_text = seen_text or bool(text.strip())  # strips only until the first real text
                 yield text
 
-        stream = counted(_with_progress(texts) if progress else texts)
+        stream = watched(_with_progress(texts) if progress else texts)
         bpe = rustbpe.Tokenizer()
         bpe.train_from_iterator(stream, vocab_size - len(SPECIAL_TOKENS), pattern=SPLIT_PATTERN)
-        if not n_texts:
+        if not seen_text:
             raise ValueError("no training text: the inputs hold no files, or only empty ones")
         ranks = {bytes(token): rank for token, rank in bpe.get_mergeable_ranks()}
         tokenizer = cls(ranks, bpe.get_pattern())
@@ -279,8 +279,8 @@ def main(argv: list[str]) -> int:
     train.add_argument("--no-knowledge", action="store_true", help="train on --input only, without the knowledge folder")
     args = parser.parse_args(argv)
 
-    if Path(args.output).exists() and not Path(args.output).is_dir():  # before the training, not after it
-        print(f"kit tokenizer: --output {args.output} is a file; give a folder", file=sys.stderr)
+    if problem := folder_problem(args.output):
+        print(f"kit tokenizer: --output {problem}", file=sys.stderr)
         return 1
     try:
         texts = texts_from_paths(args.input) if args.no_knowledge else default_corpus(args.input)

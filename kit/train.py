@@ -40,6 +40,7 @@ import torch
 from kit.calculator import CalculatorError, evaluate, format_result
 from kit.model import GPT, GPTConfig
 from kit.packing import IGNORE_INDEX, LOSS_MODES, Packed, batches, pack_rows, trained_tokens
+from kit.paths import folder_problem
 
 
 @dataclass
@@ -573,8 +574,8 @@ def main(argv: list[str]) -> int:
     from kit.tasks import default_mixture
     from kit.tokenizer import Tokenizer
 
-    if Path(args.out).exists() and not Path(args.out).is_dir():  # before the training, not after it
-        print(f"kit midtrain: --out {args.out} is a file; give a folder", file=sys.stderr)
+    if problem := folder_problem(args.out):
+        print(f"kit midtrain: --out {problem}", file=sys.stderr)
         return 1
     try:
         mixture = default_mixture(args.data, seed=args.seed, size=args.size, identity_epochs=args.identity_epochs,
