@@ -28,7 +28,7 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from kit.records import decode_line
+from kit.records import BOM, LINE_TOO_LONG, decode_line, iter_lines, load_json
 from kit.tasks import Task, record
 
 _ROW_FILES = (".parquet", ".jsonl", ".json", ".csv")
@@ -66,24 +66,37 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict | list]]:
             yield i, row
     elif path.suffix == ".jsonl":
         with open(path, "rb") as fh:
-            for i, line in enumerate(fh, start=1):
+            for i, line in iter_lines(fh):
+                if line is None:
+                    raise DatasetError(path, i, LINE_TOO_LONG)
                 if line.strip():
                     try:
-                        yield i, json.loads(decode_line(line))
+                        yield i, load_json(decode_line(line))
                     except json.JSONDecodeError as exc:
                         raise DatasetError(path, i, f"invalid JSON: {exc.msg}") from None
                     except ValueError as exc:
                         raise DatasetError(path, i, str(exc)) from None
     elif path.suffix == ".json":
-        rows = json.loads(_text(path))
+        rows = _json(path)
         yield from enumerate(rows if isinstance(rows, list) else [rows], start=1)
     else:
         yield from enumerate(csv.reader(io.StringIO(_text(path), newline="")), start=1)
 
 
+def _json(path: Path):
+    """A whole .json file, bounded (kit.records.load_json): a hostile file is a DatasetError, not a crash."""
+    try:
+        return load_json(_text(path))
+    except json.JSONDecodeError as exc:
+        raise DatasetError(path, None, f"line {exc.lineno}: invalid JSON: {exc.msg}") from None
+    except ValueError as exc:
+        raise DatasetError(path, None, str(exc)) from None
+
+
 def _text(path: Path) -> str:
-    """A whole file as UTF-8; a bad byte is reported by its line (a whole-file format has no rows yet)."""
-    raw = path.read_bytes()
+    """A whole file as UTF-8 (a BOM at its start dropped); a bad byte is reported by its line (a
+    whole-file format has no rows yet)."""
+    raw = path.read_bytes().removeprefix(BOM)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -221,7 +234,7 @@ class MemoryDialogues(Task):
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.records = []
-        data = json.loads(_text(self.path))
+        data = _json(self.path)
         for item_number, item in enumerate(data if isinstance(data, list) else [data], start=1):
             if not isinstance(item, dict) or not isinstance(item.get("chunks"), list):
                 raise DatasetError(self.path, item_number, "expected an object with a 'chunks' list")

@@ -16,10 +16,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from dotenv import load_dotenv
 
 from kit.paths import project_root
+from kit.secrets import scrub_url
 
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
@@ -43,14 +45,33 @@ class Endpoint:
     model: str
     api_key: str = field(default=NO_KEY, repr=False, compare=False)
     schema_style: str = "openai"
+    # What the reply cache calls this server. None: its URL. A server the kit starts itself listens on a
+    # new port each time; naming it by its model file lets a re-run reuse the replies it already paid for.
+    cache_name: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.schema_style not in SCHEMA_STYLES:
             raise ValueError(f"schema_style must be one of {SCHEMA_STYLES}, got {self.schema_style!r}")
-        object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
+        object.__setattr__(self, "base_url", check_url(self.base_url).rstrip("/"))
 
     def __str__(self) -> str:
-        return f"{self.model or '<model from server>'} @ {self.base_url}"
+        return f"{self.model or '<model from server>'} @ {scrub_url(self.base_url)}"
+
+
+def check_url(url: str) -> str:
+    """`url` if it is an http(s) URL with a host, else ValueError at once (not 25 s of retries later)."""
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname
+    except ValueError:
+        host, parts = None, None
+    if parts is None or parts.scheme not in ("http", "https") or not host:
+        raise ValueError(f"endpoint {scrub_url(url)!r} is not an http(s) URL; give one like "
+                         f"http://127.0.0.1:8080/v1 or https://api.openai.com/v1")
+    if "@" in parts.netloc:  # the key goes as a bearer token, which HTTP clients refuse to combine with these
+        raise ValueError(f"endpoint {scrub_url(url)!r} has credentials in it; give the URL without them and "
+                         f"the key in OPENAI_API_KEY (environment or .env)")
+    return url.strip()
 
 
 def load_env_file() -> None:

@@ -7,6 +7,9 @@ CustomJSON is what nanochat's `CustomJSON` task reads: one bare JSON array of me
 Parquet has the columns `id`, `messages` (a list of {role, content}, the layout Hugging Face chat
 datasets use) and `meta` (JSON text, since its keys vary between runs). Both are written atomically.
 An input line that is not a record stops the export with its file and line: nothing is left out silently.
+Neither is a conversation that `kit validate` calls an error (structure: roles, alternation, empty
+content, text content for parquet): the export refuses the file, naming each, or with `--skip-invalid`
+leaves them out and says how many.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from typing import Iterable
 
 from kit.paths import atomic_write
 from kit.records import file_problem, read_records, to_customjson_line
+from kit.secrets import scrub_text, secret_values
+from kit.validation import errors, validate_messages
 
 FORMATS = ("customjson", "parquet")
 
@@ -27,9 +32,10 @@ FORMATS = ("customjson", "parquet")
 def to_customjson(records: Iterable[dict], path: str | os.PathLike) -> int:
     """Write one messages array per line; returns the number written."""
     n = 0
+    secrets = secret_values()
     with atomic_write(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         for record in records:
-            fh.write(to_customjson_line(record) + "\n")
+            fh.write(to_customjson_line(record, secrets) + "\n")
             n += 1
     return n
 
@@ -42,12 +48,14 @@ def to_parquet(records: Iterable[dict], path: str | os.PathLike) -> int:
     rows = {"id": [], "messages": [], "meta": []}
     for record in records:
         for i, message in enumerate(record["messages"]):
-            if not isinstance(message.get("content"), str):
-                raise ValueError(f"record {record['id']}: message {i} has content parts; parquet export "
+            content = message.get("content")
+            if not isinstance(content, str):
+                kind = "content parts" if isinstance(content, list) else f"{type(content).__name__} content"
+                raise ValueError(f"record {record['id']}: message {i} has {kind}; parquet export "
                                  f"takes text content only (use --format customjson)")
         rows["id"].append(str(record["id"]))
         rows["messages"].append([{"role": m["role"], "content": m["content"]} for m in record["messages"]])
-        rows["meta"].append(json.dumps(record.get("meta", {}), ensure_ascii=False))
+        rows["meta"].append(scrub_text(json.dumps(record.get("meta", {}), ensure_ascii=False)))
     message = pa.struct([("role", pa.string()), ("content", pa.string())])
     schema = pa.schema([("id", pa.string()), ("messages", pa.list_(message)), ("meta", pa.string())])
     table = pa.Table.from_pydict(rows, schema=schema)
@@ -62,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("input", help="conversation file (JSONL in any format kit.records reads)")
     parser.add_argument("--format", choices=FORMATS, required=True)
     parser.add_argument("--output", required=True, help="file to write")
+    parser.add_argument("--skip-invalid", action="store_true",
+                        help="leave out conversations `kit validate` calls errors (counted) instead of refusing")
     args = parser.parse_args(argv)
     source = Path(args.input)
     if problem := file_problem(source):
@@ -73,11 +83,35 @@ def main(argv: list[str] | None = None) -> int:
             print(f"kit export: {err}", file=sys.stderr)
         print(f"kit export: {len(result.errors)} unreadable lines; nothing written", file=sys.stderr)
         return 1
+    invalid = [(record, problems) for record in result.records
+               if (problems := invalid_problems(record, text_only=args.format == "parquet"))]
+    if invalid and not args.skip_invalid:
+        for record, problems in invalid:
+            print(f"kit export: {source}: record {record['id']}: {problems[0]}"
+                  + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""), file=sys.stderr)
+        print(f"kit export: {len(invalid)} invalid conversations (see `python -m kit validate {source}`); "
+              f"nothing written; --skip-invalid leaves them out", file=sys.stderr)
+        return 1
+    skipped = {id(record) for record, _ in invalid}
+    records = [r for r in result.records if id(r) not in skipped]
     writer = to_customjson if args.format == "customjson" else to_parquet
     try:
-        n = writer(result.records, args.output)
+        n = writer(records, args.output)
     except (OSError, ValueError) as exc:
         print(f"kit export: {exc}", file=sys.stderr)
         return 1
-    print(f"wrote {n} conversations to {args.output} ({args.format})")
+    print(f"wrote {n} conversations to {args.output} ({args.format})"
+          + (f"; left out {len(invalid)} invalid ones (--skip-invalid)" if invalid else ""))
     return 0
+
+
+def invalid_problems(record: dict, text_only: bool = False) -> list[str]:
+    """What `kit validate` calls errors in the record's structure (and, for parquet, content that is
+    not text), so that an export never hands a trainer what the kit's own check refuses."""
+    meta = record.get("meta")
+    finish = meta.get("finish_reason") if isinstance(meta, dict) else None
+    problems = [str(p) for p in errors(validate_messages(record["messages"], finish))]
+    if text_only:
+        problems += [f"message {i} has {type(m['content']).__name__} content, not text"
+                     for i, m in enumerate(record["messages"]) if not isinstance(m["content"], str)]
+    return problems

@@ -43,19 +43,23 @@ import random
 import sys
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from kit import paths
-from kit.llm_client import FatalAPIError, LLMClient, RetriesExhausted, connect, parse_json_reply, run_sync
+from kit.endpoints import endpoints_from_env
+from kit.llm_client import (DEFAULT_ITEM_TIMEOUT_S, DEFAULT_TIMEOUT_S, FatalAPIError, LLMClient, RetriesExhausted,
+                            connect, parse_json_reply, run_sync)
+from kit.locking import LockedError, exclusive
 from kit.manifest import now_iso, write_manifest
 from kit.progress import progress_bar
 from kit.prompts import SCHEMA_NAME, conversation_schema, instruction_lines, reask_messages, render_prompt
 from kit.records import read_records, write_records
 from kit.sampling import RECIPES, load_dimensions, sample_elements
-from kit.validation import Problem, errors, validate_messages
+from kit.secrets import scrub_text
+from kit.validation import Problem, Rules, dynamic_message_count, errors, load_rules, validate_messages
 
 DEFAULT_OUTPUT = "runs/interactive/data/conversations.jsonl"
 DEFAULT_MAX_TOKENS = 1024
@@ -112,6 +116,8 @@ class Journal:
                 obj = json.loads(line)
                 if "journal" in obj:
                     self.header = obj
+                elif "model" in obj and "index" not in obj:
+                    self.header = {**(self.header or {}), "model": obj["model"]}
                 elif "plan" in obj:
                     self.plans.append(tuple(obj["plan"]))
                 else:
@@ -129,12 +135,25 @@ class Journal:
         return max(ends, default=0)
 
     def _write(self, obj: dict) -> None:
-        if self._fh is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "a", encoding="utf-8")
-        self._fh.write(json.dumps(obj, ensure_ascii=False) + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        try:
+            if self._fh is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fh = open(self.path, "a", encoding="utf-8")
+            self._fh.write(scrub_text(json.dumps(obj, ensure_ascii=False)) + "\n")
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+        except OSError as exc:  # a full disk: the entries before this one are whole, a cut line is dropped on load
+            raise paths.write_error(exc, self.path) from None
+
+    def bind_model(self, model: str) -> None:
+        """Record the model this journal's replies come from; refuse to mix in another model's."""
+        recorded = (self.header or {}).get("model")
+        if recorded is None:
+            self.header = {**(self.header or {}), "model": model}
+            self._write({"model": model})
+        elif recorded != model:
+            raise ValueError(f"{self.path.name} holds replies of model {recorded!r}, not {model!r}; use that "
+                             f"model, another output, or --fresh to start over")
 
     def start(self, seed: int, recipe: str, plan: tuple[int, int]) -> None:
         if self.header is None:
@@ -150,8 +169,11 @@ class Journal:
 
     def close(self) -> None:
         if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+            fh, self._fh = self._fh, None
+            try:
+                fh.close()
+            except OSError as exc:
+                raise paths.write_error(exc, self.path) from None
 
     def accepted(self) -> list[dict]:
         return [e["record"] for _, e in sorted(self.entries.items()) if e["status"] == "accepted"]
@@ -168,7 +190,7 @@ def _needs_work(entry: dict | None) -> bool:
 def _write_jsonl_atomic(path: Path, objs: list[dict]) -> None:
     with paths.atomic_write(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         for obj in objs:
-            fh.write(json.dumps(obj, ensure_ascii=False) + "\n")
+            fh.write(scrub_text(json.dumps(obj, ensure_ascii=False)) + "\n")
         fh.flush()
         os.fsync(fh.fileno())
 
@@ -177,9 +199,11 @@ def _write_jsonl_atomic(path: Path, objs: list[dict]) -> None:
 # One item
 
 
-def check_reply(text: str, finish_reason: str | None, instructions: list[str] = ()) -> tuple[list | None, list[Problem], bool]:
+def check_reply(text: str, finish_reason: str | None, instructions: list[str] = (), *,
+                elements: dict | None = None, rules: Rules | None = None) -> tuple[list | None, list[Problem], bool]:
     """(messages, problems, repaired) for one raw reply; `instructions` are the prompt's own lines
-    (kit.prompts.instruction_lines), which no message may repeat."""
+    (kit.prompts.instruction_lines), which no message may repeat; with `rules`, the content rules
+    run too, `elements` (the sampled ones) giving the recipe and the dynamic."""
     reply = parse_json_reply(text)
     cut = [Problem(None, "finish_reason", "reply was cut off at the token limit (finish_reason=length)")] \
         if finish_reason == "length" else []
@@ -189,7 +213,8 @@ def check_reply(text: str, finish_reason: str | None, instructions: list[str] = 
     messages = value.get("messages") if isinstance(value, dict) else value
     if not isinstance(messages, list):
         return None, cut + [Problem(None, "shape", "reply has no 'messages' list")], reply.repaired
-    return messages, validate_messages(messages, finish_reason) + _echoes(messages, instructions), reply.repaired
+    problems = validate_messages(messages, finish_reason, rules=rules, meta=elements)
+    return messages, problems + _echoes(messages, instructions), reply.repaired
 
 
 def _echoes(messages: list, instructions: list[str]) -> list[Problem]:
@@ -210,10 +235,24 @@ class _ItemContext:
     temperature: float
     max_tokens: int
     dims: Any
+    rules: Rules = field(default_factory=load_rules)
 
     @cached_property
     def schema(self) -> dict:
         return conversation_schema(grammar=all(ep.schema_style == "llamacpp" for ep in self.client.endpoints))
+
+    def schema_for(self, elements: dict) -> dict:
+        """The schema, with a grammar's shapes narrowed to the message counts the item's dynamic allows
+        (the content rule `shape`): a small model then cannot answer "three rounds" with one."""
+        shapes = self.schema["properties"]["messages"].get("anyOf")
+        if shapes is None or self.rules.severity_of("shape", elements.get("recipe")) == "off" or not elements.get("dynamic"):
+            return self.schema
+        wanted = dynamic_message_count(elements["dynamic"])
+        allowed = [s for s in shapes if len(s["prefixItems"]) == wanted
+                   or (wanted is None and len(s["prefixItems"]) <= self.rules.max_messages)]
+        if not allowed:
+            return self.schema
+        return {**self.schema, "properties": {**self.schema["properties"], "messages": {"anyOf": allowed}}}
 
 
 async def make_item(ctx: _ItemContext, index: int) -> tuple[dict, int]:
@@ -228,10 +267,11 @@ async def make_item(ctx: _ItemContext, index: int) -> tuple[dict, int]:
     usage = Counter()
     attempts: list[dict] = []
     source = {"model": None, "endpoint": None}
+    schema = ctx.schema_for(elements)
     for attempt in range(ctx.reasks + 1):
         try:
             completion = await ctx.client.complete(
-                messages, schema=ctx.schema, schema_name=SCHEMA_NAME, temperature=ctx.temperature,
+                messages, schema=schema, schema_name=SCHEMA_NAME, temperature=ctx.temperature,
                 max_tokens=ctx.max_tokens, seed=api_seed(ctx.seed, index, attempt))
         except RetriesExhausted as exc:
             attempts.append({"finish_reason": None, "rules": [API_ERROR], "reasons": [f"API error: {exc}"], "raw": ""})
@@ -239,12 +279,15 @@ async def make_item(ctx: _ItemContext, index: int) -> tuple[dict, int]:
         usage.update(prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens)
         usage["cost_usd"] += completion.cost_usd
         source = {"model": completion.model, "endpoint": completion.endpoint}
-        conversation, problems, repaired = check_reply(completion.text, completion.finish_reason, instructions)
+        conversation, problems, repaired = check_reply(completion.text, completion.finish_reason, instructions,
+                                                       elements=elements, rules=ctx.rules)
         failures = errors(problems)
         if not failures:
             meta = {**elements, **source, "finish_reason": completion.finish_reason, "attempts": attempt + 1,
                     "usage": _usage(usage), "repaired": repaired,
                     "warnings": [str(p) for p in problems]}
+            if attempts:  # why the first reply was not good enough (notebook 01 shows it)
+                meta["first_attempt_problems"] = attempts[0]["reasons"]
             record = {"id": record_id(ctx.recipe, ctx.seed, index),
                       "messages": [{"role": m["role"], "content": _tidy(m["content"])} for m in conversation],
                       "meta": meta}
@@ -308,6 +351,7 @@ class RunSummary:
     completion_tokens: int
     cost_usd: float
     elapsed_s: float
+    model: str | None = None
 
     @property
     def conversations_per_s(self) -> float:
@@ -325,6 +369,13 @@ class RunSummary:
             return None
         return (f"{n} of {self.accepted + self.rejected} items failed with API errors (first, "
                 f"{self.first_api_error}); run the same generation again to retry them")
+
+    def cache_note(self) -> str | None:
+        """Said when nothing was asked: the replies are old ones, perhaps from an earlier server."""
+        if self.requests == 0 and self.cache_hits:
+            return (f"0 requests: all {self.cache_hits} replies from the cache of model {self.model} "
+                    f"(--no-cache asks the server again)")
+        return None
 
     def __str__(self) -> str:
         reasons = ", ".join(f"{k}: {v}" for k, v in sorted(self.reject_reasons.items())) or "none"
@@ -347,8 +398,10 @@ async def agenerate(num: int, output: str | Path = DEFAULT_OUTPUT, *, workers: i
                     append: bool = False, fresh: bool = False, save_metadata: bool = True, reasks: int = 1,
                     temperature: float = 1.0, max_tokens: int = DEFAULT_MAX_TOKENS,
                     prices: tuple[float, float] | None = None, progress: bool = True,
-                    client: LLMClient | None = None) -> RunSummary:
-    """The async core of `generate` (same arguments); use it from async code."""
+                    client: LLMClient | None = None, cache: bool = True, timeout: float = DEFAULT_TIMEOUT_S,
+                    item_timeout: float = DEFAULT_ITEM_TIMEOUT_S) -> RunSummary:
+    """The async core of `generate` (same arguments); use it from async code. Holds the output's lock
+    (kit.locking) for the whole run: a second run on the same output fails at once with LockedError."""
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
     for name, value, least in (("num", num, 0), ("workers", workers, 1), ("reasks", reasks, 0)):
@@ -356,7 +409,20 @@ async def agenerate(num: int, output: str | Path = DEFAULT_OUTPUT, *, workers: i
             raise ValueError(f"{name} must be >= {least}, got {value}")
     if append and fresh:
         raise ValueError("append and fresh exclude each other: fresh starts over, append adds to what exists")
+    if client is None:
+        endpoints_from_env(endpoint, model)  # a URL that is not one is refused before any file is touched
     files = file_paths(output)
+    with exclusive(files["output"]):
+        return await _agenerate_locked(files, num, workers=workers, seed=seed, recipe=recipe, endpoint=endpoint,
+                                       model=model, append=append, fresh=fresh, save_metadata=save_metadata,
+                                       reasks=reasks, temperature=temperature, max_tokens=max_tokens,
+                                       prices=prices, progress=progress, client=client, cache=cache,
+                                       timeout=timeout, item_timeout=item_timeout)
+
+
+async def _agenerate_locked(files: dict[str, Path], num: int, *, workers, seed, recipe, endpoint, model, append,
+                            fresh, save_metadata, reasks, temperature, max_tokens, prices, progress, client, cache,
+                            timeout, item_timeout) -> RunSummary:
     if fresh:
         for path in files.values():
             path.unlink(missing_ok=True)
@@ -413,6 +479,7 @@ async def agenerate(num: int, output: str | Path = DEFAULT_OUTPUT, *, workers: i
 
     async def work(c: LLMClient) -> None:
         nonlocal run_client, stats_before
+        journal.bind_model(c.endpoints[0].model)
         run_client = c
         stats_before = stats_before or c.stats.as_dict()
         ctx = _ItemContext(c, recipe, seed, reasks, temperature, max_tokens, load_dimensions())
@@ -434,8 +501,8 @@ async def agenerate(num: int, output: str | Path = DEFAULT_OUTPUT, *, workers: i
         if todo and client is not None:
             await work(client)
         elif todo:
-            async with connect(endpoint, model, concurrency=workers, prices=prices,
-                               cache_dir=str(paths.cache_dir())) as c:
+            async with connect(endpoint, model, concurrency=workers, prices=prices, timeout=timeout,
+                               item_timeout=item_timeout, cache_dir=str(paths.cache_dir()) if cache else None) as c:
                 await work(c)
     except FatalAPIError:
         status = "failed"
@@ -458,12 +525,14 @@ async def agenerate(num: int, output: str | Path = DEFAULT_OUTPUT, *, workers: i
             requests=stats["requests"], cache_hits=stats["cache_hits"], retries=stats["retries"],
             reasks=counts["reasks"], prompt_tokens=stats["prompt_tokens"],
             completion_tokens=stats["completion_tokens"], cost_usd=round(stats["cost_usd"], 6),
-            elapsed_s=round(time.perf_counter() - t0, 3))
+            elapsed_s=round(time.perf_counter() - t0, 3),
+            model=run_client.endpoints[0].model if run_client else None)
         write_manifest(files["manifest"], {
             "kind": "generation",
             "parameters": {"num": num, "workers": workers, "seed": seed, "recipe": recipe, "append": append,
                            "fresh": fresh, "save_metadata": save_metadata, "reasks": reasks,
-                           "temperature": temperature, "max_tokens": max_tokens,
+                           "temperature": temperature, "max_tokens": max_tokens, "cache": cache,
+                           "timeout_s": timeout, "item_timeout_s": item_timeout,
                            "prices_per_million": list(prices) if prices else None},
             "endpoints": [ep.base_url for ep in run_client.endpoints] if run_client else [],
             "model": run_client.endpoints[0].model if run_client else None,
@@ -499,7 +568,9 @@ def generate(num: int, output: str | Path = DEFAULT_OUTPUT, **kwargs: Any) -> Ru
 
     Keyword arguments: workers, seed, recipe ("v1"|"v2"), endpoint (URL or list), model, append, fresh,
     save_metadata, reasks, temperature, max_tokens, prices ((in, out) dollars per million tokens),
-    progress, client (an LLMClient to reuse; else one is connected, the embedded model by default).
+    progress, client (an LLMClient to reuse; else one is connected, the embedded model by default),
+    cache (False: ask the server even for replies in the reply cache), timeout (seconds per request,
+    body included), item_timeout (seconds for all attempts at one request).
     """
     return run_sync(agenerate(num, output, **kwargs))
 
@@ -525,7 +596,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--price-in", type=float, help="dollars per million prompt tokens")
     parser.add_argument("--price-out", type=float, help="dollars per million completion tokens")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-cache", action="store_true", help="ask the server even for replies in the reply cache")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
+                        help=f"seconds one request may take, body included (default {DEFAULT_TIMEOUT_S:g})")
+    parser.add_argument("--item-timeout", type=float, default=DEFAULT_ITEM_TIMEOUT_S,
+                        help=f"seconds for all attempts at one request (default {DEFAULT_ITEM_TIMEOUT_S:g})")
     args = parser.parse_args(argv)
+    for name, least in (("timeout", 1e-3), ("item_timeout", 1e-3)):
+        if getattr(args, name) < least:
+            parser.error(f"--{name.replace('_', '-')} must be > 0 seconds, got {getattr(args, name)}")
     for name, least in (("num", 1), ("workers", 1), ("reasks", 0), ("max_tokens", 1), ("temperature", 0)):
         if getattr(args, name) < least:
             parser.error(f"--{name.replace('_', '-')} must be >= {least}, got {getattr(args, name)}")
@@ -536,16 +615,19 @@ def main(argv: list[str] | None = None) -> int:
         summary = generate(args.num, args.output, workers=args.workers, seed=args.seed, recipe=args.recipe,
                            endpoint=args.endpoint, model=args.model, append=args.append, fresh=args.fresh,
                            save_metadata=args.save_metadata, reasks=args.reasks, temperature=args.temperature,
-                           max_tokens=args.max_tokens, prices=prices, progress=not args.no_progress)
-    except (ValueError, FileExistsError, FileNotFoundError, FatalAPIError) as exc:
-        print(f"kit generate: {exc}", file=sys.stderr)
+                           max_tokens=args.max_tokens, prices=prices, progress=not args.no_progress,
+                           cache=not args.no_cache, timeout=args.timeout, item_timeout=args.item_timeout)
+    except (ValueError, OSError, FatalAPIError, LockedError) as exc:  # OSError: a full disk, names the file
+        print(f"kit generate: {scrub_text(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("kit generate: interrupted; finished items are kept, run the same command again to resume",
               file=sys.stderr)
         return 130
     print(summary)
+    if note := summary.cache_note():
+        print(note)
     if failure := summary.api_failure():
-        print(f"kit generate: {failure}", file=sys.stderr)
+        print(f"kit generate: {scrub_text(failure)}", file=sys.stderr)
         return 1
     return 0

@@ -8,7 +8,11 @@ Bulk generation sends thousands of small requests, so this module makes each one
 - Retries with exponential back-off and jitter on 429, 408, 409, 5xx, timeouts and dropped connections,
   honouring `Retry-After`; a bad key, unknown model or bad request fails at once with `FatalAPIError`.
 - Token counts per completion and in total (`client.stats`), and dollar cost when prices are given.
-- A content-addressed reply cache (kit.response_cache): a repeated request costs nothing.
+- A content-addressed reply cache (kit.response_cache): a repeated request costs nothing. It is keyed
+  by model and servers, and keeps a JSON request's reply only when it parses.
+- Deadlines: `timeout` per request, its body included (a trickling server hits it too), and
+  `item_timeout` for all attempts at one request, so a server that never answers costs minutes.
+- Error text is scrubbed of secrets where it is made (kit.secrets): some gateways echo the key.
 
 The `openai` package does the HTTP (its own retries off, so ours govern). We call its low-level
 `post` and read the JSON ourselves: validating the typed request and building the typed response
@@ -24,7 +28,9 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import os
 import random
+import re
 import threading
 import time
 import weakref
@@ -38,10 +44,17 @@ import openai
 
 from kit.endpoints import Endpoint, endpoints_from_env
 from kit.paths import cache_dir
+from kit.records import MAX_DEPTH, deeper_than, load_json
 from kit.response_cache import ResponseCache, cache_key
+from kit.secrets import scrub_text
 
 T = TypeVar("T")
 RETRYABLE_STATUS = frozenset({408, 409, 429})
+MAX_REPLY_CHARS = 2**20  # a chat reply is a few thousand tokens; beyond this it is a runaway
+MAX_REPAIR_CHARS = 2**16  # almost-JSON worth repairing is a reply of a few thousand tokens
+_BRACKET_OR_STRING = re.compile(r'"(?:[^"\\]|\\.)*"?|[\[\]{}]')
+DEFAULT_TIMEOUT_S = 120.0  # one request, body included
+DEFAULT_ITEM_TIMEOUT_S = 600.0  # one complete() call: every attempt and back-off together
 
 
 class LLMError(Exception):
@@ -52,15 +65,16 @@ class FatalAPIError(LLMError):
     """A request the server will never accept as sent (bad key, unknown model, bad request): no retry."""
 
     def __init__(self, message: str, status: int | None = None):
-        super().__init__(message)
+        super().__init__(scrub_text(message))  # some gateways echo the key in their error text
         self.status = status
 
 
 class RetriesExhausted(LLMError):
     """Every attempt failed with a retryable error; `last_error` says what the last one was."""
 
-    def __init__(self, attempts: int, last_error: str):
-        super().__init__(f"gave up after {attempts} attempts; last error: {last_error}")
+    def __init__(self, attempts: int, last_error: str, why: str = ""):
+        last_error = scrub_text(last_error)
+        super().__init__(f"gave up after {attempts} attempts{why}; last error: {last_error}")
         self.attempts = attempts
         self.last_error = last_error
 
@@ -105,17 +119,43 @@ class JsonReply:
 
 def parse_json_reply(text: str | None) -> JsonReply:
     """The JSON value in a model's reply. Small models often emit almost-JSON (a trailing comma, a
-    missing brace, a code fence): json-repair fixes those; `repaired` says it had to."""
+    missing brace, a code fence): json-repair fixes those; `repaired` says it had to. Never raises:
+    a degenerate reply (1,200 `[` from a model looping to its token limit, megabytes of text) is an
+    error like any other (kit.records.load_json's limits)."""
     if text is None or not text.strip():
         return JsonReply(None, "empty reply", False)
+    if len(text) > MAX_REPLY_CHARS:
+        return JsonReply(None, f"{len(text):,} characters long (more than {MAX_REPLY_CHARS:,})", False)
     try:
-        return JsonReply(json.loads(text), None, False)
-    except ValueError as exc:
+        return JsonReply(load_json(text), None, False)
+    except json.JSONDecodeError as exc:
         first_error = f"not valid JSON ({exc})"
-    value = json_repair.loads(text)
-    if not isinstance(value, (dict, list)) or not value:
+    except ValueError as exc:  # too deep, a lone surrogate: repairing would not make it sane
+        return JsonReply(None, f"not usable JSON ({exc})", False)
+    # json-repair takes seconds to minutes on long or deeply bracketed garbage (100,000 `{`: 25 s), and
+    # an almost-JSON reply worth repairing is neither
+    if len(text) > MAX_REPAIR_CHARS or _bracket_depth(text) > MAX_DEPTH:
+        return JsonReply(None, first_error, False)
+    try:
+        value = json_repair.loads(text)
+    except (RecursionError, MemoryError, ValueError):
+        return JsonReply(None, first_error, False)
+    if not isinstance(value, (dict, list)) or not value or deeper_than(value, MAX_DEPTH):
         return JsonReply(None, first_error, False)
     return JsonReply(value, None, True)
+
+
+def _bracket_depth(text: str) -> int:
+    """The deepest nesting of brackets outside JSON strings (a loop over the brackets only)."""
+    depth = deepest = 0
+    for match in _BRACKET_OR_STRING.finditer(text):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in "]}":
+            depth -= 1
+    return deepest
 
 
 def response_format(schema: dict, name: str, style: str) -> dict:
@@ -195,17 +235,22 @@ class LLMClient:
     """Chat completions against one or more endpoints. Create it once; `await complete(...)` from many tasks."""
 
     def __init__(self, endpoints: list[Endpoint] | Endpoint, concurrency: int = 8, max_retries: int = 6,
-                 timeout: float = 120.0, prices: tuple[float, float] | None = None,
-                 cache_dir: str | None = None, backoff_base: float = 0.5, backoff_max: float = 60.0):
+                 timeout: float = DEFAULT_TIMEOUT_S, prices: tuple[float, float] | None = None,
+                 cache_dir: str | None = None, backoff_base: float = 0.5, backoff_max: float = 60.0,
+                 item_timeout: float = DEFAULT_ITEM_TIMEOUT_S):
         self.endpoints = [endpoints] if isinstance(endpoints, Endpoint) else list(endpoints)
         if not self.endpoints:
             raise ValueError("LLMClient needs at least one endpoint (kit.llm_client.connect() starts the embedded one)")
         for ep in self.endpoints:
             if not ep.model:
                 raise ValueError(f"no model given for {ep.base_url}: pass model= or set OPENAI_MODEL")
+        for name, value in (("timeout", timeout), ("item_timeout", item_timeout)):
+            if not value > 0:
+                raise ValueError(f"{name} must be > 0 seconds, got {value}")
         self.concurrency = concurrency
         self.max_retries = max_retries
         self.timeout = timeout
+        self.item_timeout = item_timeout
         self.prices = prices
         self.cache = ResponseCache(cache_dir) if cache_dir else None
         self.backoff_base = backoff_base
@@ -252,21 +297,26 @@ class LLMClient:
     async def complete(self, messages: list[dict], schema: dict | None = None, schema_name: str = "reply",
                        temperature: float | None = None, max_tokens: int | None = None,
                        seed: int | None = None) -> Completion:
-        """One chat completion. Raises FatalAPIError (no retry) or RetriesExhausted."""
+        """One chat completion. Raises FatalAPIError (no retry) or RetriesExhausted.
+
+        Each request, its body included, must finish within `timeout` seconds (a server that trickles
+        its reply a byte at a time hits it too), and all attempts with their back-off within
+        `item_timeout` seconds from the first request (time waiting for a concurrency slot before it
+        does not count)."""
         params = {k: v for k, v in (("temperature", temperature), ("max_tokens", max_tokens), ("seed", seed))
                   if v is not None}
         # A sampled reply without a seed is not repeatable, so it is not served from the cache.
         cacheable = self.cache is not None and (seed is not None or temperature == 0)
         if cacheable:
-            key = cache_key({"model": self.endpoints[0].model, "messages": messages, "params": params,
-                             "schema": schema, "schema_name": schema_name if schema else None})
-            hit = self._cached(key)
+            key = self.cache_key(messages, params, schema, schema_name)
+            hit = self._cached(key, json_wanted=schema is not None)
             if hit is not None:
                 self.stats.cache_hits += 1
                 return hit
 
         clients = self._http_clients()
         last_error = ""
+        deadline: float | None = None
         for attempt in range(self.max_retries + 1):
             index = self._next_endpoint % len(self.endpoints)
             self._next_endpoint += 1
@@ -276,8 +326,9 @@ class LLMClient:
                 body["response_format"] = response_format(schema, schema_name, ep.schema_style)
             epoch = await self.limiter.acquire()
             started = time.perf_counter()
+            deadline = deadline or time.monotonic() + self.item_timeout
             try:
-                data = await self._post(clients[index], ep, body)
+                data = await self._post_within(clients[index], ep, body, min(self.timeout, deadline - time.monotonic()))
             except _Retry as exc:
                 failure = exc
                 self.limiter.release(epoch, rate_limited=exc.rate_limited)
@@ -291,23 +342,50 @@ class LLMClient:
                 self.stats.requests += 1
             if failure is None:
                 completion = self._completion(data, ep, attempt, time.perf_counter() - started)
-                if cacheable:
+                # a JSON request is cached only when its reply parses: a degenerate reply is asked again
+                # on the next run (a fresh seed or a repaired server may answer), never replayed
+                if cacheable and (schema is None or parse_json_reply(completion.text).error is None):
                     self.cache.put(key, {**asdict(completion), "cached": False})
                 return completion
             last_error = str(failure)
             self.stats.rate_limited += failure.rate_limited
             if attempt == self.max_retries:
                 break
+            pause = self._backoff(attempt, failure.retry_after)
+            if time.monotonic() + pause >= deadline:
+                raise RetriesExhausted(attempt + 1, last_error, f" within the {self.item_timeout:g} s item deadline")
             self.stats.retries += 1
-            await asyncio.sleep(self._backoff(attempt, failure.retry_after))
+            await asyncio.sleep(pause)
         raise RetriesExhausted(self.max_retries + 1, last_error)
 
-    def _cached(self, key: str) -> Completion | None:
+    def cache_key(self, messages: list[dict], params: dict, schema: dict | None, schema_name: str) -> str:
+        """The reply cache's key: the request and where it goes. The servers are the sorted set of all
+        endpoint URLs, so replicas used round-robin share their entries, while a run pointed at another
+        server (or at one that is down) never completes from this one's replies. A server the kit
+        started itself is named by its model file instead (its port changes every run)."""
+        servers = sorted({ep.cache_name or ep.base_url for ep in self.endpoints})
+        return cache_key({"model": self.endpoints[0].model, "servers": servers,
+                          "messages": messages, "params": params, "schema": schema,
+                          "schema_name": schema_name if schema else None})
+
+    def _cached(self, key: str, json_wanted: bool) -> Completion | None:
         entry = self.cache.get(key)
         try:
-            return Completion(**{**entry, "cost_usd": 0.0, "retries": 0, "latency_s": 0.0, "cached": True})
+            hit = Completion(**{**entry, "cost_usd": 0.0, "retries": 0, "latency_s": 0.0, "cached": True})
         except TypeError:  # no entry, or one written by another version of the kit: ask again
             return None
+        if json_wanted and parse_json_reply(hit.text).error is not None:
+            return None  # cached by an older kit before replies were checked: ask again
+        return hit
+
+    async def _post_within(self, client: openai.AsyncOpenAI, ep: Endpoint, body: dict, seconds: float) -> dict:
+        """`_post` under a deadline for the whole exchange: the HTTP library's own timeout is per read,
+        so a body arriving a byte at a time would never trip it."""
+        try:
+            async with asyncio.timeout(max(seconds, 0.001)):
+                return await self._post(client, ep, body)
+        except TimeoutError:
+            raise _Retry(f"timed out after {seconds:.3g} s at {ep.base_url} (no complete reply)") from None
 
     async def _post(self, client: openai.AsyncOpenAI, ep: Endpoint, body: dict) -> dict:
         try:
@@ -330,7 +408,8 @@ class LLMClient:
             data = json.loads(text)
             data["choices"][0]["message"]
         except (ValueError, KeyError, IndexError, TypeError):
-            raise _Retry(f"malformed response from {ep.base_url}: {text[:200]!r}") from None
+            raise _Retry(f"malformed response from {ep.base_url} (not an OpenAI chat completion): "
+                         f"{' '.join(text[:200].split())!r}") from None
         return data
 
     def _completion(self, data: dict, ep: Endpoint, attempt: int, latency: float) -> Completion:
@@ -491,23 +570,26 @@ class connect:
     endpoint: URL or comma-separated URLs (None: environment / .env); model: the model name there
     (None: OPENAI_MODEL, else the server's only model); other keyword arguments go to LLMClient
     (concurrency, timeout, prices, ...). Replies are cached in kit.paths.cache_dir() unless
-    cache_dir=None is passed.
+    cache_dir=None is passed. gguf: serve this model file on loopback instead (a finetuned model).
     """
 
     def __init__(self, endpoint: str | list[str] | None = None, model: str | None = None,
-                 schema_style: str | None = None, **client_kwargs: Any):
+                 schema_style: str | None = None, *, gguf: str | os.PathLike | None = None, **client_kwargs: Any):
+        if gguf is not None and (endpoint or model):
+            raise ValueError("give either a GGUF to serve or an endpoint/model, not both")
         self._args = (endpoint, model, schema_style)
+        self._gguf = gguf
         self._client_kwargs = client_kwargs
         self._server = None
         self.client: LLMClient | None = None
 
     def _open(self) -> LLMClient:
         self._client_kwargs.setdefault("cache_dir", cache_dir())
-        endpoints = endpoints_from_env(*self._args)
+        endpoints = [] if self._gguf is not None else endpoints_from_env(*self._args)
         if not endpoints:
             from kit.local_server import local_server
 
-            self._server = local_server()
+            self._server = local_server(gguf=self._gguf)
             endpoints = [self._server.__enter__()]
             # llama.cpp's Python server answers one request at a time: more in flight would only wait
             # in its queue, run into the client's timeout there and be computed twice. The caller's

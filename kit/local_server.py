@@ -168,7 +168,11 @@ def _serve(gguf: str | os.PathLike | None, port: int | None, alias: str | None, 
     try:
         _wait_ready(proc, base_url, log_path, startup_timeout)
         started = True
-        yield Endpoint(base_url, alias, NO_KEY, schema_style="llamacpp"), proc, log_path
+        # the file itself names the model for the reply cache: every finetune writes a `model.gguf`, so the
+        # name alone would mix their answers; a rewritten file (new mtime) is a new model
+        stat = path.resolve().stat()
+        name = f"local:{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+        yield Endpoint(base_url, alias, NO_KEY, schema_style="llamacpp", cache_name=name), proc, log_path
     finally:
         _stop(proc)
         if started:  # a failed start keeps its log for the user to read

@@ -1,7 +1,8 @@
 """Manifests: what a run did, in enough detail to understand and repeat it, and never a secret.
 
 Every writer of a manifest (generation, training, the memory benchmark, the pipeline) goes
-through `write_manifest`, which adds the environment and scrubs secrets as a last line of defence.
+through `write_manifest`, which adds the environment and scrubs secrets (kit.secrets) as a last line of
+defence.
 """
 
 from __future__ import annotations
@@ -9,45 +10,16 @@ from __future__ import annotations
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 from kit.paths import atomic_write, project_root
+from kit.secrets import scrub
 
-# Environment variables whose values must never be written anywhere.
-SECRET_ENV_VARS = ("OPENAI_API_KEY", "OPENROUTER_API_KEY", "KIT_API_KEY", "HF_TOKEN", "ANTHROPIC_API_KEY")
-# A key is secret-looking when one of its _/- separated words is one of these ("hf_token", "api-key"),
-# so "tiktoken", "tokenizer" and "prompt_tokens" stay readable.
-_SECRET_KEY_NAME = re.compile(r"(^|[_-])(api[_-]?key|token|secret|password|authorization)$", re.I)
 _TRACKED_PACKAGES = ("kit", "openai", "llama_cpp_python", "tiktoken", "rustbpe", "torch", "papermill", "numpy")
-
-
-def secret_values() -> list[str]:
-    """Secret values currently in the environment (only non-trivial ones, to avoid false hits)."""
-    return [v for k in SECRET_ENV_VARS if len(v := os.environ.get(k, "")) >= 8]
-
-
-def scrub(obj: Any, secrets: list[str] | None = None) -> Any:
-    """A copy of obj with secret-looking keys redacted and any secret value cut out of strings."""
-    secrets = secret_values() if secrets is None else secrets
-    if isinstance(obj, dict):
-        return {
-            k: ("<redacted>" if isinstance(k, str) and _SECRET_KEY_NAME.search(k) and v not in (None, "", 0)
-                and not isinstance(v, (int, float, dict, list)) else scrub(v, secrets))
-            for k, v in obj.items()
-        }
-    if isinstance(obj, (list, tuple)):
-        return [scrub(v, secrets) for v in obj]
-    if isinstance(obj, str):
-        for s in secrets:
-            obj = obj.replace(s, "<redacted>")
-        return obj
-    return obj
 
 
 def git_commit() -> str | None:

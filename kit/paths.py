@@ -67,7 +67,8 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary path beside `path` to write to; it becomes `path` only when the block ends
     without an error, and is removed otherwise (a failed write leaves neither half a file nor litter).
     The temporary name is hidden and unique, so two processes writing one path (runs sharing the
-    reply cache) never write into each other's file: the last complete one wins."""
+    reply cache) never write into each other's file: the last complete one wins. A failed write (a full
+    disk) raises an OSError that names `path`."""
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder; give a file path")
@@ -76,6 +77,29 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise write_error(exc, path) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_error(exc: OSError, path: str | os.PathLike) -> OSError:
+    """`exc` as one line naming the file the kit meant to write ("[Errno 28] No space left on device:
+    'runs/x/data/conversations.jsonl'"): a write into a temporary file or an open handle names nothing."""
+    if exc.errno is None:
+        return OSError(f"{display_path(path)}: {exc}")
+    return type(exc)(exc.errno, exc.strerror or str(exc), display_path(path))
+
+
+def read_utf8(path: str | os.PathLike) -> str:
+    """A text file's content; a UTF-8 byte order mark at its start is dropped, and a byte that is not
+    UTF-8 is a ValueError naming the file, line and byte (not a bare UnicodeDecodeError)."""
+    raw = Path(path).read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ValueError(f"{display_path(path)}:{line}: not valid UTF-8 (byte 0x{raw[exc.start]:02x}); "
+                         f"save the file as UTF-8") from None

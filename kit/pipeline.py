@@ -36,8 +36,10 @@ from typing import Any
 
 import yaml
 
-from kit.manifest import now_iso, read_manifest, secret_values, write_manifest
-from kit.paths import PACKAGE_DIR, display_path, knowledge_dir, project_root, runs_dir
+from kit.locking import LockedError, exclusive
+from kit.manifest import now_iso, read_manifest, write_manifest
+from kit.secrets import scrub_text, secret_values
+from kit.paths import PACKAGE_DIR, atomic_write, display_path, knowledge_dir, project_root, runs_dir
 from kit.progress import no_progress_bars
 
 PRESETS_DIR = PACKAGE_DIR / "presets"
@@ -304,7 +306,10 @@ def describe_llm(notebooks: list[Notebook], params: dict[str, dict]) -> list[dic
         if "endpoint" not in nb.declared and "model" not in nb.declared:
             continue
         effective = {**nb.declared, **params[nb.name]}
-        eps = endpoints_from_env(effective.get("endpoint") or None, effective.get("model") or None)
+        try:
+            eps = endpoints_from_env(effective.get("endpoint") or None, effective.get("model") or None)
+        except ValueError as exc:  # a URL that is not one: refused before any notebook runs
+            raise PipelineError(f"{nb.name}: {exc}") from None
         for entry in ([{"base_url": e.base_url, "model": e.model or "(the server's only model)"} for e in eps]
                       or [{"base_url": EMBEDDED, "model": "SmolLM2-135M-Instruct"}]):
             if entry not in described:
@@ -347,15 +352,32 @@ def _failure_from(exc: BaseException, nb: Notebook, output: Path) -> NotebookFai
 
 
 def execute(nb: Notebook, output: Path, parameters: dict) -> None:
+    """Run one notebook into `output`; its outputs are scrubbed of secrets afterwards, whatever happened
+    (a cell's error text may quote a server's reply that echoed the key)."""
     import papermill
 
-    with no_progress_bars():
-        papermill.execute_notebook(
-            str(nb.path), str(output), parameters=parameters, kernel_name=KERNEL,
-            cwd=str(nb.path.parent),  # as in JupyterLab and nbval; kit.paths.resolve makes paths agree
-            progress_bar=False, log_output=False, request_save_on_cell_execute=True,
-            extra_arguments=KERNEL_ARGS,
-        )
+    try:
+        with no_progress_bars():
+            papermill.execute_notebook(
+                str(nb.path), str(output), parameters=parameters, kernel_name=KERNEL,
+                cwd=str(nb.path.parent),  # as in JupyterLab and nbval; kit.paths.resolve makes paths agree
+                progress_bar=False, log_output=False, request_save_on_cell_execute=True,
+                extra_arguments=KERNEL_ARGS,
+            )
+    finally:
+        scrub_file(output)
+
+
+def scrub_file(path: Path) -> None:
+    """Rewrite a text file without the secrets in it (kit.secrets), atomically; untouched when clean."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return
+    clean = scrub_text(text)
+    if clean != text:
+        with atomic_write(path) as tmp:
+            tmp.write_text(clean, encoding="utf-8")
 
 
 def run_pipeline(*, preset: str | None = "smoke", params_files: list[Path] = (), overrides: dict | None = None,
@@ -373,6 +395,13 @@ def run_pipeline(*, preset: str | None = "smoke", params_files: list[Path] = (),
     params = resolve_parameters(notebooks, layers)  # checked against all, so presets work with --only
 
     run_dir = Path(runs_root or runs_dir()).resolve() / run_id
+    with exclusive(run_dir):  # one pipeline per run folder
+        return _run_locked(run_dir, run_id, preset, params_files, overrides, only, notebooks_dir, notebooks,
+                           selected, params, echo)
+
+
+def _run_locked(run_dir: Path, run_id: str, preset, params_files, overrides, only, notebooks_dir: Path,
+                notebooks: list[Notebook], selected: list[Notebook], params: dict[str, dict], echo) -> RunResult:
     out_dir = run_dir / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = run_dir / MANIFEST
@@ -516,17 +545,21 @@ def _print_list(notebooks: list[Notebook], params: dict[str, dict]) -> None:
 
 
 def failure_message(result: RunResult) -> str:
-    """One paragraph saying what failed, where the evidence is, and how to go on."""
+    """One paragraph per problem: what failed, where the evidence is, how to go on; a leak notice is
+    never hidden behind a notebook failure. Secrets are cut out of the notebook's error text."""
     where = display_path(result.run_dir)
+    parts = []
     if result.failure:
         f = result.failure
-        return (f"kit run: notebook {f.notebook} failed at {f.cell} with {f.error}. The partly executed "
-                f"notebook is kept at {display_path(f.output)}; "
-                f"later notebooks were not run and {where}/{MANIFEST} records the status. Fix the cause and "
-                f"resume with `python -m kit run --run-id {result.run_id}` (finished notebooks are reused).")
-    return (f"kit run: SECRET LEAK: an API key from the environment appears in {', '.join(result.secret_hits)} "
-            f"under {where}/. Delete those files before sharing the run, and report this as a bug: no key "
-            f"may ever be written to a run folder.")
+        parts.append(f"kit run: notebook {f.notebook} failed at {f.cell} with {scrub_text(f.error)}. The partly "
+                     f"executed notebook is kept at {display_path(f.output)}; "
+                     f"later notebooks were not run and {where}/{MANIFEST} records the status. Fix the cause and "
+                     f"resume with `python -m kit run --run-id {result.run_id}` (finished notebooks are reused).")
+    if result.secret_hits:
+        parts.append(f"kit run: SECRET LEAK: an API key from the environment appears in "
+                     f"{', '.join(result.secret_hits)} under {where}/. Delete those files before sharing the run, "
+                     f"and report this as a bug: no key may ever be written to a run folder.")
+    return "\n".join(parts)
 
 
 def main(argv: list[str]) -> int:
@@ -546,7 +579,7 @@ def main(argv: list[str]) -> int:
             return 0
         result = run_pipeline(preset=args.preset, params_files=args.files, overrides=overrides,
                               run_id=args.run_id, only=args.only)
-    except PipelineError as exc:
+    except (PipelineError, LockedError) as exc:
         print(f"kit run: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -30,7 +30,7 @@ def load_knowledge(knowledge_dir: str | Path | None = None) -> str:
     """The knowledge base (self_knowledge.md) as one string."""
     path = _folder(knowledge_dir) / "self_knowledge.md"
     try:
-        return path.read_text(encoding="utf-8").strip()
+        return paths.read_utf8(path).strip()
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: knowledge base is missing") from None
 
@@ -38,7 +38,7 @@ def load_knowledge(knowledge_dir: str | Path | None = None) -> str:
 def load_template(name: str, knowledge_dir: str | Path | None = None) -> Template:
     path = _folder(knowledge_dir) / "prompts" / name
     try:
-        return Template(path.read_text(encoding="utf-8").strip())
+        return Template(paths.read_utf8(path).strip())
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: prompt template is missing") from None
 

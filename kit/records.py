@@ -7,17 +7,32 @@ with its file and line number; nothing is skipped silently.
 
 This module checks only that a line *is* a conversation record (JSON, the right shape). Whether
 the conversation is a good one (roles, alternation, empty content) is `kit.validation`'s job.
+
+Hostile input is a problem of its line, never a crash: `load_json` turns nesting deeper than
+MAX_DEPTH (a model that loops on `[` until its token limit; `json.loads` itself would raise
+RecursionError), a lone surrogate escape (`"\\ud800"`: not a character, it cannot be written back as
+UTF-8) and MemoryError into a ValueError, and `iter_lines` reports a line longer than MAX_LINE_BYTES
+without holding it in memory. A UTF-8 byte order mark at the start of a file is accepted and dropped
+(editors on Windows write one); anywhere else it is ordinary text.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from kit.paths import atomic_write
+from kit.secrets import scrub_text, secret_values
+
+MAX_DEPTH = 64  # arrays/objects inside each other; a conversation record needs 4
+MAX_LINE_BYTES = 64 * 2**20
+LINE_TOO_LONG = f"line longer than {MAX_LINE_BYTES // 2**20} MiB"
+BOM = b"\xef\xbb\xbf"
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 class RecordError(ValueError):
@@ -74,6 +89,62 @@ def file_problem(path: Path) -> str | None:
     return None if path.is_file() else f"{path}: no such file"
 
 
+def load_json(text: str, *, max_depth: int = MAX_DEPTH) -> Any:
+    """json.loads with limits: ValueError (never RecursionError or MemoryError) for nesting deeper than
+    `max_depth`, a lone surrogate escape, or a value too large to hold."""
+    deep = f"nested more than {max_depth} levels deep"
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise ValueError(deep) from None
+    except MemoryError:
+        raise ValueError("too large to read into memory") from None
+    if text.count("[") + text.count("{") > max_depth and deeper_than(value, max_depth):
+        raise ValueError(deep)
+    if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(value):
+        raise ValueError("a string holds a lone surrogate escape (\\ud800-\\udfff without its pair): not a character")
+    return value
+
+
+def deeper_than(value: Any, max_depth: int) -> bool:
+    """Whether containers nest more than max_depth levels (a loop, not recursion: it must not overflow)."""
+    stack = [(value, 1)]
+    while stack:
+        obj, depth = stack.pop()
+        if isinstance(obj, (list, dict)):
+            if depth > max_depth:
+                return True
+            stack.extend((v, depth + 1) for v in (obj.values() if isinstance(obj, dict) else obj))
+    return False
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def iter_lines(fh) -> Iterator[tuple[int, bytes | None]]:
+    """(line number from 1, raw bytes) for a binary file, a BOM at its start dropped; a line longer than
+    MAX_LINE_BYTES comes as None (and is read past in pieces, never held whole)."""
+    lineno = 0
+    while True:
+        raw = fh.readline(MAX_LINE_BYTES + 1)
+        if not raw:
+            return
+        lineno += 1
+        if lineno == 1 and raw.startswith(BOM):
+            raw = raw[len(BOM):]
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            while (rest := fh.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+                pass
+            yield lineno, None
+            continue
+        yield lineno, raw
+
+
 def decode_line(raw: bytes) -> str:
     """One line of a file read as bytes, so that a stray non-UTF-8 byte fails only its own line."""
     try:
@@ -92,15 +163,18 @@ def iter_records(path: str | os.PathLike, *, errors: list | None = None) -> Iter
     path = Path(path)
     stem = path.stem
     with open(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if not raw.strip():
+        for lineno, raw in iter_lines(fh):
+            if raw is not None and not raw.strip():
                 continue
             try:
-                obj = json.loads(decode_line(raw))
+                if raw is None:
+                    raise ValueError(LINE_TOO_LONG)
+                obj = load_json(decode_line(raw))
                 yield parse_record(obj, default_id=f"{stem}:{lineno}")
             except (json.JSONDecodeError, ValueError) as exc:
                 reason = f"invalid JSON: {exc.msg} (column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else str(exc)
-                err = RecordError(path, lineno, reason, raw=raw.decode("utf-8", "replace").rstrip("\r\n"))
+                shown = "" if raw is None else raw[:4096].decode("utf-8", "replace").rstrip("\r\n")
+                err = RecordError(path, lineno, reason, raw=shown)
                 if errors is None:
                     raise err from None
                 errors.append(err)
@@ -113,26 +187,28 @@ def read_records(path: str | os.PathLike, *, strict: bool = True) -> ReadResult:
     return ReadResult(records, errors or [])
 
 
-def dumps_record(record: dict) -> str:
-    """One line of the kit's format (no trailing newline); non-ASCII kept readable."""
-    return json.dumps(
+def dumps_record(record: dict, secrets: list[str] | None = None) -> str:
+    """One line of the kit's format (no trailing newline); non-ASCII kept readable, secrets cut out
+    (kit.secrets; `secrets` saves looking them up again for every line of a file)."""
+    return scrub_text(json.dumps(
         {"id": record["id"], "messages": record["messages"], "meta": record.get("meta", {})},
         ensure_ascii=False,
-    )
+    ), secrets)
 
 
 def write_records(path: str | os.PathLike, records: Iterable[dict]) -> int:
     """Write records atomically (temp file + rename): a reader never sees half a file."""
     n = 0
+    secrets = secret_values()
     with atomic_write(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         for record in records:
-            fh.write(dumps_record(record) + "\n")
+            fh.write(dumps_record(record, secrets) + "\n")
             n += 1
         fh.flush()
         os.fsync(fh.fileno())
     return n
 
 
-def to_customjson_line(record: dict) -> str:
-    """nanochat's CustomJSON line: the bare messages array."""
-    return json.dumps(record["messages"], ensure_ascii=False)
+def to_customjson_line(record: dict, secrets: list[str] | None = None) -> str:
+    """nanochat's CustomJSON line: the bare messages array (secrets cut out)."""
+    return scrub_text(json.dumps(record["messages"], ensure_ascii=False), secrets)

@@ -1,7 +1,8 @@
 """A content-addressed cache of LLM replies, so a repeated request is never paid for twice.
 
-The key is the sha256 of everything that determines a reply (model, messages, sampling parameters,
-schema, seed). Each entry is one small JSON file written to a temporary name and renamed into place,
+The key is the sha256 of everything that determines a reply (model, the servers, messages, sampling
+parameters, schema, seed; see LLMClient.cache_key). Entries pass through kit.secrets' scrub like every
+file the kit writes. Each entry is one small JSON file written to a temporary name and renamed into place,
 so several processes can share the folder: a reader sees a whole entry or none, and two writers of the
 same key write the same content.
 """
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from kit.paths import atomic_write
+from kit.records import load_json
+from kit.secrets import scrub_text
 
 
 def cache_key(request: dict[str, Any]) -> str:
@@ -31,7 +34,7 @@ class ResponseCache:
 
     def get(self, key: str) -> dict | None:
         try:
-            return json.loads(self._path(key).read_text(encoding="utf-8"))
+            return load_json(self._path(key).read_text(encoding="utf-8"))
         except FileNotFoundError:
             return None
         except ValueError:  # unreadable entry (disk trouble, hand edit): ask again and overwrite it
@@ -39,4 +42,4 @@ class ResponseCache:
 
     def put(self, key: str, value: dict) -> None:
         with atomic_write(self._path(key)) as tmp, open(tmp, "w", encoding="utf-8") as f:
-            json.dump(value, f, ensure_ascii=False)
+            f.write(scrub_text(json.dumps(value, ensure_ascii=False)))

@@ -45,7 +45,7 @@ class Dimensions:
 
 def _load_yaml(path: Path, kind: type) -> dict | list:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(paths.read_utf8(path))
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: diversity dimension file is missing") from None
     except yaml.YAMLError as exc:

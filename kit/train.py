@@ -16,6 +16,15 @@ on the same side), so the validation loss measures conversations the model has n
 Several GPUs: `torchrun --nproc_per_node N -m kit midtrain ...` runs PyTorch DDP (each rank trains on
 its own share of the rows, NCCL on GPUs; CPU processes use gloo, which is how the test suite runs it);
 rank 0 evaluates, samples and writes. The single-process path is the plain loop below.
+
+Checkpoints and resume. With `out_dir`, the run holds the folder's lock (kit.locking) and writes
+`out_dir/checkpoint/` every `checkpoint_every` steps, on Ctrl-C and at the end: weights and optimizer
+state as safetensors, `config.json` (model and training parameters, the step, the history, a digest of
+the training rows) and the tokenizer, together. The folder is written under a temporary name and
+swapped in whole (the previous one is kept as `.checkpoint.old` until the new one is in place, and a
+reader falls back to it), so a full disk or a SIGKILL never leaves weights beside another step's
+config. A run whose parameters and rows match the checkpoint's resumes from its step (`resume=False`,
+`--no-resume`, starts over); one with other parameters says so and starts over. Nothing is unpickled.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import sys
 import time
 import warnings
@@ -40,7 +50,7 @@ import torch
 from kit.calculator import CalculatorError, evaluate, format_result
 from kit.model import GPT, GPTConfig
 from kit.packing import IGNORE_INDEX, LOSS_MODES, Packed, batches, pack_rows, trained_tokens
-from kit.paths import folder_problem
+from kit.paths import atomic_write, folder_problem, write_error
 
 
 @dataclass
@@ -66,6 +76,11 @@ class TrainConfig:
     compile: bool = False
     packing: str = "best_fit_pad"
     cpu_threads: int | None = None  # torch intra-op threads on CPU (None: torch's default, all cores)
+    checkpoint_every: int = 50  # steps between checkpoints when an out_dir is given (0: only at the end)
+
+
+# Fields that change how a run goes, not what it computes: a checkpoint written under other values resumes.
+OPERATIONAL_FIELDS = ("eval_every", "compile", "cpu_threads", "checkpoint_every")
 
 
 PRESETS = {
@@ -73,7 +88,7 @@ PRESETS = {
     "cpu-smoke": TrainConfig(),
     # about 85M parameters (GPT-2 small's width and depth), bf16 autocast and torch.compile on CUDA
     "gpu": TrainConfig(vocab_size=8192, n_layer=12, n_head=6, n_embd=768, sequence_len=1024, batch_size=32,
-                       steps=500, lr=1e-3, eval_every=100, dtype="bfloat16", compile=True),
+                       steps=500, lr=1e-3, eval_every=100, dtype="bfloat16", compile=True, checkpoint_every=100),
 }
 
 DEFAULT_PROMPTS = (
@@ -105,6 +120,7 @@ class MidtrainResult:
     samples_after: list[dict]
     out_dir: str | None
     ranks: int = 1  # processes that trained together (torchrun); tokens_per_s counts all of them
+    resumed_from: int = 0  # the checkpoint step this run started from (0: a fresh start)
     model: GPT | None = field(default=None, repr=False)
 
     def summary(self) -> dict:
@@ -256,8 +272,10 @@ def chat(model: GPT, tokenizer, prompt: str | list[dict], *, max_new_tokens: int
         budget -= len(new)
         if not new or new[-1] != python_end:
             break
-        call_start = max((i for i in range(start, len(context)) if context[i] == python_start), default=None)
-        if call_start is None:
+        # a tool call runs only when this python_end closes an open python block: a stray python_end after
+        # a call that already ran (or with no call at all) is text, and must not run that call again
+        call_start = max((i for i in range(start, len(context) - 1) if context[i] == python_start), default=None)
+        if call_start is None or python_end in context[call_start + 1:-1]:
             continue
         expression = tokenizer.decode(context[call_start + 1:-1])
         try:
@@ -283,14 +301,16 @@ def _samples(model, tokenizer, prompts, max_new_tokens: int) -> list[dict]:
 def midtrain(records: Sequence[dict], tokenizer, *, preset: str = "cpu-smoke", out_dir: str | os.PathLike | None = None,
              device: str = "auto", peak_flops: float | None = None, prompts: Sequence[str] | None = None,
              sample_tokens: int = 64, progress: bool = True, manifest_extra: dict | None = None,
-             **overrides) -> MidtrainResult:
+             resume: bool = True, **overrides) -> MidtrainResult:
     """Train a fresh GPT on `records` (conversation records, e.g. a kit.tasks.Mixture).
 
     `overrides` set TrainConfig fields (steps=..., loss_mode=..., lr=...). `peak_flops` is the device's
     peak for MFU; by default a matmul is timed here. `prompts` are sampled greedily before and after
     training (default: one per built-in task, plus the first identity conversation's question if any),
     up to `sample_tokens` tokens after and a third of that before (an untrained model only babbles).
-    With `out_dir`, the run is saved there (see `save_run`); `manifest_extra` joins its manifest.
+    With `out_dir`, the run is saved there (see `save_run`; its lock is held meanwhile) and checkpointed
+    as it goes, and `resume` picks up a matching checkpoint there (see the module docstring); Ctrl-C
+    saves a checkpoint and raises `Interrupted`. `manifest_extra` joins the manifest.
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
@@ -299,10 +319,34 @@ def midtrain(records: Sequence[dict], tokenizer, *, preset: str = "cpu-smoke", o
         raise ValueError(f"unknown loss mode {config.loss_mode!r}; choose 'mid' or 'sft'")
     if config.steps < 1:
         raise ValueError(f"steps must be >= 1, got {config.steps}")
-    with _cpu_threads(config.cpu_threads):
+    if out_dir is not None and (problem := folder_problem(out_dir)):
+        raise ValueError(problem)
+    with _cpu_threads(config.cpu_threads), _lock(out_dir):
         return _train(records, tokenizer, config, out_dir=out_dir, device=device, peak_flops=peak_flops,
                       prompts=prompts, sample_tokens=sample_tokens, progress=progress,
-                      manifest_extra=manifest_extra or {})
+                      manifest_extra=manifest_extra or {}, resume=resume)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during training, after the checkpoint of the last finished step was saved (when there is
+    an out_dir): `step` is that step, `out_dir` where it is."""
+
+    def __init__(self, step: int, out_dir: str | os.PathLike | None):
+        super().__init__(step, out_dir)
+        self.step, self.out_dir = step, out_dir
+
+
+@contextmanager
+def _lock(out_dir):
+    """One writer per output folder; only rank 0 writes, so only rank 0 locks (the others would find
+    rank 0's lock)."""
+    if out_dir is None or not is_main_process():
+        yield
+        return
+    from kit.locking import exclusive
+
+    with exclusive(out_dir):
+        yield
 
 
 @contextmanager
@@ -317,7 +361,7 @@ def _cpu_threads(n: int | None):
 
 
 def _train(records, tokenizer, config: TrainConfig, *, out_dir, device, peak_flops, prompts, sample_tokens,
-           progress, manifest_extra) -> MidtrainResult:
+           progress, manifest_extra, resume) -> MidtrainResult:
     ddp = _ddp_setup()
     rank, world = (ddp["rank"], ddp["world"]) if ddp else (0, 1)
     dev = ddp["device"] if ddp else pick_device(device)
@@ -362,8 +406,66 @@ def _train(records, tokenizer, config: TrainConfig, *, out_dir, device, peak_flo
 
     stream = _endless_batches(shard, config.batch_size, config.loss_mode, config.seed)
     history: list[dict] = []
-    timed_tokens, timed_seconds, tokens_seen, train_loss = 0, 0.0, 0, float("nan")
-    for step in range(config.steps):
+    identity = run_identity(config, model_config, train_packed, world)
+    start_step = 0
+    if out_dir is not None and resume:
+        saved = read_checkpoint(out_dir, identity, dev, log)
+        if saved is not None:
+            raw_model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            start_step, history = saved["step"], saved["history"]
+            for _ in range(start_step * config.grad_accum):  # the data stream continues where it stopped
+                next(stream)
+            log(f"resuming from the checkpoint of step {start_step}/{config.steps} in {out_dir}")
+
+    def checkpoint(step: int) -> None:
+        if out_dir is not None and is_main:
+            save_checkpoint(out_dir, raw_model, optimizer, tokenizer, identity, step, history)
+
+    tallies: dict = {}
+    try:
+        _train_steps(config, model, raw_model, optimizer, stream, dev, world, autocast, val_packed, token_bytes,
+                     is_main, log, history, start_step, checkpoint, tallies)
+    except KeyboardInterrupt:
+        done = history[-1]["step"] if history else start_step
+        if done > start_step:
+            checkpoint(done)
+        raise Interrupted(done, out_dir) from None
+    timed_tokens, timed_seconds = tallies.get("tokens", 0), tallies.get("seconds", 0.0)
+    train_loss = history[-1]["train_loss"] if history else float("nan")
+
+    tokens_per_s = timed_tokens / timed_seconds if timed_seconds else 0.0
+    mfu = flops_per_token * tokens_per_s / peak_flops if peak_flops else None
+    final_val = next((h for h in reversed(history) if "val_loss" in h), {})
+    samples_after = _samples(raw_model, tokenizer, prompts, sample_tokens) if is_main else []
+    result = MidtrainResult(
+        config=config, model_config=model_config, device=str(dev), num_params=raw_model.num_params(),
+        conversations={"train": len(train_records), "val": len(val_records)},
+        tasks=dict(Counter(r.get("meta", {}).get("task", "unknown") for r in records)),
+        packing=train_packed.stats.as_dict(), trained_tokens=counts, history=history,
+        final_train_loss=train_loss, val_loss=final_val.get("val_loss"), val_bpb=final_val.get("val_bpb"),
+        tokens_per_s=tokens_per_s, mfu=mfu, peak_flops=peak_flops, flops_per_token=flops_per_token,
+        samples_before=samples_before, samples_after=samples_after,
+        out_dir=str(out_dir) if out_dir else None, ranks=world, resumed_from=start_step, model=raw_model,
+    )
+    if start_step >= config.steps:
+        log(f"nothing left to train: the checkpoint is at step {start_step}/{config.steps}")
+    else:
+        log(f"done: {tokens_per_s:,.0f} tokens/s, MFU {100 * (mfu or 0):.2f}% of {peak_flops / 1e9:,.1f} GFLOP/s")
+    if out_dir and is_main:
+        save_run(result, tokenizer, out_dir, manifest_extra, optimizer=optimizer, identity=identity)
+    if ddp:
+        torch.distributed.destroy_process_group()
+    return result
+
+
+def _train_steps(config, model, raw_model, optimizer, stream, dev, world, autocast, val_packed, token_bytes,
+                 is_main, log, history, start_step, checkpoint, tallies) -> None:
+    """Optimizer steps start_step..config.steps-1, appending to `history`; checkpoints every
+    config.checkpoint_every steps. `tallies` gets the timed tokens and seconds (for tokens/s)."""
+    timed_tokens, timed_seconds = 0, 0.0
+    tokens_seen = history[-1]["tokens"] if history else 0
+    for step in range(start_step, config.steps):
         lr = lr_at(step, config)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -383,10 +485,10 @@ def _train(records, tokenizer, config: TrainConfig, *, out_dir, device, peak_flo
         optimizer.zero_grad(set_to_none=True)
         _sync(dev)
         dt = time.perf_counter() - t0
-        if step > 0 or config.steps == 1:  # the first step pays for warm-up and compilation
+        if step > start_step or config.steps - start_step == 1:  # the first step pays for warm-up and compilation
             timed_tokens += step_tokens
             timed_seconds += dt
-        train_loss = step_loss
+            tallies.update(tokens=timed_tokens, seconds=timed_seconds)
         tokens_seen += step_tokens
         entry = {"step": step + 1, "lr": lr, "train_loss": step_loss, "tokens": tokens_seen, "step_s": dt}
         last = step + 1 == config.steps
@@ -394,30 +496,11 @@ def _train(records, tokenizer, config: TrainConfig, *, out_dir, device, peak_flo
             entry["val_loss"], entry["val_bpb"] = evaluate_loss(raw_model, val_packed, config.loss_mode, dev,
                                                                 config.batch_size, token_bytes, autocast)
         history.append(entry)
-        if "val_loss" in entry or step == 0:
+        if "val_loss" in entry or step == start_step:
             extra = f" val {entry['val_loss']:.3f} bpb {entry['val_bpb'] or float('nan'):.3f}" if "val_loss" in entry else ""
             log(f"step {step + 1}/{config.steps} loss {step_loss:.3f} lr {lr:.2e}{extra}")
-
-    tokens_per_s = timed_tokens / timed_seconds if timed_seconds else 0.0
-    mfu = flops_per_token * tokens_per_s / peak_flops if peak_flops else None
-    final_val = next((h for h in reversed(history) if "val_loss" in h), {})
-    samples_after = _samples(raw_model, tokenizer, prompts, sample_tokens) if is_main else []
-    result = MidtrainResult(
-        config=config, model_config=model_config, device=str(dev), num_params=raw_model.num_params(),
-        conversations={"train": len(train_records), "val": len(val_records)},
-        tasks=dict(Counter(r.get("meta", {}).get("task", "unknown") for r in records)),
-        packing=train_packed.stats.as_dict(), trained_tokens=counts, history=history,
-        final_train_loss=train_loss, val_loss=final_val.get("val_loss"), val_bpb=final_val.get("val_bpb"),
-        tokens_per_s=tokens_per_s, mfu=mfu, peak_flops=peak_flops, flops_per_token=flops_per_token,
-        samples_before=samples_before, samples_after=samples_after,
-        out_dir=str(out_dir) if out_dir else None, ranks=world, model=raw_model,
-    )
-    log(f"done: {tokens_per_s:,.0f} tokens/s, MFU {100 * (mfu or 0):.2f}% of {peak_flops / 1e9:,.1f} GFLOP/s")
-    if out_dir and is_main:
-        save_run(result, tokenizer, out_dir, manifest_extra)
-    if ddp:
-        torch.distributed.destroy_process_group()
-    return result
+        if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and not last:
+            checkpoint(step + 1)
 
 
 def _default_prompts(records: Sequence[dict]) -> list[str]:
@@ -479,33 +562,144 @@ def _shard(packed: Packed, rank: int, world: int) -> Packed:
 # ---------------------------------------------------------------------------------------------------
 # Checkpoints
 
-MODEL_FILE, CONFIG_FILE, HISTORY_FILE = "model.pt", "config.json", "history.json"
+CHECKPOINT_DIR, OLD_CHECKPOINT_DIR = "checkpoint", ".checkpoint.old"
+MODEL_FILE, OPTIMIZER_FILE, CONFIG_FILE, HISTORY_FILE = "model.safetensors", "optimizer.safetensors", "config.json", "history.json"
 
 
-def save_run(result: MidtrainResult, tokenizer, out_dir: str | os.PathLike, manifest_extra: dict | None = None) -> Path:
-    """model.pt (state dict), config.json, history.json, tokenizer/, manifest.json into out_dir."""
+def run_identity(config: TrainConfig, model_config: GPTConfig, packed: Packed, world: int) -> dict:
+    """What a checkpoint must share with a run to be resumed by it: the parameters that change what is
+    computed, the model's shape, the training rows (a digest) and the number of ranks."""
+    train = {k: v for k, v in asdict(config).items() if k not in OPERATIONAL_FIELDS}
+    rows = hashlib.sha256(packed.ids.tobytes() + packed.mask.tobytes()).hexdigest()[:16]
+    return {"train": train, "model": model_config.to_dict(), "rows": rows, "ranks": world}
+
+
+def checkpoint_dir(out_dir: str | os.PathLike) -> Path | None:
+    """The checkpoint folder of a run folder: `checkpoint/`, else the previous one when a swap was cut
+    short (`.checkpoint.old`), else the folder itself if it is a checkpoint; None if there is none."""
+    out = Path(out_dir)
+    for candidate in (out / CHECKPOINT_DIR, out / OLD_CHECKPOINT_DIR, out):
+        if (candidate / CONFIG_FILE).is_file() and (candidate / MODEL_FILE).is_file():
+            return candidate
+    return None
+
+
+def save_checkpoint(out_dir: str | os.PathLike, model: GPT, optimizer, tokenizer, identity: dict, step: int,
+                    history: list[dict]) -> Path:
+    """Write out_dir/checkpoint/ as a whole: a temporary folder, then two renames (see the module doc)."""
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    final, old, tmp = out / CHECKPOINT_DIR, out / OLD_CHECKPOINT_DIR, out / ".checkpoint.tmp"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)  # left by a run killed while saving
+        tmp.mkdir()
+        save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, tmp / MODEL_FILE)
+        tensors, groups = _flatten_optimizer(optimizer.state_dict())
+        save_file(tensors, tmp / OPTIMIZER_FILE)
+        tokenizer.save(tmp / "tokenizer")
+        config = {**identity, "step": step, "optimizer_groups": groups, "history": history}
+        with open(tmp / CONFIG_FILE, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(config, indent=1) + "\n")
+        for file in tmp.rglob("*"):  # on disk before the swap, or a power cut could swap in empty files
+            if file.is_file():
+                with open(file, "rb") as fh:
+                    os.fsync(fh.fileno())
+        if final.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise write_error(exc, final) from None
+    return final
+
+
+def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    """An optimizer state dict as safetensors' flat {name: tensor} plus its JSON-ready param groups."""
+    tensors = {}
+    for index, slots in state["state"].items():
+        for name, value in slots.items():
+            tensor = value if torch.is_tensor(value) else torch.tensor(value)
+            tensors[f"{index}.{name}"] = tensor.detach().contiguous().cpu()
+    return tensors, state["param_groups"]
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], groups: list[dict]) -> dict:
+    state: dict[int, dict] = {}
+    for key, tensor in tensors.items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = tensor
+    return {"state": state, "param_groups": groups}
+
+
+def read_checkpoint(out_dir: str | os.PathLike, identity: dict, device: torch.device, log) -> dict | None:
+    """The checkpoint in out_dir if this run may resume from it ({model, optimizer, step, history}),
+    else None (no checkpoint, or one made with other parameters: then says what differs)."""
+    from safetensors.torch import load_file
+
+    folder = checkpoint_dir(out_dir)
+    if folder is None:
+        return None
+    try:
+        config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+        saved = {k: config.get(k) for k in identity}
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{folder / CONFIG_FILE}: unreadable checkpoint ({exc}); delete {folder} or pass "
+                         f"--no-resume") from None
+    if saved != identity:
+        differs = [k for k in identity if saved[k] != identity[k]]
+        if "train" in differs and isinstance(saved["train"], dict):
+            differs = [f"{k} {saved['train'].get(k)!r} -> {v!r}" for k, v in identity["train"].items()
+                       if saved["train"].get(k) != v] + [d for d in differs if d != "train"]
+        log(f"the checkpoint in {out_dir} was made with other settings ({', '.join(differs)}); training from step 0")
+        return None
+    try:
+        model = load_file(folder / MODEL_FILE, device=str(device))
+        optimizer = _unflatten_optimizer(load_file(folder / OPTIMIZER_FILE, device=str(device)),
+                                         config["optimizer_groups"])
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error type for a damaged file
+        raise ValueError(f"{folder}: unreadable checkpoint ({exc}); delete it or pass --no-resume") from None
+    return {"model": model, "optimizer": optimizer, "step": int(config["step"]), "history": config["history"]}
+
+
+def save_run(result: MidtrainResult, tokenizer, out_dir: str | os.PathLike, manifest_extra: dict | None = None,
+             *, optimizer=None, identity: dict | None = None) -> Path:
+    """checkpoint/ (weights, optimizer state when given, config.json, tokenizer/), history.json,
+    manifest.json and loss.png into out_dir; every file atomically. A plot that fails is reported on
+    stderr and leaves the rest saved."""
     from kit.manifest import write_manifest
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.save(result.model.state_dict(), out / MODEL_FILE)
-    tokenizer.save(out / "tokenizer")
-    (out / CONFIG_FILE).write_text(json.dumps({"model": result.model_config.to_dict(), "train": asdict(result.config)},
-                                              indent=2) + "\n", encoding="utf-8")
-    (out / HISTORY_FILE).write_text(json.dumps(result.history, indent=1) + "\n", encoding="utf-8")
+    identity = identity or {"train": asdict(result.config), "model": result.model_config.to_dict()}
+    optimizer = optimizer or torch.optim.AdamW(result.model.parameters())
+    save_checkpoint(out, result.model, optimizer, tokenizer, identity, result.config.steps, result.history)
+    with atomic_write(out / HISTORY_FILE) as tmp:
+        tmp.write_text(json.dumps(result.history, indent=1) + "\n", encoding="utf-8")
     write_manifest(out / "manifest.json", {"command": "midtrain", **(manifest_extra or {}), **result.summary()})
+    try:
+        save_loss_plot(result.history, out / "loss.png")
+    except (OSError, ValueError, RuntimeError) as exc:
+        print(f"kit midtrain: loss plot not written: {exc}", file=sys.stderr)
     return out
 
 
 def load_checkpoint(out_dir: str | os.PathLike, device: str = "cpu") -> tuple[GPT, "object"]:
-    """(model, tokenizer) from a folder written by save_run; weights load with weights_only=True."""
+    """(model, tokenizer) from a run folder written by midtrain/save_run (or its checkpoint folder);
+    safetensors and JSON only, nothing is unpickled."""
+    from safetensors.torch import load_file
+
     from kit.tokenizer import Tokenizer
 
-    out = Path(out_dir)
-    config = json.loads((out / CONFIG_FILE).read_text(encoding="utf-8"))
+    folder = checkpoint_dir(out_dir)
+    if folder is None:
+        raise FileNotFoundError(f"{out_dir}: no checkpoint ({CHECKPOINT_DIR}/{CONFIG_FILE} and {MODEL_FILE})")
+    config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
     model = GPT(GPTConfig(**config["model"]))
-    model.load_state_dict(torch.load(out / MODEL_FILE, map_location=device, weights_only=True))
-    return model.to(device).eval(), Tokenizer.load(out / "tokenizer")
+    model.load_state_dict(load_file(folder / MODEL_FILE, device=device))
+    return model.to(device).eval(), Tokenizer.load(folder / "tokenizer")
 
 
 def save_loss_plot(history: list[dict], path: str | os.PathLike, title: str = "midtraining loss") -> Path:
@@ -525,9 +719,11 @@ def save_loss_plot(history: list[dict], path: str | os.PathLike, title: str = "m
     ax.legend()
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        with atomic_write(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -565,11 +761,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--peak-flops", type=float, help="device peak FLOP/s for MFU (default: a timed matmul)")
     parser.add_argument("--sample-tokens", type=int, default=64, help="tokens per sampled reply (0: no samples)")
+    parser.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default: the preset's; 0: at the end only)")
+    parser.add_argument("--no-resume", action="store_true",
+                        help="start from step 0 even when --out holds a checkpoint of the same run")
     for name in ("smoltalk", "mmlu", "gsm8k", "memory"):
         parser.add_argument(f"--{name}", metavar="PATH", help=f"add the {name} set (a file or folder in its published format)")
     args = parser.parse_args(argv)
 
     from kit.datasets import DatasetError
+    from kit.locking import LockedError
     from kit.records import RecordError
     from kit.tasks import default_mixture
     from kit.tokenizer import Tokenizer
@@ -585,18 +785,26 @@ def main(argv: list[str]) -> int:
         vocab_size = args.vocab_size or PRESETS[args.preset].vocab_size
         tokenizer = Tokenizer.load(args.tokenizer) if args.tokenizer else train_tokenizer_on(mixture, vocab_size)
         overrides = {"loss_mode": args.loss_mode, "seed": args.seed}
-        if args.steps is not None:
-            overrides["steps"] = args.steps
+        for name in ("steps", "checkpoint_every"):
+            if getattr(args, name) is not None:
+                overrides[name] = getattr(args, name)
         result = midtrain(mixture, tokenizer, preset=args.preset, out_dir=args.out, device=args.device,
-                          peak_flops=args.peak_flops, sample_tokens=args.sample_tokens,
+                          peak_flops=args.peak_flops, sample_tokens=args.sample_tokens, resume=not args.no_resume,
                           manifest_extra={"argv": argv, "tokenizer": args.tokenizer or "trained on the mixture"},
                           **overrides)
-    except (OSError, ValueError, RecordError, DatasetError) as exc:
+    except (OSError, ValueError, RecordError, DatasetError, LockedError) as exc:
         print(f"kit midtrain: {exc}", file=sys.stderr)
         return 1
+    except Interrupted as exc:
+        saved = f"the checkpoint of step {exc.step} is in {args.out}; run the same command again to resume" \
+            if exc.step else "nothing trained yet"
+        print(f"kit midtrain: interrupted; {saved}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("kit midtrain: interrupted before training started", file=sys.stderr)
+        return 130
     if not is_main_process():
         return 0
-    save_loss_plot(result.history, Path(args.out) / "loss.png")
     for sample in result.samples_after:
         print(f"> {sample['prompt']}\n{sample['reply']}\n")
     print(f"val loss {result.val_loss}, bpb {result.val_bpb}; saved to {args.out}")

@@ -16,6 +16,12 @@ Each connection gets its own thread, so a slow reply never holds up another. Rep
 write with TCP_NODELAY set: a server that writes headers and body separately meets Nagle's algorithm
 and the peer's delayed ACK, and every reply then pays ~40 ms that is no fault of the client.
 
+Hostile servers, for the reliability tests: `hang_responder` accepts and never answers,
+`trickle_responder` sends a valid reply one byte every 2 s, `html_responder` answers 200 with a web
+page, `brackets_responder` replies with 1,200 `[` (a small model looping to its token limit), and
+`echo_key_responder(status)` fails with an error message that quotes the caller's API key (some
+gateways do).
+
 `python tests/fake_openai.py --latency 0.2` serves fixed-latency replies from its own process (the
 throughput benchmark runs the server there so that it does not share the client's interpreter).
 """
@@ -48,6 +54,10 @@ class Reply:
     body: bytes | str | None = None
     usage: tuple[int, int] = (10, 5)
     role: str = "assistant"
+    hang: bool = False  # accept the request and never answer (until the server stops)
+    trickle_s: float = 0.0  # send the reply one byte at a time, this long apart
+    content_type: str = "application/json"
+    echo_key: bool = False  # the error message quotes the request's bearer token
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,29 @@ def prompt_key(request: dict) -> str:
 
 def _lower(headers) -> dict[str, str]:
     return {k.lower(): v for k, v in headers.items()}
+
+
+def hang_responder(request: dict, n_seen: int) -> Reply:
+    return Reply(hang=True)
+
+
+def trickle_responder(request: dict, n_seen: int) -> Reply:
+    return Reply(content='{"messages": []}', trickle_s=2.0)
+
+
+HTML_PAGE = "<!DOCTYPE html><html><head><title>Welcome</title></head><body><h1>It works!</h1></body></html>"
+
+
+def html_responder(request: dict, n_seen: int) -> Reply:
+    return Reply(body=HTML_PAGE, content_type="text/html")
+
+
+def brackets_responder(request: dict, n_seen: int) -> Reply:
+    return Reply(content="[" * 1200, finish_reason="length")
+
+
+def echo_key_responder(status: int = 500) -> Responder:
+    return lambda request, n_seen: Reply(status=status, echo_key=True)
 
 
 def _error_body(status: int) -> dict:
@@ -120,22 +153,39 @@ class _Handler(BaseHTTPRequestHandler):
             reply = fake.responder(request, n_seen)
             if reply.delay:
                 time.sleep(reply.delay)
+            if reply.hang:
+                fake._stopped.wait()
+                self.close_connection = True
+                return
         finally:
             fake._leave()
         if reply.body is not None:
-            self._send(reply.status, reply.body, reply.headers)
+            self._send(reply.status, reply.body, reply.headers, reply.content_type)
         elif reply.status != 200:
-            self._send(reply.status, _error_body(reply.status), reply.headers)
+            body = _error_body(reply.status)
+            if reply.echo_key:
+                token = self.headers.get("Authorization", "").removeprefix("Bearer ")
+                body["error"]["message"] = f"Incorrect API key provided: {token}. You can find your key at ..."
+            self._send(reply.status, body, reply.headers)
         else:
-            self._send(200, _completion(request, reply), reply.headers)
+            self._send(200, _completion(request, reply), reply.headers, trickle_s=reply.trickle_s)
 
-    def _send(self, status: int, body: dict | bytes | str, headers: dict[str, str] | None = None) -> None:
+    def _send(self, status: int, body: dict | bytes | str, headers: dict[str, str] | None = None,
+              content_type: str = "application/json", trickle_s: float = 0.0) -> None:
         data = body if isinstance(body, bytes) else (body if isinstance(body, str) else json.dumps(body)).encode()
         head = [f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}",
-                "Content-Type: application/json", f"Content-Length: {len(data)}"]
+                f"Content-Type: {content_type}", f"Content-Length: {len(data)}"]
         head += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        message = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + data
         try:
-            self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + data)
+            if not trickle_s:
+                self.wfile.write(message)
+                return
+            for i in range(len(message)):  # headers and body, a byte at a time, until the client gives up
+                self.wfile.write(message[i:i + 1])
+                self.wfile.flush()
+                if self.server.fake._stopped.wait(trickle_s):
+                    break
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout test)
             self.close_connection = True
 
@@ -179,6 +229,7 @@ class FakeOpenAI:
         self.max_in_flight = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._stopped = threading.Event()  # ends hanging and trickling replies when the server stops
 
     @property
     def base_url(self) -> str:
@@ -219,6 +270,7 @@ class FakeOpenAI:
             self._in_flight -= 1
 
     def start(self) -> "FakeOpenAI":
+        self._stopped.clear()
         self._server = _Server(("127.0.0.1", self._port), _Handler)
         self._server.fake = self
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
@@ -227,6 +279,7 @@ class FakeOpenAI:
         return self
 
     def stop(self) -> None:
+        self._stopped.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

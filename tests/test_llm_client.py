@@ -310,3 +310,42 @@ def test_an_unreadable_cache_entry_is_asked_again(fake_openai, tmp_path):
     again = ask(client_for(srv, cache_dir=tmp_path), seed=1)
     assert not again.cached and len(srv.chat_requests) == 2
     assert ask(client_for(srv, cache_dir=tmp_path), seed=1).cached  # rewritten whole
+
+
+def test_the_cache_is_keyed_by_the_set_of_servers(fake_openai, tmp_path):
+    """Replicas used round-robin share entries whatever their order; another server never answers from them."""
+    a, b, c = (fake_openai() for _ in range(3))
+    ask = [{"role": "user", "content": "same question"}]
+
+    def asked_live(servers):
+        client = LLMClient([Endpoint(s.base_url, MODEL) for s in servers], cache_dir=str(tmp_path))
+        return not run_sync(client.complete(ask, seed=1)).cached
+
+    assert asked_live([a, b])
+    assert not asked_live([b, a])
+    assert asked_live([c])
+    assert len(a.chat_requests) + len(b.chat_requests) == 1 and len(c.chat_requests) == 1
+
+
+def test_a_server_the_kit_started_is_cached_by_its_model_file_not_its_port(fake_openai, tmp_path):
+    """kit.local_server names its endpoint by the GGUF it serves: a re-run on a new port reuses the replies."""
+    first, second = fake_openai(), fake_openai()
+    ask = [{"role": "user", "content": "same question"}]
+
+    def asked_live(server, name):
+        client = LLMClient([Endpoint(server.base_url, MODEL, cache_name=name)], cache_dir=str(tmp_path))
+        return not run_sync(client.complete(ask, seed=1)).cached
+
+    assert asked_live(first, "local:model.gguf:123")
+    assert not asked_live(second, "local:model.gguf:123")
+    assert asked_live(second, "local:other.gguf:456")
+
+
+def test_a_json_reply_that_does_not_parse_is_not_cached(fake_openai, tmp_path):
+    srv = fake_openai(lambda request, n_seen: Reply(content="[" * 1200 if n_seen == 0 else '{"ok": true}'))
+    client = LLMClient(Endpoint(srv.base_url, MODEL), cache_dir=str(tmp_path))
+    schema = {"type": "object"}
+    first = run_sync(client.complete([{"role": "user", "content": "q"}], schema=schema, seed=3))
+    second = run_sync(client.complete([{"role": "user", "content": "q"}], schema=schema, seed=3))
+    third = run_sync(client.complete([{"role": "user", "content": "q"}], schema=schema, seed=3))
+    assert first.text.startswith("[[[") and not second.cached and second.text == '{"ok": true}' and third.cached

@@ -135,7 +135,9 @@ def test_cli_runs_and_writes_a_checkpoint(tokenizer_dir, tmp_path, capsys):
     rc = main(["--preset", "cpu-smoke", "--steps", "1", "--size", "20", "--device", "cpu", "--out", str(out),
                "--tokenizer", str(tokenizer_dir), "--sample-tokens", "0", "--peak-flops", "1e9"])
     assert rc == 0
-    assert {"model.pt", "config.json", "history.json", "manifest.json", "loss.png"} <= {p.name for p in out.iterdir()}
+    assert {"checkpoint", "history.json", "manifest.json", "loss.png"} <= {p.name for p in out.iterdir()}
+    assert {"model.safetensors", "optimizer.safetensors", "config.json", "tokenizer"} <= {
+        p.name for p in (out / "checkpoint").iterdir()}
     assert "targets: mid" in capsys.readouterr().out
 
 

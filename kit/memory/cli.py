@@ -15,9 +15,11 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from kit.llm_client import LLMError
+from kit.llm_client import DEFAULT_ITEM_TIMEOUT_S, DEFAULT_TIMEOUT_S, LLMError
 from kit.local_server import LocalServerError
-from kit.memory.dataset import FAST, MemoryConfig, generate, summary_lines
+from kit.locking import LockedError
+from kit.memory.dataset import FAST, MemoryConfig, cache_note, generate, summary_lines
+from kit.secrets import scrub_text
 
 _CONFIG_HELP = {
     "num_sessions": "sessions (dated chats) per record", "num_questions": "questions per record",
@@ -52,6 +54,11 @@ def _parser() -> argparse.ArgumentParser:
     _flag(gen, "no_diversify", action="store_true", default=None, help="keep templated questions (no rephrasing)")
     gen.add_argument("--fast", action="store_true", help="quick preset: 3 sessions, 10 questions, 5-10 turns, 1-3 scenes")
     gen.add_argument("--no-progress", action="store_true", help="no progress bar")
+    gen.add_argument("--no-cache", action="store_true", help="ask the server even for replies in the reply cache")
+    gen.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
+                     help="seconds one request may take, body included (default: %(default)g)")
+    gen.add_argument("--item-timeout", type=float, default=DEFAULT_ITEM_TIMEOUT_S,
+                     help="seconds for all attempts at one request (default: %(default)g)")
 
     ev = sub.add_parser("eval", help="score a model on a benchmark file")
     ev.add_argument("dataset", help="a file written by `memory generate`")
@@ -75,9 +82,12 @@ def config_from_args(args: argparse.Namespace) -> MemoryConfig:
 def _generate(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     config.check()
-    records = generate(config, args.out, endpoint=args.endpoint, model=args.model, show_progress=not args.no_progress)
+    records = generate(config, args.out, endpoint=args.endpoint, model=args.model, show_progress=not args.no_progress,
+                       cache=not args.no_cache, timeout=args.timeout, item_timeout=args.item_timeout)
     for i, record in enumerate(records):
         print("\n".join(summary_lines(record, i, len(records))))
+    if note := cache_note(records):
+        print(note)
     print(f"\n✅ Dataset written to: {args.out}")
     return 0
 
@@ -107,8 +117,8 @@ def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     try:
         return _generate(args) if args.command == "generate" else _eval(args)
-    except (ValueError, OSError, LLMError, LocalServerError) as exc:
-        print(f"kit memory {args.command}: error: {exc}", file=sys.stderr)
+    except (ValueError, OSError, LLMError, LocalServerError, LockedError) as exc:
+        print(f"kit memory {args.command}: error: {scrub_text(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"kit memory {args.command}: interrupted", file=sys.stderr)

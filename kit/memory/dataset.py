@@ -30,7 +30,8 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from kit.endpoints import endpoints_from_env
-from kit.llm_client import LLMClient, connect, run_sync
+from kit.llm_client import DEFAULT_ITEM_TIMEOUT_S, DEFAULT_TIMEOUT_S, LLMClient, LLMError, connect, run_sync
+from kit.locking import exclusive
 from kit.memory.ledger import Transaction, format_cents, spent_cents
 from kit.memory.questions import CATEGORIES, draw_questions
 from kit.memory.rephrase import rephrase_questions
@@ -38,6 +39,8 @@ from kit.memory.scenes import load_scenes
 from kit.memory.sessions import SessionPlan, SessionResult, generate_session, render_chunk, to_transactions
 from kit.paths import atomic_write, cache_dir
 from kit.progress import progress_bar
+from kit.records import load_json
+from kit.secrets import scrub_text
 
 YEAR_START = date(2024, 1, 1)
 YEAR_DAYS = 366  # 2024 is a leap year: 2024-01-01 .. 2024-12-31
@@ -191,7 +194,7 @@ async def generate_records(client: LLMClient, config: MemoryConfig, scenes: dict
 
 def write_json_atomic(path: str | Path, data: object) -> Path:
     with atomic_write(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, ensure_ascii=False, indent=1)
+        f.write(scrub_text(json.dumps(data, ensure_ascii=False, indent=1)))
         f.flush()
         os.fsync(f.fileno())
     return Path(path)
@@ -206,7 +209,7 @@ def read_dataset(path: str | Path) -> list[dict]:
     """The records of a dataset file (object or list), with a clear error for anything else."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = load_json(path.read_text(encoding="utf-8-sig"))
     except OSError as exc:
         raise ValueError(f"{path}: cannot read ({exc.strerror})") from None
     except ValueError as exc:
@@ -260,16 +263,30 @@ def summary_lines(record: dict, index: int, total: int) -> list[str]:
 
 
 def generate(config: MemoryConfig, out: str | Path | None = None, endpoint: str | None = None,
-             model: str | None = None, show_progress: bool = True) -> list[dict]:
+             model: str | None = None, show_progress: bool = True, cache: bool = True,
+             timeout: float = DEFAULT_TIMEOUT_S, item_timeout: float = DEFAULT_ITEM_TIMEOUT_S) -> list[dict]:
     """Generate `config.num_records` records with the configured endpoint (the embedded model when none)
-    and write them to `out` if given. Works from scripts and from Jupyter (no event loop juggling)."""
+    and write them to `out` if given (holding its lock, kit.locking, meanwhile). Works from scripts and
+    from Jupyter (no event loop juggling). `cache=False` asks the server even for cached replies;
+    `timeout` bounds one request (body included), `item_timeout` all attempts at one.
+
+    Raises LLMError, writing nothing, when no session passed (a server answering HTML, a refused port,
+    a model that only loops): a dataset of zero sessions is a failure, not a result."""
     config.check()
+    if out is None:
+        return _generate(config, None, endpoint, model, show_progress, cache, timeout, item_timeout)
+    with exclusive(out):
+        return _generate(config, out, endpoint, model, show_progress, cache, timeout, item_timeout)
+
+
+def _generate(config, out, endpoint, model, show_progress, cache, timeout, item_timeout) -> list[dict]:
     scenes = load_scenes()
     embedded = not endpoints_from_env(endpoint, model)
 
     async def main() -> list[dict]:
         # connect() sends the embedded server one request at a time whatever llm_concurrency says
-        async with connect(endpoint, model, concurrency=config.llm_concurrency, cache_dir=cache_dir()) as client:
+        async with connect(endpoint, model, concurrency=config.llm_concurrency, timeout=timeout,
+                           item_timeout=item_timeout, cache_dir=cache_dir() if cache else None) as client:
             records = await generate_records(client, config, scenes, show_progress)
             source = {"model": client.endpoints[0].model,
                       "endpoint": "embedded" if embedded else ", ".join(ep.base_url for ep in client.endpoints),
@@ -280,6 +297,28 @@ def generate(config: MemoryConfig, out: str | Path | None = None, endpoint: str 
         return records
 
     records = run_sync(main())
+    if not any(record["chunks"] for record in records):
+        stats = records[0]["metadata"]["generator"]["llm_stats"]
+        what = "session passed its checks" if stats["completions"] or stats["cache_hits"] else "request got a reply"
+        raise LLMError(f"no {what} ({first_problem(records)}); nothing written")
     if out is not None:
         write_dataset(out, records)
     return records
+
+
+def first_problem(records: list[dict]) -> str:
+    """The first session problem of the records, to say why a run produced nothing."""
+    for record in records:
+        for item in record["metadata"]["consistency"]["problems"]:
+            if item["problems"]:
+                return f"{item['date']}: {item['problems'][0]}"
+    return "no problem recorded"
+
+
+def cache_note(records: list[dict]) -> str | None:
+    """Said when nothing was asked: every reply came from the reply cache."""
+    stats = records[0]["metadata"]["generator"]["llm_stats"] if records else {}
+    if stats and stats.get("requests") == 0 and stats.get("cache_hits"):
+        return (f"0 requests: all {stats['cache_hits']} replies from the cache of model "
+                f"{records[0]['metadata']['generator']['model']} (--no-cache asks the server again)")
+    return None
