@@ -42,7 +42,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from kit.records import RecordError, file_problem, message_text, read_records, write_records
-from kit.validation import errors, validate_messages
+from kit.validation import CONTENT_RULES, Rules, content_problems, errors, load_rules, validate_messages
 
 # Diversity dimensions as they appear in generated records' meta. A dimension may be list-valued
 # (each record drew several first-message categories); each list item counts once.
@@ -414,7 +414,9 @@ def near_duplicates(
 
     sig = minhash_signatures((conversation_text(r) for r in records), num_perm=num_perm, k=shingle, seed=seed)
     empty = np.all(sig == _EMPTY, axis=1)
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    # LSH only proposes candidates; above ~0.98 datasketch cannot band the signature (b < 2), and a
+    # lower candidate threshold loses nothing: each pair is kept only if its estimate reaches `threshold`
+    lsh = MinHashLSH(threshold=min(threshold, 0.95), num_perm=num_perm)
     keep = np.flatnonzero(~empty)
     with lsh.insertion_session() as session:
         for i in keep:
@@ -613,6 +615,161 @@ def validity(records: Sequence[dict]) -> dict:
     return {"invalid": len(ids), "rules": dict(rules.most_common()), "ids": ids[:10]}
 
 
+# ---- content rules, judge scores, realized coverage -----------------------------------------------
+
+# From this judge score on, a record counts as holding its sampled element (realized coverage).
+REALIZED_MIN_SCORE = 4
+# dimension -> the judge criterion that says whether a record holds its element
+REALIZED_BY = {"topic_category": "on_topic", "topic": "on_topic", "persona": "persona_followed",
+               "dynamic": "persona_followed"}
+
+
+def content_rule_counts(records: Sequence[dict], rules: Rules | None = None, examples: int = 5) -> dict:
+    """Content-rule findings (kit.validation's markup, too_short, shape, identity, degenerate) by rule:
+    findings, records with one, and the first ids; severities as the rules give them per recipe."""
+    rules = rules or load_rules()
+    per_rule = {rule: {"findings": 0, "records": 0, "errors": 0, "warnings": 0, "ids": []} for rule in CONTENT_RULES}
+    flagged = 0
+    for record in records:
+        found = content_problems(record["messages"], record.get("meta"), rules)
+        flagged += bool(found)
+        for rule in {p.rule for p in found}:
+            entry = per_rule[rule]
+            entry["records"] += 1
+            if len(entry["ids"]) < examples:
+                entry["ids"].append(record["id"])
+        for p in found:
+            per_rule[p.rule]["findings"] += 1
+            per_rule[p.rule]["errors" if p.severity == "error" else "warnings"] += 1
+    return {"n": len(records), "records_flagged": flagged,
+            "severity": {rule: rules.severity[rule] for rule in CONTENT_RULES}, "rules": per_rule}
+
+
+def judge_summary(records: Sequence[dict], scores: dict[str, dict]) -> dict:
+    """The judge's score distribution over these records (scores from kit.judge.load_scores, by id):
+    counts of 1-5 and the mean per criterion; records unjudged (with the first reasons) or not in the file."""
+    from kit.judge import CRITERIA
+
+    judged = [scores[r["id"]] for r in records if scores.get(r["id"], {}).get("status") == "judged"]
+    unjudged = [scores[r["id"]] for r in records if scores.get(r["id"], {}).get("status") == "unjudged"]
+    criteria = {}
+    for key in CRITERIA:
+        values = [s[key] for s in judged]
+        criteria[key] = {"counts": {str(k): values.count(k) for k in range(1, 6)},
+                         "mean": statistics.fmean(values) if values else None}
+    return {"n_records": len(records), "judged": len(judged), "unjudged": len(unjudged),
+            "not_scored": len(records) - len(judged) - len(unjudged),
+            "unjudged_reasons": [s.get("reason", "") for s in unjudged[:5]], "criteria": criteria}
+
+
+def realized_coverage(records: Sequence[dict], scores: dict[str, dict], targets: dict | None = None) -> dict:
+    """Coverage of what the conversations hold, not what they asked for: a judged record counts for its
+    topic (category) when its on_topic score reaches REALIZED_MIN_SCORE, and for its persona and dynamic
+    when persona_followed does. Shares are over the judged records, so an element nobody wrote well
+    shows as missing. Same layout as `coverage`, limited to the dimensions a criterion speaks for."""
+    if targets is None:
+        targets, _ = recipe_targets(records)
+    judged = [r for r in records if scores.get(r["id"], {}).get("status") == "judged"]
+    dims = {}
+    for dim, criterion in REALIZED_BY.items():
+        held = [r for r in judged if scores[r["id"]][criterion] >= REALIZED_MIN_SCORE]
+        found = coverage(held, {dim: targets[dim]} if dim in targets else None)["dimensions"].get(dim)
+        if found is None:
+            continue
+        for e in found["elements"]:  # shares over every judged record: not holding its element is a miss
+            e["share"] = e["count"] / len(judged) if judged else 0.0
+            e["diff"] = e["share"] - (e["target"] or 0.0)
+        found.update(n=len(judged), held=len(held), criterion=criterion,
+                     total_variation=0.5 * sum(abs(e["diff"]) for e in found["elements"])
+                     + 0.5 * (1 - len(held) / len(judged) if judged else 0.0))
+        dims[dim] = found
+    return {"dimensions": dims, "judged": len(judged), "min_score": REALIZED_MIN_SCORE,
+            "notes": [] if judged else ["no record of this file is judged: realized coverage needs `kit judge`"]}
+
+
+# ---- side by side with the reference -------------------------------------------------------------
+
+
+def default_reference() -> Path | None:
+    """knowledge/reference/identity.jsonl, the hand-written yardstick, when it exists."""
+    from kit import paths
+
+    path = paths.knowledge_dir() / "reference" / "identity.jsonl"
+    return path if path.exists() else None
+
+
+def comparison(report: dict, reference: dict) -> list[dict]:
+    """The report's headline figures beside the reference's: one row per figure, each value with the
+    sample size it rests on (`n`), so a figure from 3 conversations is not read like one from 300."""
+    rows = []
+
+    def row(figure: str, get, pct: bool = False) -> None:
+        cells = {}
+        for side, r in (("generated", report), ("reference", reference)):
+            value, n = get(r)
+            cells[side], cells[f"n_{side}"] = value, n
+        rows.append({"figure": figure, **cells, "pct": pct})
+
+    def mean_of(name):
+        return lambda r: ((r["lengths"].get(name) or {}).get("mean"), (r["lengths"].get(name) or {}).get("n", 0))
+
+    row("conversations", lambda r: (r["n_records"], r["n_records"]))
+    row("rejected by generation (n = asked)", lambda r: ((r.get("rejects") or {}).get("n", 0), (r.get("rejects") or {}).get("n", 0)
+                                             + r["n_records"]))
+    row("conversations with a content-rule finding", lambda r: (
+        _share(r["content_rules"]["records_flagged"], r["n_records"]), r["n_records"]), pct=True)
+    for rule in CONTENT_RULES:
+        row(f"  {rule}", lambda r, rule=rule: (_share(r["content_rules"]["rules"][rule]["records"], r["n_records"]),
+                                               r["n_records"]), pct=True)
+    row("near-duplicate rate", lambda r: (r["near_duplicate_rate"], r["n_records"]), pct=True)
+    row("first-message duplicate rate", lambda r: (r["first_messages"]["duplicate_rate"], r["first_messages"]["n"]), pct=True)
+    row("distinct-2, assistant messages (n = words)", lambda r: (r["distinct"]["assistant"]["distinct_2"], r["distinct"]["assistant"]["words"]))
+    row("messages per conversation (mean)", mean_of("turns"))
+    row("characters per assistant message (mean)", mean_of("assistant_chars"))
+    row(f"conversations where the assistant says '{report['style']['identity_name']}'",
+        lambda r: (r["style"]["identity_mention_record_rate"], r["n_records"]), pct=True)
+    row("messages with non-ASCII characters", lambda r: (r["style"]["non_ascii_message_rate"], _messages(r)), pct=True)
+    for dim in ("topic_category", "topic", "persona", "dynamic", "first_message_category"):
+        row(f"requested {dim}: elements covered", lambda r, dim=dim: covered_elements(r["coverage"], dim))
+    if report.get("realized_coverage") or reference.get("realized_coverage"):
+        for dim in REALIZED_BY:
+            row(f"realized {dim}: elements covered", lambda r, dim=dim: covered_elements(r.get("realized_coverage"), dim))
+    if report.get("judge") or reference.get("judge"):
+        row("judge overall score (mean, 1-5)", lambda r: ((r.get("judge") or {}).get("criteria", {}).get("overall", {}).get("mean"),
+                                                           (r.get("judge") or {}).get("judged", 0)))
+    return rows
+
+
+def _share(k: int, n: int) -> float | None:
+    return k / n if n else None
+
+
+def _messages(report: dict) -> int:
+    return sum((report["lengths"].get(f"{role}_chars") or {}).get("n", 0) for role in ("user", "assistant"))
+
+
+def covered_elements(cov: dict | None, dim: str) -> tuple[str | None, int]:
+    """("k of K", n): elements with a target that occur at least once, and the records behind it."""
+    d = (cov or {}).get("dimensions", {}).get(dim)
+    if not d:
+        return None, 0
+    wanted = [e for e in d["elements"] if (e["target"] or 0) > 0]
+    return f"{sum(e['count'] > 0 for e in wanted)} of {len(wanted)}", d["n"]
+
+
+def format_comparison(rows: list[dict], names: tuple[str, str] = ("generated", "reference")) -> str:
+    """The comparison as a text table: value (n=sample size) for each side."""
+    def cell(value, n, pct):
+        return "-" if value is None else f"{value if isinstance(value, str) else format_value(value, pct)} (n={n})"
+
+    width = max(len(r["figure"]) for r in rows)
+    lines = [f"{'':<{width}}  {names[0]:>22}  {names[1]:>22}"]
+    for r in rows:
+        lines.append(f"{r['figure']:<{width}}  {cell(r['generated'], r['n_generated'], r['pct']):>22}  "
+                     f"{cell(r['reference'], r['n_reference'], r['pct']):>22}")
+    return "\n".join(lines)
+
+
 # ---- rejects and the whole report -----------------------------------------------------------------
 
 
@@ -662,18 +819,27 @@ def quality_report(
     num_perm: int = 128,
     identity_name: str = "nanochat",
     near: NearDuplicates | None = None,
+    rules: Rules | None = None,
+    scores: dict[str, dict] | None = None,
 ) -> dict:
-    """Everything above in one JSON-serialisable dict. Pass `near` to reuse a near_duplicates result."""
+    """Everything above in one JSON-serialisable dict. Pass `near` to reuse a near_duplicates result,
+    `rules` for other content-rule settings, `scores` (kit.judge.load_scores) for the judge's
+    distribution and realized coverage. `coverage` is the requested coverage (from meta)."""
     nd = near or near_duplicates(records, threshold=threshold, num_perm=num_perm)
     firsts = first_messages(records)
     lens = lengths(records, tokenizer)
+    judged = {}
+    if scores is not None:
+        judged = {"judge": judge_summary(records, scores), "realized_coverage": realized_coverage(records, scores, targets)}
     return {
         "n_records": len(records),
         "records_without_meta": sum(not r.get("meta") for r in records),
         "validity": validity(records),
+        "content_rules": content_rule_counts(records, rules),
         "near_duplicate_rate": nd.rate,
         "first_message_duplicate_rate": firsts["duplicate_rate"],
         "coverage": coverage(records, targets),
+        **judged,
         "distinct": distinct(records),
         "first_messages": firsts,
         "near_duplicates": nd.to_dict(records),
@@ -767,17 +933,35 @@ def format_report(report: dict) -> str:
             f"  {role:<10} {format_value(d['distinct_1']):>10} {format_value(d['distinct_2']):>10} {format_value(d['distinct_3']):>10} {d['words']:>9}"
         )
     cov = report["coverage"]
-    lines += ["", "coverage (realised share vs target)"]
+    lines += ["", "requested coverage (sampled elements in meta: share vs target; total variation = half the summed "
+                  "absolute differences)"]
     for dim, d in cov["dimensions"].items():
         lines.append(
-            f"  {dim:<24} {len(d['elements']):>3} elements  total variation {format_value(d['total_variation'], True):>6}"
-            f"  missing {len(d['missing'])}  ({d['source']})"
+            f"  {dim:<24} covered {covered_elements(cov, dim)[0]:>9}  total variation {format_value(d['total_variation'], True):>6}"
+            f"  (n={d['n']}, targets: {d['source']})"
         )
     if cov["furthest_off"]:
         lines.append("  furthest off:")
         for e in cov["furthest_off"][:5]:
             lines.append(f"    {e['dimension']:<22} {_snippet(e['element'], 40):<40} {format_value(e['share'], True):>6} vs {format_value(e['target'], True)}")
     lines += [f"  note: {n}" for n in cov["notes"]]
+    if real := report.get("realized_coverage"):
+        lines += ["", f"realized coverage (judged records holding their element: judge score >= {real['min_score']})"]
+        for dim, d in real["dimensions"].items():
+            lines.append(f"  {dim:<24} {d['held']:>3} of {d['n']} hold it ({d['criterion']})  total variation "
+                         f"{format_value(d['total_variation'], True):>6}  missing {len(d['missing'])}")
+        lines += [f"  note: {n}" for n in real["notes"]]
+    cr = report["content_rules"]
+    lines += ["", f"content rules  {cr['records_flagged']} of {cr['n']} conversations with a finding"]
+    for rule, d in cr["rules"].items():
+        ids = f"  e.g. {', '.join(d['ids'][:3])}" if d["ids"] else ""
+        lines.append(f"  {rule:<11} {cr['severity'][rule]:<8} {d['records']:>4} conversations  {d['findings']:>4} findings{ids}")
+    if j := report.get("judge"):
+        lines += ["", f"judge  {j['judged']} of {j['n_records']} judged, {j['unjudged']} unjudged, {j['not_scored']} not in the scores file"]
+        for key, d in j["criteria"].items():
+            counts = " ".join(f"{k}:{v}" for k, v in d["counts"].items())
+            lines.append(f"  {key:<17} mean {format_value(d['mean']):>6}   {counts}")
+        lines += [f"  unjudged: {reason}" for reason in j["unjudged_reasons"][:3]]
     s = report["style"]
     langs = ", ".join(f"{k} {v}" for k, v in list(s["first_message_languages"].items())[:6])
     lines += [
@@ -807,6 +991,11 @@ def format_report(report: dict) -> str:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m kit quality", description=__doc__.split("\n")[0])
     parser.add_argument("file", help="conversation file (.jsonl)")
+    parser.add_argument("--reference", help="file to compare with, figure by figure "
+                        "(default knowledge/reference/identity.jsonl, the hand-written yardstick)")
+    parser.add_argument("--scores", help="the judge's scores for FILE (python -m kit judge): score distribution "
+                        "and realized coverage")
+    parser.add_argument("--rules", help="content-rule settings (default knowledge/quality_rules.yaml)")
     parser.add_argument("--tokenizer", help="tokenizer directory, for supervised-token counts and cost per token")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--threshold", type=float, default=0.8, help="Jaccard threshold for near-duplicates (default 0.8)")
@@ -815,13 +1004,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--targets", help="recipe name, or a JSON/YAML file {dimension: {element: share}}")
     parser.add_argument("--dedup-out", help="write the records with near-duplicates removed to this file")
     args = parser.parse_args(argv)
-    if problem := file_problem(Path(args.file)):
-        print(f"kit quality: {problem}", file=sys.stderr)
-        return 2
+    for given in (args.file, args.reference, args.scores):
+        if given and (problem := file_problem(Path(given))):
+            print(f"kit quality: {problem}", file=sys.stderr)
+            return 2
     if not 0 < args.threshold <= 1:
         print(f"kit quality: --threshold must be in (0, 1], got {args.threshold}", file=sys.stderr)
         return 2
-    tokenizer = targets = None
+    tokenizer = targets = scores = None
     try:
         if args.tokenizer:
             from kit.tokenizer import Tokenizer
@@ -829,20 +1019,33 @@ def main(argv: list[str]) -> int:
             tokenizer = Tokenizer.load(args.tokenizer)
         if args.targets:
             targets = load_targets(args.targets)
-    except Exception as exc:  # user input (a path, a recipe name): one line, no traceback
+        if args.scores:
+            from kit.judge import load_scores
+
+            scores = load_scores(args.scores)
+        rules = load_rules(args.rules)
+    except Exception as exc:  # user input (a path, a recipe name, a settings file): one line, no traceback
         print(f"kit quality: {exc}", file=sys.stderr)
         return 2
+    reference = Path(args.reference) if args.reference else default_reference()
+    if reference is not None and reference.resolve() == Path(args.file).resolve():
+        reference = None  # the reference itself: nothing to compare with
+    common = dict(tokenizer=tokenizer, threshold=args.threshold, num_perm=args.num_perm,
+                  identity_name=args.identity_name, rules=rules)
     try:
-        report, _ = file_report(
-            args.file, targets=targets, tokenizer=tokenizer, threshold=args.threshold, num_perm=args.num_perm,
-            identity_name=args.identity_name, dedup_out=args.dedup_out,
-        )
+        report, _ = file_report(args.file, targets=targets, scores=scores, dedup_out=args.dedup_out, **common)
+        if reference is not None:
+            report["reference"], _ = file_report(reference, **common)
+            report["comparison"] = comparison(report, report["reference"])
     except (OSError, UnicodeDecodeError) as exc:  # unreadable file or unwritable --dedup-out
         print(f"kit quality: {exc}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
     else:
+        if reference is not None:
+            print(f"{args.file} beside the reference {reference}\n")
+            print(format_comparison(report["comparison"], (Path(args.file).name, reference.name)) + "\n")
         print(format_report(report))
         if args.dedup_out:
             print(f"\nwrote {report['dedup_out']['kept']} records to {args.dedup_out} ({report['dedup_out']['removed']} near-duplicates removed)")

@@ -113,3 +113,71 @@ def reject_reasons_bar(rejects: dict) -> Figure:
     ax.set_title(f"Rejects by reason ({rejects['n']} items)", fontsize=10, loc="left")
     fig.tight_layout()
     return fig
+
+
+def plan_heatmap(records: Sequence[dict], rows: str = "topic_category", cols: str = "persona") -> Figure:
+    """How often each pair of two diversity elements is drawn: counts of (rows, cols) from the records'
+    meta. Fed with the sampler's plan (kit.sampling.sample_elements for many indices, no model), it
+    shows whether every topic category meets every persona; fed with data, what came out."""
+    pairs = Counter((str(m[rows]), str(m[cols])) for m in ((r.get("meta") or {}) for r in records)
+                    if m.get(rows) is not None and m.get(cols) is not None)
+    row_names = sorted({r for r, _ in pairs})
+    col_names = sorted({c for _, c in pairs})
+    fig = Figure(figsize=(1.2 + 0.45 * max(len(col_names), 4), 1.6 + 0.35 * max(len(row_names), 2)))
+    ax = fig.add_subplot()
+    if not pairs:
+        ax.text(0.5, 0.5, f"no record has both {rows} and {cols}", ha="center", va="center")
+        ax.set_axis_off()
+        return fig
+    grid = [[pairs[(r, c)] for c in col_names] for r in row_names]
+    image = ax.imshow(grid, cmap="viridis", aspect="auto")
+    for i, line in enumerate(grid):
+        for j, value in enumerate(line):
+            ax.text(j, i, str(value), ha="center", va="center", fontsize=7,
+                    color="white" if value < max(map(max, grid)) / 2 else "black")
+    ax.set_xticks(range(len(col_names)), [_short(c, 28) for c in col_names], rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(len(row_names)), row_names, fontsize=8)
+    ax.set_xlabel(cols)
+    ax.set_ylabel(rows)
+    fig.colorbar(image, ax=ax, label="conversations", shrink=0.8)
+    ax.set_title(f"{rows} x {cols}: conversations per pair (n={sum(pairs.values())})", fontsize=10, loc="left")
+    fig.tight_layout()
+    return fig
+
+
+def comparison_bars(rows: Sequence[dict], names: tuple[str, str] = ("generated", "reference")) -> Figure:
+    """The share-valued rows of kit.quality.comparison as paired bars, each labelled with its n."""
+    shown = [r for r in rows if r["pct"] and (r["generated"] is not None or r["reference"] is not None)]
+    fig = Figure(figsize=(9, 0.9 + 0.45 * max(len(shown), 2)))
+    ax = fig.add_subplot()
+    for k, (side, color) in enumerate(zip(("generated", "reference"), ("tab:orange", "tab:green"))):
+        y = [i + (k - 0.5) * 0.38 for i in range(len(shown))]
+        values = [r[side] or 0.0 for r in shown]
+        ax.barh(y, values, height=0.36, color=color, alpha=0.8, label=names[k])
+        for yy, value, r in zip(y, values, shown):
+            ax.text(value + 0.01, yy, f"{100 * value:.0f}% (n={r[f'n_{side}']})", va="center", fontsize=7)
+    ax.set_yticks(range(len(shown)), [r["figure"].strip() for r in shown], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.25)
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title("Generated data beside the reference (share of conversations or messages)", fontsize=10, loc="left")
+    fig.tight_layout()
+    return fig
+
+
+def score_bars(judge: dict) -> Figure:
+    """The judge's scores: for each criterion, how many records got 1, 2, ... 5 (kit.quality.judge_summary)."""
+    criteria = judge["criteria"]
+    fig = Figure(figsize=(2.3 * len(criteria), 2.6))
+    axes = fig.subplots(1, len(criteria), sharey=True, squeeze=False)[0]
+    for ax, (name, d) in zip(axes, criteria.items()):
+        ax.bar([int(k) for k in d["counts"]], list(d["counts"].values()), color="tab:purple", alpha=0.8)
+        mean = "-" if d["mean"] is None else f"{d['mean']:.2f}"
+        ax.set_title(f"{name}\nmean {mean}", fontsize=9)
+        ax.set_xticks(range(1, 6))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0].set_ylabel("records")
+    fig.suptitle(f"Judge scores ({judge['judged']} of {judge['n_records']} records judged)", fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -332,3 +332,98 @@ def test_plots_return_figures():
     fig = quality_plots.reject_reasons_bar({"n": 2, "reasons": {"json": 2, "roles": 1}})
     assert len(fig.axes) == 1
     assert quality_plots.coverage_bars(quality.coverage([conversation("a", "b")])).axes
+
+
+# ---- content rules, judge scores, the reference beside the data ----------------------------------
+
+BAD = FIXTURES / "bad_examples.jsonl"
+REFERENCE = Path(__file__).parent.parent / "knowledge" / "reference" / "identity.jsonl"
+
+
+def test_content_rule_counts_name_rules_and_example_ids():
+    counts = quality.content_rule_counts(read_records(BAD).records)
+    assert counts["n"] == 3 and counts["records_flagged"] == 3
+    rules = counts["rules"]
+    assert rules["markup"] == {"findings": 2, "records": 2, "errors": 2, "warnings": 0,
+                               "ids": ["bad-markup-reply", "bad-markup-copy"]}
+    assert rules["shape"]["ids"] == ["bad-shape"] and rules["shape"]["warnings"] == 1
+    assert rules["identity"]["records"] == 0
+    assert counts["severity"]["markup"] == "error"
+
+
+def scores_for(records, **by_id):
+    base = {"status": "judged", "on_topic": 5, "persona_followed": 5, "consistent": 5, "natural": 5, "overall": 5, "reason": "ok"}
+    return {r["id"]: {"id": r["id"], **base, **by_id.get(r["id"], {})} for r in records}
+
+
+def test_realized_coverage_counts_only_what_the_judge_found_on_topic():
+    meta = {"recipe": "v2", "topic_category": "identity", "topic": "what nanochat is", "persona": "p", "dynamic": "d"}
+    records = [conversation("q", "a", meta={**meta, "topic_category": cat}, id_=f"r{i}")
+               for i, cat in enumerate(["identity", "identity", "training", "history"])]
+    scores = scores_for(records, r1={"on_topic": 2}, r3={"status": "unjudged", "reason": "attempt 1: not JSON"})
+    targets = {"topic_category": {"identity": 0.5, "training": 0.25, "history": 0.25}}
+    real = quality.realized_coverage(records, scores, targets)
+    cat = real["dimensions"]["topic_category"]
+    assert (real["judged"], cat["held"], cat["n"]) == (3, 2, 3)
+    assert element({"dimensions": {"c": cat}}, "c", "identity")["share"] == pytest.approx(1 / 3)  # r1 is off topic
+    assert cat["missing"] == ["history"]  # asked for, but its only record is unjudged
+    requested = quality.coverage(records, targets)["dimensions"]["topic_category"]
+    assert requested["missing"] == [] and cat["total_variation"] > requested["total_variation"]
+
+    summary = quality.judge_summary(records, scores)
+    assert (summary["judged"], summary["unjudged"], summary["not_scored"]) == (3, 1, 0)
+    assert summary["criteria"]["on_topic"]["counts"] == {"1": 0, "2": 1, "3": 0, "4": 0, "5": 2}
+    assert summary["unjudged_reasons"] == ["attempt 1: not JSON"]
+
+
+def test_reference_identity_file_covers_every_element_with_no_near_duplicates(capsys):
+    if not REFERENCE.exists():
+        pytest.skip("knowledge/reference/identity.jsonl is not written yet")
+    report, records = quality.file_report(REFERENCE)
+    assert len(records) >= 120
+    for dim in ("topic_category", "topic", "persona", "dynamic", "first_message_category"):
+        assert report["coverage"]["dimensions"][dim]["missing"] == [], dim
+    assert report["near_duplicate_rate"] == 0
+    assert report["content_rules"]["records_flagged"] == 0
+    assert quality.main([str(REFERENCE)]) == 0
+    out = capsys.readouterr().out
+    assert "beside the reference" not in out  # the reference is not compared with itself
+    assert "  topic                    covered" in out
+
+
+def test_cli_shows_the_file_beside_the_reference_with_sample_sizes(tmp_path, capsys):
+    scores = tmp_path / "scores.jsonl"
+    records = read_records(BAD).records
+    scores.write_text("\n".join(json.dumps(s) for s in scores_for(records, **{"bad-shape": {"on_topic": 1}}).values()) + "\n")
+    assert quality.main([str(BAD), "--reference", str(NEAR_DUPS), "--scores", str(scores)]) == 0
+    out = capsys.readouterr().out
+    assert f"{BAD} beside the reference {NEAR_DUPS}" in out
+    assert any(line.startswith("conversations with a content-rule finding") and "100.0% (n=3)" in line for line in out.splitlines())
+    assert any(line.startswith("  markup") and "66.7% (n=3)" in line and "0.0% (n=19)" in line for line in out.splitlines())
+    assert "realized topic_category: elements covered" in out
+    assert "judge  3 of 3 judged" in out and "realized coverage (judged records holding their element" in out
+    assert quality.main([str(BAD), "--reference", str(NEAR_DUPS), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["reference"]["n_records"] == 19
+    assert {row["figure"] for row in report["comparison"]} >= {"near-duplicate rate", "conversations"}
+    assert all("n_generated" in row and "n_reference" in row for row in report["comparison"])
+
+
+def test_quality_plots_for_the_plan_the_comparison_and_the_scores():
+    from kit import quality_plots
+    from kit.sampling import sample_elements
+
+    plan = [{"id": str(i), "messages": [], "meta": sample_elements("v2", 0, i)} for i in range(300)]
+    fig = quality_plots.plan_heatmap(plan)
+    assert "n=300" in fig.axes[0].get_title(loc="left")
+    records = read_records(BAD).records
+    report = quality.quality_report(records, scores=scores_for(records))
+    fig = quality_plots.comparison_bars(quality.comparison(report, quality.quality_report(read_records(NEAR_DUPS).records)))
+    assert fig.axes and quality_plots.score_bars(report["judge"]).axes
+
+
+def test_a_threshold_of_one_finds_only_exact_copies():
+    records = read_records(NEAR_DUPS).records
+    exact = quality.near_duplicates(records, threshold=1.0)
+    assert exact.removable <= quality.near_duplicates(records, threshold=0.8).removable
+    assert quality.main([str(NEAR_DUPS), "--threshold", "1", "--json"]) == 0

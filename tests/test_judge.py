@@ -1,0 +1,197 @@
+"""kit.judge against a real loopback server: grades joined by id, bad grades re-asked then recorded as
+unjudged, a SIGKILL mid-run and a resume that judges no record twice, the --min-score filter."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from fake_openai import MODEL, Reply
+from kit import paths
+from kit.endpoints import Endpoint
+from kit.judge import check_grade, judge, judge_prompt, load_scores
+from kit.judge import main as judge_main
+from kit.llm_client import LLMClient
+from kit.locking import LockedError, exclusive
+from kit.records import read_records, write_records
+
+QUESTION = re.compile(r"User: question (\d+) about nanochat")
+
+
+def grade(overall=4, **changes):
+    value = {"on_topic": 5, "persona_followed": 4, "consistent": 5, "natural": 3, "overall": overall,
+             "reason": "Clear and on topic."}
+    value.update(changes)
+    return json.dumps(value)
+
+
+def make_records(n):
+    return [{"id": f"conv-{i:03d}",
+             "messages": [{"role": "user", "content": f"question {i} about nanochat"},
+                          {"role": "assistant", "content": f"Answer {i}: I am nanochat, a small open model."}],
+             "meta": {"recipe": "v2", "topic": "what nanochat is", "persona": "a curious beginner",
+                      "dynamic": "short: one question and one complete answer (2 messages)"}}
+            for i in range(n)]
+
+
+def index_of(request):
+    return int(QUESTION.search(request["messages"][0]["content"]).group(1))
+
+
+def client_for(srv, **kwargs):
+    options = dict(concurrency=4, timeout=2.0, backoff_base=0.01, max_retries=2)
+    return LLMClient(Endpoint(srv.base_url, MODEL), **{**options, **kwargs})
+
+
+def test_check_grade_takes_whole_scores_from_1_to_5_and_says_what_is_wrong():
+    assert check_grade(grade()) == ({"on_topic": 5, "persona_followed": 4, "consistent": 5, "natural": 3, "overall": 4,
+                                     "reason": "Clear and on topic."}, None)
+    assert check_grade(grade(overall=4.0))[0]["overall"] == 4
+    assert check_grade("Great conversation, 5 stars")[1].startswith("the reply is not valid JSON")
+    assert check_grade(grade(overall=7))[1] == "overall is 7, not a whole number from 1 to 5"
+    assert check_grade(grade(natural=True))[1] == "natural is True, not a whole number from 1 to 5"
+    assert check_grade(grade(on_topic=2.5))[1] == "on_topic is 2.5, not a whole number from 1 to 5"
+    assert check_grade(json.dumps({"overall": 3}))[1].startswith("the reply lacks 'on_topic', 'persona_followed'")
+    assert check_grade(grade(reason="  "))[1] == "reason is empty or not a string"
+    assert check_grade("[1, 2]")[1] == "the reply is a JSON list, not an object"
+
+
+def test_the_rubric_is_filled_from_meta_and_says_not_given_for_what_is_missing():
+    record = make_records(1)[0]
+    prompt = judge_prompt(record)
+    assert "- Topic: what nanochat is" in prompt and "- The user is: a curious beginner" in prompt
+    assert "User: question 0 about nanochat\nnanochat: Answer 0: I am nanochat" in prompt
+    assert "- Topic: not given" in judge_prompt({**record, "meta": {}})
+
+
+def test_scores_are_joined_by_id_and_bad_grades_are_reasked_once_then_unjudged(tmp_path, fake_openai):
+    records = make_records(6)
+    data, out = tmp_path / "c.jsonl", tmp_path / "scores.jsonl"
+    write_records(data, records)
+
+    def respond(request, n_seen):
+        i, reask = index_of(request), len(request["messages"]) > 1
+        if i == 1 and not reask:
+            return Reply(content="The conversation is fine, I would say 4.")  # not JSON, then a good grade
+        if i == 2:
+            return Reply(content=grade(overall=7))  # out of range, twice
+        if i == 3:
+            return Reply(content=json.dumps({"overall": 3, "reason": "short"}))  # keys missing, twice
+        return Reply(content=grade(overall=i % 5 + 1))
+
+    srv = fake_openai(respond)
+    summary = judge(data, out, client=client_for(srv), progress=False, min_score=3, filtered_out=tmp_path / "good.jsonl")
+    assert (summary.judged, summary.unjudged, summary.reasks, summary.records) == (4, 2, 3, 6)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["id"] for line in lines] == [r["id"] for r in records]  # one line per record, in file order
+    scores = load_scores(out)
+    assert scores["conv-000"]["overall"] == 1 and scores["conv-004"]["overall"] == 5
+    assert scores["conv-001"]["status"] == "judged" and scores["conv-001"]["overall"] == 2
+    assert scores["conv-002"] == {"id": "conv-002", "status": "unjudged", "judge_model": MODEL,
+                                  "reason": "attempt 1: overall is 7, not a whole number from 1 to 5; "
+                                            "attempt 2: overall is 7, not a whole number from 1 to 5"}
+    assert "lacks 'on_topic'" in scores["conv-003"]["reason"]
+    reask = [s.json for s in srv.chat_requests if len(s.json["messages"]) == 3 and index_of(s.json) == 2][0]
+    assert "overall is 7, not a whole number from 1 to 5" in reask["messages"][2]["content"]
+    # --min-score: overall >= 3 among the judged (conv-004: 5, conv-005: 1, conv-000: 1, conv-001: 2)
+    assert [r["id"] for r in read_records(tmp_path / "good.jsonl").records] == ["conv-004"]
+    assert summary.kept == 1
+
+    again = judge(data, out, client=client_for(srv), progress=False)
+    assert (again.already_done, again.requests) == (6, 0)  # unjudged for bad grades is an outcome too
+
+
+def test_api_errors_leave_a_record_unjudged_and_the_next_run_retries_it(tmp_path, fake_openai, capsys, monkeypatch):
+    data, out = tmp_path / "c.jsonl", tmp_path / "scores.jsonl"
+    write_records(data, make_records(3))
+    down = {"on": True}
+
+    def respond(request, n_seen):
+        if index_of(request) == 1 and down["on"]:
+            return Reply(status=503)
+        return Reply(content=grade())
+
+    srv = fake_openai(respond)
+    summary = judge(data, out, client=client_for(srv), progress=False)
+    assert (summary.judged, summary.unjudged) == (2, 1)
+    assert load_scores(out)["conv-001"]["reason"].startswith("API error: gave up after 3 attempts")
+    down["on"] = False
+    monkeypatch.setenv("KIT_CACHE_DIR", str(tmp_path / "cache"))
+    argv = [str(data), "--out", str(out), "--endpoint", srv.base_url, "--model", MODEL, "--no-progress"]
+    assert judge_main(argv) == 0
+    assert capsys.readouterr().out.startswith("complete: 3 of 3 records judged, 0 unjudged, 2 already done")
+
+
+def test_one_writer_per_scores_file_and_clear_errors(tmp_path, fake_openai, capsys):
+    data, out = tmp_path / "c.jsonl", tmp_path / "scores.jsonl"
+    write_records(data, make_records(2))
+    srv = fake_openai(lambda request, n_seen: Reply(content=grade()))
+    with exclusive(out):
+        with pytest.raises(LockedError, match="is being written by process"):
+            judge(data, out, client=client_for(srv), progress=False)
+    twice = tmp_path / "twice.jsonl"
+    write_records(twice, make_records(2) + make_records(1))
+    with pytest.raises(ValueError, match="record id 'conv-000' appears more than once"):
+        judge(twice, out, client=client_for(srv), progress=False)
+    assert judge_main([str(tmp_path / "missing.jsonl"), "--out", str(out)]) == 1
+    assert "no such file" in capsys.readouterr().err
+    assert judge_main([str(data), "--out", str(out), "--min-score", "3"]) == 1
+    assert "give min_score and filtered_out together" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_rerun_judges_no_record_twice(tmp_path, fake_openai):
+    n = 12
+    data, out = tmp_path / "c.jsonl", tmp_path / "scores.jsonl"
+    write_records(data, make_records(n))
+    journal = out.with_name(out.name + ".journal.jsonl")
+    srv = fake_openai(lambda request, n_seen: Reply(content=grade(), delay=0.4))
+    command = [sys.executable, "-m", "kit", "judge", str(data), "--out", str(out), "--endpoint", srv.base_url,
+               "--model", MODEL, "--workers", "2", "--no-progress"]
+
+    def env(cache):  # a separate, empty reply cache per run: only the journal can prevent repeats
+        return {**os.environ, "KIT_CACHE_DIR": str(tmp_path / cache)}
+
+    proc = subprocess.Popen(command, env=env("cache1"), cwd=paths.project_root(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if journal.exists() and journal.read_text().count('"status"') >= 3:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = {json.loads(line)["id"] for line in journal.read_text().splitlines() if '"status"' in line}
+    assert 3 <= len(finished) < n, "the run should have been killed midway"
+    if out.exists():
+        assert out.read_text() == "" or out.read_text().endswith("\n")  # whole lines only
+
+    rerun = subprocess.run(command, env=env("cache2"), cwd=paths.project_root(), capture_output=True, text=True,
+                           timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert [line["id"] for line in map(json.loads, out.read_text().splitlines())] == [f"conv-{i:03d}" for i in range(n)]
+    seen = {}
+    for request in srv.chat_requests:
+        seen[index_of(request.json)] = seen.get(index_of(request.json), 0) + 1
+    assert sorted(seen) == list(range(n))
+    for i, count in seen.items():  # judged before the kill: never asked again; in flight at the kill: asked again
+        assert count == 1 if f"conv-{i:03d}" in finished else count >= 1, (i, count)
+    assert sum(seen.values()) <= n + 2  # at most the two requests in flight were lost
+
+
+@pytest.mark.slow
+@pytest.mark.embedded
+def test_the_embedded_model_grades_through_its_grammar(tmp_path, embedded_endpoint):
+    """llama.cpp compiles the grade schema (integers 1-5) into a grammar: the grade is usable as sent."""
+    reference = read_records(paths.knowledge_dir() / "reference" / "identity.jsonl").records[:1]
+    data, out = tmp_path / "c.jsonl", tmp_path / "scores.jsonl"
+    write_records(data, reference)
+    summary = judge(data, out, client=LLMClient(embedded_endpoint, concurrency=1, timeout=120), progress=False)
+    line = load_scores(out)[reference[0]["id"]]
+    assert summary.judged == 1, line
+    assert all(1 <= line[key] <= 5 for key in ("on_topic", "persona_followed", "consistent", "natural", "overall"))
