@@ -1,17 +1,34 @@
 """A conversation becomes token ids and a loss mask (1 = the model is trained to produce this token).
 
-The rules are nanochat's (seed 003), region by region:
+One set of region rules serves every chat format; a `ChatFormat` only says which tokens surround
+each region. The rules (nanochat's, seed 003):
 
-    <|bos|>                                          0
-    <|user_start|> user text <|user_end|>            0
-    <|assistant_start|>                              0   (given: the model never has to predict it)
-    assistant text                                   1
-    <|python_start|> code <|python_end|>             1   (the model writes the tool call ...)
-    <|output_start|> output <|output_end|>           0   (... but not the tool's answer)
-    <|assistant_end|>                                1   (the model must learn to stop)
+    start of conversation                           0
+    system text                                     0   (merged into the first user message, or its own turn)
+    user turn: header, text, end                    0
+    assistant header                                0   (given: the model never has to predict it)
+    assistant text                                  1
+    tool call: python start, code, python end       1   (the model writes the tool call ...)
+    tool output: start, output, end                 0   (... but not the tool's answer)
+    assistant end-of-turn token                     1   (the model must learn to stop)
+    separator after the end-of-turn token           0   (written by the template, not the model)
 
-A leading system message is merged into the first user message (joined by a blank line, as nanochat
-does). Each piece of text is encoded on its own, so a region never shares a token with its neighbour.
+Two formats exist:
+
+- nanochat's special tokens (`nanochat_format(tok)`, what `render_conversation(tok, conv)` uses for a
+  kit.tokenizer.Tokenizer): <|bos|>, <|user_start|> ... <|user_end|>, <|assistant_start|> ...
+  <|assistant_end|>, tool parts between <|python_start|>/<|python_end|> and <|output_start|>/<|output_end|>;
+  a leading system message is merged into the first user message (joined by a blank line, as nanochat does).
+- ChatML, the chat template of SmolLM2 and many other chat models (`chatml_format(...)`, used through
+  kit.base_model's tokenizer): `<|im_start|>role\\n text <|im_end|>\\n` per message, nothing at the start.
+  The system message is its own turn; a conversation without one gets the template's default system
+  text, exactly as the model's own template does. The `\\n` after <|im_end|> is not supervised: the
+  model stops at <|im_end|> (its end-of-sequence token) and the template writes the newline before
+  the next turn. ChatML has no tool tokens, so tool parts are refused (rule `no-tool-tokens`) rather
+  than flattened into text the model was never shown.
+
+Each piece of text is encoded on its own, so a region never shares a token with its neighbour, and a
+special-token string inside content stays ordinary text.
 
 Training pairs position t with target t+1: the mask that matters for the loss is the mask of the
 *target*, i.e. mask[1:]. `token_table` spells that out per position.
@@ -21,8 +38,9 @@ from __future__ import annotations
 
 import gc
 import os
+import weakref
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -45,10 +63,95 @@ class RenderError(ValueError):
         return (RenderError, (self.message_index, self.rule, self.detail, self.conversation))
 
 
+class Marker(NamedTuple):
+    """A run of format tokens that starts with a special id. `role` None keeps the current role;
+    `opens` starts the next message; `part` is what the text after it is."""
+
+    ids: tuple[int, ...]
+    role: str | None
+    opens: bool
+    part: str
+
+
+@dataclass(frozen=True, eq=False)
+class ChatFormat:
+    """The tokens around each region (tuples of ids) and how to encode text; the rules are `_render`'s.
+
+    system_head None: a system message is merged into the first user message (nanochat); else it is its
+    own turn (system_head, text, user_end), and `default_system` (if any) stands in when a
+    conversation has none. python/output None: the format has no tool tokens. `markers` and
+    `separator` let `Rendered.spans` find the regions again from the ids alone."""
+
+    name: str
+    encode: Callable[[str], list[int]]
+    start: tuple[int, ...]
+    user_head: tuple[int, ...]
+    user_end: tuple[int, ...]
+    assistant_head: tuple[int, ...]
+    assistant_end: tuple[int, ...]
+    separator: tuple[int, ...]
+    system_head: tuple[int, ...] | None
+    default_system: str | None
+    python: tuple[tuple[int, ...], tuple[int, ...]] | None
+    output: tuple[tuple[int, ...], tuple[int, ...]] | None
+    markers: dict[int, tuple[Marker, ...]]  # first id -> markers starting with it, longest first
+
+
+def _marker_table(markers: Iterable[Marker]) -> dict[int, tuple[Marker, ...]]:
+    table: dict[int, list[Marker]] = {}
+    for m in markers:
+        table.setdefault(m.ids[0], []).append(m)
+    return {k: tuple(sorted(v, key=lambda m: -len(m.ids))) for k, v in table.items()}
+
+
+_NANOCHAT: "weakref.WeakKeyDictionary[Any, ChatFormat]" = weakref.WeakKeyDictionary()
+
+
+def nanochat_format(tokenizer) -> ChatFormat:
+    """nanochat's special tokens for a kit.tokenizer.Tokenizer (made once per tokenizer)."""
+    fmt = _NANOCHAT.get(tokenizer)
+    if fmt is None:
+        (bos, user_start, user_end, assistant_start, assistant_end,
+         python_start, python_end, output_start, output_end) = tokenizer.special_id_list
+        markers = [Marker((bos,), "bos", False, ""), Marker((user_start,), "user", True, "text"),
+                   Marker((user_end,), "user", False, "text"), Marker((assistant_start,), "assistant", True, "text"),
+                   Marker((assistant_end,), "assistant", False, "text"),
+                   Marker((python_start,), "assistant", False, "python"), Marker((python_end,), "assistant", False, "text"),
+                   Marker((output_start,), "assistant", False, "python_output"),
+                   Marker((output_end,), "assistant", False, "text")]
+        fmt = ChatFormat("nanochat", tokenizer.encoding.encode_ordinary, (bos,), (user_start,), (user_end,),
+                         (assistant_start,), (assistant_end,), (), None, None,
+                         ((python_start,), (python_end,)), ((output_start,), (output_end,)),
+                         _marker_table(markers))
+        _NANOCHAT[tokenizer] = fmt
+    return fmt
+
+
+def chatml_format(encode: Callable[[str], list[int]], im_start: int, im_end: int,
+                  default_system: str | None) -> ChatFormat:
+    """ChatML (`<|im_start|>role\\n text <|im_end|>\\n`) for a tokenizer whose `encode` turns text into ids
+    without recognising special strings. `default_system` is what the template puts first when a
+    conversation has no system message (None: nothing)."""
+    heads = {role: (im_start, *encode(f"{role}\n")) for role in ("system", "user", "assistant")}
+    newline = tuple(encode("\n"))
+    markers = [Marker(head, role, True, "text") for role, head in heads.items()] + [Marker((im_end,), None, False, "text")]
+    return ChatFormat("chatml", encode, (), heads["user"], (im_end, *newline), heads["assistant"], (im_end,),
+                      newline, heads["system"], default_system, None, None, _marker_table(markers))
+
+
+def format_of(tokenizer) -> ChatFormat:
+    """The tokenizer's chat format: its own `chat_format` (kit.base_model's tokenizer), else nanochat's."""
+    fmt = _NANOCHAT.get(tokenizer)  # first: the hot path renders with one kit Tokenizer many times
+    if fmt is None:
+        fmt = getattr(tokenizer, "chat_format", None) or nanochat_format(tokenizer)
+    return fmt
+
+
 class Span(NamedTuple):
-    """Tokens [start, end) of one message. part is "special" for a marker token, else the part type
-    ("text" for plain content); <|bos|> has message_index None and role "bos". A merged system
-    message is part of the first user message's text."""
+    """Tokens [start, end) of one message. part is "special" for format tokens, else the part type
+    ("text" for plain content); the start of the conversation has message_index None and role "bos".
+    A merged system message is part of the first user message's text; a default system turn that the
+    template added has message_index None."""
 
     start: int
     end: int
@@ -66,8 +169,8 @@ class Rendered:
     truncated: bool = False
     n_truncated: int = 0
     all_masked: bool = False
-    first_message: int = field(default=0, repr=False)  # 1 when a system message was merged into message 1
-    special_names: dict[int, str] = field(default_factory=dict, repr=False, compare=False)
+    first_message: int = field(default=0, repr=False)  # index of the first format turn (see _render)
+    chat_format: ChatFormat | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -81,33 +184,43 @@ class Rendered:
         """Runs of tokens from one piece of one message, in order, covering every position.
 
         Worked out from the ids when asked for (content never encodes to a special id, so the
-        specials mark every boundary); the hot loop does not pay for it. Adjacent text parts of a
-        message form one run, and an empty part has none."""
-        if not self.special_names:
-            raise ValueError("spans need the tokenizer's special tokens: make Rendered with render_conversation")
+        format's markers are found at every special id); the hot loop does not pay for it. Adjacent
+        text parts of a message form one run, and an empty part has none."""
+        fmt = self.chat_format
+        if fmt is None:
+            raise ValueError("spans need the chat format: make Rendered with render_conversation")
+        ids, markers, separator = self.ids, fmt.markers, fmt.separator
         spans: list[Span] = []
         message, role, part, run_start = self.first_message - 1, "bos", "", None
-        for t, token_id in enumerate(self.ids):
-            name = self.special_names.get(token_id)
-            if name is None:
+        t, n = 0, len(ids)
+        while t < n:
+            choices = markers.get(ids[t])
+            if choices is None:
                 if run_start is None:
                     run_start = t
+                t += 1
                 continue
             if run_start is not None:
-                spans.append(Span(run_start, t, message, role, part))
+                spans.append(Span(run_start, t, _index(message, role), role, part))
                 run_start = None
-            if name in ("<|user_start|>", "<|assistant_start|>"):
+            marker = next((m for m in choices if tuple(ids[t:t + len(m.ids)]) == m.ids), choices[-1])
+            end = min(t + len(marker.ids), n)
+            if marker.opens:
                 message += 1
-            role = _SPECIAL_ROLE.get(name, "assistant")
-            spans.append(Span(t, t + 1, None if role == "bos" else message, role, "special"))
-            part = _PART_AFTER.get(name, "text")
+            role = marker.role or role
+            spans.append(Span(t, end, _index(message, role), role, "special"))
+            part = marker.part
+            t = end
+            if separator and marker.ids == fmt.assistant_end and tuple(ids[t:t + len(separator)]) == separator:
+                spans.append(Span(t, t + len(separator), _index(message, role), role, "special"))
+                t += len(separator)
         if run_start is not None:
-            spans.append(Span(run_start, len(self.ids), message, role, part))
+            spans.append(Span(run_start, n, _index(message, role), role, part))
         return spans
 
 
-_SPECIAL_ROLE = {"<|bos|>": "bos", "<|user_start|>": "user", "<|user_end|>": "user"}
-_PART_AFTER = {"<|python_start|>": "python", "<|output_start|>": "python_output"}
+def _index(message: int, role: str) -> int | None:
+    return None if role == "bos" or message < 0 else message
 
 
 def messages_of(conversation: Any) -> list:
@@ -123,27 +236,32 @@ def messages_of(conversation: Any) -> list:
     return conversation
 
 
+def _check_max_tokens(max_tokens: int | None) -> None:
+    if max_tokens is not None and max_tokens < 0:
+        raise ValueError(f"max_tokens must be >= 0 (or None for no limit), got {max_tokens}")
+
+
 def render_conversation(tokenizer, conversation: Any, max_tokens: int | None = None) -> Rendered:
+    """ids and mask of one conversation in the tokenizer's chat format (see the module docstring)."""
+    _check_max_tokens(max_tokens)
+    fmt = format_of(tokenizer)
     ids: list[int] = []
     runs: list[int] = []
-    messages = messages_of(conversation)
-    first = _render(tokenizer, messages, ids, runs)
-    n_truncated, all_masked = _cut(ids, runs, 0, 0, max_tokens, len(messages) - first)
+    first = _render(fmt, messages_of(conversation), ids, runs)
+    n_truncated, all_masked = _cut(ids, runs, 0, 0, max_tokens)
     mask = [0] * len(ids)
     for k in range(0, len(runs), 2):
         start, end = runs[k], runs[k + 1]
         mask[start:end] = [1] * (end - start)
-    return Rendered(ids, mask, n_truncated > 0, n_truncated, all_masked, first, tokenizer.special_names)
+    return Rendered(ids, mask, n_truncated > 0, n_truncated, all_masked, first, fmt)
 
 
-def _cut(ids: list[int], runs: list[int], start: int, n_runs: int, max_tokens: int | None,
-         n_rendered: int) -> tuple[int, bool]:
+def _cut(ids: list[int], runs: list[int], start: int, n_runs: int, max_tokens: int | None) -> tuple[int, bool]:
     """Truncate the conversation that starts at ids[start] (its supervised runs from runs[n_runs]) to
-    max_tokens, clipping its runs; returns (tokens cut, whether nothing of it is supervised).
-    n_rendered counts its messages after a merged system message."""
+    max_tokens, clipping its runs; returns (tokens cut, whether nothing of it is supervised)."""
     length = len(ids) - start
     if max_tokens is None or length <= max_tokens:
-        return 0, n_rendered < 2  # roles alternate from a user message: two or more hold an assistant's
+        return 0, len(runs) == n_runs  # every assistant message has a run (its end token at least)
     end = start + max_tokens
     del ids[end:]
     runs[n_runs:] = [min(bound, end) for bound in runs[n_runs:]]
@@ -152,48 +270,59 @@ def _cut(ids: list[int], runs: list[int], start: int, n_runs: int, max_tokens: i
 
 def render_for_completion(tokenizer, conversation: Any) -> list[int]:
     """The prompt for sampling the next assistant reply: the conversation up to its last user
-    message (a final assistant message, e.g. a reference answer, is dropped), then <|assistant_start|>."""
+    message (a final assistant message, e.g. a reference answer, is dropped), then the assistant header."""
+    fmt = format_of(tokenizer)
     messages = messages_of(conversation)
     if isinstance(messages[-1], dict) and messages[-1].get("role") == "assistant":
         messages = messages[:-1]
     if not messages or not isinstance(messages[-1], dict) or messages[-1].get("role") != "user":
         raise RenderError(len(messages) - 1 if messages else None, "completion-after-user", "a prompt for completion must end with a user message")
     ids: list[int] = []
-    _render(tokenizer, messages, ids, runs=[])
-    ids.append(tokenizer.special_ids["<|assistant_start|>"])
+    _render(fmt, messages, ids, runs=[])
+    ids += fmt.assistant_head
     return ids
 
 
-def _render(tokenizer, messages: list, ids: list[int], runs: list[int]) -> int:
+def _render(fmt: ChatFormat, messages: list, ids: list[int], runs: list[int]) -> int:
     """Append the conversation's ids, and to `runs` the bounds of its supervised runs (flat:
-    start, end, start, end, ... with end exclusive); returns the index of the first message rendered
-    on its own (1 when a system message was merged into the user message after it).
+    start, end, start, end, ... with end exclusive); returns the message index of the first turn the
+    format draws (1 when a system message was merged into the user message after it, -1 when the
+    format added a default system turn, else 0), which is what `Rendered.spans` counts from.
 
-    Supervised is, per assistant message, everything after <|assistant_start|> through
-    <|assistant_end|> except tool outputs (<|output_start|> ... <|output_end|>); everything else is
-    not. Recording those runs and filling the mask once afterwards costs less than extending a mask
-    token by token. This is the hot loop of data preparation: local names, list extends and one
-    encode call per piece of text keep it close to raw tiktoken (tests/bench/test_bench_render.py).
-    One call per conversation, with the special strings allowed, would save tiktoken's ~0.7 us per
-    call, but its scan for special tokens costs more than that, and content that merely contains a
-    special string must stay text.
+    Supervised is, per assistant message, everything after the assistant header through its end
+    token except tool outputs; everything else is not. Recording those runs and filling the mask
+    once afterwards costs less than extending a mask token by token. This is the hot loop of data
+    preparation: local names, list extends and one encode call per piece of text keep it close to
+    raw tiktoken (tests/bench/test_bench_render.py). One call per conversation, with the special
+    strings allowed, would save tiktoken's ~0.7 us per call, but its scan for special tokens costs
+    more than that, and content that merely contains a special string must stay text.
     Spans are not recorded here; Rendered.spans works them out from the ids when a viewer asks."""
-    encode = tokenizer.encoding.encode_ordinary
-    (bos, user_start, user_end, assistant_start, assistant_end,
-     python_start, python_end, output_start, output_end) = tokenizer.special_id_list
+    encode = fmt.encode
+    user_head, user_end, assistant_head, assistant_end, separator = (
+        fmt.user_head, fmt.user_end, fmt.assistant_head, fmt.assistant_end, fmt.separator)
 
-    first = 0
+    start = 0
     system_text = None
     head = messages[0]
     if isinstance(head, dict) and head.get("role") == "system":
         system_text = _string_content(head, 0)
         if len(messages) < 2 or not isinstance(messages[1], dict) or messages[1].get("role") != "user":
             raise RenderError(0, "system-then-user", "a system message must be followed by a user message to merge into")
-        first = 1
+        start = 1
 
-    ids.append(bos)
+    ids += fmt.start
+    first = start
+    if fmt.system_head is not None:  # the system text is a turn of its own, not merged
+        first = 0
+        if system_text is None and fmt.default_system is not None:
+            system_text, first = fmt.default_system, -1
+        if system_text is not None:
+            ids += fmt.system_head
+            ids += encode(system_text)
+            ids += user_end
+        system_text = None
     expected = "user"
-    for i in range(first, len(messages)):
+    for i in range(start, len(messages)):
         message = messages[i]
         if not isinstance(message, dict):
             raise RenderError(i, "message-shape", f"a message must be an object, got {type(message).__name__}")
@@ -211,14 +340,13 @@ def _render(tokenizer, messages: list, ids: list[int], runs: list[int]) -> int:
                 text = _string_content(message, i)  # raises with the reason
             if system_text is not None and i == 1:
                 text = system_text + "\n\n" + text
-            tokens = encode(text)
-            ids.append(user_start)
-            ids += tokens
-            ids.append(user_end)
+            ids += user_head
+            ids += encode(text)
+            ids += user_end
             continue
 
         expected = "user"
-        ids.append(assistant_start)
+        ids += assistant_head
         runs.append(len(ids))
         content = message.get("content")
         if isinstance(content, str):
@@ -228,25 +356,29 @@ def _render(tokenizer, messages: list, ids: list[int], runs: list[int]) -> int:
                 if not isinstance(part, dict) or not isinstance(part.get("text"), str):
                     raise RenderError(i, "part-shape", 'each part must be an object {"type": ..., "text": str}')
                 kind = part.get("type")
-                tokens = encode(part["text"])
                 if kind == "text":
-                    ids += tokens
-                elif kind == "python":
-                    ids.append(python_start)
-                    ids += tokens
-                    ids.append(python_end)
-                elif kind == "python_output":
-                    runs.append(len(ids))
-                    ids.append(output_start)
-                    ids += tokens
-                    ids.append(output_end)
-                    runs.append(len(ids))
+                    ids += encode(part["text"])
+                elif kind in ("python", "python_output"):
+                    if fmt.python is None:
+                        raise RenderError(i, "no-tool-tokens", f"the {fmt.name} format has no tool tokens; "
+                                          f"leave conversations with {kind} parts out of this data")
+                    if kind == "python":
+                        ids += fmt.python[0]
+                        ids += encode(part["text"])
+                        ids += fmt.python[1]
+                    else:
+                        runs.append(len(ids))
+                        ids += fmt.output[0]
+                        ids += encode(part["text"])
+                        ids += fmt.output[1]
+                        runs.append(len(ids))
                 else:
                     raise RenderError(i, "part-type", f"unknown part type {kind!r} (use {', '.join(PART_TYPES)})")
         else:
             raise RenderError(i, "content-type", f"assistant content must be a string or a list of parts, got {type(content).__name__}")
-        ids.append(assistant_end)
+        ids += assistant_end
         runs.append(len(ids))
+        ids += separator
     return first
 
 
@@ -302,7 +434,7 @@ def token_table(tokenizer, rendered: Rendered) -> list[dict]:
 # ---- whole files -------------------------------------------------------------------------------
 
 MIN_PER_WORKER = 200
-_inherited: tuple | None = None  # (tokenizer, conversations, max_tokens), read by forked workers
+_inherited: tuple | None = None  # (chat format, conversations, max_tokens), read by forked workers
 
 
 class RenderedBatch(Sequence):
@@ -311,10 +443,10 @@ class RenderedBatch(Sequence):
     iterating gives `Rendered` objects (made on demand), equal to `render_conversation`'s."""
 
     def __init__(self, ids: np.ndarray, mask: np.ndarray, offsets: np.ndarray, n_truncated: np.ndarray,
-                 all_masked: np.ndarray, first_message: np.ndarray, special_names: dict[int, str]):
+                 all_masked: np.ndarray, first_message: np.ndarray, chat_format: ChatFormat):
         self.ids, self.mask, self.offsets = ids, mask, offsets
         self.n_truncated, self.all_masked, self.first_message = n_truncated, all_masked, first_message
-        self.special_names = special_names
+        self.chat_format = chat_format
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -329,7 +461,7 @@ class RenderedBatch(Sequence):
         a, b = self.offsets[k], self.offsets[k + 1]
         n_truncated = int(self.n_truncated[k])
         return Rendered(self.ids[a:b].tolist(), self.mask[a:b].tolist(), n_truncated > 0, n_truncated,
-                        bool(self.all_masked[k]), int(self.first_message[k]), self.special_names)
+                        bool(self.all_masked[k]), int(self.first_message[k]), self.chat_format)
 
     @property
     def lengths(self) -> np.ndarray:
@@ -357,17 +489,19 @@ def render_batch(tokenizer, conversations: Iterable, max_tokens: int | None = No
     global _inherited
     import multiprocessing as mp
 
+    _check_max_tokens(max_tokens)
+    fmt = format_of(tokenizer)
+
     conversations = conversations if isinstance(conversations, list) else list(conversations)
     workers = min(workers or available_cores(), len(conversations) // MIN_PER_WORKER)
     if workers <= 1 or "fork" not in mp.get_all_start_methods():
-        return _to_batch([_render_range_with(tokenizer, conversations, max_tokens, (0, len(conversations)))],
-                         tokenizer.special_names)
+        return _to_batch([_render_range_with(fmt, conversations, max_tokens, (0, len(conversations)))], fmt)
 
     # Equal shares: the workers' start-up and this process's joining cost about the same.
     own = len(conversations) // workers
     step = -(-(len(conversations) - own) // (workers - 1))
     ranges = [(n, min(n + step, len(conversations))) for n in range(own, len(conversations), step)]
-    _inherited = (tokenizer, conversations, max_tokens)
+    _inherited = (fmt, conversations, max_tokens)
     gc.freeze()  # keep the workers' garbage collector off the inherited objects (no copy-on-write storm)
     context, started = mp.get_context("fork"), []
     try:
@@ -377,10 +511,10 @@ def render_batch(tokenizer, conversations: Iterable, max_tokens: int | None = No
             worker.start()
             send.close()
             started.append((worker, receive))
-        chunks = [_render_range_with(tokenizer, conversations, max_tokens, (0, own))]
+        chunks = [_render_range_with(fmt, conversations, max_tokens, (0, own))]
         for (worker, receive), bounds in zip(started, ranges):
             chunks.append(_receive(receive, worker, bounds))
-        return _to_batch(chunks, tokenizer.special_names)
+        return _to_batch(chunks, fmt)
     finally:
         for worker, receive in started:
             receive.close()
@@ -422,22 +556,22 @@ def _receive(receive, worker, bounds: tuple[int, int]) -> tuple[bytes, ...]:
     return payload
 
 
-def _render_range_with(tokenizer, conversations: list, max_tokens: int | None, bounds: tuple[int, int]) -> tuple[bytes, ...]:
+def _render_range_with(fmt: ChatFormat, conversations: list, max_tokens: int | None, bounds: tuple[int, int]) -> tuple[bytes, ...]:
     """Conversations [start, end) as flat bytes: ids (int32), mask, lengths (int64), n_truncated
     (int32), all_masked, first_message. The same rules (`_render`, `_cut`) as `render_conversation`, but
     every conversation of the range goes into one ids list and the mask is filled once at the end: no
     per-conversation lists or objects."""
     ids: list[int] = []
     runs: list[int] = []  # supervised [start, end) bounds, absolute in ids
-    lengths, n_truncated, all_masked, first_message = array("q"), array("i"), bytearray(), bytearray()
+    lengths, n_truncated, all_masked, first_message = array("q"), array("i"), bytearray(), array("b")
     for n in range(*bounds):
         start, n_runs = len(ids), len(runs)
         try:
             messages = messages_of(conversations[n])
-            first = _render(tokenizer, messages, ids, runs)
+            first = _render(fmt, messages, ids, runs)
         except RenderError as exc:
             raise RenderError(exc.message_index, exc.rule, exc.detail, conversation=n) from None
-        cut, nothing_supervised = _cut(ids, runs, start, n_runs, max_tokens, len(messages) - first)
+        cut, nothing_supervised = _cut(ids, runs, start, n_runs, max_tokens)
         n_truncated.append(cut)
         all_masked.append(nothing_supervised)
         lengths.append(len(ids) - start)
@@ -446,13 +580,13 @@ def _render_range_with(tokenizer, conversations: list, max_tokens: int | None, b
     for k in range(0, len(runs), 2):
         mask[runs[k]:runs[k + 1]] = b"\x01" * (runs[k + 1] - runs[k])
     return (array("i", ids).tobytes(), bytes(mask), lengths.tobytes(), n_truncated.tobytes(), bytes(all_masked),
-            bytes(first_message))
+            first_message.tobytes())
 
 
-def _to_batch(chunks: list[tuple[bytes, ...]], special_names: dict[int, str]) -> RenderedBatch:
+def _to_batch(chunks: list[tuple[bytes, ...]], chat_format: ChatFormat) -> RenderedBatch:
     def joined(k: int, dtype) -> np.ndarray:
         return np.concatenate([np.frombuffer(chunk[k], dtype=dtype) for chunk in chunks])
 
     offsets = np.concatenate(([0], np.cumsum(joined(2, np.int64))))
     return RenderedBatch(joined(0, np.int32), joined(1, np.uint8), offsets, joined(3, np.int32),
-                         joined(4, np.bool_), joined(5, np.uint8), special_names)
+                         joined(4, np.bool_), joined(5, np.int8), chat_format)

@@ -1,0 +1,704 @@
+"""Finetune a real chat model on conversation files: LoRA (default) or full, masked loss, resumable.
+
+    python -m kit finetune --data runs/x/data/conversations.jsonl --out runs/x/finetune [--gguf]
+
+What happens, and why:
+- The base model (kit.base_model: the embedded SmolLM2-135M-Instruct GGUF by default) is loaded into
+  torch. Every conversation gets the kit's system prompt unless it has its own (`chat_messages`), and
+  is rendered with the model's own chat template by kit.render: ids + loss mask, same region rules as
+  nanochat's format. Conversations longer than the preset's `max_tokens` are truncated (counted).
+- Batches are length buckets, not packed rows: conversations sorted by length are grouped so that a
+  batch holds at most `batch_tokens` slots (rows x longest row), padded at the right end. Packing
+  several conversations into one row (kit.packing) would let them attend to each other unless the
+  attention got a per-conversation boundary; with right padding and causal attention a pad never
+  changes what a real token sees, so no attention mask is needed at all and SDPA takes its causal
+  fast path. Batch order is shuffled per epoch (seeded).
+- Loss: mean over supervised target tokens (mask of the target = 1), cross-entropy computed only at
+  those positions: the output head (vocabulary 49k for SmolLM2) is a fifth of the model's compute, and
+  half the positions of a chat are the prompt.
+- LoRA (peft) on every linear layer of the decoder, merged into the weights at the end; or full
+  finetuning. AdamW, linear warm-up then linear decay to a tenth, gradient clipping at 1. bf16 autocast
+  on CUDA, fp32 on CPU.
+- A mixture adds general conversations (`mix=[(path, weight)]`, weight = share of the training
+  examples), drawn without repetition while the file lasts, to limit forgetting.
+- Checkpoints: every `checkpoint_every` steps and on Ctrl-C, a folder `checkpoints/step-NNNNNN/`
+  (trainable weights + AdamW state as safetensors, step and history as JSON) is written first, then
+  `checkpoints/latest.json` (atomic) points at it with the sha256 of each file. A killed run leaves at
+  worst an unreferenced folder. Re-run with the same parameters, it resumes from the checkpoint the
+  pointer names if every hash matches; with other parameters, or a damaged checkpoint, it starts clean
+  and says so. Nothing is pickled.
+- Output (`out_dir`): model.safetensors (merged, float16) + config.json + generation_config.json +
+  tokenizer files (HF layout: `kit.base_model.load_finetuned` and transformers load it; the chat
+  template's default system prompt is the kit's), manifest.json, history.json, loss.png, and with
+  `gguf=True` model.gguf (kit.gguf_export) for `python -m kit serve --gguf`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import time
+import uuid
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from kit.paths import atomic_write, folder_problem
+
+METHODS = ("lora", "full")
+IGNORE = -100
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+CHECKPOINTS = "checkpoints"
+POINTER = "latest.json"
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    method: str = "lora"
+    epochs: float = 3.0
+    steps: int | None = None  # overrides epochs
+    lr_lora: float = 1e-3
+    lr_full: float = 3e-5
+    batch_tokens: int = 512  # padded slots per batch (rows x longest row)
+    max_tokens: int = 512  # longer conversations are truncated
+    lora_r: int = 16
+    lora_alpha: int = 32
+    warmup: float = 0.05  # share of the steps
+    weight_decay: float = 0.0
+    checkpoint_every: int = 20
+    bf16: bool = True  # autocast on CUDA; CPU always trains in fp32
+    cpu_threads: int | None = None  # None: all cores but one (see _cpu_threads)
+
+    def lr(self, method: str) -> float:
+        return self.lr_lora if method == "lora" else self.lr_full
+
+
+PRESETS = {
+    # ~40 short conversations, 2 CPU cores: about a minute of training
+    "cpu-smoke": FinetuneConfig(),
+    # thousands of conversations on one GPU
+    "gpu": FinetuneConfig(epochs=2.0, lr_lora=5e-4, lr_full=2e-5, batch_tokens=16384, max_tokens=2048,
+                          lora_r=32, lora_alpha=64, checkpoint_every=200),
+}
+
+
+class FinetuneError(ValueError):
+    """Bad input for a finetune (a missing file, a bad weight, steps < 1, an unknown device)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during training: the checkpoint was saved; the message says where."""
+
+
+@dataclass
+class FinetuneResult:
+    out_dir: Path
+    method: str
+    steps: int
+    history: list[dict]
+    train_seconds: float
+    tokens_per_s: float
+    tokens: int  # real (non-pad) tokens through forward + backward
+    supervised_tokens: int
+    examples: dict[str, int]  # per source file
+    resumed_from: int | None
+    gguf: Path | None
+    manifest: dict = field(repr=False, default_factory=dict)
+
+    @property
+    def final_loss(self) -> float | None:
+        return self.history[-1]["loss"] if self.history else None
+
+
+# ---- data --------------------------------------------------------------------------------------
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_conversations(path: str | os.PathLike) -> list[dict]:
+    """Records of a conversation file; a bad line or a conversation kit.validation calls an error
+    refuses the file with file:line (as midtraining does)."""
+    from kit.records import file_problem
+    from kit.tasks import IdentityTask
+
+    from kit.records import RecordError
+
+    problem = file_problem(Path(path))
+    if problem:
+        raise FinetuneError(problem)
+    try:
+        return IdentityTask(path).records
+    except (RecordError, ValueError) as exc:
+        raise FinetuneError(str(exc)) from None
+
+
+def parse_mix(spec: str) -> tuple[str, float]:
+    """"FILE:WEIGHT" -> (FILE, WEIGHT); the last colon splits, so paths may hold colons."""
+    path, sep, weight = spec.rpartition(":")
+    try:
+        value = float(weight)
+    except ValueError:
+        value = None
+    if not sep or not path or value is None:
+        raise FinetuneError(f"--mix {spec!r}: expected FILE:WEIGHT, e.g. general.jsonl:0.3")
+    return path, value
+
+
+def mixture(data: Sequence[str | os.PathLike], mix: Sequence[tuple[str | os.PathLike, float]], seed: int
+            ) -> tuple[list[dict], dict[str, int]]:
+    """All conversations of the data files, plus from each mix file as many as make `weight` of the
+    examples (drawn in a seeded order, repeating only when the file is used up). Returns the examples
+    (each with meta.source = its file) and the count per file."""
+    examples: list[dict] = []
+    counts: dict[str, int] = {}
+    for path in data:
+        records = read_conversations(path)
+        examples += [{**r, "meta": {**r.get("meta", {}), "source": str(path)}} for r in records]
+        counts[str(path)] = len(records)
+    total_weight = sum(w for _, w in mix)
+    for path, weight in mix:
+        if not 0 < weight < 1:
+            raise FinetuneError(f"--mix {path}:{weight}: the weight is a share of the examples, between 0 and 1")
+    if mix and total_weight >= 1:
+        raise FinetuneError(f"the --mix weights sum to {total_weight:g}; they must leave room for the data (< 1)")
+    n_total = len(examples) / (1 - total_weight) if mix else len(examples)
+    for k, (path, weight) in enumerate(mix):
+        records = read_conversations(path)
+        n = round(weight * n_total)
+        rng = random.Random(f"{seed}:mix:{k}")
+        order: list[int] = []
+        while len(order) < n:
+            block = list(range(len(records)))
+            rng.shuffle(block)
+            order += block
+        examples += [{**records[i], "meta": {**records[i].get("meta", {}), "source": str(path)}} for i in order[:n]]
+        counts[str(path)] = n
+    return examples, counts
+
+
+def render_examples(tokenizer, examples: Sequence[dict], max_tokens: int) -> tuple[list[tuple[list[int], list[int]]], dict]:
+    """(ids, mask) per example through chat_messages (the kit's system prompt unless one is given);
+    truncated and nothing-supervised counts are returned, and the latter left out (they teach nothing)."""
+    from kit.base_model import chat_messages
+    from kit.render import RenderError
+
+    rendered, truncated, empty = [], 0, []
+    for n, record in enumerate(examples):
+        try:
+            r = tokenizer.render_conversation(chat_messages(record), max_tokens=max_tokens)
+        except RenderError as exc:
+            raise FinetuneError(f"{record.get('meta', {}).get('source', '?')} record {record.get('id')}: {exc}") from None
+        truncated += r.truncated
+        if r.all_masked:
+            empty.append(record.get("id"))
+            continue
+        rendered.append((r.ids, r.mask))
+    return rendered, {"truncated": truncated, "nothing_supervised": len(empty), "nothing_supervised_ids": empty[:20]}
+
+
+def length_batches(lengths: Sequence[int], batch_tokens: int) -> list[list[int]]:
+    """Indices grouped by length: sorted, then cut so rows x longest row <= batch_tokens (one row at least)."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        if current and (len(current) + 1) * lengths[i] > batch_tokens:
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def collate(rows: Sequence[tuple[list[int], list[int]]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs (T tokens) and targets (the next token where its mask is 1, else IGNORE), right-padded."""
+    width = max(len(ids) for ids, _ in rows) - 1
+    inputs = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    targets = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    for r, (ids, mask) in enumerate(rows):
+        n = len(ids) - 1
+        inputs[r, :n] = torch.tensor(ids[:-1])
+        t = torch.tensor(ids[1:])
+        t[torch.tensor(mask[1:]) == 0] = IGNORE
+        targets[r, :n] = t
+    return inputs, targets
+
+
+# ---- the model ---------------------------------------------------------------------------------
+
+
+def causal_lm(model):
+    """The transformers model inside a peft wrapper (LoRA layers are injected into it in place)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def masked_loss(model, inputs: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy over supervised targets only, with the output head applied only there."""
+    lm = causal_lm(model)
+    hidden = lm.base_model(input_ids=inputs).last_hidden_state
+    keep = targets != IGNORE
+    logits = lm.get_output_embeddings()(hidden[keep])
+    return F.cross_entropy(logits.float(), targets[keep], reduction=reduction)
+
+
+def pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise FinetuneError(f"unknown device {device!r}; use auto, cpu or cuda (cuda:N)")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise FinetuneError(f"device {device!r} asked for, but torch sees no CUDA GPU here")
+    return torch.device(device)
+
+
+def prepare_model(model, method: str, config: FinetuneConfig):
+    """LoRA adapters on the decoder's linear layers (only they train), or every weight trainable."""
+    if method == "full":
+        model.requires_grad_(True)
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    targets = [t for t in LORA_TARGETS if t in present]
+    if not targets:
+        raise FinetuneError(f"no LoRA target layers ({', '.join(LORA_TARGETS)}) in {type(model).__name__}")
+    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.0, target_modules=targets,
+                      task_type="CAUSAL_LM")
+    return get_peft_model(model, lora)
+
+
+def lr_at(step: int, total: int, peak: float, warmup: float) -> float:
+    """Linear warm-up over `warmup` of the steps, then linear decay to a tenth of the peak."""
+    n_warm = max(1, round(warmup * total))
+    if step < n_warm:
+        return peak * (step + 1) / n_warm
+    progress = (step - n_warm) / max(1, total - n_warm)
+    return peak * (1.0 - 0.9 * progress)
+
+
+def _autocast(device: torch.device, bf16: bool):
+    if device.type == "cuda" and bf16:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+@torch.no_grad()
+def conversation_loss(model, tokenizer, records: Sequence[dict], *, max_tokens: int = 1024,
+                      batch_tokens: int = 4096) -> dict:
+    """Mean loss (nats per supervised target token) and bits per byte of the supervised text of
+    `records`, rendered as finetuning renders them: the retention figure on held-out general data."""
+    rows, _ = render_examples(tokenizer, records, max_tokens)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    total, n_tokens, n_bytes = 0.0, 0, 0
+    byte_len: dict[int, int] = {}
+    for batch in length_batches([len(ids) for ids, _ in rows], batch_tokens):
+        inputs, targets = collate([rows[i] for i in batch], tokenizer.pad_id)
+        inputs, targets = inputs.to(device), targets.to(device)
+        total += float(masked_loss(model, inputs, targets, reduction="sum"))
+        kept = targets[targets != IGNORE].tolist()
+        n_tokens += len(kept)
+        for t in kept:
+            if t not in byte_len:
+                byte_len[t] = len(tokenizer.decode([t]).encode("utf-8")) if not tokenizer.is_special(t) else 0
+            n_bytes += byte_len[t]
+    model.train(was_training)
+    return {"loss": total / max(n_tokens, 1), "tokens": n_tokens,
+            "bits_per_byte": total / math.log(2) / n_bytes if n_bytes else None}
+
+
+# ---- checkpoints -------------------------------------------------------------------------------
+
+
+def _trainable(model) -> dict[str, torch.nn.Parameter]:
+    return {name: p for name, p in model.named_parameters() if p.requires_grad}
+
+
+def save_checkpoint(out_dir: Path, model, optimizer, state: dict) -> Path:
+    """A new step folder (weights, AdamW state, state.json), then the pointer to it; older folders go."""
+    from safetensors.torch import save_file
+
+    root = out_dir / CHECKPOINTS
+    folder = root / f"step-{state['step']:06d}"
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    params = _trainable(model)
+    weights = {name: p.detach().to("cpu").contiguous() for name, p in params.items()}
+    moments = {}
+    for name, p in params.items():
+        s = optimizer.state.get(p)
+        if s:
+            moments[f"{name}::exp_avg"] = s["exp_avg"].to("cpu").contiguous()
+            moments[f"{name}::exp_avg_sq"] = s["exp_avg_sq"].to("cpu").contiguous()
+    files = {"weights.safetensors": weights, "optimizer.safetensors": moments}
+    for name, tensors in files.items():
+        with atomic_write(folder / name) as tmp:
+            save_file(tensors, str(tmp))
+    with atomic_write(folder / "state.json") as tmp:
+        tmp.write_text(json.dumps(state, indent=1) + "\n", encoding="utf-8")
+    pointer = {"folder": folder.name, "step": state["step"], "fingerprint": state["fingerprint"],
+               "sha256": {name: sha256_file(folder / name) for name in (*files, "state.json")}}
+    with atomic_write(root / POINTER) as tmp:
+        tmp.write_text(json.dumps(pointer, indent=1) + "\n", encoding="utf-8")
+    for old in root.iterdir():
+        if old.is_dir() and old.name != folder.name:
+            shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def find_checkpoint(out_dir: Path, fingerprint: str) -> tuple[Path | None, str]:
+    """(folder, why) of the checkpoint to resume from; folder None with the reason to start clean."""
+    pointer_path = out_dir / CHECKPOINTS / POINTER
+    if not pointer_path.is_file():
+        return None, "no checkpoint"
+    try:
+        pointer = json.loads(pointer_path.read_text(encoding="utf-8"))
+        folder = out_dir / CHECKPOINTS / pointer["folder"]
+        if pointer["fingerprint"] != fingerprint:
+            return None, f"the checkpoint at step {pointer['step']} was made with other parameters or data"
+        for name, digest in pointer["sha256"].items():
+            if not (folder / name).is_file() or sha256_file(folder / name) != digest:
+                return None, f"checkpoint file {folder / name} is missing or damaged (sha256 differs)"
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return None, f"{pointer_path} is unreadable ({exc})"
+    return folder, f"resuming from step {pointer['step']} ({folder})"
+
+
+def load_checkpoint(folder: Path, model, optimizer) -> dict:
+    from safetensors.torch import load_file
+
+    params = _trainable(model)
+    weights = load_file(str(folder / "weights.safetensors"))
+    moments = load_file(str(folder / "optimizer.safetensors"))
+    state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+    if set(weights) != set(params):
+        raise FinetuneError(f"{folder}: its weights do not match this model's trainable parameters")
+    with torch.no_grad():
+        for name, p in params.items():
+            p.copy_(weights[name].to(p.device, p.dtype))
+            if f"{name}::exp_avg" in moments:
+                optimizer.state[p] = {"step": torch.tensor(float(state["step"]), device=p.device),
+                                      "exp_avg": moments[f"{name}::exp_avg"].to(p.device),
+                                      "exp_avg_sq": moments[f"{name}::exp_avg_sq"].to(p.device)}
+    return state
+
+
+# ---- output ------------------------------------------------------------------------------------
+
+
+def save_loss_plot(history: list[dict], path: str | os.PathLike, title: str = "finetuning loss") -> Path:
+    """Loss per step (mean over supervised target tokens) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    ax.plot([h["step"] for h in history], [h["loss"] for h in history], lw=1.2, marker="." if len(history) < 80 else None)
+    ax.set(xlabel="step", ylabel="loss (nats / supervised token)", title=title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return Path(path)
+
+
+def save_model(model, tokenizer, out_dir: Path) -> list[str]:
+    """Merged weights (float16 safetensors), config, generation config and tokenizer files, each moved
+    into out_dir whole. The tokenizer's chat template gets the kit's system prompt as its default."""
+    from kit.base_model import SYSTEM_PROMPT, quiet_transformers, with_default_system
+
+    staging = out_dir / f".staging-{uuid.uuid4().hex[:8]}"
+    hf = tokenizer.hf
+    template = hf.chat_template
+    try:
+        lm = causal_lm(model)
+        with quiet_transformers():
+            lm.to(torch.float16).save_pretrained(staging)
+        hf.chat_template = with_default_system(template, tokenizer.chat_format.default_system, SYSTEM_PROMPT)
+        hf.save_pretrained(staging)
+        names = sorted(p.name for p in staging.iterdir() if p.is_file())
+        for name in names:
+            os.replace(staging / name, out_dir / name)
+    finally:
+        hf.chat_template = template
+        shutil.rmtree(staging, ignore_errors=True)
+    return names
+
+
+# ---- the run -----------------------------------------------------------------------------------
+
+
+def finetune(data: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *, base: str | os.PathLike | None = None,
+             method: str = "lora", steps: int | None = None, epochs: float | None = None, lr: float | None = None,
+             batch_tokens: int | None = None, device: str = "auto", mix: Sequence[tuple[str | os.PathLike, float]] = (),
+             seed: int = 0, preset: str = "cpu-smoke", gguf: bool = False, resume: bool = True,
+             progress: bool = True, checkpoint_every: int | None = None) -> FinetuneResult:
+    """Finetune `base` on the conversation files `data` (+ `mix`) and write the result to `out_dir`
+    (see the module docstring). Ctrl-C saves a checkpoint and raises `Interrupted`."""
+    from kit.locking import exclusive
+
+    if preset not in PRESETS:
+        raise FinetuneError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    if method not in METHODS:
+        raise FinetuneError(f"unknown method {method!r}; choose lora or full")
+    if not data:
+        raise FinetuneError("no data: give at least one conversation file")
+    for name, value in (("steps", steps), ("batch_tokens", batch_tokens), ("checkpoint_every", checkpoint_every)):
+        if value is not None and value < 1:
+            raise FinetuneError(f"{name} must be >= 1, got {value}")
+    for name, value in (("epochs", epochs), ("lr", lr)):
+        if value is not None and not value > 0:
+            raise FinetuneError(f"{name} must be > 0, got {value}")
+    if problem := folder_problem(out_dir):
+        raise FinetuneError(f"--out {problem}")
+    dev = pick_device(device)
+    overrides = {k: v for k, v in (("steps", steps), ("epochs", epochs), ("batch_tokens", batch_tokens),
+                                   ("checkpoint_every", checkpoint_every)) if v is not None}
+    config = replace(PRESETS[preset], method=method, **overrides)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with exclusive(out), (_cpu_threads(config.cpu_threads) if dev.type == "cpu" else nullcontext()):
+        return _run(data, out, base, config, lr or config.lr(method), dev, list(mix), seed, preset, gguf, resume, progress)
+
+
+@contextmanager
+def _cpu_threads(n: int | None):
+    """torch's CPU threads for the run: all cores but one unless set. Its threads wait for each other
+    at every operation, so one that loses its core to another process stalls them all: on 2 busy
+    cores a forward pass took 7.1 s with 2 threads and 1.0 s with 1 (the same finding as
+    kit.local_server.default_threads for llama.cpp)."""
+    from kit.local_server import default_threads
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n or default_threads())
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run(data, out: Path, base, config: FinetuneConfig, lr: float, dev: torch.device, mix, seed: int, preset: str,
+         gguf: bool, resume: bool, progress: bool) -> FinetuneResult:
+    from kit.base_model import default_gguf, describe, load_base
+    from kit.manifest import write_manifest
+    from kit.progress import progress_bar
+
+    log = print if progress else (lambda *a, **k: None)
+    examples, counts = mixture(data, mix, seed)
+    files = [{"path": str(p), "sha256": sha256_file(p), "role": role, **({"weight": w} if role == "mix" else {})}
+             for p, role, w in [(p, "data", None) for p in data] + [(p, "mix", w) for p, w in mix]]
+    base_path = Path(base) if base is not None else default_gguf()
+    if gguf and not base_path.is_file():
+        raise FinetuneError("--gguf needs a GGUF base model (its metadata is the export's template); "
+                            f"{base_path} is a folder")
+    parameters = {"method": config.method, "lr": lr, "seed": seed, "preset": preset, "device": str(dev),
+                  "config": asdict(config), "base": str(base_path), "mix": [[str(p), w] for p, w in mix]}
+    fingerprint = hashlib.sha256(json.dumps({"parameters": {k: v for k, v in parameters.items() if k != "device"},
+                                             "files": files}, sort_keys=True).encode()).hexdigest()[:16]
+
+    load_started = time.perf_counter()
+    torch.manual_seed(seed)
+    model, tokenizer = load_base(base_path, device="cpu")
+    load_seconds = time.perf_counter() - load_started
+    rows, render_stats = render_examples(tokenizer, examples, config.max_tokens)
+    if not rows:
+        raise FinetuneError("no conversation has anything supervised (an assistant reply) to train on")
+    batches = length_batches([len(ids) for ids, _ in rows], config.batch_tokens)
+    total_steps = config.steps or max(1, math.ceil(config.epochs * len(batches)))
+
+    model = prepare_model(model, config.method, config).to(dev)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    n_trainable = sum(p.numel() for p in params)
+    # fused: one kernel over all parameters per step instead of a loop of small ones (CPU and CUDA)
+    optimizer = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.95), weight_decay=config.weight_decay, fused=True)
+    history: list[dict] = []
+    start_step, resumed_from, spent = 0, None, 0.0
+    if resume:
+        folder, why = find_checkpoint(out, fingerprint)
+        if folder is not None:
+            state = load_checkpoint(folder, model, optimizer)
+            start_step, resumed_from, history, spent = state["step"], state["step"], state["history"], state["train_seconds"]
+        if why != "no checkpoint":
+            log(f"finetune: {why}" + ("" if folder is not None else "; starting clean"), flush=True)
+    elif (out / CHECKPOINTS / POINTER).exists():
+        log(f"finetune: resume off: the checkpoint in {out / CHECKPOINTS} is discarded; starting clean", flush=True)
+    if start_step == 0 and (out / CHECKPOINTS).exists():
+        shutil.rmtree(out / CHECKPOINTS)
+    log(f"finetune: {len(rows)} conversations ({', '.join(f'{Path(k).name}: {v}' for k, v in counts.items())}), "
+        f"{len(batches)} batches/epoch, {total_steps} steps, {config.method} ({n_trainable:,} trainable), "
+        f"lr {lr:g}, {dev}", flush=True)
+
+    def state_at(step: int) -> dict:
+        return {"step": step, "fingerprint": fingerprint, "history": history, "train_seconds": spent}
+
+    bar = progress_bar(total=total_steps, initial=start_step, desc="finetune", unit="step", disable=not progress)
+    tokens = supervised = 0
+    run_started = time.perf_counter()
+    try:
+        for step in range(start_step, total_steps):
+            epoch, k = divmod(step, len(batches))
+            order = list(range(len(batches)))
+            random.Random(f"{seed}:epoch:{epoch}").shuffle(order)
+            inputs, targets = collate([rows[i] for i in batches[order[k]]], tokenizer.pad_id)
+            inputs, targets = inputs.to(dev), targets.to(dev)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, total_steps, lr, config.warmup)
+            t0 = time.perf_counter()
+            with _autocast(dev, config.bf16):
+                loss = masked_loss(model, inputs, targets)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            value = loss.detach().item()  # waits for the device
+            spent += time.perf_counter() - t0
+            n_real = int(sum(len(rows[i][0]) - 1 for i in batches[order[k]]))
+            n_sup = int((targets != IGNORE).sum())
+            tokens += n_real
+            supervised += n_sup
+            history.append({"step": step + 1, "epoch": round((step + 1) / len(batches), 3), "loss": round(value, 5),
+                            "lr": optimizer.param_groups[0]["lr"], "tokens": n_real, "supervised": n_sup})
+            bar.update(1)
+            bar.set_postfix(loss=f"{value:.3f}")
+            if (step + 1) % config.checkpoint_every == 0 and step + 1 < total_steps:
+                save_checkpoint(out, model, optimizer, state_at(step + 1))
+    except KeyboardInterrupt:
+        done = len(history)
+        if done > start_step or resumed_from is None:
+            save_checkpoint(out, model, optimizer, state_at(done))
+        raise Interrupted(f"interrupted at step {done} of {total_steps}; checkpoint saved in {out / CHECKPOINTS}; "
+                          "run the same command again to resume") from None
+    finally:
+        bar.close()
+    wall = time.perf_counter() - run_started
+
+    if config.method == "lora":
+        model = model.merge_and_unload()
+    model.eval()
+    saved = save_model(model, tokenizer, out)
+    gguf_path = None
+    export_seconds = 0.0
+    if gguf:
+        from kit.base_model import SYSTEM_PROMPT, with_default_system
+        from kit.gguf_export import export_gguf
+
+        t0 = time.perf_counter()
+        template = with_default_system(tokenizer.hf.chat_template, tokenizer.chat_format.default_system, SYSTEM_PROMPT)
+        gguf_path = export_gguf(model, out / "model.gguf", base_path, chat_template=template,
+                                name=f"{base_path.stem} kit-finetune")
+        export_seconds = time.perf_counter() - t0
+    with atomic_write(out / "history.json") as tmp:
+        tmp.write_text(json.dumps(history, indent=1) + "\n", encoding="utf-8")
+    save_loss_plot(history, out / "loss.png", title=f"finetuning loss ({config.method}, {base_path.name})")
+    if (out / CHECKPOINTS).exists():
+        shutil.rmtree(out / CHECKPOINTS)  # the outputs are the result now
+
+    tokens_per_s = tokens / wall if wall > 0 and tokens else 0.0
+    manifest = {
+        "kind": "finetune",
+        "parameters": parameters,
+        "fingerprint": fingerprint,
+        "data_files": files,
+        "examples": counts,
+        "rendering": {"format": tokenizer.chat_format.name, "system_prompt": "kit.base_model.SYSTEM_PROMPT unless a conversation has one",
+                      "conversations": len(rows), **render_stats},
+        "steps": total_steps,
+        "resumed_from": resumed_from,
+        "trainable_parameters": n_trainable,
+        "base_model": {k: v for k, v in describe(causal_lm(model)).items() if k != "config"},
+        "timings": {"load_s": round(load_seconds, 2), "train_s_this_run": round(wall, 2),
+                    "train_s_total": round(spent, 2), "gguf_export_s": round(export_seconds, 2)},
+        "tokens_this_run": tokens, "supervised_tokens_this_run": supervised, "tokens_per_s": round(tokens_per_s, 1),
+        "final_loss": history[-1]["loss"] if history else None,
+        "outputs": saved + ["history.json", "loss.png"] + (["model.gguf"] if gguf_path else []),
+    }
+    manifest["environment_extra"] = {"transformers": _version("transformers"), "peft": _version("peft"), "gguf": _version("gguf")}
+    write_manifest(out / "manifest.json", manifest)
+    return FinetuneResult(out, config.method, total_steps, history, round(wall, 2), round(tokens_per_s, 1), tokens,
+                          supervised, counts, resumed_from, gguf_path, manifest)
+
+
+def _version(package: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+# ---- CLI ---------------------------------------------------------------------------------------
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kit finetune",
+                                     description="Finetune a chat model (default: the embedded SmolLM2-135M-Instruct) on conversation files.")
+    parser.add_argument("--data", action="append", required=True, metavar="FILE", help="conversation file (.jsonl); repeat for more")
+    parser.add_argument("--out", required=True, help="output folder (weights, tokenizer, manifest, history, loss.png)")
+    parser.add_argument("--base", help="base model: a .gguf file or a Hugging Face folder (default: the embedded GGUF)")
+    parser.add_argument("--method", choices=METHODS, default="lora")
+    parser.add_argument("--steps", type=int, help="optimizer steps (default: from --epochs)")
+    parser.add_argument("--epochs", type=float, help="passes over the examples (default: the preset's)")
+    parser.add_argument("--lr", type=float, help="peak learning rate (default: the preset's for the method)")
+    parser.add_argument("--batch-tokens", type=int, help="padded tokens per batch (default: the preset's)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--mix", action="append", default=[], metavar="FILE:WEIGHT",
+                        help="general conversations making WEIGHT of the examples (repeatable)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu-smoke")
+    parser.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default: the preset's)")
+    parser.add_argument("--gguf", action="store_true", help="also write model.gguf for `python -m kit serve --gguf`")
+    parser.add_argument("--no-resume", action="store_true", help="start clean even if a matching checkpoint exists")
+    args = parser.parse_args(argv)
+
+    from kit.base_model import BaseModelError
+    from kit.locking import LockedError
+    from kit.records import RecordError
+
+    try:
+        mix = [parse_mix(spec) for spec in args.mix]
+        for path in [*args.data, *(p for p, _ in mix)]:
+            if not Path(path).is_file():
+                raise FinetuneError(f"{path}: no such file" if not Path(path).exists() else f"{path} is a folder; give a file")
+        result = finetune(args.data, args.out, base=args.base, method=args.method, steps=args.steps, epochs=args.epochs,
+                          lr=args.lr, batch_tokens=args.batch_tokens, device=args.device, mix=mix, seed=args.seed,
+                          preset=args.preset, gguf=args.gguf, resume=not args.no_resume,
+                          checkpoint_every=args.checkpoint_every)
+    except Interrupted as exc:
+        print(f"kit finetune: {exc}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("kit finetune: interrupted before training started; nothing saved", file=sys.stderr)
+        return 130
+    except (FinetuneError, BaseModelError, RecordError, LockedError) as exc:
+        print(f"kit finetune: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as exc:
+        print(f"kit finetune: {exc}", file=sys.stderr)
+        return 1
+    first = result.history[0]["loss"] if result.history else None
+    print(f"finetune: {result.steps} steps, loss {first} -> {result.final_loss}, {result.tokens_per_s:.0f} tokens/s, "
+          f"{result.train_seconds:.1f} s training; saved to {result.out_dir}" + (f"; GGUF {result.gguf}" if result.gguf else ""))
+    return 0
