@@ -16,11 +16,14 @@ COMMANDS = {
     "generate": ("kit.generate", "generate synthetic conversations in bulk (resumable)"),
     "export": ("kit.export", "convert a conversation file to nanochat CustomJSON lines or parquet"),
     "validate": ("kit.validation", "check a conversation file and list every problem"),
-    "quality": ("kit.quality", "coverage, diversity, near-duplicates and cost of a conversation file"),
+    "quality": ("kit.quality", "coverage, diversity, content rules, near-duplicates and cost, beside the reference data"),
+    "judge": ("kit.judge", "score each conversation with an LLM judge (resumable; any endpoint)"),
     "tokenizer": ("kit.tokenizer", "train a BPE tokenizer with nanochat's special tokens"),
     "tokens": ("kit.token_view", "show one conversation as tokens with its loss mask"),
     "midtrain": ("kit.train", "pack a task mixture and train a small GPT on CPU or GPU"),
+    "finetune": ("kit.finetune", "finetune a real chat model (default: the embedded SmolLM2-135M) on conversation files"),
     "memory": ("kit.memory.cli", "generate and evaluate the expense-tracking memory benchmark"),
+    "identity": ("kit.identity", "ask the held-out identity probes and score what a model says about itself"),
     "run": ("kit.pipeline", "execute the notebooks in order with papermill into runs/<run-id>/"),
 }
 

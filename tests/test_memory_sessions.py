@@ -109,3 +109,33 @@ def test_a_session_without_json_is_dropped(fake_openai):
     result = _run(srv, max_attempts=2)
     assert (result.status, result.attempts, result.dialogue) == ("dropped", 2, [])
     assert result.problems and "not JSON" in result.problems[0]
+
+
+def test_a_transaction_whose_words_the_dialogue_never_says_is_flagged_like_an_amount_mismatch():
+    """The committed smoke run's case: the dialogue says "paid 18.5 when I was not here", the ledger
+    filed it under Shopping / Daily Necessities as a "gym visit": no word of that is in the text."""
+    dialogue = [{"role": "user", "content": "I bought a notebook for 3.2 and paid 18.5 when I was not here."},
+                {"role": "assistant", "content": "To continue, you can [insert activity] today."}]
+    result = check_session(reply([tx("Shopping", "Daily Necessities", 3.2, "notebook"),
+                                  tx("Shopping", "Daily Necessities", 18.5, "gym visit")], dialogue), SCENES)
+    assert result.problems == ["transactions[1]: no word of Shopping / Daily Necessities / 'gym visit' "
+                               "is in the dialogue"]
+    assert [t["description"] for t in result.transactions] == ["notebook"]
+
+
+@pytest.mark.parametrize("scene, subscene, description", [
+    ("Shopping", "Books", "a novel"),  # "books" in the dialogue names the sub-scene
+    ("Shopping", "Daily Necessities", "soap"),  # the description is said
+    ("Dining", "Coffee", ""),  # no description: the sub-scene is enough
+])
+def test_a_word_of_the_scene_sub_scene_or_description_is_enough(scene, subscene, description):
+    dialogue = [{"role": "user", "content": "Two books and some soap came to 45.5, then coffee 4.5."},
+                {"role": "assistant", "content": "Noted."}]
+    amount = 4.5 if subscene == "Coffee" else 45.5
+    assert check_session(reply([tx(scene, subscene, amount, description)], dialogue), SCENES).problems == []
+
+
+def test_function_words_prove_nothing():
+    dialogue = [{"role": "user", "content": "And the other one for 45.5."}, {"role": "assistant", "content": "Ok."}]
+    problems = check_session(reply([tx("Other", "Donation", 45.5, "for the other")], dialogue), SCENES).problems
+    assert len(problems) == 1 and "no word of Other / Donation" in problems[0]

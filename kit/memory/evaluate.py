@@ -125,19 +125,30 @@ def fit_context(chunks: list[str], position: int, budget_chars: int | None) -> C
     return Context("\n\n".join(kept), len(kept), len(wanted) - len(kept), lines_dropped)
 
 
+def prompt_budget(question: dict, scenes: list[str], context_tokens: int | None) -> int | None:
+    """Characters left for the sessions once the template and the question are in (None: no bound)."""
+    if context_tokens is None:
+        return None
+    overhead = len(eval_prompt("", question, scenes))
+    return int((context_tokens - REPLY_TOKENS) * CHARS_PER_TOKEN) - overhead
+
+
+def eval_prompt(context: str, question: dict, scenes: list[str]) -> str:
+    """The prompt that asks `question` after the sessions in `context` (knowledge/prompts/memory_eval.txt)."""
+    return fill(load_prompt("memory_eval.txt"), "memory_eval.txt", context=context,
+                answer_format=answer_format(ANSWER_KIND.get(question["category"], "amount"), scenes),
+                question=question["query"])
+
+
 async def _ask(client: LLMClient, record: dict, question: dict, scenes: list[str],
                context_tokens: int | None) -> dict:
     category = question["category"]
-    template = load_prompt("memory_eval.txt")
-    slots = {"answer_format": answer_format(ANSWER_KIND.get(category, "amount"), scenes),
-             "question": question["query"]}
-    overhead = len(fill(template, "memory_eval.txt", context="", **slots))
-    budget = None if context_tokens is None else int((context_tokens - REPLY_TOKENS) * CHARS_PER_TOKEN) - overhead
+    budget = prompt_budget(question, scenes, context_tokens)
     item = {"task_id": record["task_id"], "qid": question["qid"], "category": category,
             "query": question["query"], "answer": question["answer"], "position": question["position"]}
     for _ in range(3):
         context = fit_context(record["chunks"], question["position"], budget)
-        prompt = fill(template, "memory_eval.txt", context=context.text, **slots)
+        prompt = eval_prompt(context.text, question, scenes)
         try:
             completion = await client.complete([{"role": "user", "content": prompt}], schema=SCHEMA,
                                                schema_name="answer", temperature=0.0, max_tokens=REPLY_TOKENS,

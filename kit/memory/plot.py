@@ -1,32 +1,106 @@
-"""Accuracy per question category as a bar chart, for the notebook and reports."""
+"""The memory benchmark's pictures: a record's timeline, and accuracy per category beside a reference."""
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
+from kit.memory.questions import CATEGORIES, ISO_DATE
 
-def plot_accuracy(result: dict, path: str | Path | None = None, title: str | None = None):
-    """A horizontal bar per category (accuracy, with correct/total), the overall score as a line.
-    Saved as PNG when `path` is given; returns the matplotlib Figure."""
-    import matplotlib.pyplot as plt
+# Short labels so a question's row fits beside the timeline.
+SHORT = {"time_range_scene_amount": "range, scene", "time_range_multiple_scenes_amount": "range, scenes",
+         "time_range_total_amount": "range, total", "max_scene": "top scene", "max_frequency_date": "busiest date",
+         "max_single_amount": "largest expense", "single_date_scene_amount": "day, scene",
+         "total_amount": "overall total"}
 
-    cats = list(result["per_category"])
-    values = [result["per_category"][c]["accuracy"] or 0.0 for c in cats]
-    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(cats) + 1.4))
-    bars = ax.barh(cats[::-1], [v * 100 for v in values[::-1]], color="#4C72B0")
-    for bar, c in zip(bars, cats[::-1]):
-        v = result["per_category"][c]
-        ax.text(bar.get_width() + 1, bar.get_y() + bar.get_height() / 2, f"{v['correct']}/{v['total']}",
-                va="center", fontsize=9)
-    overall = result["overall"]["accuracy"]
-    if overall is not None:
-        ax.axvline(overall * 100, color="#C44E52", linestyle="--", label=f"overall {overall:.0%}")
-        ax.legend(loc="lower right")
-    ax.set_xlim(0, 110)
-    ax.set_xlabel("accuracy (%)")
-    ax.set_title(title or f"Memory benchmark: {result.get('model', 'model')}")
-    fig.tight_layout()
+
+def _save(fig, path: str | Path | None):
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=110)
     return fig
+
+
+def plot_timeline(record: dict, path: str | Path | None = None, title: str | None = None):
+    """Sessions by date (dotted lines), their transactions (amount, coloured by scene) above, and
+    one row per question below: its date range as a bar and a star at the session from which it is
+    answerable (its position). Saved as PNG when `path` is given; returns the matplotlib Figure."""
+    import matplotlib.pyplot as plt
+
+    chunk_dates = [ISO_DATE.search(chunk).group() for chunk in record["chunks"]]
+    events = record["metadata"]["transaction_events"]
+    questions = record["questions"]
+    to_day = date.fromisoformat
+    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(8, 2.6 + 0.28 * max(1, len(questions))),
+                                      gridspec_kw={"height_ratios": [2, max(1.2, 0.28 * len(questions))]})
+    scenes = sorted({e["scene"] for e in events})
+    colours = {s: plt.get_cmap("tab10")(i % 10) for i, s in enumerate(scenes)}
+    for ax in (top, bottom):
+        for i, d in enumerate(chunk_dates):
+            ax.axvline(to_day(d), color="#999999", linestyle=":", lw=1)
+    for i, d in enumerate(chunk_dates):
+        top.annotate(f"session {i}", (to_day(d), 1), xycoords=("data", "axes fraction"), rotation=90,
+                     va="top", ha="right", fontsize=8, color="#555555")
+    for e in events:
+        top.vlines(to_day(e["date"]), 0, e["amount"], color=colours[e["scene"]], lw=2)
+        top.plot(to_day(e["date"]), e["amount"], "o", color=colours[e["scene"]])
+    for s in scenes:
+        top.plot([], [], "o", color=colours[s], label=s)
+    if scenes:
+        top.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    top.set_ylabel("amount")
+    top.set_ylim(0, max([e["amount"] for e in events], default=1) * 1.15)
+    top.set_title(title or f"{record['task_id']}: {len(chunk_dates)} sessions, {len(events)} transactions, "
+                  f"{len(questions)} questions", fontsize=10)
+    for row, q in enumerate(questions):
+        dates = sorted(ISO_DATE.findall(q["query"])) or [chunk_dates[0], chunk_dates[-1]]
+        start, end = to_day(dates[0]), to_day(dates[-1])
+        bottom.plot([start, end], [row, row], color="#4C72B0", lw=5, solid_capstyle="round", alpha=0.5)
+        bottom.plot(to_day(chunk_dates[q["position"]]), row, "*", color="#C44E52", markersize=11)
+    bottom.plot([], [], "*", color="#C44E52", label="answerable from this session on")
+    bottom.set_yticks(range(len(questions)), [f"q{i} {SHORT.get(q['category'], q['category'])}"
+                                              for i, q in enumerate(questions)], fontsize=8)
+    bottom.set_ylim(len(questions) - 0.5, -0.5)
+    bottom.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    bottom.set_xlabel("date")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_accuracy(result: dict, path: str | Path | None = None, title: str | None = None,
+                  reference: dict | None = None):
+    """A horizontal bar per category (accuracy, with correct/total), the overall score as a line, and
+    beside each bar the same category's bar of `reference` (e.g. kit.memory.retrieval.oracle's result)
+    when given. Saved as PNG when `path` is given; returns the matplotlib Figure."""
+    import matplotlib.pyplot as plt
+
+    named = set(result["per_category"]) | set((reference or {}).get("per_category", {}))
+    cats = [c for c in CATEGORIES if c in named] + sorted(named - set(CATEGORIES))
+    rows = cats[::-1]
+    height = 0.4 if reference is not None else 0.8
+    fig, ax = plt.subplots(figsize=(9, (0.6 if reference is not None else 0.45) * len(cats) + 1.4))
+
+    def bars(res: dict, offset: float, **style):
+        values = [(res["per_category"].get(c) or {}).get("accuracy") or 0.0 for c in rows]
+        drawn = ax.barh([i + offset for i in range(len(rows))], [v * 100 for v in values], height=height, **style)
+        for bar, c in zip(drawn, rows):
+            v = res["per_category"].get(c)
+            if v:
+                ax.text(bar.get_width() + 1, bar.get_y() + bar.get_height() / 2, f"{v['correct']}/{v['total']}",
+                        va="center", fontsize=8)
+
+    bars(result, height / 2 if reference is not None else 0, color="#4C72B0", label=result.get("model", "model"))
+    if reference is not None:
+        bars(reference, -height / 2, color="#DDDDDD", edgecolor="#555555", hatch="//",
+             label=reference.get("model", "reference"))
+    overall = result["overall"]["accuracy"]
+    if overall is not None:
+        ax.axvline(overall * 100, color="#C44E52", linestyle="--", label=f"overall {overall:.0%}")
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_xlim(0, 115)
+    ax.set_xlabel("accuracy (%)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    ax.set_title(title or f"Memory benchmark: {result.get('model', 'model')}")
+    fig.tight_layout()
+    return _save(fig, path)

@@ -7,8 +7,11 @@ answers with `{"dialogue": [...], "transactions": [...]}` under a JSON schema th
 scene and sub-scene names where the endpoint enforces schemas (llama.cpp's grammar, OpenAI's strict mode).
 
 The checks (`check_session`) trust nothing the schema promised: scenes and sub-scenes must be in the
-catalogue, amounts positive numbers, and every transaction's amount must be said in the dialogue
-(45.5, 45.50 and "45.5 yuan" all match; a date's digits never do). A session with problems is asked
+catalogue, amounts positive numbers, every transaction's amount must be said in the dialogue
+(45.5, 45.50 and "45.5 yuan" all match; a date's digits never do), and so must a word of what it was
+spent on (its description, scene or sub-scene: "gym visit" filed under Shopping / Daily Necessities
+needs "gym", "visit", "shopping", "daily" or "necessities" in the dialogue; plurals match singulars), so
+that every answer can be read from the text the model sees. A session with problems is asked
 again with a fresh seed, at most `max_attempts` times in all. If no attempt is clean, the best one is
 *flagged*, and the record leaves it out (kit.memory.dataset): its dialogue may state amounts that its
 checked transactions do not hold, and a reference answer must agree with every dialogue the model
@@ -42,6 +45,9 @@ MAX_TRANSACTIONS_PER_PAIR = 2
 # Amounts as people write them: 1,234.50 or 45.5; ISO dates are removed first so 2024-01-15 gives no 15.
 _AMOUNT = re.compile(r"(?<![\d.,])\d{1,3}(?:,\d{3})+(?:\.\d+)?|(?<![\d.,])\d+(?:\.\d+)?")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_WORD = re.compile(r"[a-z]+")
+# Words that say nothing about what was bought, so finding one in the dialogue proves nothing.
+_FUNCTION_WORDS = frozenset("and the for with from into this that some other".split())
 
 
 @dataclass(frozen=True)
@@ -137,6 +143,20 @@ def amounts_in(text: str) -> set[int]:
     return found
 
 
+def words_in(text: str) -> set[str]:
+    """Content words of `text`, lower case, a plural folded to its singular ("books" -> "book")."""
+    found = set()
+    for word in _WORD.findall(text.lower()):
+        if len(word) < 3 or word in _FUNCTION_WORDS:
+            continue
+        if word.endswith("ies") and len(word) > 4:
+            word = word[:-3] + "y"
+        elif word.endswith("s") and not word.endswith("ss") and len(word) > 3:
+            word = word[:-1]
+        found.add(word)
+    return found
+
+
 def check_session(value: object, scenes: dict[str, list[str]]) -> CheckResult:
     """Every problem of one parsed reply, and the dialogue and transactions that survive them."""
     if not isinstance(value, dict):
@@ -160,7 +180,8 @@ def check_session(value: object, scenes: dict[str, list[str]]) -> CheckResult:
         problems.append("dialogue has no usable message")
         return CheckResult(None, [], problems, 0)
 
-    said = amounts_in("\n".join(m["content"] for m in dialogue))
+    text = "\n".join(m["content"] for m in dialogue)
+    said, said_words = amounts_in(text), words_in(text)
     raw_txs = value.get("transactions")
     if not isinstance(raw_txs, list) or not raw_txs:
         problems.append("no transactions recorded")
@@ -184,6 +205,8 @@ def check_session(value: object, scenes: dict[str, list[str]]) -> CheckResult:
             problems.append(f"transactions[{i}]: amount {amount!r} is not positive")
         elif to_cents(amount) not in said:
             problems.append(f"transactions[{i}]: amount {amount!r} is not in the dialogue")
+        elif not words_in(f"{scene} {subscene} {description if isinstance(description, str) else ''}") & said_words:
+            problems.append(f"transactions[{i}]: no word of {scene} / {subscene} / {description!r} is in the dialogue")
         else:
             kept.append({"scene": scene, "subscene": subscene, "amount": to_cents(amount) / 100,
                          "description": description.strip() if isinstance(description, str) else ""})

@@ -1,0 +1,295 @@
+"""The course's pictures that are neither quality nor memory plots: one function per concept, each
+returning a matplotlib Figure, so a notebook stores it as a PNG that GitHub shows (the HTML token view
+loses its colours there: `token_figure` is its picture twin).
+
+    token_figure      tokens as boxes, green where supervised (mask 1), specials outlined
+    shift_figure      input / target / loss-mask rows: the mask that counts is the target's
+    packing_grid      packed rows as a grid, one colour per conversation, padding and dropped tokens marked
+    generation_funnel asked -> accepted first time / after a re-ask / rejected, by rule
+    mixture_supervision  tokens per source, supervised and not
+    loss_curves       loss per step with ln(V), tokens seen on the top axis, validation bits per byte
+
+`show(fig, path)` saves a figure and displays it as a PNG in a notebook.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from kit import packing
+
+SUPERVISED, UNSUPERVISED, SPECIAL_EDGE, PAD = "#7BC47F", "#DDDDDD", "#333333", "#FFFFFF"
+
+
+def _plt():
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save(fig, path: str | Path) -> Path:
+    """Write `fig` as a PNG (folders made as needed) and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return path
+
+
+def show(fig, path: str | Path | None = None):
+    """In a notebook: store `fig` as one image/png output (saved to `path` too when given) and close it,
+    so the figure is neither shown twice nor kept as text."""
+    import io
+
+    from IPython.display import Image, display
+
+    if path is not None:
+        save(fig, path)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    _plt().close(fig)
+    display(Image(data=buffer.getvalue(), format="png"))
+
+
+def _label(tok, token_id: int) -> str:
+    from kit.token_view import visible
+
+    return visible(tok.token_text(token_id)) or ""
+
+
+def token_figure(tok, rendered, start: int = 0, stop: int | None = None, title: str | None = None,
+                 width: int = 90):
+    """Tokens start..stop as boxes wrapped into lines of about `width` characters: green when the
+    token is supervised (mask 1), grey when not, special tokens outlined in black."""
+    plt = _plt()
+    stop = len(rendered.ids) if stop is None else min(stop, len(rendered.ids))
+    placed, line, col = [], 0, 0
+    for i in range(start, stop):
+        text = _label(tok, rendered.ids[i])
+        size = max(2, len(text)) + 1
+        if col and col + size > width:
+            line, col = line + 1, 0
+        placed.append((i, text, line, col, size - 0.4))
+        col += size
+    lines = line + 1
+    fig, ax = plt.subplots(figsize=(width * 0.095, 0.34 * lines + 0.7))
+    for i, text, row, x, w in placed:
+        special = tok.is_special(rendered.ids[i])
+        ax.add_patch(plt.Rectangle((x, -row - 0.8), w, 0.7, facecolor=SUPERVISED if rendered.mask[i] else UNSUPERVISED,
+                                   edgecolor=SPECIAL_EDGE if special else "none", lw=1.2))
+        ax.text(x + w / 2, -row - 0.45, text, ha="center", va="center", fontsize=7, family="monospace")
+    ax.set_xlim(-0.5, width + 0.5)
+    ax.set_ylim(-lines - 0.1, 0.1)
+    ax.axis("off")
+    ax.legend(handles=[plt.Rectangle((0, 0), 1, 1, color=SUPERVISED), plt.Rectangle((0, 0), 1, 1, color=UNSUPERVISED),
+                       plt.Rectangle((0, 0), 1, 1, facecolor="white", edgecolor=SPECIAL_EDGE)],
+              labels=["mask 1: supervised", "mask 0", "special token"], loc="lower center",
+              bbox_to_anchor=(0.5, 1.0), ncol=3, fontsize=8, frameon=False)
+    shown = f"tokens {start}-{stop - 1} of {len(rendered.ids)}"
+    ax.set_title(f"{title}: {shown}" if title else shown, fontsize=9, pad=18)
+    fig.tight_layout()
+    return fig
+
+
+def shift_figure(tok, rendered, start: int, stop: int, title: str | None = None):
+    """Positions start..stop-1 as three rows: the input token, the target (the next token) and the
+    target's mask, which is the one the SFT loss uses. Green cells are targets with loss."""
+    plt = _plt()
+    stop = min(stop, len(rendered.ids) - 1)
+    positions = range(start, stop)
+    fig, ax = plt.subplots(figsize=(1.05 * len(positions) + 2.2, 2.5))
+    rows = (("input  ids[t]", lambda t: _label(tok, rendered.ids[t]), lambda t: rendered.mask[t]),
+            ("target  ids[t+1]", lambda t: _label(tok, rendered.ids[t + 1]), lambda t: rendered.mask[t + 1]),
+            ("loss mask  mask[t+1]", lambda t: str(rendered.mask[t + 1]), lambda t: rendered.mask[t + 1]))
+    for r, (_, text, on) in enumerate(rows):
+        for c, t in enumerate(positions):
+            ax.add_patch(plt.Rectangle((c, -r - 0.9), 0.94, 0.8, facecolor=SUPERVISED if on(t) else UNSUPERVISED,
+                                       edgecolor=SPECIAL_EDGE if r < 2 and tok.is_special(
+                                           rendered.ids[t + r]) else "none"))
+            ax.text(c + 0.47, -r - 0.5, text(t), ha="center", va="center", fontsize=7, family="monospace")
+    for c, t in enumerate(positions):
+        ax.annotate("", xy=(c + 0.3, -1.1), xytext=(c + 1.4 if c + 1 < len(positions) else c + 0.9, -0.9),
+                    arrowprops={"arrowstyle": "->", "color": "#888888", "lw": 0.6})
+        ax.text(c + 0.47, 0.15, str(t), ha="center", fontsize=7, color="#555555")
+    ax.set_yticks([-r - 0.5 for r in range(3)], [name for name, _, _ in rows], fontsize=8)
+    ax.set_xticks([])
+    ax.set_xlim(0, len(positions))
+    ax.set_ylim(-3.05, 0.45)
+    for side in ("top", "right", "bottom", "left"):
+        ax.spines[side].set_visible(False)
+    ax.set_title(title or "position t reads ids[t] and is scored on ids[t+1] with mask[t+1]", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def packing_layout(lengths: Sequence[int], row_len: int, strategy: str) -> tuple[np.ndarray, np.ndarray]:
+    """(owner, dropped): owner[r, j] is the conversation whose token sits in row r, slot j (-1 for
+    padding); dropped[k] is how many tokens of conversation k no row holds. The layout depends only
+    on the lengths, so kit.packing packs stand-ins whose tokens after the BOS name their conversation.
+    A lone BOS (a conversation cropped to one token) names none: such slots go to the conversations
+    no other slot holds, shortest first, which is the one cropped."""
+    stand_ins = [([0] + [k + 1] * (n - 1), [0] * n) for k, n in enumerate(lengths)]
+    packed = packing.pack_rows(stand_ins, row_len, strategy=strategy, pad_id=-1, bos_id=0)
+    ids = np.where(packed.pad, -1, packed.ids)
+    owner = np.full(ids.shape, -1)
+    lone = []
+    for r in range(len(ids)):
+        for j in range(row_len):
+            if ids[r, j] > 0:
+                owner[r, j] = ids[r, j] - 1
+            elif ids[r, j] == 0:
+                following = ids[r, j + 1] if j + 1 < row_len else -1
+                if following > 0:
+                    owner[r, j] = following - 1
+                else:
+                    lone.append((r, j))
+    unplaced = sorted(set(range(len(lengths))) - set(owner[owner >= 0].tolist()), key=lambda k: (lengths[k], k))
+    for (r, j), k in zip(lone, unplaced):
+        owner[r, j] = k
+    kept = Counter(owner[owner >= 0].tolist())
+    dropped = np.array([n - kept.get(k, 0) for k, n in enumerate(lengths)], dtype=int)
+    return owner, dropped
+
+
+def packing_grid(sequences: Sequence[tuple[Sequence[int], Sequence[int]]], row_len: int,
+                 strategies: Sequence[str] = packing.STRATEGIES, max_rows: int | None = None,
+                 labels: bool | None = None, title: str | None = None):
+    """One panel per strategy: each packed row as a line of cells, a colour per conversation in the
+    row (darker where mask is 1), padding white and hatched, a red bar where a conversation was cut, and the
+    tokens each row's cut conversations lost written at its right. `labels` writes B (a BOS) or the
+    conversation number in each cell (default: when rows are short enough to read)."""
+    plt = _plt()
+    lengths = [len(ids) for ids, _ in sequences]
+    masks = [list(mask) for _, mask in sequences]
+    labels = row_len <= 40 if labels is None else labels
+    layouts = [(s, *packing_layout(lengths, row_len, s)) for s in strategies]
+    shown = [min(len(owner), max_rows or len(owner)) for _, owner, _ in layouts]
+    cell = 0.32 if labels else max(0.03, min(0.32, 11 / row_len))
+    fig, axes = plt.subplots(len(layouts), 1, squeeze=False,
+                             figsize=(cell * row_len + 2.4, sum(0.3 * n + 0.6 for n in shown)),
+                             gridspec_kw={"height_ratios": [n + 1.5 for n in shown]})
+    palette = plt.get_cmap("tab10")
+    for ax, (strategy, owner, dropped), n_rows in zip(axes[:, 0], layouts, shown):
+        image = np.ones((n_rows, row_len, 3))
+        for r in range(n_rows):
+            at = Counter()
+            order = list(dict.fromkeys(k for k in owner[r].tolist() if k >= 0))  # neighbours never share a colour
+            for j in range(row_len):
+                k = owner[r, j]
+                if k < 0:
+                    ax.add_patch(plt.Rectangle((j - 0.5, r - 0.5), 1, 1, facecolor="none", edgecolor="#BBBBBB",
+                                               hatch="///", lw=0))
+                    continue
+                base = np.array(palette(order.index(k) % 10)[:3])
+                supervised = masks[k][at[k]] if at[k] < len(masks[k]) else 0
+                image[r, j] = base if supervised else 0.45 * base + 0.55
+                if labels:
+                    ax.text(j, r, "B" if at[k] == 0 else str(k + 1), ha="center", va="center", fontsize=7)
+                at[k] += 1
+            cut = [k for k in at if at[k] < lengths[k]]  # a conversation sits in one row only
+            lost = sum(lengths[k] - at[k] for k in cut)
+            for k in cut:
+                end = int(np.nonzero(owner[r] == k)[0].max())
+                ax.plot([end + 0.5, end + 0.5], [r - 0.5, r + 0.5], color="#D62728", lw=2.5)
+            if lost:
+                ax.text(row_len + 0.5, r, f"✂ {lost} dropped", va="center", fontsize=7, color="#D62728")
+        ax.imshow(image, aspect="auto", interpolation="nearest", extent=(-0.5, row_len - 0.5, n_rows - 0.5, -0.5))
+        more = f", first {n_rows} of {len(owner)} rows" if n_rows < len(owner) else ""
+        ax.set_title(f"{strategy}: {len(owner)} rows of {row_len}, {int(dropped.sum())} tokens dropped, "
+                     f"{int((owner == -1).sum())} padding{more}", fontsize=9, loc="left")
+        ax.set_yticks(range(n_rows), [f"row {r}" for r in range(n_rows)], fontsize=7)
+        ax.set_xticks([])
+        ax.set_xlim(-0.5, row_len - 0.5)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def generation_funnel(asked: int, records: Sequence[dict], rejects: Sequence[dict], title: str | None = None):
+    """How `asked` items ended: accepted on the first attempt, accepted after a re-ask, rejected (one
+    bar per rule: an item that broke several rules counts under each), and not finished (asked but in
+    neither file, e.g. after an API failure)."""
+    plt = _plt()
+    first = sum(1 for r in records if r.get("meta", {}).get("attempts", 1) == 1)
+    reasked = len(records) - first
+    rules = Counter(rule for r in rejects for rule in r.get("rules", []) or ["unknown"])
+    bars = [("asked", asked, "#4C72B0"), ("accepted first time", first, "#55A868"),
+            ("accepted after re-ask", reasked, "#8FD19E")]
+    bars += [(f"rejected: {rule}", n, "#C44E52") for rule, n in rules.most_common()]
+    unfinished = asked - len(records) - len(rejects)
+    if unfinished > 0:
+        bars.append(("not finished", unfinished, "#999999"))
+    fig, ax = plt.subplots(figsize=(7, 0.42 * len(bars) + 1.2))
+    names = [b[0] for b in bars][::-1]
+    drawn = ax.barh(names, [b[1] for b in bars][::-1], color=[b[2] for b in bars][::-1])
+    for bar, (_, n, _) in zip(drawn, bars[::-1]):
+        ax.text(bar.get_width() + asked * 0.01 + 0.05, bar.get_y() + bar.get_height() / 2,
+                f"{n} ({n / asked:.0%})" if asked else str(n), va="center", fontsize=8)
+    ax.set_xlim(0, max(1, asked) * 1.2)
+    ax.set_xlabel("conversations")
+    ax.set_title(title or f"generation funnel: {len(records)} of {asked} accepted", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def mixture_supervision(by_source: dict[str, dict], title: str | None = None):
+    """Tokens per source (a `file_stats(...)["by_source"]` mapping), split into supervised (mask 1)
+    and not, with the supervised fraction written beside each bar."""
+    plt = _plt()
+    names = list(by_source)[::-1]
+    supervised = [by_source[n]["supervised"] for n in names]
+    other = [by_source[n]["tokens"] - by_source[n]["supervised"] for n in names]
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.6))
+    ax.barh(names, supervised, color=SUPERVISED, label="supervised (mask 1)")
+    ax.barh(names, other, left=supervised, color=UNSUPERVISED, label="not supervised")
+    for i, n in enumerate(names):
+        s = by_source[n]
+        ax.text(s["tokens"], i, f"  {s['supervised'] / s['tokens']:.0%} of {s['tokens']:,} ({s['conversations']} conv.)"
+                if s["tokens"] else "  0 tokens", va="center", fontsize=8)
+    ax.set_xlim(0, max([by_source[n]["tokens"] for n in names], default=1) * 1.45)
+    ax.set_xlabel("tokens")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3 - 0.6 / max(1, len(names))), ncol=2, fontsize=8,
+              frameon=False)
+    ax.set_title(title or "task mixture: tokens per source and the share the SFT loss sees", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def loss_curves(history: Sequence[dict], vocab_size: int, title: str | None = None):
+    """Left: train and validation loss per step, the uniform guess ln(V) as a line, tokens seen on the
+    top axis. Right: validation bits per byte. `history` is kit.train's (step, train_loss, tokens,
+    val_loss, val_bpb)."""
+    plt = _plt()
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    steps = np.array([h["step"] for h in history], dtype=float)
+    tokens = np.array([h["tokens"] for h in history], dtype=float)
+    val = [h for h in history if h.get("val_loss") is not None]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [3, 2]})
+    left.plot(steps, [h["train_loss"] for h in history], lw=1, label="train")
+    if val:
+        left.plot([h["step"] for h in val], [h["val_loss"] for h in val], "o-", label="validation")
+    left.axhline(math.log(vocab_size), color="#C44E52", linestyle="--", lw=1,
+                 label=f"ln(V) = {math.log(vocab_size):.2f}: a uniform guess over {vocab_size:,} tokens")
+    left.set(xlabel="step", ylabel="loss (nats / target token)")
+    left.grid(alpha=0.3)
+    left.legend(fontsize=8)
+    if len(steps) > 1:
+        top = left.secondary_xaxis("top", functions=(lambda s: np.interp(s, steps, tokens),
+                                                     lambda t: np.interp(t, tokens, steps)))
+        top.set_xlabel("tokens seen", fontsize=8)
+        top.xaxis.set_major_locator(MaxNLocator(5))
+        top.xaxis.set_major_formatter(FuncFormatter(lambda t, _: f"{t / 1000:,.0f}k" if t >= 1000 else f"{t:.0f}"))
+        top.tick_params(labelsize=7)
+    bpb = [h for h in val if h.get("val_bpb") is not None]
+    right.plot([h["step"] for h in bpb], [h["val_bpb"] for h in bpb], "o-", color="#55A868")
+    right.set(xlabel="step", ylabel="validation bits per byte")
+    right.grid(alpha=0.3)
+    fig.suptitle(title or "midtraining", fontsize=10)
+    fig.tight_layout()
+    return fig

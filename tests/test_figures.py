@@ -1,0 +1,113 @@
+"""The course's pictures (kit.figures, kit.memory.plot): each draws what it claims, from real inputs
+(a trained tokenizer, kit.packing, a memory record), and saves as a PNG."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+from kit import figures, packing
+from kit.memory.plot import plot_accuracy, plot_timeline
+from kit.memory.retrieval import oracle
+from test_memory_retrieval import drawn_record
+
+TOY = [([0] + [n] * (length - 1), [0] * length) for n, length in enumerate([7, 7, 5, 4, 12], start=1)]
+
+
+def texts(fig: Figure) -> list[str]:
+    titles = [ax.get_title(loc) for ax in fig.axes for loc in ("left", "center")]
+    return [t.get_text() for ax in fig.axes for t in ax.texts] + titles
+
+
+def test_packing_layout_of_the_toy_matches_kit_packing():
+    """Rows of 10 (the layout notebook 04 prints): greedy crops conversation 2 and 5, and
+    conversation 5's lone BOS at the end of row 1 is still attributed to it."""
+    owner, dropped = figures.packing_layout([7, 7, 5, 4, 12], 10, "greedy_crop")
+    assert owner.tolist() == [[0] * 7 + [1] * 3, [2] * 5 + [3] * 4 + [4]]
+    assert dropped.tolist() == [0, 4, 0, 0, 11]
+    for strategy in packing.STRATEGIES:
+        packed = packing.pack_rows(TOY, 10, strategy=strategy, pad_id=-1, bos_id=0)
+        owner, dropped = figures.packing_layout([7, 7, 5, 4, 12], 10, strategy)
+        assert int(dropped.sum()) == packed.stats.cropped and int((owner == -1).sum()) == packed.stats.padded
+        assert ((owner == -1) == packed.pad).all()
+    assert figures.packing_layout([7, 7, 5, 4, 12], 10, "best_fit_pad")[1].tolist() == [0, 0, 0, 0, 2]
+
+
+def test_packing_grid_marks_padding_and_dropped_tokens(tmp_path):
+    fig = figures.packing_grid(TOY, 10)
+    assert len(fig.axes) == 3
+    words = texts(fig)
+    assert {"✂ 4 dropped", "✂ 11 dropped"} <= set(words)  # greedy: the rest of conversation 2, and 5 but its BOS
+    assert any(w.startswith("best_fit_pad: 4 rows of 10, 2 tokens dropped, 7 padding") for w in words)
+    assert figures.save(fig, tmp_path / "toy.png").stat().st_size > 1000
+
+
+def test_packing_grid_of_real_rows_shows_the_first_rows(trained_tokenizer):
+    from kit.tasks import SpellingBee
+
+    rendered = [trained_tokenizer.render_conversation(r) for r in list(SpellingBee(12, seed=0))]
+    sequences = [(r.ids, r.mask) for r in rendered]
+    fig = figures.packing_grid(sequences, 129, strategies=["best_fit_pad"], max_rows=3)
+    assert "first 3 of" in fig.axes[0].get_title("left") and len(fig.axes[0].get_yticklabels()) == 3
+
+
+def test_token_and_shift_figures(trained_tokenizer, gsm8k_example, tmp_path):
+    tok = trained_tokenizer
+    rendered = tok.render_conversation(gsm8k_example["conversation"])
+    fig = figures.token_figure(tok, rendered, title="gsm8k")
+    drawn = fig.axes[0].patches
+    assert len(drawn) == len(rendered.ids)
+    green = [p for p in drawn if matplotlib.colors.to_hex(p.get_facecolor()) == figures.SUPERVISED.lower()]
+    assert len(green) == sum(rendered.mask)
+    start = rendered.ids.index(tok.special_id("<|assistant_start|>"))
+    fig = figures.shift_figure(tok, rendered, start - 2, start + 4)
+    cells = [t.get_text() for t in fig.axes[0].texts]
+    assert "<|assistant_start|>" in cells[:6]  # the input row
+    mask_row = cells[12:18]
+    assert mask_row == [str(rendered.mask[t + 1]) for t in range(start - 2, start + 4)]
+    assert mask_row[1] == "0" and mask_row[2] == "1"  # <|user_end|> -> assistant_start (0), then the answer (1)
+    assert figures.save(fig, tmp_path / "shift.png").exists()
+
+
+def test_generation_funnel_counts():
+    records = [{"meta": {"attempts": 1}}, {"meta": {"attempts": 2}}, {"meta": {"attempts": 1}}]
+    rejects = [{"rules": ["prompt_echo"]}, {"rules": ["prompt_echo", "roles"]}]
+    fig = figures.generation_funnel(6, records, rejects)
+    bars = {t.get_text() for t in fig.axes[0].get_yticklabels()}
+    assert bars == {"asked", "accepted first time", "accepted after re-ask", "rejected: prompt_echo",
+                    "rejected: roles", "not finished"}
+    assert {"6 (100%)", "2 (33%)", "1 (17%)"} <= set(texts(fig))
+
+
+def test_mixture_and_loss_figures():
+    fig = figures.mixture_supervision({"arithmetic": {"conversations": 2, "tokens": 100, "supervised": 49},
+                                       "identity": {"conversations": 1, "tokens": 40, "supervised": 10}})
+    assert any("49% of 100" in t for t in texts(fig)) and any("25% of 40" in t for t in texts(fig))
+    history = [{"step": s, "train_loss": 7 / s, "tokens": 512 * s} for s in range(1, 11)]
+    history[4] |= {"val_loss": 2.0, "val_bpb": 1.5}
+    history[9] |= {"val_loss": 1.0, "val_bpb": 0.8}
+    fig = figures.loss_curves(history, 2048)
+    left, right = fig.axes[0], fig.axes[1]
+    assert any(line.get_ydata()[0] == pytest.approx(np.log(2048)) for line in left.lines)
+    assert list(right.lines[0].get_ydata()) == [1.5, 0.8]
+    assert [ax.get_xlabel() for ax in left.child_axes] == ["tokens seen"]
+
+
+def test_memory_timeline_and_accuracy_with_an_oracle_bar(tmp_path):
+    record = drawn_record(0)
+    fig = plot_timeline(record, tmp_path / "timeline.png")
+    assert (tmp_path / "timeline.png").stat().st_size > 1000
+    assert len(fig.axes[1].get_yticklabels()) == len(record["questions"])
+    reference = oracle([record])
+    model = {"model": "tiny", "overall": {"correct": 1, "total": 2, "errors": 0, "accuracy": 0.5},
+             "per_category": {"max_scene": {"correct": 1, "total": 2, "errors": 0, "accuracy": 0.5}}}
+    fig = plot_accuracy(model, tmp_path / "accuracy.png", reference=reference)
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert set(labels) == set(reference["per_category"])  # every category the oracle answered has a row
+    widths = sorted(p.get_width() for p in fig.axes[0].patches)
+    assert widths.count(100.0) == len(reference["per_category"]) and 50.0 in widths

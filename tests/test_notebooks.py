@@ -1,0 +1,104 @@
+"""The notebooks as a course: every concept's picture is stored as a PNG in the cell that shows it,
+each lesson states objectives, ends with a recap and offers at least two "try it" cells, no seed
+names leak into what a reader sees, and the committed outputs come from the same defaults as
+`make run`'s smoke preset.
+
+Figure cells carry a metadata tag `figure:<concept>`. The committed notebooks are refreshed by the
+lead (`make notebooks`); to check executed copies elsewhere (papermill output), point
+KIT_EXECUTED_NOTEBOOKS at their folder (files named like the notebooks): the tags are then read from
+the sources in notebooks/ and the images from the copies.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from kit import pipeline
+from kit.paths import project_root
+
+NOTEBOOKS = project_root() / "notebooks"
+# Which notebook teaches which concept with a picture.
+FIGURES = {
+    "02_bulk_generation": {"figure:funnel"},
+    "04_tokens_and_masks": {"figure:token-mask", "figure:loss-mask", "figure:packing-toy", "figure:packing-rows"},
+    "05_midtrain_smoke": {"figure:task-mixture", "figure:loss"},
+    "06_memory_benchmark": {"figure:memory-timeline", "figure:memory-accuracy"},
+}
+LESSONS = sorted(FIGURES)
+SEED_NAME = re.compile(r"\bseed[ _-]?0\d\d\b", re.I)
+
+
+def executed(stem: str) -> Path:
+    folder = os.environ.get("KIT_EXECUTED_NOTEBOOKS")
+    return Path(folder) / f"{stem}.ipynb" if folder else NOTEBOOKS / f"{stem}.ipynb"
+
+
+def tagged(nb) -> dict[str, list[int]]:
+    found: dict[str, list[int]] = {}
+    for i, cell in enumerate(nb.cells):
+        for tag in cell.metadata.get("tags", []):
+            if tag.startswith("figure:"):
+                found.setdefault(tag, []).append(i)
+    return found
+
+
+def images(cell) -> int:
+    return sum("image/png" in o.get("data", {}) for o in cell.get("outputs", []))
+
+
+@pytest.mark.parametrize("stem", LESSONS)
+def test_every_concept_has_a_png_in_the_cell_that_shows_it(stem):
+    source = nbformat.read(NOTEBOOKS / f"{stem}.ipynb", as_version=4)
+    tags = tagged(source)
+    assert FIGURES[stem] <= set(tags), f"{stem}: no cell tagged {sorted(FIGURES[stem] - set(tags))}"
+    run = nbformat.read(executed(stem), as_version=4)
+    by_source = {c.source: c for c in run.cells if c.cell_type == "code"}  # papermill adds a cell: match by source
+    for tag, positions in sorted(tags.items()):
+        for i in positions:
+            cell = by_source.get(source.cells[i].source)
+            assert cell is not None, f"{executed(stem)}: the cell tagged {tag} differs from notebooks/{stem}.ipynb"
+            as_text = [o for o in cell.get("outputs", []) if "image/png" not in o.get("data", {})
+                       and "<Figure size" in str(o.get("data", {}).get("text/plain", ""))]
+            assert images(cell) >= 1 and not as_text, \
+                f"{executed(stem)}: cell {i} ({tag}) stores no image/png (missing, or stored as text)"
+
+
+@pytest.mark.parametrize("stem", LESSONS)
+def test_each_lesson_states_objectives_offers_two_try_its_and_ends_with_a_recap(stem):
+    nb = nbformat.read(NOTEBOOKS / f"{stem}.ipynb", as_version=4)
+    markdown = [c.source for c in nb.cells if c.cell_type == "markdown"]
+    assert "**Objectives.**" in markdown[0], f"{stem}: the first cell states no objectives"
+    assert any(m.lstrip().startswith("## Recap") for m in markdown[-2:]), f"{stem}: no recap at the end"
+    tries = sum(len(re.findall(r"\*\*Try it\b|## Try it\b", m)) for m in markdown)
+    assert tries >= 2, f"{stem}: {tries} 'try it' cells, want at least 2"
+    for m in markdown:
+        for block in re.split(r"(?=\*\*Try it\b|## Try it\b)", m)[1:]:
+            assert re.search(r"\bexpect", block, re.I), f"{stem}: a try-it says no expected result: {block[:60]!r}"
+            assert re.search(r"second|minute|instant|2 cores", block), \
+                f"{stem}: a try-it says not how long it takes: {block[:60]!r}"
+
+
+@pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob(pipeline.NOTEBOOK_GLOB)), ids=lambda p: p.stem)
+def test_no_seed_names_in_what_a_reader_sees(path):
+    nb = nbformat.read(path, as_version=4)
+    for i, cell in enumerate(nb.cells):
+        assert not SEED_NAME.search(cell.source), f"{path.name}: cell {i} names a seed document"
+        for o in cell.get("outputs", []):
+            data = {k: v for k, v in o.get("data", {}).items() if k != "image/png"}
+            text = "".join(o.get("text", "")) + "".join(str(v) for v in data.values())
+            assert not SEED_NAME.search(text), f"{path.name}: cell {i}'s output names a seed document"
+
+
+def test_the_smoke_preset_and_the_notebook_defaults_are_one_set():
+    """`make notebooks` (defaults) and `make run` (smoke preset) must make the same outputs."""
+    notebooks = pipeline.discover(NOTEBOOKS)
+    params = pipeline.resolve_parameters(notebooks, [("smoke", pipeline.load_preset("smoke"))])
+    declared = {nb.name: nb.declared for nb in notebooks}
+    differ = {f"{name}.{key}": (value, declared[name][key]) for name, given in params.items()
+              for key, value in given.items() if declared[name][key] != value}
+    assert differ == {}, f"smoke preset vs notebook default: {differ}"
