@@ -51,7 +51,7 @@ from typing import Any
 from kit import paths
 from kit.endpoints import endpoints_from_env
 from kit.llm_client import (DEFAULT_ITEM_TIMEOUT_S, DEFAULT_TIMEOUT_S, FatalAPIError, LLMClient, RetriesExhausted,
-                            connect, parse_json_reply, run_sync)
+                            connect, parse_json_reply, run_sync, run_workers)
 from kit.locking import LockedError, exclusive
 from kit.manifest import now_iso, write_manifest
 from kit.progress import progress_bar
@@ -483,19 +483,11 @@ async def _agenerate_locked(files: dict[str, Path], num: int, *, workers, seed, 
         run_client = c
         stats_before = stats_before or c.stats.as_dict()
         ctx = _ItemContext(c, recipe, seed, reasks, temperature, max_tokens, load_dimensions())
-        pending = iter(todo)
 
-        async def worker() -> None:
-            for index in pending:  # one shared iterator: each index goes to exactly one worker
-                finish(*await make_item(ctx, index))
+        async def one(index: int) -> None:
+            finish(*await make_item(ctx, index))
 
-        tasks = [asyncio.create_task(worker()) for _ in range(min(workers, len(todo)))]
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await run_workers(todo, workers, one)
 
     try:
         if todo and client is not None:

@@ -39,7 +39,7 @@ from typing import Any
 
 from kit import paths
 from kit.generate import FLUSH_EVERY_S, Journal, _write_jsonl_atomic
-from kit.llm_client import FatalAPIError, LLMClient, RetriesExhausted, connect, parse_json_reply, run_sync
+from kit.llm_client import FatalAPIError, LLMClient, RetriesExhausted, connect, parse_json_reply, run_sync, run_workers
 from kit.locking import LockedError, exclusive
 from kit.progress import progress_bar
 from kit.prompts import _fill, load_knowledge, load_template
@@ -229,27 +229,18 @@ async def ajudge(path: str | Path, out: str | Path, *, endpoint: str | list[str]
             nonlocal used, stats_before
             used, stats_before = c, c.stats.as_dict()
             ctx = _Context(c, reasks, max_tokens)
-            pending = iter(todo)
-
-            async def worker() -> None:
+            async def one(index: int) -> None:
                 nonlocal last_flush, reasks_done
-                for index in pending:  # one shared iterator: each record goes to exactly one worker
-                    entry = await judge_record(ctx, index, records[index])
-                    journal.add(entry)
-                    attempts = entry["attempts"]
-                    reasks_done += (attempts if isinstance(attempts, int) else len(attempts)) - 1
-                    bar.update(1)
-                    if time.monotonic() - last_flush > FLUSH_EVERY_S:
-                        rewrite()
-                        last_flush = time.monotonic()
+                entry = await judge_record(ctx, index, records[index])
+                journal.add(entry)
+                attempts = entry["attempts"]
+                reasks_done += (attempts if isinstance(attempts, int) else len(attempts)) - 1
+                bar.update(1)
+                if time.monotonic() - last_flush > FLUSH_EVERY_S:
+                    rewrite()
+                    last_flush = time.monotonic()
 
-            tasks = [asyncio.create_task(worker()) for _ in range(min(workers, len(todo)))]
-            try:
-                await asyncio.gather(*tasks)
-            finally:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+            await run_workers(todo, workers, one)
 
         try:
             if todo and client is not None:

@@ -36,7 +36,7 @@ import time
 import weakref
 from collections import deque
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Awaitable, Mapping, TypeVar
+from typing import Any, Awaitable, Callable, Mapping, TypeVar
 
 import httpx
 import json_repair
@@ -492,6 +492,25 @@ async def close_loop_clients() -> None:
     loop = asyncio.get_running_loop()
     for client in list(_live_clients):
         await client._close_session(loop)
+
+
+async def run_workers(items: list, workers: int, handle: Callable[[Any], Awaitable[None]]) -> None:
+    """`handle(item)` for every item, `workers` at a time. The workers share one iterator, so each item is
+    handled exactly once whatever finishes first; when one fails, the others are cancelled before the
+    error goes on (no request is left running behind a failed run)."""
+    pending = iter(items)
+
+    async def worker() -> None:
+        for item in pending:
+            await handle(item)
+
+    tasks = [asyncio.create_task(worker()) for _ in range(min(workers, len(items)))]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def run_sync(coro: Awaitable[T]) -> T:
