@@ -77,7 +77,7 @@ class FinetuneConfig:
     weight_decay: float = 0.0
     checkpoint_every: int = 20
     bf16: bool = True  # autocast on CUDA; CPU always trains in fp32
-    cpu_threads: int | None = None  # None: all cores but one (see _cpu_threads)
+    cpu_threads: int | None = None  # None: all cores (see _cpu_threads)
 
     def lr(self, method: str) -> float:
         return self.lr_lora if method == "lora" else self.lr_full
@@ -484,14 +484,12 @@ def finetune(data: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *, b
 
 @contextmanager
 def _cpu_threads(n: int | None):
-    """torch's CPU threads for the run: all cores but one unless set. Its threads wait for each other
-    at every operation, so one that loses its core to another process stalls them all: on 2 busy
-    cores a forward pass took 7.1 s with 2 threads and 1.0 s with 1 (the same finding as
-    kit.local_server.default_threads for llama.cpp)."""
-    from kit.local_server import default_threads
-
+    """torch's CPU threads for the run: all cores unless set. On 2 idle cores a LoRA step took 1.7 s
+    with 2 threads and 3.0 s with 1. Its threads wait for each other at every operation, though, so
+    on a machine busy with other work one that loses its core stalls them all (on 2 busy cores a
+    forward pass took 7.1 s with 2 threads and 1.0 s with 1): set cpu_threads there."""
     before = torch.get_num_threads()
-    torch.set_num_threads(n or default_threads())
+    torch.set_num_threads(n or os.cpu_count() or 1)
     try:
         yield
     finally:
