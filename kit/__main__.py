@@ -12,18 +12,18 @@ import sys
 
 # command -> (module, one-line help). Each module exposes `main(argv: list[str]) -> int`.
 COMMANDS = {
-    "serve": ("kit.local_server", "serve a local GGUF (default: the embedded SmolLM2-135M) as an OpenAI-compatible API"),
-    "generate": ("kit.generate", "generate synthetic conversations in bulk (resumable)"),
-    "export": ("kit.export", "convert a conversation file to nanochat CustomJSON lines or parquet"),
-    "validate": ("kit.validation", "check a conversation file and list every problem"),
-    "quality": ("kit.quality", "coverage, diversity, content rules, near-duplicates and cost, beside the reference data"),
-    "judge": ("kit.judge", "score each conversation with an LLM judge (resumable; any endpoint)"),
-    "tokenizer": ("kit.tokenizer", "train a BPE tokenizer with nanochat's special tokens"),
-    "tokens": ("kit.token_view", "show one conversation as tokens with its loss mask"),
-    "midtrain": ("kit.train", "pack a task mixture and train a small GPT on CPU or GPU"),
-    "finetune": ("kit.finetune", "finetune a real chat model (default: the embedded SmolLM2-135M) on conversation files"),
+    "serve": ("kit.llm.local_server", "serve a local GGUF (default: the embedded SmolLM2-135M) as an OpenAI-compatible API"),
+    "generate": ("kit.generation.generate", "generate synthetic conversations in bulk (resumable)"),
+    "export": ("kit.generation.export", "convert a conversation file to nanochat CustomJSON lines or parquet"),
+    "validate": ("kit.quality.validation", "check a conversation file and list every problem"),
+    "quality": ("kit.quality.report", "coverage, diversity, content rules, near-duplicates and cost, beside the reference data"),
+    "judge": ("kit.quality.judge", "score each conversation with an LLM judge (resumable; any endpoint)"),
+    "tokenizer": ("kit.tokens.tokenizer", "train a BPE tokenizer with nanochat's special tokens"),
+    "tokens": ("kit.tokens.view", "show one conversation as tokens with its loss mask"),
+    "midtrain": ("kit.training.midtrain", "pack a task mixture and train a small GPT on CPU or GPU"),
+    "finetune": ("kit.training.finetune", "finetune a real chat model (default: the embedded SmolLM2-135M) on conversation files"),
     "memory": ("kit.memory.cli", "generate and evaluate the expense-tracking memory benchmark"),
-    "identity": ("kit.identity", "ask the held-out identity probes and score what a model says about itself"),
+    "identity": ("kit.training.identity", "ask the held-out identity probes and score what a model says about itself"),
     "run": ("kit.pipeline", "execute the notebooks in order with papermill into runs/<run-id>/"),
 }
 

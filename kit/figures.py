@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from kit import packing
+from kit.tokens import packing
 
 SUPERVISED, UNSUPERVISED, SPECIAL_EDGE, PAD = "#7BC47F", "#DDDDDD", "#333333", "#FFFFFF"
 
@@ -56,7 +56,7 @@ def show(fig, path: str | Path | None = None):
 
 
 def _label(tok, token_id: int) -> str:
-    from kit.token_view import visible
+    from kit.tokens.view import visible
 
     return visible(tok.token_text(token_id)) or ""
 
@@ -129,7 +129,7 @@ def shift_figure(tok, rendered, start: int, stop: int, title: str | None = None)
 def packing_layout(lengths: Sequence[int], row_len: int, strategy: str) -> tuple[np.ndarray, np.ndarray]:
     """(owner, dropped): owner[r, j] is the conversation whose token sits in row r, slot j (-1 for
     padding); dropped[k] is how many tokens of conversation k no row holds. The layout depends only
-    on the lengths, so kit.packing packs stand-ins whose tokens after the BOS name their conversation.
+    on the lengths, so kit.tokens.packing packs stand-ins whose tokens after the BOS name their conversation.
     A lone BOS (a conversation cropped to one token) names none: such slots go to the conversations
     no other slot holds, shortest first, which is the one cropped."""
     stand_ins = [([0] + [k + 1] * (n - 1), [0] * n) for k, n in enumerate(lengths)]
@@ -262,7 +262,7 @@ def mixture_supervision(by_source: dict[str, dict], title: str | None = None):
 
 def loss_curves(history: Sequence[dict], vocab_size: int, title: str | None = None):
     """Left: train and validation loss per step, the uniform guess ln(V) as a line, tokens seen on the
-    top axis. Right: validation bits per byte. `history` is kit.train's (step, train_loss, tokens,
+    top axis. Right: validation bits per byte. `history` is kit.training.midtrain's (step, train_loss, tokens,
     val_loss, val_bpb)."""
     plt = _plt()
     from matplotlib.ticker import FuncFormatter, MaxNLocator

@@ -299,7 +299,7 @@ def find_secrets(run_dir: Path, secrets: list[str]) -> list[str]:
 
 def describe_llm(notebooks: list[Notebook], params: dict[str, dict]) -> list[dict]:
     """Which server(s) and model the LLM notebooks (those declaring endpoint/model) talk to; never the key."""
-    from kit.endpoints import endpoints_from_env
+    from kit.llm.endpoints import endpoints_from_env
 
     described: list[dict] = []
     for nb in notebooks:

@@ -45,7 +45,7 @@ def fake_openai():
 @pytest.fixture(scope="session")
 def embedded_endpoint():
     """An Endpoint to the embedded llama.cpp server (SmolLM2-135M), started once per test session."""
-    from kit.local_server import local_server
+    from kit.llm.local_server import local_server
 
     with local_server() as endpoint:
         yield endpoint

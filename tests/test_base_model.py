@@ -1,4 +1,4 @@
-"""kit.base_model: the embedded GGUF loads offline into torch with its own tokenizer and template
+"""kit.training.base_model: the embedded GGUF loads offline into torch with its own tokenizer and template
 (slow: about 20 s), a local Hugging Face folder loads too, and bad paths or a template that is not
 ChatML are one clear error."""
 
@@ -10,7 +10,7 @@ import pytest
 
 from tiny_lm import make_tiny_model
 
-from kit.base_model import (SYSTEM_PROMPT, BaseModelError, ChatTokenizer, chat_messages, default_gguf, load_base,
+from kit.training.base_model import (SYSTEM_PROMPT, BaseModelError, ChatTokenizer, chat_messages, default_gguf, load_base,
                             reply, with_default_system)
 
 

@@ -1,8 +1,8 @@
-"""kit.calculator: the arithmetic it accepts, and the expressions it refuses with a clear message."""
+"""kit.training.calculator: the arithmetic it accepts, and the expressions it refuses with a clear message."""
 
 import pytest
 
-from kit.calculator import CalculatorError, evaluate, format_result
+from kit.training.calculator import CalculatorError, evaluate, format_result
 
 
 @pytest.mark.parametrize("expr, value", [

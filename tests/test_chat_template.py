@@ -1,4 +1,4 @@
-"""The base model's chat template (ChatML) through kit.render: ids equal the model's own
+"""The base model's chat template (ChatML) through kit.tokens.render: ids equal the model's own
 `apply_chat_template`, masks per region, the default system prompt, tool parts refused, the token
 viewer, and the max_tokens guard (issue 14) for both formats.
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from kit.base_model import SYSTEM_PROMPT, ChatTokenizer, chat_messages
-from kit.render import RenderError, render_batch, render_conversation, render_for_completion
+from kit.training.base_model import SYSTEM_PROMPT, ChatTokenizer, chat_messages
+from kit.tokens.render import RenderError, render_batch, render_conversation, render_for_completion
 
 CONVERSATIONS = [
     [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello! How can I help?"}],
@@ -37,7 +37,7 @@ def tiny_tok(tmp_path_factory):
 def smollm_tok():
     from transformers import AutoTokenizer
 
-    from kit.base_model import default_gguf
+    from kit.training.base_model import default_gguf
 
     gguf = default_gguf()
     return ChatTokenizer(AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name, local_files_only=True))
@@ -138,7 +138,7 @@ def test_truncation_and_batch(tiny_tok):
 
 
 def test_token_view_shows_chatml(tiny_tok):
-    from kit import token_view
+    from kit.tokens import view as token_view
 
     tok = tiny_tok
     view = token_view.view(tok, chat_messages(CONVERSATIONS[0]), title="chatml")

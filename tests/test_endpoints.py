@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kit.endpoints import NO_KEY, OPENAI_DEFAULT_BASE_URL, OPENROUTER_BASE_URL, Endpoint, endpoints_from_env
+from kit.llm.endpoints import NO_KEY, OPENAI_DEFAULT_BASE_URL, OPENROUTER_BASE_URL, Endpoint, endpoints_from_env
 
 KEY = "sk-secret-value-1234"
 

@@ -1,5 +1,5 @@
 """The course's pictures (kit.figures, kit.memory.plot): each draws what it claims, from real inputs
-(a trained tokenizer, kit.packing, a memory record), and saves as a PNG."""
+(a trained tokenizer, kit.tokens.packing, a memory record), and saves as a PNG."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from kit import figures, packing
+from kit import figures
+from kit.tokens import packing
 from kit.memory.plot import plot_accuracy, plot_timeline
 from kit.memory.retrieval import oracle
 from test_memory_retrieval import drawn_record
@@ -48,7 +49,7 @@ def test_packing_grid_marks_padding_and_dropped_tokens(tmp_path):
 
 
 def test_packing_grid_of_real_rows_shows_the_first_rows(trained_tokenizer):
-    from kit.tasks import SpellingBee
+    from kit.training.tasks import SpellingBee
 
     rendered = [trained_tokenizer.render_conversation(r) for r in list(SpellingBee(12, seed=0))]
     sequences = [(r.ids, r.mask) for r in rendered]

@@ -1,4 +1,4 @@
-"""kit.finetune on a tiny Llama model (tests/tiny_lm.py): LoRA and full training lower the masked loss,
+"""kit.training.finetune on a tiny Llama model (tests/tiny_lm.py): LoRA and full training lower the masked loss,
 the output folder loads back, mixtures count right, bad input is one line with rc 2, and a run killed
 with SIGKILL or stopped with Ctrl-C resumes from its checkpoint (never from a damaged one)."""
 
@@ -17,7 +17,7 @@ import torch
 
 from tiny_lm import GENERAL, IDENTITY, make_tiny_model
 
-from kit.finetune import (CHECKPOINTS, POINTER, FinetuneError, collate, conversation_loss, finetune, length_batches,
+from kit.training.finetune import (CHECKPOINTS, POINTER, FinetuneError, collate, conversation_loss, finetune, length_batches,
                           main, masked_loss, mixture)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,7 +35,7 @@ def run(tiny, out, **kw):
 
 
 def test_lora_lowers_the_loss_and_writes_a_loadable_folder(tiny, tmp_path):
-    from kit.base_model import SYSTEM_PROMPT, chat_messages, load_base, load_finetuned
+    from kit.training.base_model import SYSTEM_PROMPT, chat_messages, load_base, load_finetuned
 
     out = tmp_path / "ft"
     result = run(tiny, out, steps=16)

@@ -1,4 +1,4 @@
-"""kit.generate end to end against a real loopback server: faults, kill and resume, secrets, export.
+"""kit.generation.generate end to end against a real loopback server: faults, kill and resume, secrets, export.
 
 The fake server (tests/fake_openai.py) scripts each reply from the prompt it receives, so a test can
 give every index its own fault and then check that each index ended up exactly once in the output
@@ -17,15 +17,15 @@ import pytest
 
 from fake_openai import MODEL, Reply
 from kit import paths
-from kit.endpoints import Endpoint
-from kit.export import main as export_main
-from kit.generate import Journal, file_paths, generate
-from kit.generate import main as generate_main
-from kit.llm_client import FatalAPIError, LLMClient
+from kit.llm.endpoints import Endpoint
+from kit.generation.export import main as export_main
+from kit.generation.generate import Journal, file_paths, generate
+from kit.generation.generate import main as generate_main
+from kit.llm.client import FatalAPIError, LLMClient
 from kit.manifest import read_manifest
-from kit.prompts import render_prompt
+from kit.generation.prompts import render_prompt
 from kit.records import read_records
-from kit.sampling import sample_elements
+from kit.generation.sampling import sample_elements
 
 GOOD = json.dumps({"messages": [{"role": "user", "content": "hi, who are you?"},
                                 {"role": "assistant", "content": "I am nanochat, a small open-source LLM."}]})
@@ -234,7 +234,7 @@ def test_a_conversation_that_copies_its_instructions_is_rejected(tmp_path, fake_
 
 
 def test_instruction_lines_leave_out_the_knowledge_and_the_example_openers():
-    from kit.prompts import instruction_lines, load_knowledge
+    from kit.generation.prompts import instruction_lines, load_knowledge
 
     elements = sample_elements("v2", 0, 3)
     lines = instruction_lines(render_prompt(elements), elements)
@@ -290,7 +290,7 @@ def test_existing_file_without_journal_needs_append_or_fresh(tmp_path, fake_open
 def test_journal_drops_a_line_cut_short_by_a_kill(tmp_path):
     path = tmp_path / "j.jsonl"
     whole = json.dumps({"index": 0, "status": "rejected", "reject": {"rules": ["json"]}})
-    path.write_text('{"journal": "kit.generate", "version": 1, "seed": 0, "recipe": "v2"}\n' + whole + '\n{"index": 1, "sta')
+    path.write_text('{"journal": "kit.generation.generate", "version": 1, "seed": 0, "recipe": "v2"}\n' + whole + '\n{"index": 1, "sta')
     journal = Journal(path).load()
     assert list(journal.entries) == [0]
     assert path.read_text().endswith(whole + "\n")  # the fragment is gone, appends start on a fresh line

@@ -1,4 +1,4 @@
-"""kit.gguf_export with the real SmolLM2-135M GGUF: an export of the unchanged base reproduces every base
+"""kit.training.gguf_export with the real SmolLM2-135M GGUF: an export of the unchanged base reproduces every base
 tensor (so the name map and the Q/K permutation are right), the exported file loads in llama.cpp, carries
 the kit's chat template, and `python -m kit serve --gguf FILE` serves it and answers a chat request."""
 
@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kit.base_model import SYSTEM_PROMPT, default_gguf, load_base, with_default_system
-from kit.gguf_export import ExportError, compare_with_base, export_gguf, gguf_tensors
+from kit.training.base_model import SYSTEM_PROMPT, default_gguf, load_base, with_default_system
+from kit.training.gguf_export import ExportError, compare_with_base, export_gguf, gguf_tensors
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -98,8 +98,8 @@ def test_finetune_with_gguf_serves_the_template_training_used(tmp_path):
     (default system prompt = the kit's), so training, in-process evaluation and serving agree."""
     import gguf
 
-    from kit.base_model import chat_messages, load_finetuned
-    from kit.finetune import finetune
+    from kit.training.base_model import chat_messages, load_finetuned
+    from kit.training.finetune import finetune
     from tiny_lm import IDENTITY
 
     result = finetune([IDENTITY], tmp_path / "ft", steps=1, gguf=True, progress=False)

@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from fake_openai import Reply
-from kit import identity
-from kit.identity import (KINDS, NO_FOREIGN, evaluate_identity, foreign_identity_claims, load_identity_data,
+from kit.training import identity
+from kit.training.identity import (KINDS, NO_FOREIGN, evaluate_identity, foreign_identity_claims, load_identity_data,
                           score_answer, select_probes)
 from kit.paths import knowledge_dir, project_root
 
@@ -205,7 +205,7 @@ def _responder(answers: dict[str, Reply]):
 
 
 def test_eval_against_a_scripted_server_gives_exact_scores(tmp_path, fake_openai):
-    from kit.base_model import SYSTEM_PROMPT
+    from kit.training.base_model import SYSTEM_PROMPT
 
     data = _small_data(tmp_path)
     srv = fake_openai(_responder({"Name please?": Reply(content=GOOD), "who mde u": Reply(content=GOOD),
@@ -350,14 +350,14 @@ def test_no_probe_is_a_user_message_of_any_training_file():
 
 @pytest.fixture(scope="module")
 def base():
-    from kit.base_model import load_base
+    from kit.training.base_model import load_base
 
     return load_base()
 
 
 @pytest.mark.slow
 def test_checkpoint_mode_answers_greedily_in_batches(base):
-    from kit.base_model import SYSTEM_PROMPT, reply
+    from kit.training.base_model import SYSTEM_PROMPT, reply
 
     model, tok = base
     chosen = select_probes(DATA.probes, 3)
@@ -372,7 +372,7 @@ def test_retention_is_the_masked_loss_of_the_assistant_tokens(base):
     import torch
     import torch.nn.functional as F
 
-    from kit.base_model import SYSTEM_PROMPT
+    from kit.training.base_model import SYSTEM_PROMPT
 
     model, tok = base
     records = [{"id": "a", "messages": [{"role": "user", "content": "What is 2 + 3?"},
@@ -416,7 +416,7 @@ def test_the_embedded_model_is_scored_end_to_end(embedded_endpoint):
 @pytest.mark.slow
 @pytest.mark.embedded
 def test_a_gguf_is_served_for_its_evaluation(tmp_path):
-    from kit.base_model import default_gguf
+    from kit.training.base_model import default_gguf
 
     result = evaluate_identity(gguf=default_gguf(), limit=2, max_tokens=8, out=tmp_path / "r.json", show_progress=False)
     assert result.scored == 2 and result.source.endswith("served by llama.cpp")

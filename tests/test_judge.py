@@ -1,4 +1,4 @@
-"""kit.judge against a real loopback server: grades joined by id, bad grades re-asked then recorded as
+"""kit.quality.judge against a real loopback server: grades joined by id, bad grades re-asked then recorded as
 unjudged, a SIGKILL mid-run and a resume that judges no record twice, the --min-score filter."""
 
 import json
@@ -13,10 +13,10 @@ import pytest
 
 from fake_openai import MODEL, Reply
 from kit import paths
-from kit.endpoints import Endpoint
-from kit.judge import check_grade, judge, judge_prompt, load_scores
-from kit.judge import main as judge_main
-from kit.llm_client import LLMClient
+from kit.llm.endpoints import Endpoint
+from kit.quality.judge import check_grade, judge, judge_prompt, load_scores
+from kit.quality.judge import main as judge_main
+from kit.llm.client import LLMClient
 from kit.locking import LockedError, exclusive
 from kit.records import read_records, write_records
 

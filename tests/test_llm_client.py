@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from fake_openai import MODEL, Reply
-from kit.endpoints import Endpoint
-from kit.llm_client import (AdaptiveLimiter, FatalAPIError, LLMClient, RetriesExhausted, _retry_after, connect,
+from kit.llm.endpoints import Endpoint
+from kit.llm.client import (AdaptiveLimiter, FatalAPIError, LLMClient, RetriesExhausted, _retry_after, connect,
                             parse_json_reply, response_format, run_sync)
 
 USER = [{"role": "user", "content": "hello"}]
@@ -328,7 +328,7 @@ def test_the_cache_is_keyed_by_the_set_of_servers(fake_openai, tmp_path):
 
 
 def test_a_server_the_kit_started_is_cached_by_its_model_file_not_its_port(fake_openai, tmp_path):
-    """kit.local_server names its endpoint by the GGUF it serves: a re-run on a new port reuses the replies."""
+    """kit.llm.local_server names its endpoint by the GGUF it serves: a re-run on a new port reuses the replies."""
     first, second = fake_openai(), fake_openai()
     ask = [{"role": "user", "content": "same question"}]
 

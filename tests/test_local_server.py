@@ -11,8 +11,8 @@ import time
 import httpx
 import pytest
 
-from kit import local_server as ls
-from kit.llm_client import LLMClient, connect, parse_json_reply, run_sync
+from kit.llm import local_server as ls
+from kit.llm.client import LLMClient, connect, parse_json_reply, run_sync
 
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}, "country": {"type": "string"}},
           "required": ["city", "country"]}
@@ -109,7 +109,7 @@ def test_the_server_does_not_outlive_a_killed_owner():
     # SIGKILL leaves no chance for atexit or finally: the server's own watchdog must notice.
     owner = subprocess.Popen(
         [sys.executable, "-c",
-         "import time\nfrom kit.local_server import local_server\n"
+         "import time\nfrom kit.llm.local_server import local_server\n"
          "with local_server() as ep:\n    print(ep.base_url, flush=True)\n    time.sleep(600)\n"],
         stdout=subprocess.PIPE, text=True)
     base_url = owner.stdout.readline().strip()

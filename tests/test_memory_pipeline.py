@@ -16,8 +16,8 @@ from decimal import Decimal
 
 import pytest
 
-from kit.endpoints import Endpoint
-from kit.llm_client import LLMClient, run_sync
+from kit.llm.endpoints import Endpoint
+from kit.llm.client import LLMClient, run_sync
 from kit.memory.cli import main
 from kit.memory.dataset import MemoryConfig, generate_records, plan_sessions, read_dataset
 from kit.memory.evaluate import dates_in, fit_context, score

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from kit.llm_client import LLMClient, run_sync
-from kit.endpoints import Endpoint
+from kit.llm.client import LLMClient, run_sync
+from kit.llm.endpoints import Endpoint
 from kit.memory.scenes import load_scenes
 from kit.memory.sessions import SessionPlan, amounts_in, check_session, generate_session, render_chunk
 from memory_fakes import model_responder

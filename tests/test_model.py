@@ -1,10 +1,10 @@
-"""kit.model: causal, ignores -1 targets, counts FLOPs, samples until a stop token."""
+"""kit.training.model: causal, ignores -1 targets, counts FLOPs, samples until a stop token."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from kit.model import GPT, GPTConfig
+from kit.training.model import GPT, GPTConfig
 
 TINY = GPTConfig(vocab_size=50, sequence_len=16, n_layer=2, n_head=2, n_embd=32)
 

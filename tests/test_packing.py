@@ -1,4 +1,4 @@
-"""kit.packing: BOS-aligned rows, nothing dropped by best-fit-pad, ignored padding targets, and the
+"""kit.tokens.packing: BOS-aligned rows, nothing dropped by best-fit-pad, ignored padding targets, and the
 report's figures on a crafted set whose answers are known by hand."""
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kit.packing import IGNORE_INDEX, batches, compare_strategies, pack_rows, targets, trained_tokens
+from kit.tokens.packing import IGNORE_INDEX, batches, compare_strategies, pack_rows, targets, trained_tokens
 
 BOS, PAD = 0, 99
 

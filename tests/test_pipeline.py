@@ -216,7 +216,7 @@ def tiny(tmp_path):
     write_notebook(folder / "01_make.ipynb", 'run_dir = "runs/interactive"\nn = 2\nlabel = "tiny"\n', SETUP,
                    '(run_dir / "made.json").write_text(json.dumps({"n": n, "python": sys.executable}))')
     write_notebook(folder / "02_use.ipynb", 'run_dir = "runs/interactive"\n', SETUP,
-                   "import asyncio\nfrom kit.llm_client import run_sync\n"
+                   "import asyncio\nfrom kit.llm.client import run_sync\n"
                    "async def double(x):\n    await asyncio.sleep(0.01)\n    return 2 * x",
                    'made = json.loads((run_dir / "made.json").read_text())\n'
                    '(run_dir / "used.json").write_text(json.dumps({"doubled": run_sync(double(made["n"]))}))')
@@ -397,7 +397,7 @@ def test_smoke_pipeline_end_to_end(tmp_path, monkeypatch):
     """The README's main command, in a temp folder: all notebooks run, the manifest lists real files,
     and a key in the environment never reaches the run folder."""
     # A canary key the kit must never write. Not OPENAI_API_KEY: alone it selects api.openai.com
-    # (kit.endpoints), and this test must use the embedded model.
+    # (kit.llm.endpoints), and this test must use the embedded model.
     monkeypatch.setenv("KIT_API_KEY", CANARY)
     monkeypatch.setenv("HF_TOKEN", CANARY[::-1])
     for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "OPENROUTER_API_KEY"):
@@ -405,7 +405,11 @@ def test_smoke_pipeline_end_to_end(tmp_path, monkeypatch):
     # The LLM reply cache stays the shared default (runs/.cache, as for nbval): on a cold cache this run
     # pays the embedded model's calls and nbval, which runs the same notebooks next, gets them free.
     monkeypatch.delenv("KIT_CACHE_DIR")
-    result = pipeline.run_pipeline(preset="smoke", runs_root=tmp_path / "runs", run_id="e2e")
+    # The LLM notebooks run with the smoke values (their replies are then cached for nbval); the two that
+    # train run shorter here: nbval runs them in full next, and this test is about the plumbing.
+    short = {"05_midtrain_smoke": {"steps": 5},
+             "07_identity_finetune": {"identity_examples": 4, "epochs": 1.0, "probe_limit": 7, "held_out": 4}}
+    result = pipeline.run_pipeline(preset="smoke", overrides=short, runs_root=tmp_path / "runs", run_id="e2e")
     failure = result.failure
     assert failure is None, f"{failure}\n{failure.traceback}"
     manifest = json.loads(result.manifest_path.read_text())

@@ -1,4 +1,4 @@
-"""kit.quality on crafted files with known answers: coverage shares, planted near-duplicates,
+"""kit.quality.report on crafted files with known answers: coverage shares, planted near-duplicates,
 distinct-n, first-message duplicates, style rules, cost per supervised token, and the CLI."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kit import quality
+from kit.quality import report as quality
 from kit.records import read_records
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -74,7 +74,7 @@ def test_coverage_of_records_without_meta_says_so():
 
 
 def test_coverage_uses_the_recipe_targets_of_kit_sampling():
-    sampling = pytest.importorskip("kit.sampling")
+    sampling = pytest.importorskip("kit.generation.sampling")
     dims = sampling.load_dimensions()
     records = [conversation("q", "a", meta=sampling.sample_elements("v2", 7, i, dims)) for i in range(3000)]
     cov = quality.coverage(records)
@@ -322,7 +322,7 @@ def test_cli_user_errors_are_one_line(argv, message, capsys):
 
 
 def test_plots_return_figures():
-    from kit import quality_plots
+    from kit.quality import plots as quality_plots
 
     records = read_records(COVERAGE, strict=False).records
     fig = quality_plots.coverage_bars(quality.coverage(records))
@@ -410,8 +410,8 @@ def test_cli_shows_the_file_beside_the_reference_with_sample_sizes(tmp_path, cap
 
 
 def test_quality_plots_for_the_plan_the_comparison_and_the_scores():
-    from kit import quality_plots
-    from kit.sampling import sample_elements
+    from kit.quality import plots as quality_plots
+    from kit.generation.sampling import sample_elements
 
     plan = [{"id": str(i), "messages": [], "meta": sample_elements("v2", 0, i)} for i in range(300)]
     fig = quality_plots.plan_heatmap(plan)

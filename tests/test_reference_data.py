@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from kit.identity import foreign_identity_claims, load_identity_data
+from kit.training.identity import foreign_identity_claims, load_identity_data
 from kit.paths import knowledge_dir
-from kit.quality import coverage, near_duplicates
+from kit.quality.report import coverage, near_duplicates
 from kit.records import message_text, read_records
-from kit.sampling import load_dimensions
-from kit.validation import dynamic_message_count, load_rules, validate_messages
+from kit.generation.sampling import load_dimensions
+from kit.quality.validation import dynamic_message_count, load_rules, validate_messages
 
 REFERENCE = knowledge_dir() / "reference"
 IDENTITY = REFERENCE / "identity.jsonl"

@@ -18,17 +18,17 @@ import pytest
 from fake_openai import (MODEL, Reply, brackets_responder, echo_key_responder, hang_responder, html_responder,
                          trickle_responder)
 from kit import paths
-from kit.endpoints import Endpoint
-from kit.export import main as export_main
-from kit.generate import Journal, file_paths, generate
-from kit.generate import main as generate_main
-from kit.llm_client import LLMClient, RetriesExhausted, parse_json_reply, run_sync
+from kit.llm.endpoints import Endpoint
+from kit.generation.export import main as export_main
+from kit.generation.generate import Journal, file_paths, generate
+from kit.generation.generate import main as generate_main
+from kit.llm.client import LLMClient, RetriesExhausted, parse_json_reply, run_sync
 from kit.locking import LockedError, exclusive
 from kit.memory.cli import main as memory_main
 from kit.pipeline import NotebookFailed, RunResult, failure_message
 from kit.records import load_json, read_records
 from kit.secrets import scrub, scrub_text
-from kit.validation import main as validate_main
+from kit.quality.validation import main as validate_main
 from memory_fakes import model_responder
 
 GOOD = json.dumps({"messages": [{"role": "user", "content": "hi, who are you?"},
@@ -104,7 +104,7 @@ def test_memory_midtrain_and_pipeline_take_the_lock_too(tmp_path, locked, capsys
                         "--model", "m"]) == 1
     assert f"being written by process {holder.pid}" in capsys.readouterr().err
 
-    from kit.train import main as midtrain_main
+    from kit.training.midtrain import main as midtrain_main
 
     holder = locked(tmp_path / "mid")
     assert midtrain_main(["--out", str(tmp_path / "mid"), "--size", "10", "--steps", "1", "--device", "cpu"]) == 1
@@ -182,9 +182,9 @@ def test_deeply_nested_input_is_a_problem_of_its_line_in_every_reader(tmp_path, 
     assert validate_main([str(bad)]) == 1
     captured = capsys.readouterr()
     assert f"{bad}:1: " in captured.out and "nested more than" in captured.out
-    from kit.quality import main as quality_main
-    from kit.token_view import main as tokens_main
-    from kit.train import main as midtrain_main
+    from kit.quality.report import main as quality_main
+    from kit.tokens.view import main as tokens_main
+    from kit.training.midtrain import main as midtrain_main
 
     commands = {"export": lambda: export_main([str(bad), "--format", "customjson", "--output", str(tmp_path / "o")]),
                 "quality": lambda: quality_main([str(bad)]),
@@ -201,7 +201,7 @@ def test_deeply_nested_input_is_a_problem_of_its_line_in_every_reader(tmp_path, 
 
 
 def test_memory_datasets_and_training_sets_are_read_within_limits(tmp_path):
-    from kit.datasets import DatasetError, SmolTalk
+    from kit.training.datasets import DatasetError, SmolTalk
     from kit.memory.dataset import read_dataset
 
     deep = tmp_path / "synth.json"
@@ -229,7 +229,7 @@ TINY = dict(n_layer=1, n_head=2, n_embd=32, sequence_len=32, batch_size=2, eval_
 
 
 def spelling(n=12):
-    from kit.tasks import SimpleSpelling
+    from kit.training.tasks import SimpleSpelling
 
     return list(SimpleSpelling(n, seed=0))
 
@@ -238,7 +238,7 @@ def spelling(n=12):
 def test_a_full_disk_during_a_checkpoint_leaves_the_previous_one_loadable(trained_tokenizer, tmp_path, monkeypatch):
     import safetensors.torch
 
-    from kit.train import load_checkpoint, midtrain
+    from kit.training.midtrain import load_checkpoint, midtrain
 
     real, calls = safetensors.torch.save_file, []
 
@@ -261,7 +261,7 @@ def test_a_full_disk_during_a_checkpoint_leaves_the_previous_one_loadable(traine
 
 
 def test_a_swap_cut_short_falls_back_to_the_previous_checkpoint(trained_tokenizer, tmp_path):
-    from kit.train import load_checkpoint, midtrain
+    from kit.training.midtrain import load_checkpoint, midtrain
 
     result = midtrain(spelling(), trained_tokenizer, device="cpu", steps=2, out_dir=tmp_path, **TINY)
     os.replace(tmp_path / "checkpoint", tmp_path / ".checkpoint.old")  # killed between the two renames
@@ -274,23 +274,23 @@ def test_a_swap_cut_short_falls_back_to_the_previous_checkpoint(trained_tokenize
 @pytest.mark.slow
 def test_an_interrupted_run_resumes_exactly_and_other_parameters_start_over(trained_tokenizer, tmp_path,
                                                                            monkeypatch, capsys):
-    import kit.train
-    from kit.train import Interrupted, midtrain
+    import kit.training.midtrain
+    from kit.training.midtrain import Interrupted, midtrain
 
     full = midtrain(spelling(), trained_tokenizer, device="cpu", steps=6, **TINY)
-    real_lr_at = kit.train.lr_at
+    real_lr_at = kit.training.midtrain.lr_at
 
     def ctrl_c_at_step_4(step, config):
         if step == 3:
             raise KeyboardInterrupt
         return real_lr_at(step, config)
 
-    monkeypatch.setattr(kit.train, "lr_at", ctrl_c_at_step_4)
+    monkeypatch.setattr(kit.training.midtrain, "lr_at", ctrl_c_at_step_4)
     with pytest.raises(Interrupted) as info:
         midtrain(spelling(), trained_tokenizer, device="cpu", steps=6, out_dir=tmp_path, checkpoint_every=0, **TINY)
     assert info.value.step == 3
     assert json.loads((tmp_path / "checkpoint" / "config.json").read_text())["step"] == 3
-    monkeypatch.setattr(kit.train, "lr_at", real_lr_at)
+    monkeypatch.setattr(kit.training.midtrain, "lr_at", real_lr_at)
 
     resumed = midtrain(spelling(), trained_tokenizer, device="cpu", steps=6, out_dir=tmp_path, **TINY)
     assert resumed.resumed_from == 3 and [h["step"] for h in resumed.history] == list(range(1, 7))
@@ -354,7 +354,7 @@ def test_ctrl_c_saves_and_exits_130_with_one_line(tokenizer_dir, tmp_path):
 
 
 def test_a_stray_python_end_does_not_run_a_closed_tool_call_again(trained_tokenizer, monkeypatch):
-    import kit.train
+    import kit.training.midtrain
 
     tok = trained_tokenizer
     sid = tok.special_id
@@ -375,8 +375,8 @@ def test_a_stray_python_end_does_not_run_a_closed_tool_call_again(trained_tokeni
                     return
 
     calls = []
-    monkeypatch.setattr(kit.train, "evaluate", lambda expression: calls.append(expression) or 5)
-    reply = kit.train.chat(Scripted(), tok, "What is 2+3?", max_new_tokens=50)
+    monkeypatch.setattr(kit.training.midtrain, "evaluate", lambda expression: calls.append(expression) or 5)
+    reply = kit.training.midtrain.chat(Scripted(), tok, "What is 2+3?", max_new_tokens=50)
     assert calls == ["2+3"]
     assert reply.count("<|output_start|>") == 1 and reply.endswith("five")
 
@@ -597,7 +597,7 @@ def test_a_bom_at_the_start_of_a_file_is_accepted(tmp_path, capsys):
 
 
 def test_a_knowledge_file_that_is_not_utf8_is_named(tmp_path):
-    from kit.sampling import load_dimensions
+    from kit.generation.sampling import load_dimensions
 
     folder = tmp_path / "knowledge"
     shutil.copytree(paths.knowledge_dir(), folder)

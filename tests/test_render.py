@@ -7,8 +7,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kit.render import RenderError, Rendered, render_batch, render_conversation, token_table
-from kit.tokenizer import SPECIAL_TOKENS
+from kit.tokens.render import RenderError, Rendered, render_batch, render_conversation, token_table
+from kit.tokens.tokenizer import SPECIAL_TOKENS
 
 # ---- an independent statement of the rules: a conversation as (text, mask) segments --------------
 
@@ -331,16 +331,16 @@ def test_render_batch_error_names_the_conversation(trained_tokenizer):
 def test_render_batch_names_a_worker_that_died(trained_tokenizer, monkeypatch):
     import os
 
-    import kit.render
+    import kit.tokens.render
 
-    parent, real = os.getpid(), kit.render._render_range_with
+    parent, real = os.getpid(), kit.tokens.render._render_range_with
 
     def dies_in_a_worker(*args):
         if os.getpid() != parent:
             os._exit(3)  # as if the OOM killer took it
         return real(*args)
 
-    monkeypatch.setattr(kit.render, "_render_range_with", dies_in_a_worker)
+    monkeypatch.setattr(kit.tokens.render, "_render_range_with", dies_in_a_worker)
     good = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
     with pytest.raises(RuntimeError, match=r"conversations 250\.\.499 died \(exit code 3\)"):
         render_batch(trained_tokenizer, [good] * 500, workers=2)

@@ -1,12 +1,12 @@
-"""kit.sampling and kit.prompts: per-index determinism, the two recipes, target shares, templates."""
+"""kit.generation.sampling and kit.generation.prompts: per-index determinism, the two recipes, target shares, templates."""
 
 import math
 from collections import Counter
 
 import pytest
 
-from kit.prompts import conversation_schema, reask_messages, render_prompt
-from kit.sampling import load_dimensions, sample_elements, target_shares
+from kit.generation.prompts import conversation_schema, reask_messages, render_prompt
+from kit.generation.sampling import load_dimensions, sample_elements, target_shares
 
 DIMS = load_dimensions()
 

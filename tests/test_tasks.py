@@ -1,4 +1,4 @@
-"""kit.tasks and kit.datasets: built-in tasks are deterministic and their tool parts are right;
+"""kit.training.tasks and kit.training.datasets: built-in tasks are deterministic and their tool parts are right;
 the readers turn fixture files in the public sets' formats into conversation records."""
 
 import json
@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from kit.calculator import evaluate, format_result
-from kit.datasets import GSM8K, MMLU, DatasetError, MemoryDialogues, SmolTalk, gsm8k_parts
+from kit.training.calculator import evaluate, format_result
+from kit.training.datasets import GSM8K, MMLU, DatasetError, MemoryDialogues, SmolTalk, gsm8k_parts
 from kit.records import RecordError, message_text
-from kit.tasks import (Arithmetic, IdentityTask, Mixture, SimpleSpelling, SpellingBee, default_mixture,
+from kit.training.tasks import (Arithmetic, IdentityTask, Mixture, SimpleSpelling, SpellingBee, default_mixture,
                        load_words, sample_texts)
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -1,4 +1,4 @@
-"""kit.token_view: the HTML view, the DataFrame, the terminal command and file stats."""
+"""kit.tokens.view: the HTML view, the DataFrame, the terminal command and file stats."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from kit.render import render_conversation
-from kit.token_view import TokenView, dataframe, file_stats, html_view, main, view
+from kit.tokens.render import render_conversation
+from kit.tokens.view import TokenView, dataframe, file_stats, html_view, main, view
 
 
 def test_html_view_colours_marks_and_explains(trained_tokenizer, gsm8k_example):

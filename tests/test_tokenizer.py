@@ -1,4 +1,4 @@
-"""kit.tokenizer: training with rustbpe, encoding with tiktoken, the special tokens, a safe file
+"""kit.tokens.tokenizer: training with rustbpe, encoding with tiktoken, the special tokens, a safe file
 format with an exact round trip, and the `python -m kit tokenizer train` command."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import warnings
 
 import pytest
 
-from kit.tokenizer import SPECIAL_TOKENS, SPLIT_PATTERN, Tokenizer, default_corpus, main, texts_from_paths
+from kit.tokens.tokenizer import SPECIAL_TOKENS, SPLIT_PATTERN, Tokenizer, default_corpus, main, texts_from_paths
 
 SAMPLES = [
     "Weng earns $12 an hour for babysitting.",
@@ -78,7 +78,7 @@ def test_train_warns_when_corpus_is_too_small():
 
 
 def test_train_refuses_an_empty_corpus(tmp_path, capsys):
-    from kit.tokenizer import main
+    from kit.tokens.tokenizer import main
 
     with pytest.raises(ValueError, match="no training text"):
         Tokenizer.train(["", "  \n"], 300, progress=False)

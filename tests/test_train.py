@@ -1,4 +1,4 @@
-"""kit.train: the loss falls, a tiny model memorises a few conversations and answers with them,
+"""kit.training.midtrain: the loss falls, a tiny model memorises a few conversations and answers with them,
 sft mode trains on the assistant's tokens only, checkpoints round-trip, and the CLI reports errors."""
 
 import json
@@ -11,9 +11,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kit.packing import pack_rows, targets
-from kit.tasks import SimpleSpelling
-from kit.train import PRESETS, chat, load_checkpoint, lr_at, main, midtrain, split_validation
+from kit.tokens.packing import pack_rows, targets
+from kit.training.tasks import SimpleSpelling
+from kit.training.midtrain import PRESETS, chat, load_checkpoint, lr_at, main, midtrain, split_validation
 
 TINY = dict(n_layer=2, n_head=2, n_embd=64, sequence_len=64, batch_size=4, eval_every=10, progress=False,
             sample_tokens=0, peak_flops=1e9)
@@ -77,7 +77,7 @@ def test_sft_mode_trains_on_assistant_tokens_only(trained_tokenizer):
     assert tok.decode(sft[sft != -1].tolist()) == FACTS[0][1] + "<|assistant_end|>"
     # and the model's loss in sft mode is the cross-entropy over exactly those positions, by hand
     torch.manual_seed(0)
-    from kit.model import GPT, GPTConfig
+    from kit.training.model import GPT, GPTConfig
 
     model = GPT(GPTConfig(vocab_size=tok.vocab_size, sequence_len=64, n_layer=1, n_head=2, n_embd=32))
     with torch.no_grad():
@@ -154,9 +154,9 @@ def test_cli_bad_input_is_one_line_error(tmp_path, capsys):
 DDP_SCRIPT = """
 import hashlib, os, sys
 import torch
-from kit.tasks import SimpleSpelling
-from kit.tokenizer import Tokenizer
-from kit.train import midtrain
+from kit.training.tasks import SimpleSpelling
+from kit.tokens.tokenizer import Tokenizer
+from kit.training.midtrain import midtrain
 torch.set_num_threads(1)
 r = midtrain(list(SimpleSpelling(60, seed=0)), Tokenizer.load(sys.argv[1]), device="cpu", steps=3, **TINY)
 digest = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in r.model.parameters())).hexdigest()

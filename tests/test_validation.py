@@ -1,4 +1,4 @@
-"""kit.validation: every rule, all problems at once, never an exception, and the CLI.
+"""kit.quality.validation: every rule, all problems at once, never an exception, and the CLI.
 
 The content rules are tested on the exact bad examples of issue 13 (tests/fixtures/bad_examples.jsonl)
 and on the hand-written reference files, which must pass with no finding at all."""
@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kit import paths
-from kit.validation import (CONTENT_RULES, Problem, dynamic_message_count, errors, load_rules, main,
+from kit.quality.validation import (CONTENT_RULES, Problem, dynamic_message_count, errors, load_rules, main,
                             validate_file, validate_messages)
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -275,12 +275,12 @@ def test_kit_validate_on_the_bad_examples_plus_the_reference_flags_exactly_the_b
 
 def test_generation_reasks_naming_the_content_problem_and_keeps_it_in_meta(tmp_path, fake_openai):
     from fake_openai import MODEL, Reply
-    from kit.endpoints import Endpoint
-    from kit.generate import generate
-    from kit.llm_client import LLMClient
-    from kit.prompts import render_prompt
+    from kit.llm.endpoints import Endpoint
+    from kit.generation.generate import generate
+    from kit.llm.client import LLMClient
+    from kit.generation.prompts import render_prompt
     from kit.records import read_records
-    from kit.sampling import sample_elements
+    from kit.generation.sampling import sample_elements
 
     n = 4
     elements = {render_prompt(sample_elements("v2", 0, i)): sample_elements("v2", 0, i) for i in range(n)}

@@ -1,7 +1,7 @@
 """A real tokenizer for tests: trained once per session (about a second) on the knowledge folder
 plus a generated English-like corpus, so every test that needs token ids gets honest BPE ids.
 
-Fixtures: `trained_tokenizer` (a kit.tokenizer.Tokenizer), `tokenizer_dir` (the same, saved),
+Fixtures: `trained_tokenizer` (a kit.tokens.tokenizer.Tokenizer), `tokenizer_dir` (the same, saved),
 `gsm8k_example` (seed 003's worked example: the conversation and nanochat's 92-token table).
 """
 
@@ -59,7 +59,7 @@ def training_texts() -> list[str]:
 
 @pytest.fixture(scope="session")
 def trained_tokenizer():
-    from kit.tokenizer import Tokenizer
+    from kit.tokens.tokenizer import Tokenizer
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a small knowledge folder may not fill the vocabulary

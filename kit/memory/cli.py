@@ -15,8 +15,8 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from kit.llm_client import DEFAULT_ITEM_TIMEOUT_S, DEFAULT_TIMEOUT_S, LLMError
-from kit.local_server import LocalServerError
+from kit.llm.client import DEFAULT_ITEM_TIMEOUT_S, DEFAULT_TIMEOUT_S, LLMError
+from kit.llm.local_server import LocalServerError
 from kit.locking import LockedError
 from kit.memory.dataset import FAST, MemoryConfig, cache_note, generate, summary_lines
 from kit.secrets import scrub_text

@@ -29,8 +29,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from kit.endpoints import endpoints_from_env
-from kit.llm_client import DEFAULT_ITEM_TIMEOUT_S, DEFAULT_TIMEOUT_S, LLMClient, LLMError, connect, run_sync
+from kit.llm.endpoints import endpoints_from_env
+from kit.llm.client import DEFAULT_ITEM_TIMEOUT_S, DEFAULT_TIMEOUT_S, LLMClient, LLMError, connect, run_sync
 from kit.locking import exclusive
 from kit.memory.ledger import Transaction, format_cents, spent_cents
 from kit.memory.questions import CATEGORIES, draw_questions

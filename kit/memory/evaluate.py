@@ -28,9 +28,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from kit.endpoints import endpoints_from_env
-from kit.llm_client import FatalAPIError, LLMClient, RetriesExhausted, connect, parse_json_reply, run_sync
-from kit.local_server import DEFAULT_CONTEXT
+from kit.llm.endpoints import endpoints_from_env
+from kit.llm.client import FatalAPIError, LLMClient, RetriesExhausted, connect, parse_json_reply, run_sync
+from kit.llm.local_server import DEFAULT_CONTEXT
 from kit.memory.dataset import read_dataset, write_json_atomic
 from kit.memory.questions import ANSWER_KIND, CATEGORIES
 from kit.memory.scenes import load_scenes

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from string import Template
 
-from kit.llm_client import LLMClient, RetriesExhausted, parse_json_reply
+from kit.llm.client import LLMClient, RetriesExhausted, parse_json_reply
 from kit.memory.ledger import Transaction, to_cents
 from kit.memory.scenes import canonical_scene, canonical_subscene
 from kit.paths import knowledge_dir

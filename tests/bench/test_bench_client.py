@@ -28,8 +28,8 @@ import httpx
 import openai
 import pytest
 
-from kit.endpoints import Endpoint
-from kit.llm_client import LLMClient
+from kit.llm.endpoints import Endpoint
+from kit.llm.client import LLMClient
 
 LATENCY = 0.2
 CONCURRENCIES = (16, 64)

@@ -1,7 +1,7 @@
 """Near-duplicate detection at scale: 100k synthetic conversations with planted near-duplicates.
 
 Prints, measured in this run:
-- kit.quality.near_duplicates on 100k conversations: seconds, peak memory (growth of the process's peak
+- kit.quality.report.near_duplicates on 100k conversations: seconds, peak memory (growth of the process's peak
   resident set over the run; Linux resets that counter through /proc/self/clear_refs), recall of the planted pairs;
 - the exact O(n^2) pairwise Jaccard baseline on a 2k sample: seconds (and that time scaled to 100k),
   and MinHash-LSH's recall of the pairs the exact baseline finds on the same sample;
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kit import quality
+from kit.quality import report as quality
 
 N = 100_000
 SAMPLE = 2_000

@@ -4,7 +4,7 @@ Both train the real base model (SmolLM2-135M-Instruct from the embedded GGUF), f
 on the same batches (the fixture identity conversations, rendered by the kit, right-padded), with the
 same masked loss (mean over supervised target tokens) and AdamW. The plain loop is what one writes
 from the transformers docs: `model(input_ids, attention_mask=..., labels=...)` with -100 on the
-unsupervised targets, and torch's default AdamW. kit.finetune's step applies the output head only at
+unsupervised targets, and torch's default AdamW. kit.training.finetune's step applies the output head only at
 supervised positions, needs no attention mask (right padding under causal attention) and uses the
 fused AdamW. Target: kit / plain >= 1.0x. The LoRA
 step (the default method) is printed beside them.
@@ -30,8 +30,8 @@ ROUNDS = 3
 
 def _batches(tok, n_batches: int, rows_per_batch: int):
     """(inputs, targets, attention mask) per batch; the mask is for the plain loop only."""
-    from kit.base_model import chat_messages
-    from kit.finetune import collate
+    from kit.training.base_model import chat_messages
+    from kit.training.finetune import collate
 
     records = [json.loads(line) for line in IDENTITY.read_text().splitlines()]
     rows = [(r.ids, r.mask) for r in (tok.render_conversation(chat_messages(rec)) for rec in records)]
@@ -55,9 +55,9 @@ def _plain_loss(model, inputs, targets, attention):
 
 
 def test_finetune_step_throughput():
-    from kit.base_model import load_base
-    from kit.finetune import PRESETS, _autocast, masked_loss, prepare_model
-    from kit.local_server import default_threads
+    from kit.training.base_model import load_base
+    from kit.training.finetune import PRESETS, _autocast, masked_loss, prepare_model
+    from kit.llm.local_server import default_threads
 
     load_before = os.getloadavg()[0]
     cores = os.cpu_count() or 1
@@ -70,7 +70,7 @@ def test_finetune_step_throughput():
     real_tokens = sum(int((t != -100).sum()) for _, t, _ in batches)  # supervised, for the record
     all_tokens = sum(i.numel() for i, _, _ in batches)
     model.train()
-    optimizers = {"kit": torch.optim.AdamW(model.parameters(), lr=1e-6, fused=True),  # as kit.finetune makes it
+    optimizers = {"kit": torch.optim.AdamW(model.parameters(), lr=1e-6, fused=True),  # as kit.training.finetune makes it
                   "plain": torch.optim.AdamW(model.parameters(), lr=1e-6)}  # torch's default
 
     def step(loss_fn, m, opt):
@@ -86,7 +86,7 @@ def test_finetune_step_throughput():
     def kit_loss(m, inputs, targets, _attention):
         return masked_loss(m, inputs, targets)
 
-    methods = {"kit.finetune step (full)": lambda: step(kit_loss, model, optimizers["kit"]),
+    methods = {"kit.training.finetune step (full)": lambda: step(kit_loss, model, optimizers["kit"]),
                "plain transformers loop (full)": lambda: step(_plain_loss, model, optimizers["plain"])}
     best = {name: float("inf") for name in methods}
     for _ in range(ROUNDS):
@@ -97,23 +97,23 @@ def test_finetune_step_throughput():
     optimizers.clear()  # their moments: two copies of the model's size
     lora = prepare_model(model, "lora", PRESETS["cpu-smoke"])
     lora_opt = torch.optim.AdamW([p for p in lora.parameters() if p.requires_grad], lr=1e-6, fused=True)
-    best["kit.finetune step (LoRA, the default)"] = float("inf")
+    best["kit.training.finetune step (LoRA, the default)"] = float("inf")
     for _ in range(ROUNDS):
         start = time.perf_counter()
         step(kit_loss, lora, lora_opt)
-        best["kit.finetune step (LoRA, the default)"] = min(best["kit.finetune step (LoRA, the default)"], time.perf_counter() - start)
+        best["kit.training.finetune step (LoRA, the default)"] = min(best["kit.training.finetune step (LoRA, the default)"], time.perf_counter() - start)
 
     print(f"\n{len(batches)} batches, {all_tokens} padded tokens ({real_tokens} supervised targets), {device}, "
           f"{torch.get_num_threads()} torch threads, {cores} cores, load average {load_before:.1f} before the run")
     for name, seconds in best.items():
         print(f"  {name:<40} {all_tokens / seconds:9.1f} tokens/s  ({seconds:.2f} s)")
-    ratio = best["plain transformers loop (full)"] / best["kit.finetune step (full)"]
+    ratio = best["plain transformers loop (full)"] / best["kit.training.finetune step (full)"]
     print(f"  kit / plain: {ratio:.2f}x (target >= 1.0x)")
     if device.type == "cuda":
-        from kit.train import measure_matmul_flops
+        from kit.training.midtrain import measure_matmul_flops
 
         params = sum(p.numel() for p in model.parameters())
-        flops = 6 * params * all_tokens / best["kit.finetune step (full)"]
+        flops = 6 * params * all_tokens / best["kit.training.finetune step (full)"]
         peak = measure_matmul_flops(device, torch.bfloat16)
         print(f"  MFU (6 N flops/token vs a timed bf16 matmul of {peak / 1e12:.0f} TFLOP/s): {100 * flops / peak:.1f}%")
     if load_before < 0.5 * cores:

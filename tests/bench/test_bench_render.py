@@ -24,8 +24,8 @@ import warnings
 from token_fixtures import english_like_corpus, training_texts
 
 from kit.records import message_text
-from kit.render import available_cores, render_batch, render_conversation
-from kit.tokenizer import Tokenizer
+from kit.tokens.render import available_cores, render_batch, render_conversation
+from kit.tokens.tokenizer import Tokenizer
 
 ROUNDS = 7
 

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import torch
 
-from kit.packing import compare_strategies
-from kit.tasks import default_mixture
-from kit.train import PRESETS, measure_matmul_flops, midtrain, render_all, train_tokenizer_on
+from kit.tokens.packing import compare_strategies
+from kit.training.tasks import default_mixture
+from kit.training.midtrain import PRESETS, measure_matmul_flops, midtrain, render_all, train_tokenizer_on
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ Precedence, first match wins:
   1. explicit URL(s) passed by the caller (`--endpoint`; several, comma-separated, are used round-robin),
   2. `OPENAI_BASE_URL` (+ `OPENAI_API_KEY`), or `OPENAI_API_KEY` alone: OpenAI's API,
   3. `OPENROUTER_API_KEY` alone: OpenRouter's API,
-  4. nothing: `[]`, meaning "start the embedded local model" (see kit.local_server).
+  4. nothing: `[]`, meaning "start the embedded local model" (see kit.llm.local_server).
 The model comes from the argument, else `OPENAI_MODEL`, else `KIT_MODEL`; left empty, the client asks
 the server (`GET /models`) and uses its only model. `.env` is skipped when KIT_NO_DOTENV is set (the
 tests set it, so a developer's own keys are never used by a test run). Keys are read from the environment only and never
@@ -37,7 +37,7 @@ class Endpoint:
     schema_style: how the server takes a JSON schema for structured output:
     "openai" -> response_format={"type": "json_schema", "json_schema": {...}} (OpenAI, OpenRouter, vLLM);
     "llamacpp" -> response_format={"type": "json_object", "schema": ...} (llama-cpp-python's server);
-    "auto" -> not known yet: `kit.llm_client.discover` asks the server's /models (llama-cpp-python
+    "auto" -> not known yet: `kit.llm.client.discover` asks the server's /models (llama-cpp-python
     says owned_by "llamacpp") and picks one of the two; requests are sent openai-style until then.
     """
 

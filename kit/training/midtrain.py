@@ -47,9 +47,9 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from kit.calculator import CalculatorError, evaluate, format_result
-from kit.model import GPT, GPTConfig
-from kit.packing import IGNORE_INDEX, LOSS_MODES, Packed, batches, pack_rows, trained_tokens
+from kit.training.calculator import CalculatorError, evaluate, format_result
+from kit.training.model import GPT, GPTConfig
+from kit.tokens.packing import IGNORE_INDEX, LOSS_MODES, Packed, batches, pack_rows, trained_tokens
 from kit.paths import atomic_write, folder_problem, write_error
 
 
@@ -182,7 +182,7 @@ def split_validation(records: Sequence[dict], fraction: float, seed: int = 0) ->
 
 
 def render_all(tokenizer, records: Iterable[dict]) -> list[tuple[list[int], list[int]]]:
-    from kit.render import RenderError
+    from kit.tokens.render import RenderError
 
     rendered = []
     for rec in records:
@@ -256,7 +256,7 @@ def evaluate_loss(model: GPT, packed: Packed, loss_mode: str, device: torch.devi
 def chat(model: GPT, tokenizer, prompt: str | list[dict], *, max_new_tokens: int = 96, temperature: float = 0.0,
          top_k: int | None = None, seed: int = 0) -> str:
     """The assistant's reply to a user message (or a conversation ending with one), stopping at
-    <|assistant_end|>. A python tool call the model writes is run through kit.calculator and its output
+    <|assistant_end|>. A python tool call the model writes is run through kit.training.calculator and its output
     is fed back between <|output_start|> and <|output_end|>, as the tasks taught it."""
     messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
     context = tokenizer.render_for_completion(messages)
@@ -302,7 +302,7 @@ def midtrain(records: Sequence[dict], tokenizer, *, preset: str = "cpu-smoke", o
              device: str = "auto", peak_flops: float | None = None, prompts: Sequence[str] | None = None,
              sample_tokens: int = 64, progress: bool = True, manifest_extra: dict | None = None,
              resume: bool = True, **overrides) -> MidtrainResult:
-    """Train a fresh GPT on `records` (conversation records, e.g. a kit.tasks.Mixture).
+    """Train a fresh GPT on `records` (conversation records, e.g. a kit.training.tasks.Mixture).
 
     `overrides` set TrainConfig fields (steps=..., loss_mode=..., lr=...). `peak_flops` is the device's
     peak for MFU; by default a matmul is timed here. `prompts` are sampled greedily before and after
@@ -691,7 +691,7 @@ def load_checkpoint(out_dir: str | os.PathLike, device: str = "cpu") -> tuple[GP
     safetensors and JSON only, nothing is unpickled."""
     from safetensors.torch import load_file
 
-    from kit.tokenizer import Tokenizer
+    from kit.tokens.tokenizer import Tokenizer
 
     folder = checkpoint_dir(out_dir)
     if folder is None:
@@ -732,8 +732,8 @@ def save_loss_plot(history: list[dict], path: str | os.PathLike, title: str = "m
 
 def train_tokenizer_on(records: Iterable[dict], vocab_size: int):
     """A tokenizer trained on the knowledge folder and the mixture's text (when none is given)."""
-    from kit.tasks import conversation_texts
-    from kit.tokenizer import Tokenizer, texts_from_paths
+    from kit.training.tasks import conversation_texts
+    from kit.tokens.tokenizer import Tokenizer, texts_from_paths
     from kit.paths import knowledge_dir
 
     texts = list(conversation_texts(records))
@@ -768,11 +768,11 @@ def main(argv: list[str]) -> int:
         parser.add_argument(f"--{name}", metavar="PATH", help=f"add the {name} set (a file or folder in its published format)")
     args = parser.parse_args(argv)
 
-    from kit.datasets import DatasetError
+    from kit.training.datasets import DatasetError
     from kit.locking import LockedError
     from kit.records import RecordError
-    from kit.tasks import default_mixture
-    from kit.tokenizer import Tokenizer
+    from kit.training.tasks import default_mixture
+    from kit.tokens.tokenizer import Tokenizer
 
     if problem := folder_problem(args.out):
         print(f"kit midtrain: --out {problem}", file=sys.stderr)

@@ -3,10 +3,10 @@
     generate(100, "runs/interactive/data/conversations.jsonl", workers=8)
     python -m kit generate --num 100 --workers 8 --output runs/x/data/conversations.jsonl
 
-Item `i` samples its elements (kit.sampling), renders its prompt (kit.prompts), asks the model for
+Item `i` samples its elements (kit.generation.sampling), renders its prompt (kit.generation.prompts), asks the model for
 JSON (schema attached: the turn-order grammar form when every endpoint is llama.cpp, the portable
 form otherwise; a per-item `seed`, so sampling servers repeat themselves), repairs almost-JSON, and
-validates the conversation (kit.validation). A failing item is asked again with its specific
+validates the conversation (kit.quality.validation). A failing item is asked again with its specific
 problems appended (`reasks` times, default 1); after that it is rejected with every reason and the
 raw reply. Nothing is dropped silently. `workers` requests are in flight at once, except against
 the embedded model, which answers one at a time and so is sent one at a time.
@@ -49,17 +49,17 @@ from pathlib import Path
 from typing import Any
 
 from kit import paths
-from kit.endpoints import endpoints_from_env
-from kit.llm_client import (DEFAULT_ITEM_TIMEOUT_S, DEFAULT_TIMEOUT_S, FatalAPIError, LLMClient, RetriesExhausted,
+from kit.llm.endpoints import endpoints_from_env
+from kit.llm.client import (DEFAULT_ITEM_TIMEOUT_S, DEFAULT_TIMEOUT_S, FatalAPIError, LLMClient, RetriesExhausted,
                             connect, parse_json_reply, run_sync, run_workers)
 from kit.locking import LockedError, exclusive
 from kit.manifest import now_iso, write_manifest
 from kit.progress import progress_bar
-from kit.prompts import SCHEMA_NAME, conversation_schema, instruction_lines, reask_messages, render_prompt
+from kit.generation.prompts import SCHEMA_NAME, conversation_schema, instruction_lines, reask_messages, render_prompt
 from kit.records import read_records, write_records
-from kit.sampling import RECIPES, load_dimensions, sample_elements
+from kit.generation.sampling import RECIPES, load_dimensions, sample_elements
 from kit.secrets import scrub_text
-from kit.validation import Problem, Rules, dynamic_message_count, errors, load_rules, validate_messages
+from kit.quality.validation import Problem, Rules, dynamic_message_count, errors, load_rules, validate_messages
 
 DEFAULT_OUTPUT = "runs/interactive/data/conversations.jsonl"
 DEFAULT_MAX_TOKENS = 1024
@@ -157,7 +157,7 @@ class Journal:
 
     def start(self, seed: int, recipe: str, plan: tuple[int, int]) -> None:
         if self.header is None:
-            self.header = {"journal": "kit.generate", "version": JOURNAL_VERSION, "seed": seed, "recipe": recipe}
+            self.header = {"journal": "kit.generation.generate", "version": JOURNAL_VERSION, "seed": seed, "recipe": recipe}
             self._write(self.header)
         if plan[1] > plan[0] and plan not in self.plans:
             self.plans.append(plan)
@@ -202,7 +202,7 @@ def _write_jsonl_atomic(path: Path, objs: list[dict]) -> None:
 def check_reply(text: str, finish_reason: str | None, instructions: list[str] = (), *,
                 elements: dict | None = None, rules: Rules | None = None) -> tuple[list | None, list[Problem], bool]:
     """(messages, problems, repaired) for one raw reply; `instructions` are the prompt's own lines
-    (kit.prompts.instruction_lines), which no message may repeat; with `rules`, the content rules
+    (kit.generation.prompts.instruction_lines), which no message may repeat; with `rules`, the content rules
     run too, `elements` (the sampled ones) giving the recipe and the dynamic."""
     reply = parse_json_reply(text)
     cut = [Problem(None, "finish_reason", "reply was cut off at the token limit (finish_reason=length)")] \
@@ -569,7 +569,7 @@ def generate(num: int, output: str | Path = DEFAULT_OUTPUT, **kwargs: Any) -> Ru
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kit generate",
-                                     description="Generate identity conversations in bulk (resumable; see kit/generate.py).")
+                                     description="Generate identity conversations in bulk (resumable; see kit/generation/generate.py).")
     parser.add_argument("--num", type=int, required=True, help="conversations to ask for")
     parser.add_argument("--workers", type=int, default=8, help="requests in flight at once (default 8)")
     parser.add_argument("--output", default=DEFAULT_OUTPUT, help=f"JSONL output (default {DEFAULT_OUTPUT})")

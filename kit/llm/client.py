@@ -8,7 +8,7 @@ Bulk generation sends thousands of small requests, so this module makes each one
 - Retries with exponential back-off and jitter on 429, 408, 409, 5xx, timeouts and dropped connections,
   honouring `Retry-After`; a bad key, unknown model or bad request fails at once with `FatalAPIError`.
 - Token counts per completion and in total (`client.stats`), and dollar cost when prices are given.
-- A content-addressed reply cache (kit.response_cache): a repeated request costs nothing. It is keyed
+- A content-addressed reply cache (kit.llm.cache): a repeated request costs nothing. It is keyed
   by model and servers, and keeps a JSON request's reply only when it parses.
 - Deadlines: `timeout` per request, its body included (a trickling server hits it too), and
   `item_timeout` for all attempts at one request, so a server that never answers costs minutes.
@@ -42,10 +42,10 @@ import httpx
 import json_repair
 import openai
 
-from kit.endpoints import Endpoint, endpoints_from_env
+from kit.llm.endpoints import Endpoint, endpoints_from_env
 from kit.paths import cache_dir
 from kit.records import MAX_DEPTH, deeper_than, load_json
-from kit.response_cache import ResponseCache, cache_key
+from kit.llm.cache import ResponseCache, cache_key
 from kit.secrets import scrub_text
 
 T = TypeVar("T")
@@ -240,7 +240,7 @@ class LLMClient:
                  item_timeout: float = DEFAULT_ITEM_TIMEOUT_S):
         self.endpoints = [endpoints] if isinstance(endpoints, Endpoint) else list(endpoints)
         if not self.endpoints:
-            raise ValueError("LLMClient needs at least one endpoint (kit.llm_client.connect() starts the embedded one)")
+            raise ValueError("LLMClient needs at least one endpoint (kit.llm.client.connect() starts the embedded one)")
         for ep in self.endpoints:
             if not ep.model:
                 raise ValueError(f"no model given for {ep.base_url}: pass model= or set OPENAI_MODEL")
@@ -606,7 +606,7 @@ class connect:
         self._client_kwargs.setdefault("cache_dir", cache_dir())
         endpoints = [] if self._gguf is not None else endpoints_from_env(*self._args)
         if not endpoints:
-            from kit.local_server import local_server
+            from kit.llm.local_server import local_server
 
             self._server = local_server(gguf=self._gguf)
             endpoints = [self._server.__enter__()]

@@ -188,15 +188,15 @@ class Tokenizer:
             return self.special_names[token_id]
         return self.token_bytes(token_id).decode("utf-8", errors="backslashreplace")
 
-    # ---- conversations (rules live in kit.render) --------------------------------------------
+    # ---- conversations (rules live in kit.tokens.render) --------------------------------------------
 
     def render_conversation(self, conversation, max_tokens: int | None = None):
-        from kit.render import render_conversation
+        from kit.tokens.render import render_conversation
 
         return render_conversation(self, conversation, max_tokens=max_tokens)
 
     def render_for_completion(self, conversation) -> list[int]:
-        from kit.render import render_for_completion
+        from kit.tokens.render import render_for_completion
 
         return render_for_completion(self, conversation)
 
@@ -232,7 +232,7 @@ def texts_from_paths(paths: Iterable[str | os.PathLike]) -> Iterator[str]:
 
 def default_corpus(extra_paths: Iterable[str | os.PathLike] = ()) -> Iterator[str]:
     """The kit's own corpus: the knowledge folder, the given conversation/text files, and the text
-    of the built-in midtraining tasks when kit.tasks is present. Parts that are missing are skipped."""
+    of the built-in midtraining tasks when kit.training.tasks is present. Parts that are missing are skipped."""
     from kit.paths import knowledge_dir
 
     if knowledge_dir().is_dir():
@@ -243,7 +243,7 @@ def default_corpus(extra_paths: Iterable[str | os.PathLike] = ()) -> Iterator[st
 
 def _task_texts() -> Iterator[str]:
     try:
-        from kit import tasks
+        from kit.training import tasks
     except ImportError:
         return
     sample = getattr(tasks, "sample_texts", None)

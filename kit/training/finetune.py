@@ -3,13 +3,13 @@
     python -m kit finetune --data runs/x/data/conversations.jsonl --out runs/x/finetune [--gguf]
 
 What happens, and why:
-- The base model (kit.base_model: the embedded SmolLM2-135M-Instruct GGUF by default) is loaded into
+- The base model (kit.training.base_model: the embedded SmolLM2-135M-Instruct GGUF by default) is loaded into
   torch. Every conversation gets the kit's system prompt unless it has its own (`chat_messages`), and
-  is rendered with the model's own chat template by kit.render: ids + loss mask, same region rules as
+  is rendered with the model's own chat template by kit.tokens.render: ids + loss mask, same region rules as
   nanochat's format. Conversations longer than the preset's `max_tokens` are truncated (counted).
 - Batches are length buckets, not packed rows: conversations sorted by length are grouped so that a
   batch holds at most `batch_tokens` slots (rows x longest row), padded at the right end. Packing
-  several conversations into one row (kit.packing) would let them attend to each other unless the
+  several conversations into one row (kit.tokens.packing) would let them attend to each other unless the
   attention got a per-conversation boundary; with right padding and causal attention a pad never
   changes what a real token sees, so no attention mask is needed at all and SDPA takes its causal
   fast path. Batch order is shuffled per epoch (seeded).
@@ -28,9 +28,9 @@ What happens, and why:
   pointer names if every hash matches; with other parameters, or a damaged checkpoint, it starts clean
   and says so. Nothing is pickled.
 - Output (`out_dir`): model.safetensors (merged, float16) + config.json + generation_config.json +
-  tokenizer files (HF layout: `kit.base_model.load_finetuned` and transformers load it; the chat
+  tokenizer files (HF layout: `kit.training.base_model.load_finetuned` and transformers load it; the chat
   template's default system prompt is the kit's), manifest.json, history.json, loss.png, and with
-  `gguf=True` model.gguf (kit.gguf_export) for `python -m kit serve --gguf`.
+  `gguf=True` model.gguf (kit.training.gguf_export) for `python -m kit serve --gguf`.
 """
 
 from __future__ import annotations
@@ -132,10 +132,10 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 def read_conversations(path: str | os.PathLike) -> list[dict]:
-    """Records of a conversation file; a bad line or a conversation kit.validation calls an error
+    """Records of a conversation file; a bad line or a conversation kit.quality.validation calls an error
     refuses the file with file:line (as midtraining does)."""
     from kit.records import file_problem
-    from kit.tasks import IdentityTask
+    from kit.training.tasks import IdentityTask
 
     from kit.records import RecordError
 
@@ -195,8 +195,8 @@ def mixture(data: Sequence[str | os.PathLike], mix: Sequence[tuple[str | os.Path
 def render_examples(tokenizer, examples: Sequence[dict], max_tokens: int) -> tuple[list[tuple[list[int], list[int]]], dict]:
     """(ids, mask) per example through chat_messages (the kit's system prompt unless one is given);
     truncated and nothing-supervised counts are returned, and the latter left out (they teach nothing)."""
-    from kit.base_model import chat_messages
-    from kit.render import RenderError
+    from kit.training.base_model import chat_messages
+    from kit.tokens.render import RenderError
 
     rendered, truncated, empty = [], 0, []
     for n, record in enumerate(examples):
@@ -426,7 +426,7 @@ def save_loss_plot(history: list[dict], path: str | os.PathLike, title: str = "f
 def save_model(model, tokenizer, out_dir: Path) -> list[str]:
     """Merged weights (float16 safetensors), config, generation config and tokenizer files, each moved
     into out_dir whole. The tokenizer's chat template gets the kit's system prompt as its default."""
-    from kit.base_model import SYSTEM_PROMPT, quiet_transformers, with_default_system
+    from kit.training.base_model import SYSTEM_PROMPT, quiet_transformers, with_default_system
 
     staging = out_dir / f".staging-{uuid.uuid4().hex[:8]}"
     hf = tokenizer.hf
@@ -498,7 +498,7 @@ def _cpu_threads(n: int | None):
 
 def _run(data, out: Path, base, config: FinetuneConfig, lr: float, dev: torch.device, mix, seed: int, preset: str,
          gguf: bool, resume: bool, progress: bool) -> FinetuneResult:
-    from kit.base_model import default_gguf, describe, load_base
+    from kit.training.base_model import default_gguf, describe, load_base
     from kit.manifest import write_manifest
     from kit.progress import progress_bar
 
@@ -599,8 +599,8 @@ def _run(data, out: Path, base, config: FinetuneConfig, lr: float, dev: torch.de
     gguf_path = None
     export_seconds = 0.0
     if gguf:
-        from kit.base_model import SYSTEM_PROMPT, with_default_system
-        from kit.gguf_export import export_gguf
+        from kit.training.base_model import SYSTEM_PROMPT, with_default_system
+        from kit.training.gguf_export import export_gguf
 
         t0 = time.perf_counter()
         template = with_default_system(tokenizer.hf.chat_template, tokenizer.chat_format.default_system, SYSTEM_PROMPT)
@@ -620,7 +620,7 @@ def _run(data, out: Path, base, config: FinetuneConfig, lr: float, dev: torch.de
         "fingerprint": fingerprint,
         "data_files": files,
         "examples": counts,
-        "rendering": {"format": tokenizer.chat_format.name, "system_prompt": "kit.base_model.SYSTEM_PROMPT unless a conversation has one",
+        "rendering": {"format": tokenizer.chat_format.name, "system_prompt": "kit.training.base_model.SYSTEM_PROMPT unless a conversation has one",
                       "conversations": len(rows), **render_stats},
         "steps": total_steps,
         "resumed_from": resumed_from,
@@ -671,7 +671,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--no-resume", action="store_true", help="start clean even if a matching checkpoint exists")
     args = parser.parse_args(argv)
 
-    from kit.base_model import BaseModelError
+    from kit.training.base_model import BaseModelError
     from kit.locking import LockedError
     from kit.records import RecordError
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Iterator
 
 from kit.records import BOM, LINE_TOO_LONG, decode_line, iter_lines, load_json
-from kit.tasks import Task, record
+from kit.training.tasks import Task, record
 
 _ROW_FILES = (".parquet", ".jsonl", ".json", ".csv")
 

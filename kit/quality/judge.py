@@ -1,6 +1,6 @@
 """An LLM judge: does each conversation hold what it was asked for, and would we train on it?
 
-The content rules (kit.validation) catch text that is broken in ways a pattern can see; whether a
+The content rules (kit.quality.validation) catch text that is broken in ways a pattern can see; whether a
 conversation is on its topic, follows its persona, agrees with the knowledge base and reads like a
 real chat takes a reader. This module asks one: any OpenAI-compatible endpoint (the embedded model
 by default, a strong API model for real grading), through the same client, reply cache and crash
@@ -17,7 +17,7 @@ again once with its problem named (knowledge/prompts/judge_reask.txt); if the se
 better, the record is written as unjudged with the reason. Nothing is dropped: SCORES holds one
 line per record of FILE, in file order, joined to it by `id`.
 
-Crash safety is kit.generate's: each finished record is one fsynced line in `SCORES.journal.jsonl`
+Crash safety is kit.generation.generate's: each finished record is one fsynced line in `SCORES.journal.jsonl`
 (its Journal), and SCORES is rewritten from it atomically. A killed run resumes without judging a
 finished record again (a record that failed only with API errors is tried again); scores already in
 the journal are kept whichever judge gave them (each line names its `judge_model`), so judge with
@@ -38,11 +38,11 @@ from pathlib import Path
 from typing import Any
 
 from kit import paths
-from kit.generate import FLUSH_EVERY_S, Journal, _write_jsonl_atomic
-from kit.llm_client import FatalAPIError, LLMClient, RetriesExhausted, connect, parse_json_reply, run_sync, run_workers
+from kit.generation.generate import FLUSH_EVERY_S, Journal, _write_jsonl_atomic
+from kit.llm.client import FatalAPIError, LLMClient, RetriesExhausted, connect, parse_json_reply, run_sync, run_workers
 from kit.locking import LockedError, exclusive
 from kit.progress import progress_bar
-from kit.prompts import _fill, load_knowledge, load_template
+from kit.generation.prompts import _fill, load_knowledge, load_template
 from kit.records import file_problem, message_text, read_records, write_records
 
 CRITERIA = ("on_topic", "persona_followed", "consistent", "natural", "overall")
@@ -143,7 +143,7 @@ def score_line(entry: dict) -> dict:
 
 
 def load_scores(path: str | Path) -> dict[str, dict]:
-    """record id -> its score line (kit.judge's output); a line that is not JSON names file and line."""
+    """record id -> its score line (kit.quality.judge's output); a line that is not JSON names file and line."""
     out = {}
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
@@ -283,7 +283,7 @@ def judge(path: str | Path, out: str | Path, **kwargs: Any) -> JudgeSummary:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kit judge",
-                                     description="Score each conversation with an LLM judge (resumable; see kit/judge.py).")
+                                     description="Score each conversation with an LLM judge (resumable; see kit/quality/judge.py).")
     parser.add_argument("file", help="conversation file (.jsonl)")
     parser.add_argument("--out", required=True, help="scores file: one JSON line per record id")
     parser.add_argument("--endpoint", action="append", help="OpenAI-compatible base URL (repeatable); "

@@ -29,7 +29,7 @@ from typing import Iterator
 
 import httpx
 
-from kit.endpoints import NO_KEY, Endpoint
+from kit.llm.endpoints import NO_KEY, Endpoint
 
 DEFAULT_ALIAS = "smollm2-135m-instruct"
 DEFAULT_CONTEXT = 4096
@@ -122,7 +122,7 @@ def _orphan_guard_main() -> None:
 
 
 def _start(gguf: Path, port: int, alias: str, n_ctx: int, n_threads: int, log_path: Path) -> subprocess.Popen:
-    command = [sys.executable, "-c", "from kit.local_server import _orphan_guard_main; _orphan_guard_main()",
+    command = [sys.executable, "-c", "from kit.llm.local_server import _orphan_guard_main; _orphan_guard_main()",
                str(os.getpid()), "--model", str(gguf), "--model_alias", alias,
                "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx),
                "--n_threads", str(n_threads), "--n_threads_batch", str(n_threads),

@@ -1,6 +1,6 @@
 """Seeing tokens and the loss mask: an HTML view for notebooks, a table, a terminal view, file stats.
 
-Display only: everything here reads a `kit.render.Rendered`, nothing feeds back into the core.
+Display only: everything here reads a `kit.tokens.render.Rendered`, nothing feeds back into the core.
 Whitespace is made visible (␣ for a space, ↵ for a newline, ⇥ for a tab) because a token boundary
 inside whitespace is exactly what one needs to see; hovering a token shows its position, id,
 role/part, mask, and the target it is trained to predict (the next token, with *its* mask).
@@ -22,7 +22,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Iterable
 
-from kit.render import RenderError, Rendered, render_batch, render_conversation, token_table
+from kit.tokens.render import RenderError, Rendered, render_batch, render_conversation, token_table
 
 WHITESPACE = str.maketrans({" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"})
 
@@ -204,13 +204,13 @@ def source_of(record: dict) -> str:
     named = meta.get("source") or meta.get("task")
     if named:
         return str(named)
-    # kit.generate's records carry their recipe instead
+    # kit.generation.generate's records carry their recipe instead
     return f"generated ({meta['recipe']})" if meta.get("recipe") else "unknown"
 
 
 def file_stats(tokenizer, records: Iterable[dict], max_tokens: int | None = None) -> dict:
     """Tokens per conversation, supervised fraction overall and per source (meta "source", else
-    "task", else "generated (<recipe>)" for kit.generate's records, else "unknown"), truncation and
+    "task", else "generated (<recipe>)" for kit.generation.generate's records, else "unknown"), truncation and
     all-masked counts. Renders on every core."""
     records = list(records)
     batch = render_batch(tokenizer, records, max_tokens=max_tokens)
@@ -282,7 +282,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     from kit.records import iter_records
-    from kit.tokenizer import Tokenizer
+    from kit.tokens.tokenizer import Tokenizer
 
     try:
         tokenizer = Tokenizer.load(args.tokenizer)
@@ -308,7 +308,7 @@ def main(argv: list[str]) -> int:
         print(f"kit tokens: {where}{exc}", file=sys.stderr)
         return 1
 
-    from kit.validation import errors, validate_messages
+    from kit.quality.validation import errors, validate_messages
 
     for problem in errors(validate_messages(record["messages"])):  # renderable is not the same as fit to train on
         print(f"warning: {record['id']}: {problem} (kit validate calls this an error)", file=sys.stderr)

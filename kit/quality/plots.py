@@ -1,6 +1,6 @@
-"""Figures for the data-quality notebook, drawn from kit.quality's results.
+"""Figures for the data-quality notebook, drawn from kit.quality.report's results.
 
-Kept apart from kit.quality so the report and the CLI never import matplotlib. Each function returns
+Kept apart from kit.quality.report so the report and the CLI never import matplotlib. Each function returns
 a matplotlib Figure made without pyplot, so nothing piles up in pyplot's figure list: `fig.savefig`
 writes it, and Jupyter shows it as a cell's value once the inline backend is on (`%matplotlib inline`,
 which notebook 03 runs: a kernel that never imported pyplot has no PNG display for a bare Figure).
@@ -25,7 +25,7 @@ def _short(text: str, n: int = LABEL_CHARS) -> str:
 def coverage_bars(coverage: dict, dims: Sequence[str] | None = None, max_elements: int = 30) -> Figure:
     """Realised share (bars) against target share (ticks) for each diversity dimension.
 
-    `coverage` is kit.quality.coverage's result. A dimension with more than `max_elements`
+    `coverage` is kit.quality.report.coverage's result. A dimension with more than `max_elements`
     elements shows the ones furthest from their target, so a missing topic is never hidden.
     """
     found = coverage["dimensions"]
@@ -68,7 +68,7 @@ def coverage_bars(coverage: dict, dims: Sequence[str] | None = None, max_element
 
 def length_histograms(lengths: dict[str, list[int]]) -> Figure:
     """Turns per conversation, and characters (and tokens, when counted) per message by role.
-    `lengths` is kit.quality.lengths's result."""
+    `lengths` is kit.quality.report.lengths's result."""
     panels = [("turns", "messages per conversation", None)]
     for unit in ("chars", "tokens"):
         if f"user_{unit}" in lengths:
@@ -96,7 +96,7 @@ def length_histograms(lengths: dict[str, list[int]]) -> Figure:
 
 
 def reject_reasons_bar(rejects: dict) -> Figure:
-    """Rejected items by reason (kit.quality.reject_reasons's result); an item may have several."""
+    """Rejected items by reason (kit.quality.report.reject_reasons's result); an item may have several."""
     reasons = rejects.get("reasons") or {}
     fig = Figure(figsize=(7, 0.8 + 0.3 * max(len(reasons), 2)))
     ax = fig.add_subplot()
@@ -117,7 +117,7 @@ def reject_reasons_bar(rejects: dict) -> Figure:
 
 def plan_heatmap(records: Sequence[dict], rows: str = "topic_category", cols: str = "persona") -> Figure:
     """How often each pair of two diversity elements is drawn: counts of (rows, cols) from the records'
-    meta. Fed with the sampler's plan (kit.sampling.sample_elements for many indices, no model), it
+    meta. Fed with the sampler's plan (kit.generation.sampling.sample_elements for many indices, no model), it
     shows whether every topic category meets every persona; fed with data, what came out."""
     pairs = Counter((str(m[rows]), str(m[cols])) for m in ((r.get("meta") or {}) for r in records)
                     if m.get(rows) is not None and m.get(cols) is not None)
@@ -146,7 +146,7 @@ def plan_heatmap(records: Sequence[dict], rows: str = "topic_category", cols: st
 
 
 def comparison_bars(rows: Sequence[dict], names: tuple[str, str] = ("generated", "reference")) -> Figure:
-    """The share-valued rows of kit.quality.comparison as paired bars, each labelled with its n."""
+    """The share-valued rows of kit.quality.report.comparison as paired bars, each labelled with its n."""
     shown = [r for r in rows if r["pct"] and (r["generated"] is not None or r["reference"] is not None)]
     fig = Figure(figsize=(9, 0.9 + 0.45 * max(len(shown), 2)))
     ax = fig.add_subplot()
@@ -167,7 +167,7 @@ def comparison_bars(rows: Sequence[dict], names: tuple[str, str] = ("generated",
 
 
 def score_bars(judge: dict) -> Figure:
-    """The judge's scores: for each criterion, how many records got 1, 2, ... 5 (kit.quality.judge_summary)."""
+    """The judge's scores: for each criterion, how many records got 1, 2, ... 5 (kit.quality.report.judge_summary)."""
     criteria = judge["criteria"]
     fig = Figure(figsize=(2.3 * len(criteria), 2.6))
     axes = fig.subplots(1, len(criteria), sharey=True, squeeze=False)[0]

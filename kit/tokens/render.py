@@ -16,11 +16,11 @@ each region. The rules (nanochat's, seed 003):
 Two formats exist:
 
 - nanochat's special tokens (`nanochat_format(tok)`, what `render_conversation(tok, conv)` uses for a
-  kit.tokenizer.Tokenizer): <|bos|>, <|user_start|> ... <|user_end|>, <|assistant_start|> ...
+  kit.tokens.tokenizer.Tokenizer): <|bos|>, <|user_start|> ... <|user_end|>, <|assistant_start|> ...
   <|assistant_end|>, tool parts between <|python_start|>/<|python_end|> and <|output_start|>/<|output_end|>;
   a leading system message is merged into the first user message (joined by a blank line, as nanochat does).
 - ChatML, the chat template of SmolLM2 and many other chat models (`chatml_format(...)`, used through
-  kit.base_model's tokenizer): `<|im_start|>role\\n text <|im_end|>\\n` per message, nothing at the start.
+  kit.training.base_model's tokenizer): `<|im_start|>role\\n text <|im_end|>\\n` per message, nothing at the start.
   The system message is its own turn; a conversation without one gets the template's default system
   text, exactly as the model's own template does. The `\\n` after <|im_end|> is not supervised: the
   model stops at <|im_end|> (its end-of-sequence token) and the template writes the newline before
@@ -108,7 +108,7 @@ _NANOCHAT: "weakref.WeakKeyDictionary[Any, ChatFormat]" = weakref.WeakKeyDiction
 
 
 def nanochat_format(tokenizer) -> ChatFormat:
-    """nanochat's special tokens for a kit.tokenizer.Tokenizer (made once per tokenizer)."""
+    """nanochat's special tokens for a kit.tokens.tokenizer.Tokenizer (made once per tokenizer)."""
     fmt = _NANOCHAT.get(tokenizer)
     if fmt is None:
         (bos, user_start, user_end, assistant_start, assistant_end,
@@ -140,7 +140,7 @@ def chatml_format(encode: Callable[[str], list[int]], im_start: int, im_end: int
 
 
 def format_of(tokenizer) -> ChatFormat:
-    """The tokenizer's chat format: its own `chat_format` (kit.base_model's tokenizer), else nanochat's."""
+    """The tokenizer's chat format: its own `chat_format` (kit.training.base_model's tokenizer), else nanochat's."""
     fmt = _NANOCHAT.get(tokenizer)  # first: the hot path renders with one kit Tokenizer many times
     if fmt is None:
         fmt = getattr(tokenizer, "chat_format", None) or nanochat_format(tokenizer)

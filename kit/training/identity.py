@@ -13,7 +13,7 @@ Scoring, per answer:
 A probe whose request failed is not scored (it says why), so a down endpoint never reads as a model
 that answers everything wrong.
 
-Answers come greedily (temperature 0) from an OpenAI-compatible endpoint through kit.llm_client (the
+Answers come greedily (temperature 0) from an OpenAI-compatible endpoint through kit.llm.client (the
 embedded model when none is configured; a served finetuned GGUF, vLLM or an API model the same way),
 or in process from a checkpoint folder with transformers. Endpoint replies go through the kit's reply
 cache, which is keyed by the server as well as the model name (a served GGUF by its file and mtime), so
@@ -393,9 +393,9 @@ class IdentityResult:
 # ---------------------------------------------------------------- asking a model
 
 def default_system_prompt() -> str:
-    """The system prompt training uses (kit.base_model.SYSTEM_PROMPT), imported here only when asked:
-    kit.validation imports this module for its claims and must not pay for torch."""
-    from kit.base_model import SYSTEM_PROMPT
+    """The system prompt training uses (kit.training.base_model.SYSTEM_PROMPT), imported here only when asked:
+    kit.quality.validation imports this module for its claims and must not pay for torch."""
+    from kit.training.base_model import SYSTEM_PROMPT
 
     return SYSTEM_PROMPT
 
@@ -418,7 +418,7 @@ def select_probes(probes: tuple[Probe, ...] | list[Probe], limit: int | None) ->
 
 async def _ask_endpoint(client, conversations: list[list[dict]], max_tokens: int,
                         show_progress: bool) -> list[tuple[str | None, str | None]]:
-    from kit.llm_client import FatalAPIError, RetriesExhausted
+    from kit.llm.client import FatalAPIError, RetriesExhausted
     from kit.progress import progress_bar
 
     with progress_bar(total=len(conversations), desc="probes", unit="q", disable=not show_progress) as bar:
@@ -440,7 +440,7 @@ async def _ask_endpoint(client, conversations: list[list[dict]], max_tokens: int
 
 def generate_answers(model, tokenizer, conversations: list[list[dict]], *, max_tokens: int = MAX_TOKENS,
                      batch_size: int = 16, show_progress: bool = True) -> list[str]:
-    """Greedy answers of an in-process model (kit.base_model's tokenizer) to whole conversations, rendered
+    """Greedy answers of an in-process model (kit.training.base_model's tokenizer) to whole conversations, rendered
     with the model's chat template as training renders them; batched with left padding."""
     import torch
 
@@ -467,7 +467,7 @@ def generate_answers(model, tokenizer, conversations: list[list[dict]], *, max_t
 
 def load_checkpoint(directory: str | Path):
     """(model, tokenizer) from a finetune output folder, or any Hugging Face model folder or GGUF file."""
-    from kit.base_model import load_base, load_finetuned
+    from kit.training.base_model import load_base, load_finetuned
 
     directory = Path(directory)
     return load_finetuned(directory) if (directory / "model.safetensors").is_file() else load_base(directory)
@@ -482,7 +482,7 @@ def evaluate_identity(*, endpoint: str | None = None, model: str | None = None,
 
     endpoint/model: an OpenAI-compatible server (None: the environment, else the embedded model);
     checkpoint: a finetune output folder (or HF folder / GGUF) run in process instead, or an already
-    loaded (model, tokenizer) pair from kit.base_model (a notebook loads once, asks often); gguf: a GGUF
+    loaded (model, tokenizer) pair from kit.training.base_model (a notebook loads once, asks often); gguf: a GGUF
     file served on loopback for the evaluation, as `kit serve --gguf` serves it. system_prompt:
     default the one training uses; knowledge=True puts the knowledge base there instead (the
     "told every fact" reference). limit: that many probes spread over the kinds. out: a JSON file.
@@ -500,7 +500,7 @@ def evaluate_identity(*, endpoint: str | None = None, model: str | None = None,
     started = time.perf_counter()
     if isinstance(checkpoint, tuple):
         net, tok = checkpoint
-        loaded_from = getattr(getattr(net, "kit_load_info", None), "source", None)  # set by kit.base_model
+        loaded_from = getattr(getattr(net, "kit_load_info", None), "source", None)  # set by kit.training.base_model
         model_name, source = (Path(loaded_from).name if loaded_from else type(net).__name__), "in process"
     elif checkpoint is not None:
         net, tok = load_checkpoint(checkpoint)
@@ -509,8 +509,8 @@ def evaluate_identity(*, endpoint: str | None = None, model: str | None = None,
         replies = [(a, None) for a in generate_answers(net, tok, conversations, max_tokens=max_tokens,
                                                         show_progress=show_progress)]
     else:
-        from kit.endpoints import endpoints_from_env
-        from kit.llm_client import connect, run_sync
+        from kit.llm.endpoints import endpoints_from_env
+        from kit.llm.client import connect, run_sync
 
         embedded = gguf is None and not endpoints_from_env(endpoint, model)
 
@@ -553,12 +553,12 @@ def retention(model_or_dir, tokenizer=None, records: Any = None, *, max_tokens: 
     """How well a model still predicts held-out general conversations, to compare before and after a
     finetune: {loss (mean nats per supervised assistant token), bits_per_byte, tokens, conversations}.
 
-    model_or_dir: a model with its kit.base_model tokenizer, or a folder (`tokenizer` then None).
+    model_or_dir: a model with its kit.training.base_model tokenizer, or a folder (`tokenizer` then None).
     records: conversation records, or the path of a JSONL file of them. The figures are
-    kit.finetune.conversation_loss's: rendered exactly as finetuning renders (same system prompt,
+    kit.training.finetune.conversation_loss's: rendered exactly as finetuning renders (same system prompt,
     same masks), so the loss is comparable with the training loss.
     """
-    from kit.finetune import conversation_loss
+    from kit.training.finetune import conversation_loss
     from kit.records import read_records
 
     if isinstance(model_or_dir, (str, Path)):
@@ -650,8 +650,8 @@ def main(argv: list[str]) -> int:
     if args.limit is not None and args.limit < 1:
         print(f"kit identity eval: --limit must be at least 1, got {args.limit}", file=sys.stderr)
         return 2
-    from kit.llm_client import LLMError
-    from kit.local_server import LocalServerError
+    from kit.llm.client import LLMError
+    from kit.llm.local_server import LocalServerError
 
     try:
         result = evaluate_identity(endpoint=args.endpoint, model=args.model, checkpoint=args.checkpoint, gguf=args.gguf,

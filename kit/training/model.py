@@ -17,7 +17,7 @@ Choices, and why:
   disturb the first steps).
 
 The loss uses `ignore_index=-1`: padding, and in SFT mode every unsupervised target, carries -1 (see
-`kit.packing.targets`).
+`kit.tokens.packing.targets`).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ persona, dynamic, first-message style) and this module checks what came out. Eve
 conversation records (kit.records) and returns plain, JSON-ready values:
 
 - coverage: the realised share of every diversity element in the records' `meta` against its target
-  share (from the recipe via `kit.sampling.target_shares`, given explicitly, or uniform over what was
+  share (from the recipe via `kit.generation.sampling.target_shares`, given explicitly, or uniform over what was
   observed), and the elements furthest off;
 - distinct-n: unique word n-grams / all word n-grams, user and assistant turns apart; words are the
   lowercased runs of letters and digits (an inner apostrophe stays: "don't" is one word);
@@ -42,7 +42,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from kit.records import RecordError, file_problem, message_text, read_records, write_records
-from kit.validation import CONTENT_RULES, Rules, content_problems, errors, load_rules, validate_messages
+from kit.quality.validation import CONTENT_RULES, Rules, content_problems, errors, load_rules, validate_messages
 
 # Diversity dimensions as they appear in generated records' meta. A dimension may be list-valued
 # (each record drew several first-message categories); each list item counts once.
@@ -75,15 +75,15 @@ def realised_counts(records: Sequence[dict], dims: Iterable[str] = DIMENSIONS) -
 
 
 def recipe_targets(records: Sequence[dict]) -> tuple[dict[str, dict[str, float]], list[str]]:
-    """Target shares from `kit.sampling.target_shares` for the recipes the records name, mixed in
+    """Target shares from `kit.generation.sampling.target_shares` for the recipes the records name, mixed in
     proportion to how many records each recipe made. Returns ({} , notes) when that is not possible."""
     recipes = Counter(str(r["meta"]["recipe"]) for r in records if (r.get("meta") or {}).get("recipe"))
     if not recipes:
         return {}, ["records name no recipe: targets are uniform over the observed elements"]
     try:
-        from kit.sampling import target_shares
+        from kit.generation.sampling import target_shares
     except ImportError as exc:
-        return {}, [f"kit.sampling unavailable ({exc}): targets are uniform over the observed elements"]
+        return {}, [f"kit.generation.sampling unavailable ({exc}): targets are uniform over the observed elements"]
     total = sum(recipes.values())
     mixed: dict[str, dict[str, float]] = {"recipe": {name: n / total for name, n in recipes.items()}}
     for name, n in recipes.items():
@@ -102,7 +102,7 @@ def coverage(records: Sequence[dict], targets: dict[str, dict[str, float]] | Non
     """Realised share of each diversity element against its target share.
 
     `targets` maps dimension -> {element: share}. With None, targets come from the records' recipe
-    (kit.sampling), else are uniform over the observed elements. A dimension no target covers is
+    (kit.generation.sampling), else are uniform over the observed elements. A dimension no target covers is
     compared with uniform-over-observed, and says so in its `source`. Dimensions no record carries
     are left out (listed under `absent`), so records without meta give an empty but valid answer.
     """
@@ -588,7 +588,7 @@ def cost(records: Sequence[dict], tokenizer=None) -> dict:
     for record in priced:
         try:
             supervised += sum(tokenizer.render_conversation(record).mask)
-        except ValueError:  # kit.render.RenderError: a broken conversation trains nothing
+        except ValueError:  # kit.tokens.render.RenderError: a broken conversation trains nothing
             unrenderable += 1
     out["supervised_tokens"], out["render_errors"] = supervised, unrenderable
     out["usd_per_supervised_token"] = _ratio(out["cost_usd"], supervised)
@@ -602,7 +602,7 @@ def cost(records: Sequence[dict], tokenizer=None) -> dict:
 
 
 def validity(records: Sequence[dict]) -> dict:
-    """Records that kit.validation calls an error, counted by rule. kit.generate's output holds none,
+    """Records that kit.quality.validation calls an error, counted by rule. kit.generation.generate's output holds none,
     but a hand-made or foreign file may, and the other figures then include data unfit to train on."""
     rules: Counter = Counter()
     ids = []
@@ -625,7 +625,7 @@ REALIZED_BY = {"topic_category": "on_topic", "topic": "on_topic", "persona": "pe
 
 
 def content_rule_counts(records: Sequence[dict], rules: Rules | None = None, examples: int = 5) -> dict:
-    """Content-rule findings (kit.validation's markup, too_short, shape, identity, degenerate) by rule:
+    """Content-rule findings (kit.quality.validation's markup, too_short, shape, identity, degenerate) by rule:
     findings, records with one, and the first ids; severities as the rules give them per recipe."""
     rules = rules or load_rules()
     per_rule = {rule: {"findings": 0, "records": 0, "errors": 0, "warnings": 0, "ids": []} for rule in CONTENT_RULES}
@@ -646,9 +646,9 @@ def content_rule_counts(records: Sequence[dict], rules: Rules | None = None, exa
 
 
 def judge_summary(records: Sequence[dict], scores: dict[str, dict]) -> dict:
-    """The judge's score distribution over these records (scores from kit.judge.load_scores, by id):
+    """The judge's score distribution over these records (scores from kit.quality.judge.load_scores, by id):
     counts of 1-5 and the mean per criterion; records unjudged (with the first reasons) or not in the file."""
-    from kit.judge import CRITERIA
+    from kit.quality.judge import CRITERIA
 
     judged = [scores[r["id"]] for r in records if scores.get(r["id"], {}).get("status") == "judged"]
     unjudged = [scores[r["id"]] for r in records if scores.get(r["id"], {}).get("status") == "unjudged"]
@@ -783,7 +783,7 @@ def rejects_path(path: str | Path) -> Path | None:
 
 
 def reject_reasons(path: str | Path | None) -> dict:
-    """What the rejects file holds: counts by rule (kit.generate writes `rules`; older or foreign
+    """What the rejects file holds: counts by rule (kit.generation.generate writes `rules`; older or foreign
     files give `reasons` strings), and the API usage the rejected items still cost. A line that is
     not JSON is counted, not fatal."""
     out: dict[str, Any] = {"file": None, "n": 0, "reasons": {}, "unreadable_lines": 0,
@@ -823,7 +823,7 @@ def quality_report(
     scores: dict[str, dict] | None = None,
 ) -> dict:
     """Everything above in one JSON-serialisable dict. Pass `near` to reuse a near_duplicates result,
-    `rules` for other content-rule settings, `scores` (kit.judge.load_scores) for the judge's
+    `rules` for other content-rule settings, `scores` (kit.quality.judge.load_scores) for the judge's
     distribution and realized coverage. `coverage` is the requested coverage (from meta)."""
     nd = near or near_duplicates(records, threshold=threshold, num_perm=num_perm)
     firsts = first_messages(records)
@@ -877,7 +877,7 @@ def _error_dict(error: RecordError) -> dict:
 
 
 def load_targets(spec: str) -> dict:
-    """--targets: a JSON/YAML file {dimension: {element: share}}, or a recipe name for kit.sampling."""
+    """--targets: a JSON/YAML file {dimension: {element: share}}, or a recipe name for kit.generation.sampling."""
     path = Path(spec)
     if path.suffix in (".json", ".yaml", ".yml") or path.exists():
         text = path.read_text(encoding="utf-8")
@@ -886,7 +886,7 @@ def load_targets(spec: str) -> dict:
         import yaml
 
         return yaml.safe_load(text)
-    from kit.sampling import target_shares
+    from kit.generation.sampling import target_shares
 
     return target_shares(spec)
 
@@ -1014,13 +1014,13 @@ def main(argv: list[str]) -> int:
     tokenizer = targets = scores = None
     try:
         if args.tokenizer:
-            from kit.tokenizer import Tokenizer
+            from kit.tokens.tokenizer import Tokenizer
 
             tokenizer = Tokenizer.load(args.tokenizer)
         if args.targets:
             targets = load_targets(args.targets)
         if args.scores:
-            from kit.judge import load_scores
+            from kit.quality.judge import load_scores
 
             scores = load_scores(args.scores)
         rules = load_rules(args.rules)

@@ -9,8 +9,8 @@ checks that an export of the unchanged base model reproduces the base tensors.
 
 Tensor types: 2-D weights as Q8_0 (8-bit blocks: a quarter of float32, close to lossless for a
 135M model), 1-D tensors (norms) as F32, as llama.cpp's own converter does with --outtype q8_0.
-The chat template can be replaced (kit.finetune writes the one whose default system prompt is
-kit.base_model.SYSTEM_PROMPT, so serving matches training).
+The chat template can be replaced (kit.training.finetune writes the one whose default system prompt is
+kit.training.base_model.SYSTEM_PROMPT, so serving matches training).
 """
 
 from __future__ import annotations

@@ -3,12 +3,12 @@
 A task is a sized, indexable collection of conversation records (`{"id", "messages", "meta"}` with
 `meta["task"]` naming the task). Built-in tasks are generated offline and item `i` depends only on
 `(seed, i)`, like the generator's per-index seeding, so any item can be rebuilt and checked alone.
-Their tool parts are computed by `kit.calculator` and never typed in by hand: the python_output part
+Their tool parts are computed by `kit.training.calculator` and never typed in by hand: the python_output part
 is what the python part evaluates to.
 
 `Mixture` puts tasks together with a weight per task (the number of passes over it; a fraction takes
 a seeded subset) and shuffles the result with a seed. The public sets nanochat mixed in (SmolTalk,
-MMLU, GSM8K) and the memory-benchmark dialogues are read by `kit.datasets` and join the same way.
+MMLU, GSM8K) and the memory-benchmark dialogues are read by `kit.training.datasets` and join the same way.
 
 The mixture follows nanochat's midtraining recipe in kind (general chat, multiple choice, math with
 a calculator tool, spelling, identity) but the built-in prompts and replies are this kit's own.
@@ -22,10 +22,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from kit.calculator import evaluate, format_result
+from kit.training.calculator import evaluate, format_result
 from kit.paths import knowledge_dir
 from kit.records import read_records
-from kit.validation import validate_file
+from kit.quality.validation import validate_file
 
 
 class Task(Sequence):
@@ -62,7 +62,7 @@ class IdentityTask(Task):
     """Conversations from a JSONL file (kit format or nanochat CustomJSON), `epochs` passes over it.
 
     A bad line raises `kit.records.RecordError` naming file and line, and a conversation that
-    `kit.validation` calls an error (an empty message, roles out of order, a reply cut off) raises
+    `kit.quality.validation` calls an error (an empty message, roles out of order, a reply cut off) raises
     ValueError naming file, line and message: training data is not guessed at.
     """
 
@@ -356,7 +356,7 @@ def default_mixture(identity_path: str | os.PathLike | list | None = None, seed:
 
     Built-in shares follow nanochat's emphasis: spelling 40%, arithmetic 40%, spelling bee 20% of `size`.
     """
-    from kit import datasets  # the public-set readers; imported here so the built-in path needs no pandas
+    from kit.training import datasets  # the public-set readers; imported here so the built-in path needs no pandas
 
     tasks: list[tuple[Task, float]] = [
         (SimpleSpelling(size * 2 // 5, seed), 1),
@@ -387,5 +387,5 @@ def conversation_texts(records) -> Iterator[str]:
 
 
 def sample_texts(n: int = 1000, seed: int = 0) -> Iterator[str]:
-    """Text of the built-in tasks (kit.tokenizer.default_corpus adds it to a tokenizer's corpus)."""
+    """Text of the built-in tasks (kit.tokens.tokenizer.default_corpus adds it to a tokenizer's corpus)."""
     return conversation_texts(default_mixture(seed=seed, size=n))
