@@ -17,6 +17,7 @@ import torch
 
 from tiny_lm import GENERAL, IDENTITY, make_tiny_model
 
+from kit.paths import display_path
 from kit.training.finetune import (CHECKPOINTS, POINTER, FinetuneError, collate, conversation_loss, finetune, length_batches,
                           main, masked_loss, mixture)
 
@@ -101,12 +102,12 @@ def test_length_batches_respect_the_budget():
 
 def test_mixture_takes_the_weight_as_share_of_examples():
     examples, counts = mixture([IDENTITY], [(GENERAL, 0.3)], seed=0)
-    assert counts == {str(IDENTITY): 10, str(GENERAL): 4} and len(examples) == 14
-    assert {e["meta"]["source"] for e in examples[10:]} == {str(GENERAL)}
+    assert counts == {display_path(IDENTITY): 10, display_path(GENERAL): 4} and len(examples) == 14
+    assert {e["meta"]["source"] for e in examples[10:]} == {display_path(GENERAL)}
     again, _ = mixture([IDENTITY], [(GENERAL, 0.3)], seed=0)
     assert again == examples
     big, counts = mixture([IDENTITY], [(GENERAL, 0.6)], seed=0)  # 15 of 6 general: each used, then repeated
-    assert counts[str(GENERAL)] == 15 and len({e["id"] for e in big[10:]}) == 6
+    assert counts[display_path(GENERAL)] == 15 and len({e["id"] for e in big[10:]}) == 6
     for bad in ([(GENERAL, 0)], [(GENERAL, 1.5)], [(GENERAL, 0.5), (GENERAL, 0.5)]):
         with pytest.raises(FinetuneError, match="weight"):
             mixture([IDENTITY], bad, seed=0)

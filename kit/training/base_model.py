@@ -23,7 +23,7 @@ so a client that sends no system message gets the same prompt the model was trai
 from __future__ import annotations
 
 import contextlib
-import io
+import functools
 import json
 import os
 import time
@@ -163,13 +163,19 @@ def _offline() -> None:
 def quiet_transformers():
     """No transformers progress bars within the block ("Loading weights", "Writing model shards"): a
     bar per load or save is noise in a notebook's stored output and in a log."""
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
     from transformers.utils import logging as hf_logging
 
     was_on = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
+    # the GGUF reader draws its own tqdm.auto bar, which that switch does not reach (in a notebook it is
+    # stored as a widget frozen at 0%), so its module gets a silent tqdm for the block
+    gguf_tqdm = gguf_utils.tqdm
+    gguf_utils.tqdm = functools.partial(gguf_tqdm, disable=True)
     try:
         yield
     finally:
+        gguf_utils.tqdm = gguf_tqdm
         if was_on:
             hf_logging.enable_progress_bar()
 
@@ -195,8 +201,7 @@ def load_base(path: str | os.PathLike | None = None, *, device: str | torch.devi
             raise BaseModelError(f"{source}: no config.json; give a Hugging Face model folder or a .gguf file")
         folder, kwargs, kind = str(source), {}, "hf-folder"
     try:
-        # the GGUF reader draws its own tqdm bar (not transformers' switchable one): noise in a notebook
-        with quiet_transformers(), contextlib.redirect_stderr(io.StringIO()) if kind == "gguf" else contextlib.nullcontext():
+        with quiet_transformers():
             hf_tok = AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False, **kwargs)
             model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, trust_remote_code=False,
                                                          dtype=dtype, **kwargs)

@@ -45,6 +45,7 @@ import shutil
 import sys
 import time
 import uuid
+import warnings
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -53,7 +54,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from kit.paths import atomic_write, folder_problem
+from kit.paths import atomic_write, display_path, folder_problem
 
 METHODS = ("lora", "full")
 IGNORE = -100
@@ -169,8 +170,8 @@ def mixture(data: Sequence[str | os.PathLike], mix: Sequence[tuple[str | os.Path
     counts: dict[str, int] = {}
     for path in data:
         records = read_conversations(path)
-        examples += [{**r, "meta": {**r.get("meta", {}), "source": str(path)}} for r in records]
-        counts[str(path)] = len(records)
+        examples += [{**r, "meta": {**r.get("meta", {}), "source": display_path(path)}} for r in records]
+        counts[display_path(path)] = len(records)
     total_weight = sum(w for _, w in mix)
     for path, weight in mix:
         if not 0 < weight < 1:
@@ -187,8 +188,9 @@ def mixture(data: Sequence[str | os.PathLike], mix: Sequence[tuple[str | os.Path
             block = list(range(len(records)))
             rng.shuffle(block)
             order += block
-        examples += [{**records[i], "meta": {**records[i].get("meta", {}), "source": str(path)}} for i in order[:n]]
-        counts[str(path)] = n
+        examples += [{**records[i], "meta": {**records[i].get("meta", {}), "source": display_path(path)}}
+                     for i in order[:n]]
+        counts[display_path(path)] = n
     return examples, counts
 
 
@@ -281,7 +283,9 @@ def prepare_model(model, method: str, config: FinetuneConfig):
         raise FinetuneError(f"no LoRA target layers ({', '.join(LORA_TARGETS)}) in {type(model).__name__}")
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.0, target_modules=targets,
                       task_type="CAUSAL_LM")
-    return get_peft_model(model, lora)
+    with warnings.catch_warnings():  # peft asks transformers a question transformers says it will rename
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, lora)
 
 
 def lr_at(step: int, total: int, peak: float, warmup: float) -> float:
