@@ -24,10 +24,13 @@ from kit.paths import project_root
 NOTEBOOKS = project_root() / "notebooks"
 # Which notebook teaches which concept with a picture.
 FIGURES = {
+    "01_prompt_design": {"figure:planned-coverage"},
     "02_bulk_generation": {"figure:funnel"},
+    "03_data_quality": {"figure:planned-coverage", "figure:reference-comparison"},
     "04_tokens_and_masks": {"figure:token-mask", "figure:loss-mask", "figure:packing-toy", "figure:packing-rows"},
     "05_midtrain_smoke": {"figure:task-mixture", "figure:loss"},
     "06_memory_benchmark": {"figure:memory-timeline", "figure:memory-accuracy"},
+    "07_identity_finetune": {"figure:finetune-loss"},
 }
 LESSONS = sorted(FIGURES)
 SEED_NAME = re.compile(r"\bseed[ _-]?0\d\d\b", re.I)
