@@ -9,7 +9,8 @@ import pytest
 from kit.llm.client import LLMClient, run_sync
 from kit.llm.endpoints import Endpoint
 from kit.memory.scenes import load_scenes
-from kit.memory.sessions import SessionPlan, amounts_in, check_session, generate_session, render_chunk
+from kit.memory.sessions import (SessionPlan, amounts_in, check_session, generate_session, render_chunk,
+                                 session_example, session_prompt)
 from memory_fakes import model_responder
 
 SCENES = load_scenes()
@@ -61,6 +62,16 @@ def test_unusable_dialogue_is_reported():
     assert check_session([1, 2], SCENES).dialogue is None
     bad_roles = check_session(reply([tx()], [{"role": "system", "content": "45.5"}]), SCENES)
     assert bad_roles.dialogue is None and any("role 'system'" in p for p in bad_roles.problems)
+
+
+def test_the_prompt_shows_the_reply_shape_with_this_sessions_own_expenses():
+    """A small model copies the example it is shown: a copy must still be a session that passes."""
+    plan = SessionPlan(0, "2024-03-01", (("Medical", "Checkup"), ("Transportation", "Taxi")), ("45.5", "12"), 4, True)
+    assert session_example(plan) in session_prompt(plan)
+    result = check_session(json.loads(session_example(plan)), SCENES)
+    assert result.problems == []
+    assert [(t["scene"], t["subscene"], t["amount"]) for t in result.transactions] == [
+        ("Medical", "Checkup", 45.5), ("Transportation", "Taxi", 12.0)]
 
 
 def test_chunk_rendering():

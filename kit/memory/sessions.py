@@ -22,6 +22,7 @@ usable dialogue at all is dropped and counted.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import re
@@ -97,11 +98,25 @@ def fill(template: Template, name: str, **slots: object) -> str:
                          f"(known: {', '.join(sorted(slots))}; write a literal dollar sign as $$)") from None
 
 
+def session_example(plan: SessionPlan) -> str:
+    """The reply shape, shown with this session's own expenses. A small model copies the example it is
+    shown: one fixed example ("a notebook for 3.2") came back as every session, filed under whatever
+    scene was planned, so the ledger named scenes the dialogue never mentioned. Built from the plan, a
+    copy is still a true record: its dialogue names each sub-scene and amount the ledger holds."""
+    items = [(sub.lower(), amount) for (_, sub), amount in zip(plan.pairs, plan.amounts)]
+    said = " and ".join(f"{amount} for {item}" for item, amount in items)
+    dialogue = [{"role": "user", "content": f"I paid {said}."},
+                {"role": "assistant", "content": "Recorded: " + ", ".join(f"{item} {amount}" for item, amount in items) + "."}]
+    transactions = [{"scene": scene, "subscene": sub, "amount": float(amount), "description": sub.lower()}
+                    for (scene, sub), amount in zip(plan.pairs, plan.amounts)]
+    return json.dumps({"dialogue": dialogue, "transactions": transactions})
+
+
 def session_prompt(plan: SessionPlan) -> str:
     opening = load_prompt("memory_opening_first.txt" if plan.first else "memory_opening_later.txt").template
     expenses = "\n".join(f"- {scene} / {sub}: {amount}" for (scene, sub), amount in zip(plan.pairs, plan.amounts))
-    return fill(load_prompt("memory_session.txt"), "memory_session.txt",
-                date=plan.date, opening=opening, expenses=expenses, turns=plan.turns)
+    return fill(load_prompt("memory_session.txt"), "memory_session.txt", date=plan.date, opening=opening,
+                expenses=expenses, turns=plan.turns, example=session_example(plan))
 
 
 def session_schema(plan: SessionPlan, min_turns: int, max_turns: int) -> dict:
