@@ -196,17 +196,29 @@ def dumps_record(record: dict, secrets: list[str] | None = None) -> str:
     ), secrets)
 
 
-def write_records(path: str | os.PathLike, records: Iterable[dict]) -> int:
-    """Write records atomically (temp file + rename): a reader never sees half a file."""
+def write_lines(path: str | os.PathLike, lines: Iterable[str]) -> int:
+    """Write one line per string atomically (temp file + rename, synced to disk first): a reader never
+    sees half a file. Every JSONL file the kit rewrites goes through here. Returns the line count."""
     n = 0
-    secrets = secret_values()
     with atomic_write(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-        for record in records:
-            fh.write(dumps_record(record, secrets) + "\n")
+        for line in lines:
+            fh.write(line + "\n")
             n += 1
         fh.flush()
         os.fsync(fh.fileno())
     return n
+
+
+def write_records(path: str | os.PathLike, records: Iterable[dict]) -> int:
+    """Write records in the kit's format, atomically; secrets cut out."""
+    secrets = secret_values()
+    return write_lines(path, (dumps_record(record, secrets) for record in records))
+
+
+def write_jsonl(path: str | os.PathLike, objs: Iterable[Any]) -> int:
+    """Write any JSON objects (journal-derived files: rejects, judge scores), atomically; secrets cut out."""
+    secrets = secret_values()
+    return write_lines(path, (scrub_text(json.dumps(obj, ensure_ascii=False), secrets) for obj in objs))
 
 
 def to_customjson_line(record: dict, secrets: list[str] | None = None) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Iterable
 
 from kit.paths import atomic_write
-from kit.records import file_problem, read_records, to_customjson_line
+from kit.records import file_problem, read_records, to_customjson_line, write_lines
 from kit.secrets import scrub_text, secret_values
 from kit.quality.validation import errors, validate_messages
 
@@ -31,13 +31,8 @@ FORMATS = ("customjson", "parquet")
 
 def to_customjson(records: Iterable[dict], path: str | os.PathLike) -> int:
     """Write one messages array per line; returns the number written."""
-    n = 0
     secrets = secret_values()
-    with atomic_write(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-        for record in records:
-            fh.write(to_customjson_line(record, secrets) + "\n")
-            n += 1
-    return n
+    return write_lines(path, (to_customjson_line(record, secrets) for record in records))
 
 
 def to_parquet(records: Iterable[dict], path: str | os.PathLike) -> int:

@@ -56,7 +56,7 @@ from kit.locking import LockedError, exclusive
 from kit.manifest import now_iso, write_manifest
 from kit.progress import progress_bar
 from kit.generation.prompts import SCHEMA_NAME, conversation_schema, instruction_lines, reask_messages, render_prompt
-from kit.records import read_records, write_records
+from kit.records import read_records, write_jsonl, write_records
 from kit.generation.sampling import RECIPES, load_dimensions, sample_elements
 from kit.secrets import scrub_text
 from kit.quality.validation import Problem, Rules, dynamic_message_count, errors, load_rules, validate_messages
@@ -185,14 +185,6 @@ class Journal:
 def _needs_work(entry: dict | None) -> bool:
     """Not finished yet, or rejected only because the API failed (worth another try)."""
     return entry is None or (entry["status"] == "rejected" and entry["reject"]["rules"] == [API_ERROR])
-
-
-def _write_jsonl_atomic(path: Path, objs: list[dict]) -> None:
-    with paths.atomic_write(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-        for obj in objs:
-            fh.write(scrub_text(json.dumps(obj, ensure_ascii=False)) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -455,7 +447,7 @@ async def _agenerate_locked(files: dict[str, Path], num: int, *, workers, seed, 
         if not save_metadata:
             records = [{**r, "meta": {}} for r in records]
         write_records(files["output"], records)
-        _write_jsonl_atomic(files["rejects"], journal.rejected())
+        write_jsonl(files["rejects"], journal.rejected())
 
     bar = progress_bar(total=len(todo), desc="generate", unit="conv", disable=not progress or not todo, dynamic_ncols=True)
 

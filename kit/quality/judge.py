@@ -38,12 +38,12 @@ from pathlib import Path
 from typing import Any
 
 from kit import paths
-from kit.generation.generate import FLUSH_EVERY_S, Journal, _write_jsonl_atomic
+from kit.generation.generate import FLUSH_EVERY_S, Journal
 from kit.llm.client import FatalAPIError, LLMClient, RetriesExhausted, connect, parse_json_reply, run_sync, run_workers
 from kit.locking import LockedError, exclusive
 from kit.progress import progress_bar
 from kit.generation.prompts import _fill, load_knowledge, load_template
-from kit.records import file_problem, message_text, read_records, write_records
+from kit.records import file_problem, message_text, read_records, write_jsonl, write_records
 
 CRITERIA = ("on_topic", "persona_followed", "consistent", "natural", "overall")
 TEMPLATE = "judge.txt"
@@ -220,7 +220,7 @@ async def ajudge(path: str | Path, out: str | Path, *, endpoint: str | list[str]
                     if i in journal.entries and journal.entries[i].get("id") == r["id"]]
 
         def rewrite() -> None:
-            _write_jsonl_atomic(out, [score_line(e) for e in entries()])
+            write_jsonl(out, [score_line(e) for e in entries()])
 
         bar = progress_bar(total=len(todo), desc="judge", unit="conv", disable=not progress or not todo,
                            dynamic_ncols=True)
