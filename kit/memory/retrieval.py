@@ -59,7 +59,8 @@ def oracle_answer(question: dict, ledger: list[Transaction], scenes: list[str]) 
     if category == "max_scene":
         return ", ".join(top_scenes(seen, start, end))
     if category == "max_frequency_date":
-        return busiest_dates(seen, named[0])[0] if named and busiest_dates(seen, named[0]) else ""
+        dates = busiest_dates(seen, named[0]) if named else []
+        return dates[0] if dates else ""
     if category == "max_single_amount":
         largest = largest_cents(seen, start, end)
         return "" if largest is None else format_cents(largest)
