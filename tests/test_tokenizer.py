@@ -140,10 +140,8 @@ def test_corpus_from_files(tmp_path, monkeypatch):
     conv.write_text(json.dumps({"id": "a", "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": [{"type": "text", "text": "x="}, {"type": "python", "text": "1+1"}]}]}) + "\n")
     assert list(texts_from_paths([conv])) == ["hi", "x=1+1"]
     monkeypatch.setenv("KIT_PROJECT_ROOT", str(tmp_path))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # this bare project has no words.txt for the built-in tasks
-        texts = list(default_corpus([conv]))
-    assert texts[:3] == ["# Facts\nThe kit tokenizes.", "hi", "x=1+1"]
+    assert list(default_corpus([conv])) == ["# Facts\nThe kit tokenizes.", "hi", "x=1+1"]
+    assert list(default_corpus([conv], texts=iter(["task text"])))[-1] == "task text"
     (tmp_path / "model.bin").write_bytes(b"\x00\x01")
     with pytest.raises(ValueError, match="cannot read training text"):
         list(texts_from_paths([tmp_path / "model.bin"]))

@@ -24,7 +24,7 @@ per recipe): a conversation can be well-formed and still useless, the way a 135M
   shape            message count differs from what the sampled dynamic asks for ("4 messages",
                    "three rounds" = 6 exactly; a dynamic that names no count: any even count up to
                    `max_messages`); needs the record's meta
-  identity         an assistant message claims a foreign identity (kit.training.identity), or the user asks
+  identity         an assistant message claims a foreign identity (kit.facts), or the user asks
                    who or what it is (or its name) and the next reply does not use the taught name
   degenerate       one sentence said twice, a reply repeating an earlier one or copying the user's
                    message, or text that is mostly symbols
@@ -48,7 +48,7 @@ from typing import Any, Literal
 import yaml
 
 from kit import paths
-from kit.training.identity import foreign_identity_claims  # the foreign names are data in knowledge/identity/
+from kit.facts import foreign_identity_claims  # the foreign names are data in knowledge/identity/
 from kit.records import LINE_TOO_LONG, decode_line, file_problem, iter_lines, load_json
 
 ROLES = ("user", "assistant")

@@ -230,30 +230,16 @@ def texts_from_paths(paths: Iterable[str | os.PathLike]) -> Iterator[str]:
             raise ValueError(f"{path}: cannot read training text from a {path.suffix or 'suffix-less'} file (use .jsonl, .txt, .md)")
 
 
-def default_corpus(extra_paths: Iterable[str | os.PathLike] = ()) -> Iterator[str]:
-    """The kit's own corpus: the knowledge folder, the given conversation/text files, and the text
-    of the built-in midtraining tasks when kit.training.tasks is present. Parts that are missing are skipped."""
+def default_corpus(extra_paths: Iterable[str | os.PathLike] = (), texts: Iterable[str] = ()) -> Iterator[str]:
+    """The kit's own corpus: the knowledge folder (when present), the given conversation/text files, and
+    `texts`. A tokenizer for midtraining should also see the built-in tasks' text: pass
+    `kit.training.tasks.sample_texts()` as `texts` (the training stage sits above this one, so the
+    tokenizer never reaches into it)."""
     from kit.paths import knowledge_dir
 
     if knowledge_dir().is_dir():
         yield from texts_from_paths([knowledge_dir()])
     yield from texts_from_paths(extra_paths)
-    yield from _task_texts()
-
-
-def _task_texts() -> Iterator[str]:
-    try:
-        from kit.training import tasks
-    except ImportError:
-        return
-    sample = getattr(tasks, "sample_texts", None)
-    if not callable(sample):
-        return
-    try:
-        texts = list(sample())
-    except FileNotFoundError as exc:  # a task's data file (e.g. knowledge/words.txt) is not there
-        warnings.warn(f"built-in task text left out of the corpus: {exc}", stacklevel=3)
-        return
     yield from texts
 
 

@@ -1,4 +1,6 @@
-"""Readers for the public sets nanochat mixed into midtraining, and for the memory-benchmark dialogues.
+"""Readers for the public sets nanochat mixed into midtraining, and for the memory-benchmark dialogues,
+and the `Task` protocol they share with the built-in tasks (kit.training.tasks builds on this module,
+never the other way).
 
 Each reader takes files in the set's *published* format, as a user gets them from the Hugging Face
 hub or the original release, and yields conversation records like the built-in tasks:
@@ -26,10 +28,43 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from kit.records import BOM, LINE_TOO_LONG, decode_line, iter_lines, load_json
-from kit.training.tasks import Task, record
+
+# ---------------------------------------------------------------------------------------------------
+# The task protocol: kit.training.tasks builds on it, so it lives here, below both
+
+class Task(Sequence):
+    """A sized, indexable collection of conversation records."""
+
+    name: str = "task"
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def get(self, index: int) -> dict:
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> dict:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"{self.name}: index {index} out of range (size {len(self)})")
+        return self.get(index % len(self))
+
+    def __iter__(self) -> Iterator[dict]:
+        return (self.get(i) for i in range(len(self)))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, size={len(self)})"
+
+
+def record(task: str, index: int, messages: list[dict], **meta) -> dict:
+    """A conversation record whose id and meta name the task it came from."""
+    return {"id": f"{task}:{index}", "messages": messages, "meta": {"task": task, **meta}}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Readers
 
 _ROW_FILES = (".parquet", ".jsonl", ".json", ".csv")
 

@@ -22,37 +22,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from kit.training.calculator import evaluate, format_result
 from kit.paths import knowledge_dir
-from kit.records import read_records
 from kit.quality.validation import validate_file
-
-
-class Task(Sequence):
-    """A sized, indexable collection of conversation records."""
-
-    name: str = "task"
-
-    def __len__(self) -> int:
-        raise NotImplementedError
-
-    def get(self, index: int) -> dict:
-        raise NotImplementedError
-
-    def __getitem__(self, index: int) -> dict:
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"{self.name}: index {index} out of range (size {len(self)})")
-        return self.get(index % len(self))
-
-    def __iter__(self) -> Iterator[dict]:
-        return (self.get(i) for i in range(len(self)))
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r}, size={len(self)})"
-
-
-def record(task: str, index: int, messages: list[dict], **meta) -> dict:
-    return {"id": f"{task}:{index}", "messages": messages, "meta": {"task": task, **meta}}
+from kit.records import read_records
+from kit.training import datasets
+from kit.training.calculator import evaluate, format_result
+from kit.training.datasets import Task, record  # noqa: F401  (public here too: the base every task shares)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -356,8 +331,6 @@ def default_mixture(identity_path: str | os.PathLike | list | None = None, seed:
 
     Built-in shares follow nanochat's emphasis: spelling 40%, arithmetic 40%, spelling bee 20% of `size`.
     """
-    from kit.training import datasets  # the public-set readers; imported here so the built-in path needs no pandas
-
     tasks: list[tuple[Task, float]] = [
         (SimpleSpelling(size * 2 // 5, seed), 1),
         (SpellingBee(size // 5, seed), 1),

@@ -1,0 +1,302 @@
+"""Who the assistant is, as data and pure text rules: the facts, the probes, the foreign names.
+
+Both the quality stage (validation's `identity` content rule: a reply must not claim to be ChatGPT)
+and the training stage (identity evaluation: does a finetuned model state its facts?) read the same
+hand-written files in knowledge/identity/ and apply the same rules to text. The rules depend on
+nothing but the text and those files, so they live here, at the foundations: neither stage imports
+the other to use them, and a change to finetuning cannot break validation.
+
+- `load_identity_data` reads and checks facts.yaml, foreign.yaml and probes.yaml;
+- `foreign_identity_claims(text)`: the foreign identities a text claims as its own;
+- `facts_stated(answer, fact_ids)` and `score_answer(probe, answer)`: the facts an answer states.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kit import paths
+
+IDENTITY_DIR = "identity"
+KINDS = ("direct", "indirect", "typo", "casual", "multilingual", "adversarial", "multiturn")
+NO_FOREIGN = "no_foreign"  # the check every probe makes, reported beside the facts
+
+
+# ---------------------------------------------------------------- data
+
+@dataclass(frozen=True)
+class Fact:
+    id: str
+    says: str
+    patterns: tuple[re.Pattern, ...]
+
+    def stated_in(self, text: str) -> bool:
+        return any(p.search(text) for p in self.patterns)
+
+
+@dataclass(frozen=True)
+class Probe:
+    id: str
+    kind: str
+    question: str
+    checks: tuple[str, ...]
+    history: tuple[dict, ...] = ()
+    lang: str = "en"
+
+    def messages(self, system_prompt: str | None) -> list[dict]:
+        """The conversation to send: the system prompt, the earlier turns, the question."""
+        system = [{"role": "system", "content": system_prompt}] if system_prompt else []
+        return system + [dict(m) for m in self.history] + [{"role": "user", "content": self.question}]
+
+
+@dataclass(frozen=True)
+class ForeignName:
+    name: str
+    patterns: tuple[re.Pattern, ...]
+
+
+@dataclass(frozen=True)
+class IdentityData:
+    probes: tuple[Probe, ...]
+    facts: dict[str, Fact]
+    foreign: tuple[ForeignName, ...]
+    folder: Path
+
+    @cached_property
+    def any_foreign(self) -> re.Pattern:
+        """Every foreign name's patterns as one: most texts name none, and one search says so at the
+        cost of a single pass instead of one per pattern (validation runs this on every reply)."""
+        return re.compile("|".join(f"(?:{p.pattern})" for f in self.foreign for p in f.patterns), re.IGNORECASE)
+
+
+def _read_yaml(path: Path, key: str) -> list:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get(key), list):
+        raise ValueError(f"{path}: expected a mapping with a list under {key!r}")
+    return data[key]
+
+
+def _compile(path: Path, where: str, patterns: Any) -> tuple[re.Pattern, ...]:
+    if not isinstance(patterns, list) or not patterns or not all(isinstance(p, str) for p in patterns):
+        raise ValueError(f"{path}: {where}: 'patterns' must be a non-empty list of strings")
+    compiled = []
+    for p in patterns:
+        try:
+            compiled.append(re.compile(p, re.IGNORECASE))
+        except re.error as exc:
+            raise ValueError(f"{path}: {where}: bad pattern {p!r}: {exc}") from None
+    return tuple(compiled)
+
+
+def _entry(path: Path, i: int, item: Any, required: tuple[str, ...]) -> dict:
+    if not isinstance(item, dict):
+        raise ValueError(f"{path}: entry {i}: expected a mapping, got {type(item).__name__}")
+    missing = [k for k in required if not item.get(k)]
+    if missing:
+        raise ValueError(f"{path}: entry {i} ({item.get('id') or item.get('name') or '?'}): missing {', '.join(missing)}")
+    return item
+
+
+def load_identity_data(folder: str | Path | None = None) -> IdentityData:
+    """Probes, facts and foreign names from `folder` (default knowledge/identity/), checked: an unknown
+    fact id, a duplicate probe id, a bad pattern or a malformed history is an error naming file and entry."""
+    folder = Path(folder) if folder is not None else paths.knowledge_dir() / IDENTITY_DIR
+    facts_path, foreign_path, probes_path = folder / "facts.yaml", folder / "foreign.yaml", folder / "probes.yaml"
+
+    facts: dict[str, Fact] = {}
+    for i, item in enumerate(_read_yaml(facts_path, "facts")):
+        item = _entry(facts_path, i, item, ("id", "patterns"))
+        if item["id"] in facts or item["id"] == NO_FOREIGN:
+            raise ValueError(f"{facts_path}: entry {i}: fact id {item['id']!r} is used twice or reserved")
+        facts[item["id"]] = Fact(item["id"], str(item.get("says", "")),
+                                 _compile(facts_path, f"fact {item['id']}", item["patterns"]))
+
+    foreign = tuple(
+        ForeignName(str(item["name"]), _compile(foreign_path, f"name {item['name']}", item["patterns"]))
+        for i, item in enumerate(_read_yaml(foreign_path, "foreign"))
+        if _entry(foreign_path, i, item, ("name", "patterns")))
+
+    probes: list[Probe] = []
+    for i, item in enumerate(_read_yaml(probes_path, "probes")):
+        item = _entry(probes_path, i, item, ("id", "kind", "question"))
+        where = f"{probes_path}: probe {item['id']}"
+        if any(p.id == item["id"] for p in probes):
+            raise ValueError(f"{where}: id used twice")
+        if item["kind"] not in KINDS:
+            raise ValueError(f"{where}: unknown kind {item['kind']!r} (kinds: {', '.join(KINDS)})")
+        checks = item.get("checks") or []
+        unknown = [c for c in checks if c not in facts]
+        if unknown:
+            raise ValueError(f"{where}: checks unknown fact(s) {', '.join(map(str, unknown))} "
+                             f"(facts: {', '.join(facts)})")
+        history = item.get("history") or []
+        roles = [m.get("role") if isinstance(m, dict) else None for m in history]
+        if roles != ["user", "assistant"] * (len(history) // 2) or any(
+                not isinstance(m.get("content"), str) or not m["content"].strip() for m in history):
+            raise ValueError(f"{where}: history must be user/assistant pairs with text content")
+        probes.append(Probe(str(item["id"]), item["kind"], str(item["question"]), tuple(checks),
+                            tuple({"role": m["role"], "content": m["content"]} for m in history),
+                            str(item.get("lang", "en"))))
+    return IdentityData(tuple(probes), facts, foreign, folder)
+
+
+@lru_cache(maxsize=1)
+def default_data() -> IdentityData:
+    """knowledge/identity/ read once per process."""
+    return load_identity_data()
+
+
+# ---------------------------------------------------------------- claims
+
+# How a speaker names itself: "I am", "my name is", "call me" (and the same in the probes' languages).
+_SELF = re.compile(
+    r"(?:\bi\s+am|\bi'?m|\bi\s+was|\bmy\s+name\s+is|\bmy\s+name's|\bcall\s+me|\bthis\s+is"
+    r"|\bi\s+(?:belong\s+to|come\s+from|work\s+for|run\s+as)"
+    r"|\bmy\s+(?:creators?|makers?|developers?|authors?|company|parent\s+company|team|trainers?|base\s+model)\s+(?:is|are|was|were)"
+    r"|\byou(?:'re|\s+are)\s+(?:talking|chatting|speaking)\s+(?:to|with)"
+    r"|\bje\s+suis|\bje\s+m'appelle|\bmon\s+nom\s+est|\bsoy|\bme\s+llamo|\bmi\s+nombre\s+es"
+    r"|\bich\s+bin|\bich\s+hei(?:ss|\u00df)e|\bmein\s+name\s+ist|\bsono|\bmi\s+chiamo|\beu\s+sou|\bmeu\s+nome\s+\u00e9)"
+    r"\s+", re.IGNORECASE)
+# Words that may stand between "I am" and a name without changing who is named ("I am a large language
+# model called X", "I'm an AI from X"). Anything else (not, like, than, behind, comma) breaks the claim,
+# which is how comparisons and negations pass. \x00 stands for another foreign name ("I'm Meta's Llama").
+_FILLER = (r"a|an|the|actually|really|just|simply|basically|indeed|truly|officially|called|named|known|as|"
+           r"model|models|language|large|llm|ai|artificial|intelligence|assistant|chatbot|bot|chat|version|"
+           r"variant|of|based|on|from|by|at|built|made|created|developed|trained|designed|programmed|"
+           r"fine-?tuned|small|smaller|tiny|little|compact|helpful|friendly|open|source|open-source|instance|"
+           r"part|one|member|powered|running|team|company|un|une|una|uno|modelo|mod\u00e8le|modello|ein|eine|"
+           r"einer|ia|ki|assistent|asistente|assistente|de|del|von|du|la|le|el|il|lo|di|da|basado|bas\u00e9|"
+           r"basiert|auf|sur|en|\x00+(?:'s)?")
+_MID = rf"(?:(?:{_FILLER})[\s-]+){{0,8}}"
+_SELF_CLAIM = re.compile(rf"(?<![\w']){_MID}$", re.IGNORECASE)
+_NEGATED_BEFORE = re.compile(r"(?:\bno|\bnot|\bnever|n't|\bnicht|\bne|\bnon|\bn\u00e3o)\s+$", re.IGNORECASE)
+# "made by X": the maker named after a verb of making (English, French, Spanish, Italian, Portuguese, German)
+_AGENT = re.compile(
+    r"(?:\b(?:created|made|built|developed|trained|designed|programmed|engineered|owned|released|produced|"
+    r"fine-?tuned|powered|maintained|funded|invented)\s+(?:by|at)"
+    r"|\b(?:cr\u00e9\u00e9e?|d\u00e9velopp\u00e9e?|entra\u00een\u00e9e?|con\u00e7ue?|fait)\s+par"
+    r"|\b(?:creado|creada|desarrollado|entrenado|hecho|dise\u00f1ado)\s+por"
+    r"|\b(?:creato|sviluppato|addestrato)\s+da|\b(?:criado|desenvolvido|treinado)\s+pel[oa]"
+    r"|\b(?:entwickelt|erstellt|trainiert|gebaut|gemacht|programmiert)\s+von)"
+    r"\s+(?:the\s+|la\s+|el\s+|le\s+|l')?(?:(?:team|folks|people|engineers|researchers|developers|company|"
+    r"equipo|\u00e9quipe)\s+(?:at|from|of|de|von)\s+)?(?:\x00+(?:'s)?\s+)?$", re.IGNORECASE)
+_GERMAN_AGENT_AFTER = re.compile(r"^\s*(?:entwickelt|erstellt|trainiert|gebaut|gemacht|programmiert)\b", re.IGNORECASE)
+_GERMAN_VON = re.compile(r"\bvon\s+$", re.IGNORECASE)
+_MAKER_VERB_AFTER = re.compile(r"^\s*(?:'s\s+\w+\s+)?(?:created|made|built|developed|trained|designed|programmed)\s+me\b",
+                               re.IGNORECASE)
+_AS_CLAIM = re.compile(rf"^\s*(?:well,?\s+|speaking\s+)?as\s+{_MID}$", re.IGNORECASE)
+_AS_AFTER = re.compile(rf"^(?:'s)?(?:[\s-]+(?:{_FILLER})){{0,4}}\s*,", re.IGNORECASE)
+_FIRST_PERSON = re.compile(r"\b(?:i|i'm|im|me|my|myself|je|j'|moi|yo|soy|fui|ich|mich|mir|bin|eu|sou|io|sono)\b",
+                           re.IGNORECASE)
+_NOT_SELF = re.compile(r"\b(?:it|he|she|they|them|its|their|his|her|unlike|like|than|compared|versus|vs|similar|"
+                       r"other|others)\b", re.IGNORECASE)
+_NEGATION_NEAR = re.compile(r"(?:\bno|\bnot|\bnever|n't|\bneither|\bnor|\bnicht|\bnon|\bpas|\bnunca)\b[\w\s']{0,20}$",
+                            re.IGNORECASE)
+# a sentence with no subject before the verb: "Created by X.", "nanochat, a model trained by X"
+_SUBJECTLESS = re.compile(rf"^\s*(?:{_MID})?(?:[\w-]+,?\s+)?(?:{_MID})?$", re.IGNORECASE)
+_SENTENCE_END = re.compile(r"[.!?;:]+(?=\s|$)|\n")
+
+
+def _sentence_start(text: str, pos: int) -> int:
+    starts = [m.end() for m in _SENTENCE_END.finditer(text, 0, pos)]
+    return starts[-1] if starts else 0
+
+
+def foreign_identity_claims(text: str, data: IdentityData | None = None) -> list[str]:
+    """The foreign identities `text` claims as its own, in order of first claim, each once.
+
+    A claim: "I am X" / "I'm X" / "my name is X" / "call me X" (a few filler words may stand between:
+    "I'm a language model called X"), "created/made/built/developed/trained by X" said of itself,
+    "X made me", a sentence opening "As X, ...", and the same in French, Spanish, German, Italian and
+    Portuguese. Negations and comparisons are not claims: "I'm not ChatGPT", "I am nanochat, not
+    Claude", "far behind GPT-4", "unlike ChatGPT, which was made by OpenAI".
+    """
+    if not isinstance(text, str) or not text:
+        return []
+    data = data or default_data()
+    text = text.replace("\u2019", "'")
+    if not data.any_foreign.search(text):
+        return []
+    found: list[tuple[int, int, str]] = []
+    for foreign in data.foreign:
+        for pattern in foreign.patterns:
+            found += [(m.start(), m.end(), foreign.name) for m in pattern.finditer(text) if m.end() > m.start()]
+    if not found:
+        return []
+    found.sort()
+    # every name shown as \x00s, so "I'm Meta's Llama" reads as filler before the name
+    masked = list(text)
+    for start, end, _ in found:
+        masked[start:end] = "\x00" * (end - start)
+    masked_text = "".join(masked)
+
+    claimed: list[str] = []
+    unclaimed: list[int] = []  # where names that were only mentioned start: a subject that is not "I"
+    for start, end, name in found:
+        sentence = _sentence_start(text, start)
+        others = [s - sentence for s in unclaimed if s >= sentence]
+        if _is_claim(masked_text[sentence:start], masked_text[end:], others):
+            if name not in claimed:
+                claimed.append(name)
+        else:
+            unclaimed.append(start)
+    return claimed
+
+
+def _is_claim(before: str, after: str, mentioned_before: list[int]) -> bool:
+    """Is the name between `before` (its sentence so far) and `after` claimed? `mentioned_before`: where
+    names that were not claimed start in `before` ("unlike ChatGPT, which was made by X": X is ChatGPT's)."""
+    filler = _SELF_CLAIM.search(before)
+    if filler is not None:
+        head = before[:filler.start()]
+        subject = _ends_with_self(head)
+        if subject is not None and not _NEGATED_BEFORE.search(head[:subject]):
+            return True
+    if _AS_CLAIM.search(before) and _AS_AFTER.match(after):
+        return True
+    agent = _AGENT.search(before)
+    if agent is None and _GERMAN_AGENT_AFTER.match(after):
+        agent = _GERMAN_VON.search(before)
+    if agent is not None:
+        lead = before[:agent.start()]
+        if _NEGATION_NEAR.search(lead) or _NOT_SELF.search(lead) or any(s < agent.start() for s in mentioned_before):
+            return False
+        return bool(_FIRST_PERSON.search(lead)) or _SUBJECTLESS.match(lead) is not None
+    if _MAKER_VERB_AFTER.match(after):
+        return not _NEGATION_NEAR.search(before)
+    return False
+
+
+def _ends_with_self(head: str) -> int | None:
+    """Where the first-person subject that ends `head` starts ("... I am " -> the index of "I"), or None."""
+    for m in _SELF.finditer(head):
+        if m.end() == len(head):
+            return m.start()
+    return None
+
+
+# ---------------------------------------------------------------- scoring
+
+def facts_stated(answer: str, fact_ids: tuple[str, ...] | list[str], data: IdentityData | None = None) -> dict[str, bool]:
+    """For each fact id, whether `answer` states it."""
+    data = data or default_data()
+    return {f: data.facts[f].stated_in(answer) for f in fact_ids}
+
+
+def score_answer(probe: Probe, answer: str, data: IdentityData | None = None) -> dict:
+    """One answer scored: `facts` (fact id -> stated), `foreign` (identities claimed), `pass`."""
+    data = data or default_data()
+    facts = facts_stated(answer, probe.checks, data)
+    foreign = foreign_identity_claims(answer, data)
+    return {"facts": facts, "foreign": foreign, "pass": all(facts.values()) and not foreign}
