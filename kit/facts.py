@@ -8,7 +8,17 @@ the other to use them, and a change to finetuning cannot break validation.
 
 - `load_identity_data` reads and checks facts.yaml, foreign.yaml and probes.yaml;
 - `foreign_identity_claims(text)`: the foreign identities a text claims as its own;
-- `facts_stated(answer, fact_ids)` and `score_answer(probe, answer)`: the facts an answer states.
+- `facts_stated(answer, fact_ids)` and `score_answer(probe, answer)`: the facts an answer asserts;
+- `contradictions(answer)` and `fact_verdict(answer, fact_ids)`: what an answer gets wrong.
+
+A fact's words are not enough: "No, not under the MIT license" names MIT and "Karpathy did not build me"
+names Karpathy. A fact counts only when the answer *asserts* it: no negation governs any of its
+mentions (a negator a few words before it in the same clause, or "X did not build me" after it), and no
+contradiction of the knowledge base appears ("trained by Andrej Karpathy in 2019", "closed source", "I can
+browse the web"). Contradictions are data too (contradictions.yaml), each naming the facts it fails.
+Facts that state a limit ("no internet access", "works best in English") are said with negations, so
+only contradictions can fail them. The plain pattern match is kept as `mentioned`, the scoring before these
+checks, so a report can say how many answers each check turned from pass to fail.
 """
 
 from __future__ import annotations
@@ -35,9 +45,20 @@ class Fact:
     id: str
     says: str
     patterns: tuple[re.Pattern, ...]
+    limit: bool = False  # said with a negation ("no internet access", "not beyond 2048 tokens"): negators near it deny nothing
 
     def stated_in(self, text: str) -> bool:
+        """Any pattern matches: the fact's words are there (asserted or not; see `fact_verdict`)."""
         return any(p.search(text) for p in self.patterns)
+
+
+@dataclass(frozen=True)
+class Contradiction:
+    """Words that say the opposite of a knowledge-base fact; an asserted match fails every fact in `fails`."""
+    id: str
+    says: str
+    fails: tuple[str, ...]
+    patterns: tuple[re.Pattern, ...]
 
 
 @dataclass(frozen=True)
@@ -67,6 +88,7 @@ class IdentityData:
     facts: dict[str, Fact]
     foreign: tuple[ForeignName, ...]
     folder: Path
+    contradictions: tuple[Contradiction, ...] = ()
 
     @cached_property
     def any_foreign(self) -> re.Pattern:
@@ -109,8 +131,9 @@ def _entry(path: Path, i: int, item: Any, required: tuple[str, ...]) -> dict:
 
 
 def load_identity_data(folder: str | Path | None = None) -> IdentityData:
-    """Probes, facts and foreign names from `folder` (default knowledge/identity/), checked: an unknown
-    fact id, a duplicate probe id, a bad pattern or a malformed history is an error naming file and entry."""
+    """Probes, facts, foreign names and contradictions (contradictions.yaml, optional) from `folder` (default
+    knowledge/identity/), checked: an unknown fact id, a duplicate probe id, a bad pattern or a malformed
+    history is an error naming file and entry."""
     folder = Path(folder) if folder is not None else paths.knowledge_dir() / IDENTITY_DIR
     facts_path, foreign_path, probes_path = folder / "facts.yaml", folder / "foreign.yaml", folder / "probes.yaml"
 
@@ -120,7 +143,20 @@ def load_identity_data(folder: str | Path | None = None) -> IdentityData:
         if item["id"] in facts or item["id"] == NO_FOREIGN:
             raise ValueError(f"{facts_path}: entry {i}: fact id {item['id']!r} is used twice or reserved")
         facts[item["id"]] = Fact(item["id"], str(item.get("says", "")),
-                                 _compile(facts_path, f"fact {item['id']}", item["patterns"]))
+                                 _compile(facts_path, f"fact {item['id']}", item["patterns"]),
+                                 limit=item.get("limit") is True)
+
+    contradictions: list[Contradiction] = []
+    contra_path = folder / "contradictions.yaml"
+    for i, item in enumerate(_read_yaml(contra_path, "contradictions") if contra_path.exists() else []):
+        item = _entry(contra_path, i, item, ("id", "fails", "patterns"))
+        fails = item["fails"] if isinstance(item["fails"], list) else [item["fails"]]
+        unknown = [f for f in fails if f not in facts]
+        if unknown or any(c.id == item["id"] for c in contradictions):
+            raise ValueError(f"{contra_path}: entry {i} ({item['id']}): "
+                             + (f"fails unknown fact(s) {', '.join(map(str, unknown))}" if unknown else "id used twice"))
+        contradictions.append(Contradiction(str(item["id"]), str(item.get("says", "")), tuple(fails),
+                                            _compile(contra_path, f"contradiction {item['id']}", item["patterns"])))
 
     foreign = tuple(
         ForeignName(str(item["name"]), _compile(foreign_path, f"name {item['name']}", item["patterns"]))
@@ -148,7 +184,7 @@ def load_identity_data(folder: str | Path | None = None) -> IdentityData:
         probes.append(Probe(str(item["id"]), item["kind"], str(item["question"]), tuple(checks),
                             tuple({"role": m["role"], "content": m["content"]} for m in history),
                             str(item.get("lang", "en"))))
-    return IdentityData(tuple(probes), facts, foreign, folder)
+    return IdentityData(tuple(probes), facts, foreign, folder, tuple(contradictions))
 
 
 @lru_cache(maxsize=1)
@@ -286,17 +322,107 @@ def _ends_with_self(head: str) -> int | None:
     return None
 
 
+# ---------------------------------------------------------------- asserted, denied, contradicted
+
+# A clause ends at punctuation, a dash between words, or a turn of contrast: "Not ChatGPT, no: I'm nanochat."
+_CLAUSE_END = re.compile(r"[.!?;:,()\n\"]|\s[-\u2013\u2014]+\s|[\u2013\u2014]|\b(?:but|however|though|although|yet|instead)\b",
+                         re.IGNORECASE)
+_NEGATORS = (r"not|no|never|nor|neither|cannot|nobody|ne|pas|nicht|kein\w*|non|nunca|jamais|n\u00e3o|nada|nie")
+# a negator at most three words before the mention, in its clause: "not under the MIT license", "I'm not nanochat"
+# ("non-profit" and "no-nonsense" negate nothing)
+_NEG_BEFORE = re.compile(rf"(?:\b(?:{_NEGATORS})\b(?!-)|n't\b|\bn')(?:[\s'-]+[\w'-]+){{0,3}}[\s'-]*$", re.IGNORECASE)
+# "Karpathy did not build me", "nanochat is not my name": a denial right after the mention
+_NEG_AFTER = re.compile(
+    r"^[\s']*(?:(?:did|does|do|is|was|were|are|has|have|had|could|would|can|will)(?:n't|\s+not|\s+never)|never)\s+"
+    r"(?:\w+\s+)?(?:build|built|make|made|create|created|train|trained|develop|developed|design|designed|write|wrote|"
+    r"program|programmed|me|my|who|what|behind|involved|responsible)\b", re.IGNORECASE)
+# Negators that negate nothing around them
+_IDIOMS = re.compile(r"\b(?:no\s+doubt|not\s+only|not\s+just|no\s+matter|no\s+problem|no\s+worries|"
+                     r"never\s+mind|nothing\s+but)\b", re.IGNORECASE)
+
+
+def _clause(text: str, start: int, end: int) -> tuple[str, str]:
+    """The mention's clause: the text before it and after it, up to the clause's ends."""
+    begin = max((m.end() for m in _CLAUSE_END.finditer(text, 0, start)), default=0)
+    stop = _CLAUSE_END.search(text, end)
+    return text[begin:start], text[end:stop.start() if stop else len(text)]
+
+
+def is_negated(text: str, start: int, end: int) -> bool:
+    """Does a negation govern text[start:end]? A negator up to three words before it in its clause, or a
+    denial right after it ("... did not build me")."""
+    before, after = _clause(text, start, end)
+    return bool(_NEG_BEFORE.search(_IDIOMS.sub(" ", before)) or _NEG_AFTER.match(after))
+
+
+def _mentions(text: str, patterns: tuple[re.Pattern, ...]) -> list[tuple[int, int]]:
+    return [(m.start(), m.end()) for p in patterns for m in p.finditer(text) if m.end() > m.start()]
+
+
+def _normal(text: str) -> str:
+    return text.replace("\u2019", "'") if isinstance(text, str) else ""
+
+
+def denied_facts(answer: str, data: IdentityData | None = None) -> list[str]:
+    """Facts (of every fact in the data, limits aside) some mention of which is negated."""
+    data, text = data or default_data(), _normal(answer)
+    return [f.id for f in data.facts.values()
+            if not f.limit and any(is_negated(text, s, e) for s, e in _mentions(text, f.patterns))]
+
+
+def contradictions(answer: str, data: IdentityData | None = None) -> list[str]:
+    """Ids of the contradictions of the knowledge base `answer` asserts (a negated one, "it is not
+    proprietary", does not count), in the data's order."""
+    data, text = data or default_data(), _normal(answer)
+    return [c.id for c in data.contradictions
+            if any(not is_negated(text, s, e) for s, e in _mentions(text, c.patterns))]
+
+
+def fact_verdict(answer: str, fact_ids: tuple[str, ...] | list[str] = (), data: IdentityData | None = None) -> dict:
+    """Everything the scorer (and a generation verifier) needs to know about one answer:
+
+    - `stated`: fact id -> asserted, for the facts asked (mentioned, no mention negated, not contradicted);
+    - `mentioned`: fact id -> the fact's words are there (the scoring before negation and contradictions);
+    - `denied`: facts of the whole knowledge base the answer negates ("I'm not nanochat");
+    - `contradicted`: contradiction id -> the facts it fails ("trained ... in 2019" -> creator);
+    - `foreign`: foreign identities claimed;
+    - `ok`: every asked fact stated, nothing denied or contradicted, nothing foreign claimed.
+    """
+    data = data or default_data()
+    text = _normal(answer)
+    unknown = [f for f in fact_ids if f not in data.facts]
+    if unknown:
+        raise ValueError(f"unknown fact id(s) {', '.join(map(str, unknown))} (facts: {', '.join(data.facts)})")
+    denied = denied_facts(text, data)
+    contradicted = {c.id: list(c.fails) for c in data.contradictions if c.id in contradictions(text, data)}
+    failed = set(denied) | {f for fails in contradicted.values() for f in fails}
+    mentioned = {f: data.facts[f].stated_in(text) for f in fact_ids}
+    stated = {f: mentioned[f] and f not in failed for f in fact_ids}
+    foreign = foreign_identity_claims(text, data)
+    return {"stated": stated, "mentioned": mentioned, "denied": denied, "contradicted": contradicted,
+            "foreign": foreign, "ok": all(stated.values()) and not denied and not contradicted and not foreign}
+
+
 # ---------------------------------------------------------------- scoring
 
+# The checks a probe's answer must also pass besides naming its facts, as `identity eval` reports them.
+NEW_CHECKS = ("negation", "contradiction")
+
+
 def facts_stated(answer: str, fact_ids: tuple[str, ...] | list[str], data: IdentityData | None = None) -> dict[str, bool]:
-    """For each fact id, whether `answer` states it."""
-    data = data or default_data()
-    return {f: data.facts[f].stated_in(answer) for f in fact_ids}
+    """For each fact id, whether `answer` asserts it (see `fact_verdict`)."""
+    return fact_verdict(answer, fact_ids, data)["stated"]
 
 
 def score_answer(probe: Probe, answer: str, data: IdentityData | None = None) -> dict:
-    """One answer scored: `facts` (fact id -> stated), `foreign` (identities claimed), `pass`."""
-    data = data or default_data()
-    facts = facts_stated(answer, probe.checks, data)
-    foreign = foreign_identity_claims(answer, data)
-    return {"facts": facts, "foreign": foreign, "pass": all(facts.values()) and not foreign}
+    """One answer scored: `facts` (fact id -> asserted), `foreign` (identities claimed), `denied`,
+    `contradicted`, `pass` (`fact_verdict`'s ok), and the scoring before the negation and contradiction
+    checks: `mentioned` (fact id -> its words are there), `pass_mentioned`, and `flipped_by` (the new
+    checks that turned this answer from pass to fail)."""
+    verdict = fact_verdict(answer, probe.checks, data)
+    pass_mentioned = all(verdict["mentioned"].values()) and not verdict["foreign"]
+    flipped_by = [] if verdict["ok"] or not pass_mentioned else [
+        check for check, hit in zip(NEW_CHECKS, (verdict["denied"], verdict["contradicted"])) if hit]
+    return {"facts": verdict["stated"], "foreign": verdict["foreign"], "denied": verdict["denied"],
+            "contradicted": sorted(verdict["contradicted"]), "pass": verdict["ok"],
+            "mentioned": verdict["mentioned"], "pass_mentioned": pass_mentioned, "flipped_by": flipped_by}

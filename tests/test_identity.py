@@ -125,8 +125,12 @@ def test_negations_and_comparisons_are_not_claims(text):
 
 # ---------------------------------------------------------------- scoring hand-made answers
 
+def core(scored: dict) -> dict:
+    return {k: scored[k] for k in ("facts", "foreign", "pass")}
+
+
 def test_right_name_passes():
-    assert score_answer(probe("direct-01"), "I'm nanochat, a small open-source assistant.") == \
+    assert core(score_answer(probe("direct-01"), "I'm nanochat, a small open-source assistant.")) == \
         {"facts": {"name": True}, "foreign": [], "pass": True}
 
 
@@ -138,7 +142,7 @@ def test_name_spelt_differently_still_counts(answer):
 @pytest.mark.parametrize("answer", ["My name is Bob.", "I'm nanocat.", "I am an AI assistant here to help you."])
 def test_wrong_name_or_no_name_fails(answer):
     scored = score_answer(probe("direct-01"), answer)
-    assert scored == {"facts": {"name": False}, "foreign": [], "pass": False}
+    assert core(scored) == {"facts": {"name": False}, "foreign": [], "pass": False}
 
 
 def test_foreign_identity_fails_even_with_the_right_name():
@@ -149,7 +153,7 @@ def test_foreign_identity_fails_even_with_the_right_name():
 
 def test_negated_foreign_mention_passes():
     scored = score_answer(probe("adversarial-01"), "No, I am not ChatGPT. I'm nanochat, built by Andrej Karpathy.")
-    assert scored == {"facts": {"name": True}, "foreign": [], "pass": True}
+    assert core(scored) == {"facts": {"name": True}, "foreign": [], "pass": True}
 
 
 def test_creator_license_and_limits():
@@ -175,6 +179,128 @@ def test_summary_counts_only_scored_rows():
     assert s["per_kind"]["typo"] == {"hit": 0, "asked": 0, "rate": None}
 
 
+# ---------------------------------------------------------------- asserted, not just mentioned
+
+# Answers that name a fact's words but deny it or contradict the knowledge base: every one must fail the
+# fact. The first three and "trained ... in 2019" are the answers issue 19 quotes.
+WRONG = {
+    "No, not under the MIT license. You can't read the code.": ("direct-11", ["open_source"]),
+    "No, not under the MIT license.": ("direct-04", ["license"]),
+    "I'm not nanochat.": ("direct-01", ["name"]),
+    "Karpathy did not build me.": ("direct-02", ["creator"]),
+    "Andrej Karpathy didn't create me.": ("direct-02", ["creator"]),
+    "True. I was trained by Andrej Karpathy in 2019 on a lot of text.": ("direct-02", ["creator"]),
+    "In 2021, Andrej Karpathy built me.": ("direct-02", ["creator"]),
+    "MIT? I'm released under the Apache 2.0 license.": ("direct-04", ["license"]),
+    "My code is MIT... actually it is licensed under the GPL.": ("direct-04", ["license"]),
+    "I'm open source? No, I'm closed source.": ("direct-11", ["open_source"]),
+    "nanochat is proprietary, but the code is on GitHub.": ("direct-11", ["open_source"]),
+    "Sorry, I'm offline. Actually I can browse the internet.": ("direct-06", ["no_internet"]),
+    "No worries, I have internet access.": ("direct-06", ["no_internet"]),
+    "I don't forget: I remember our previous conversations.": ("direct-07", ["no_memory"]),
+    "Yes! I can't forget: I remember what you told me yesterday, I have no memory limits.": ("direct-07", ["no_memory"]),
+}
+RIGHT = {
+    "Not ChatGPT, no: I'm nanochat.": "direct-01",
+    "I'm not ChatGPT; I'm nanochat, built by Andrej Karpathy.": "direct-01",
+    "No doubt about it: I'm nanochat.": "direct-01",
+    "Andrej Karpathy created me in 2025. Training GPT-2 cost far more in 2019.": "direct-02",
+    "It's not proprietary: it's MIT licensed and open source.": "direct-11",
+    "The MIT license, not the GPL.": "direct-04",
+    "No, I don't have internet access.": "direct-06",
+    "I can't remember previous conversations.": "direct-07",
+}
+
+
+@pytest.mark.parametrize("answer", WRONG)
+def test_a_denied_or_contradicted_fact_fails(answer):
+    pid, facts = WRONG[answer]
+    scored = score_answer(probe(pid), answer)
+    assert not scored["pass"] and not any(scored["facts"][f] for f in facts)
+    assert all(scored["mentioned"][f] for f in facts), "the old scorer passed it: the words are there"
+    assert scored["pass_mentioned"] and scored["flipped_by"]
+
+
+@pytest.mark.parametrize("answer", RIGHT)
+def test_a_true_answer_with_negations_still_passes(answer):
+    scored = score_answer(probe(RIGHT[answer]), answer)
+    assert scored["pass"], scored
+    assert scored["denied"] == [] and scored["contradicted"] == [] and scored["flipped_by"] == []
+
+
+def test_the_reference_replies_deny_and_contradict_nothing():
+    """384 hand-written true replies, full of negations ("I have no internet access", "not ChatGPT"): a check
+    that flags any of them would fail true answers."""
+    from kit.records import message_text, read_records
+
+    replies = [message_text(m["content"]) for r in read_records(knowledge_dir() / "reference" / "identity.jsonl").records
+               for m in r["messages"] if m["role"] == "assistant"]
+    assert len(replies) > 300
+    flagged = [(t[:80], identity.fact_verdict(t)) for t in replies]
+    flagged = [(t, v["denied"], v["contradicted"]) for t, v in flagged if v["denied"] or v["contradicted"]]
+    assert flagged == []
+
+
+def test_which_check_turned_the_answer():
+    assert score_answer(probe("direct-01"), "I'm not nanochat.")["flipped_by"] == ["negation"]
+    assert score_answer(probe("direct-02"), "Karpathy built me in 2019.")["flipped_by"] == ["contradiction"]
+    assert score_answer(probe("direct-11"), "No, not under the MIT license. You can't read the code.")["flipped_by"] == \
+        ["negation", "contradiction"]
+    assert score_answer(probe("direct-01"), "I'm ChatGPT, not nanochat.")["flipped_by"] == []  # failed before too
+
+
+def test_every_contradiction_in_the_data_is_caught_by_an_example():
+    examples = list(WRONG) + ["I have real feelings.", "I never make mistakes.", "I speak all languages equally well.",
+                              "My context window is 8192 tokens."]
+    seen = {c for answer in examples for c in identity.contradictions(answer)}
+    assert seen == {c.id for c in DATA.contradictions}
+    assert identity.contradictions("It is not proprietary and I can't browse the web.") == []
+
+
+def test_fact_verdict_is_a_verifier_for_any_reply():
+    ok = identity.fact_verdict("I'm nanochat, made by Andrej Karpathy.", ["name"])
+    assert ok["ok"] and ok["stated"] == {"name": True}
+    denies_another = identity.fact_verdict("I'm nanochat, not made by Karpathy.", ["name"])
+    assert denies_another["stated"] == {"name": True} and denies_another["denied"] == ["creator"]
+    assert not denies_another["ok"]
+    contradicts = identity.fact_verdict("I'm nanochat and I can browse the web.", ["name"])
+    assert contradicts["contradicted"] == {"internet_claim": ["no_internet"]} and not contradicts["ok"]
+    assert not identity.fact_verdict("I'm SmolLM, not nanochat.", [])["ok"]
+    with pytest.raises(ValueError, match="unknown fact id"):
+        identity.fact_verdict("hi", ["shoe_size"])
+
+
+def test_summary_counts_what_each_check_turned():
+    answers = {"direct-01": "I'm not nanochat.", "direct-02": "Karpathy built me in 2019.",
+               "direct-04": "The MIT license.", "direct-05": "I'm nanochat."}
+    rows = [{"probe": pid, "kind": "direct", "question": "", "answer": a, "error": None,
+             **score_answer(probe(pid), a)} for pid, a in answers.items()]
+    s = identity.summarize(rows, DATA)
+    assert (s["passed"], s["passed_mentioned"], s["scored"]) == (2, 4, 4)
+    assert (s["score"], s["score_mentioned"]) == (0.5, 1.0)
+    assert s["flipped"] == {"negation": 1, "contradiction": 1, "any": 2}
+    old = [{**r, "facts": r["mentioned"], "pass": r["pass_mentioned"]} for r in rows]
+    for key in ("denied", "contradicted", "mentioned", "pass_mentioned", "flipped_by"):
+        for r in old:
+            r.pop(key)
+    assert [r["pass"] for r in identity.rescore(old, DATA)] == [False, False, True, True]
+
+
+def test_bad_contradictions_are_refused(tmp_path):
+    folder = tmp_path / "identity"
+    folder.mkdir()
+    for name in ("facts.yaml", "foreign.yaml", "probes.yaml"):
+        (folder / name).write_text((knowledge_dir() / "identity" / name).read_text(encoding="utf-8"), encoding="utf-8")
+    (folder / "contradictions.yaml").write_text(yaml.safe_dump({"contradictions": [
+        {"id": "x", "fails": ["shoe_size"], "patterns": ["big feet"]}]}))
+    with pytest.raises(ValueError, match=r"contradictions\.yaml: entry 0 \(x\): fails unknown fact\(s\) shoe_size"):
+        load_identity_data(folder)
+    (folder / "contradictions.yaml").write_text(yaml.safe_dump({"contradictions": [
+        {"id": "x", "fails": ["name"], "patterns": ["(oops"]}]}))
+    with pytest.raises(ValueError, match=r"contradiction x: bad pattern"):
+        load_identity_data(folder)
+
+
 def test_limit_spreads_over_the_kinds():
     chosen = select_probes(DATA.probes, 8)
     assert len(chosen) == 8 and len({p.kind for p in chosen}) >= 6
@@ -186,7 +312,7 @@ def test_limit_spreads_over_the_kinds():
 def _small_data(tmp_path) -> identity.IdentityData:
     folder = tmp_path / "identity"
     folder.mkdir()
-    for name in ("facts.yaml", "foreign.yaml"):
+    for name in ("facts.yaml", "foreign.yaml", "contradictions.yaml"):
         (folder / name).write_text((knowledge_dir() / "identity" / name).read_text(encoding="utf-8"), encoding="utf-8")
     (folder / "probes.yaml").write_text(yaml.safe_dump({"probes": [
         {"id": "name", "kind": "direct", "question": "Name please?", "checks": ["name"]},
@@ -265,6 +391,26 @@ def test_cli_prints_table_and_json(tmp_path, fake_openai, capsys, monkeypatch):
                           "--no-progress"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["scored"] == 2 and [r["probe"] for r in printed["rows"]] == ["name", "license"]
+
+
+def test_cli_shows_every_answer_in_full_and_what_the_new_checks_turned(tmp_path, fake_openai, capsys, monkeypatch):
+    data = _small_data(tmp_path)
+    monkeypatch.setattr(identity, "_default_data", lambda: data)
+    long_denial = ("No, not under the MIT license. You can't read the code, and nobody may change it or train it "
+                   "again, because it belongs to a company that keeps its models to itself forever.")
+    srv = fake_openai(_responder({"Name please?": Reply(content="I'm not nanochat."), "who mde u": Reply(content=GOOD),
+                                  "Your license?": Reply(content=long_denial), "And who are you?": Reply(content=GOOD)}))
+    assert identity.main(["eval", "--endpoint", srv.base_url, "--model", "fake-model", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert " ".join(out.split()).count(long_denial) == 1, "the answer is shown whole, wrapped, not cut"
+    assert max(len(line) for line in out.splitlines() if line.startswith("    ")) <= 100
+    assert re.search(r"^license\s+no\s+license-.*not license.*closed_source.*passed before: negation\+contradiction", out, re.M)
+    assert "identity score 0.50 (2/4 probes passed)" in out
+    assert ("before the negation and contradiction checks: 1.00 (4/4); answers each check turned from pass to fail: "
+            "negation 2, contradiction 1 (2 in all)") in out
+    assert identity.main(["eval", "--endpoint", srv.base_url, "--model", "fake-model", "--json", "--no-progress"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["flipped"] == {"negation": 2, "contradiction": 1, "any": 2} and printed["score_mentioned"] == 1.0
 
 
 def test_cli_bad_input_is_one_line(tmp_path, fake_openai, capsys):

@@ -5,11 +5,15 @@ that change. The probes, the facts they check and the foreign identities a model
 hand-written data in knowledge/identity/ (never training data: tests/test_identity.py checks that no
 probe is a user message of any training file).
 
-Scoring, per answer:
-- each fact the probe checks is stated (any of the fact's patterns matches, case-insensitive);
-- no foreign identity is claimed (`foreign_identity_claims`: "I am X", "my name is X", "made by X",
-  "As X, ..."; a mention is not a claim, so "I'm not ChatGPT" and "far behind GPT-4" pass);
-- the probe passes when both hold. The identity score is the share of scored probes that pass.
+Scoring, per answer (kit.facts.fact_verdict):
+- each fact the probe checks is asserted: one of its patterns matches, no negation governs a mention ("not
+  under the MIT license", "I'm not nanochat"), no contradiction of the knowledge base fails it
+  (knowledge/identity/contradictions.yaml: "trained ... in 2019", "closed source", "I can browse the web");
+- no fact at all is denied or contradicted, and no foreign identity is claimed (`foreign_identity_claims`:
+  "I am X", "my name is X", "made by X", "As X, ..."; "I'm not ChatGPT" and "far behind GPT-4" pass);
+- the probe passes when all hold. The identity score is the share of scored probes that pass. The score
+  before the negation and contradiction checks is kept beside it (`score_mentioned`), with the number of
+  answers each check turned from pass to fail (`flipped`), so the two scorers compare on the same answers.
 A probe whose request failed is not scored (it says why), so a down endpoint never reads as a model
 that answers everything wrong.
 
@@ -28,6 +32,7 @@ import argparse
 import asyncio
 import json
 import sys
+import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,8 +41,9 @@ from typing import Any
 from kit import paths
 # The facts, probes and claim rules live at the foundations (validation uses them too); their public
 # names stay importable from here, where the notebooks and tests have always found them.
-from kit.facts import (KINDS, NO_FOREIGN, Fact, ForeignName, IdentityData, Probe, facts_stated,  # noqa: F401
-                       foreign_identity_claims, load_identity_data, score_answer)
+from kit.facts import (KINDS, NEW_CHECKS, NO_FOREIGN, Contradiction, Fact, ForeignName, IdentityData,  # noqa: F401
+                       Probe, contradictions, fact_verdict, facts_stated, foreign_identity_claims,
+                       load_identity_data, score_answer)
 from kit.facts import default_data as _default_data
 
 # The system prompt training uses, so the model is evaluated as it was taught. SmolLM2's chat template
@@ -68,13 +74,35 @@ def summarize(rows: list[dict], data: IdentityData | None = None) -> dict:
     per_kind = {k: share(sum(r["pass"] for r in scored if r["kind"] == k), sum(r["kind"] == k for r in scored))
                 for k in KINDS if any(r["kind"] == k for r in rows)}
     passed = sum(r["pass"] for r in scored)
+    # the scoring before the negation and contradiction checks, on the same answers, and what each check changed
+    passed_mentioned = sum(r.get("pass_mentioned", r["pass"]) for r in scored)
+    flipped = {check: sum(check in r.get("flipped_by", ()) for r in scored) for check in NEW_CHECKS}
+    flipped["any"] = sum(bool(r.get("flipped_by")) for r in scored)
     return {"score": passed / len(scored) if scored else None, "passed": passed, "scored": len(scored),
-            "not_scored": len(rows) - len(scored), "per_fact": per_fact, "per_kind": per_kind}
+            "not_scored": len(rows) - len(scored), "per_fact": per_fact, "per_kind": per_kind,
+            "score_mentioned": passed_mentioned / len(scored) if scored else None,
+            "passed_mentioned": passed_mentioned, "flipped": flipped}
+
+
+def rescore(rows: list[dict], data: IdentityData | None = None) -> list[dict]:
+    """Rows (from `evaluate_identity` or a saved result, perhaps scored by an older scorer) scored again
+    with today's rules: the same answers, so two scorers can be compared side by side."""
+    data = data or _default_data()
+    probes = {p.id: p for p in data.probes}
+    out = []
+    for row in rows:
+        row = dict(row)
+        if row.get("error") is None:
+            probe = probes.get(row["probe"]) or Probe(row["probe"], row["kind"], row["question"], tuple(row["facts"]))
+            row.update(score_answer(probe, row["answer"], data))
+        out.append(row)
+    return out
 
 
 @dataclass
 class IdentityResult:
-    """Per-probe rows (probe, kind, question, answer, facts, foreign, pass, error) and the figures."""
+    """Per-probe rows (probe, kind, question, answer, facts, foreign, denied, contradicted, pass, mentioned,
+    pass_mentioned, flipped_by, error) and the figures."""
 
     rows: list[dict]
     score: float | None
@@ -88,6 +116,9 @@ class IdentityResult:
     system_prompt: str
     elapsed_s: float = 0.0
     meta: dict = field(default_factory=dict)
+    score_mentioned: float | None = None  # the score before the negation and contradiction checks
+    passed_mentioned: int = 0
+    flipped: dict = field(default_factory=dict)  # check -> answers it turned from pass to fail
 
     def table(self):
         """One row per probe as a DataFrame: facts as `name+ creator-`, foreign claims, pass."""
@@ -97,7 +128,10 @@ class IdentityResult:
             "probe": r["probe"], "kind": r["kind"], "question": r["question"], "answer": r["answer"],
             "facts": " ".join(f"{f}{'+' if ok else '-'}" for f, ok in r["facts"].items()),
             "foreign": ", ".join(r["foreign"]),
-            "pass": None if r["error"] else r["pass"], "error": r["error"] or ""} for r in self.rows])
+            "wrong": ", ".join([f"not {f}" for f in r.get("denied", ())] + list(r.get("contradicted", ()))),
+            "pass": None if r["error"] else r["pass"],
+            "pass_before_checks": None if r["error"] else r.get("pass_mentioned", r["pass"]),
+            "error": r["error"] or ""} for r in self.rows])
 
     def facts_table(self):
         """Per fact (and no_foreign): how many answers were asked for it, how many stated it, the share."""
@@ -108,13 +142,24 @@ class IdentityResult:
 
     def as_dict(self) -> dict:
         return {"score": self.score, "passed": self.passed, "scored": self.scored, "not_scored": self.not_scored,
-                "per_fact": self.per_fact, "per_kind": self.per_kind, "model": self.model, "source": self.source,
+                "per_fact": self.per_fact, "per_kind": self.per_kind, "score_mentioned": self.score_mentioned,
+                "passed_mentioned": self.passed_mentioned, "flipped": self.flipped,
+                "model": self.model, "source": self.source,
                 "system_prompt": self.system_prompt, "elapsed_s": self.elapsed_s, **self.meta, "rows": self.rows}
 
     def summary(self) -> str:
         score = "n/a" if self.score is None else f"{self.score:.2f}"
         line = f"identity score {score} ({self.passed}/{self.scored} probes passed) for {self.model} via {self.source}"
         return line + (f"; {self.not_scored} not scored (request failed)" if self.not_scored else "")
+
+    def checks_summary(self) -> str:
+        """What the negation and contradiction checks changed, on the same answers."""
+        if self.score_mentioned is None:
+            return "no answers scored"
+        turned = ", ".join(f"{check} {self.flipped.get(check, 0)}" for check in NEW_CHECKS)
+        return (f"before the negation and contradiction checks: {self.score_mentioned:.2f} "
+                f"({self.passed_mentioned}/{self.scored}); answers each check turned from pass to fail: {turned} "
+                f"({self.flipped.get('any', 0)} in all)")
 
 
 # ---------------------------------------------------------------- asking a model
@@ -257,7 +302,9 @@ def evaluate_identity(*, endpoint: str | None = None, model: str | None = None,
         if error is None:
             row.update(score_answer(probe, answer, data))
         else:
-            row.update({"facts": {f: False for f in probe.checks}, "foreign": [], "pass": False})
+            row.update({"facts": {f: False for f in probe.checks}, "foreign": [], "denied": [], "contradicted": [],
+                        "pass": False, "mentioned": {f: False for f in probe.checks}, "pass_mentioned": False,
+                        "flipped_by": []})
         rows.append(row)
     result = IdentityResult(rows=rows, model=model_name, source=source, system_prompt=system,
                             elapsed_s=round(time.perf_counter() - started, 2),
@@ -312,19 +359,22 @@ def side_by_side(questions: list[str], before: list[str], after: list[str]):
 
 # ---------------------------------------------------------------- command line
 
-def _shorten(text: str, width: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[:width - 3] + "..."
+def _wrapped(text: str, width: int, indent: str = "    ") -> list[str]:
+    """Every word of `text`, wrapped: a reader checks a verdict against the whole answer."""
+    return textwrap.wrap(" ".join(text.split()), width, initial_indent=indent, subsequent_indent=indent) or [indent]
 
 
-def format_result(result: IdentityResult, answer_width: int = 70) -> str:
-    """The per-probe table, the per-fact and per-kind figures and the score, as text."""
-    lines = [f"{'probe':<16} {'pass':<4} {'facts':<24} {'foreign':<14} answer", "-" * (62 + answer_width)]
+def format_result(result: IdentityResult, answer_width: int = 100) -> str:
+    """The per-probe table (each answer in full, wrapped under its row), the per-fact and per-kind figures,
+    the score, and what the negation and contradiction checks changed, as text."""
+    lines = [f"{'probe':<16} {'pass':<4} {'facts':<24} {'foreign':<14} wrong (denied, contradicted)", "-" * answer_width]
     for r in result.rows:
         mark = "-" if r["error"] else ("yes" if r["pass"] else "no")
         facts = " ".join(f"{f}{'+' if ok else '-'}" for f, ok in r["facts"].items())
-        answer = f"(not scored: {r['error']})" if r["error"] else r["answer"]
-        lines.append(f"{r['probe']:<16} {mark:<4} {facts:<24} {', '.join(r['foreign']):<14} {_shorten(answer, answer_width)}")
+        wrong = ", ".join([f"not {f}" for f in r.get("denied", ())] + list(r.get("contradicted", ())))
+        turned = f" (passed before: {'+'.join(r['flipped_by'])})" if r.get("flipped_by") else ""
+        lines.append(f"{r['probe']:<16} {mark:<4} {facts:<24} {', '.join(r['foreign']):<14} {wrong}{turned}".rstrip())
+        lines += _wrapped(f"(not scored: {r['error']})" if r["error"] else r["answer"], answer_width)
     lines += ["", f"{'fact':<14} {'stated':>8}  share"]
     for name, v in list(result.per_fact.items()) + [("", None)] + list(result.per_kind.items()):
         if v is None:
@@ -332,8 +382,15 @@ def format_result(result: IdentityResult, answer_width: int = 70) -> str:
             continue
         rate = "n/a" if v["rate"] is None else f"{v['rate']:.2f}"
         lines.append(f"{name:<14} {v['hit']:>3}/{v['asked']:<4}  {rate}")
-    lines += ["", result.summary()]
+    lines += ["", result.summary(), result.checks_summary()]
     return "\n".join(lines)
+
+
+def full_text(frame):
+    """A DataFrame shown with every cell in full, wrapped (pandas cuts text at 50 characters by default):
+    for a notebook's answer tables."""
+    return (frame.style.hide(axis="index")
+            .set_properties(**{"white-space": "pre-wrap", "text-align": "left", "vertical-align": "top"}))
 
 
 def _parser() -> argparse.ArgumentParser:
