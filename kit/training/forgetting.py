@@ -1,0 +1,209 @@
+"""What a finetune cost the model, measured on text no training author wrote.
+
+`retention` (kit.training.identity) measures the loss on held-out general conversations, but those were
+written by the same hands as the general conversations mixed into training: their loss can fall while
+the model gets worse at everything else (notebook 07's finetuned model answered "A 15 percent tip is
+$0.15." for a $64 bill). Two measurements that no author's style can flatter:
+
+- `self_answer_drift`: the *base* model answers held-out prompts greedily; the finetuned model is scored
+  on those answers. The base model's own text is what it would have said, so any rise of the finetuned
+  model's loss on it, and the per-token KL divergence KL(base || finetuned) over the answer tokens, is
+  drift away from the base model's behaviour (0 for an unchanged model).
+- `computed_questions`: hand-written questions whose answers the kit computes with its own safe calculator
+  (arithmetic, unit conversions, tips, letter counts: knowledge/computed_questions.yaml), asked greedily
+  and scored before and after. An answer is right when it states the computed number.
+
+Every result carries its n (prompts, tokens, questions), so a reader can weigh it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+import yaml
+
+from kit import paths
+from kit.training.base_model import chat_messages
+from kit.training.calculator import CalculatorError, evaluate
+from kit.training.finetune import IGNORE, causal_lm, collate, render_examples
+from kit.training.identity import generate_answers
+
+QUESTIONS_FILE = "computed_questions.yaml"
+KINDS = ("arithmetic", "units", "tip", "letters")
+MAX_NEW_TOKENS = 96
+
+
+# ---------------------------------------------------------------- drift on the base model's own answers
+
+def base_answers(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int = MAX_NEW_TOKENS,
+                 show_progress: bool = False) -> list[dict]:
+    """The model's greedy answers to `prompts` as conversation records (user prompt, assistant answer),
+    asked with the kit's system prompt as training and evaluation ask."""
+    answers = generate_answers(model, tokenizer, [chat_messages(p) for p in prompts], max_tokens=max_new_tokens,
+                               show_progress=show_progress)
+    return [{"id": f"base-answer-{i}", "messages": [{"role": "user", "content": p}, {"role": "assistant", "content": a}],
+             "meta": {"source": "base model, greedy"}} for i, (p, a) in enumerate(zip(prompts, answers))]
+
+
+def first_prompts(records: Sequence[dict]) -> list[str]:
+    """The first user message of each conversation: held-out general conversations become held-out prompts."""
+    prompts = []
+    for r in records:
+        first = next((m["content"] for m in r["messages"] if m["role"] == "user"), None)
+        if isinstance(first, str) and first.strip():
+            prompts.append(first)
+    return prompts
+
+
+def self_answer_drift(base, finetuned, tokenizer, prompts: Sequence[str] | None = None, *,
+                      answers: Sequence[dict] | None = None, max_new_tokens: int = MAX_NEW_TOKENS,
+                      max_tokens: int = 1024) -> dict:
+    """How far the finetuned model moved from the base model on the base model's own greedy answers.
+
+    base, finetuned: models sharing `tokenizer` (a kit.training.base_model ChatTokenizer); prompts: held-out
+    prompts (the base model answers them here), or `answers`: records base_answers made earlier.
+    Returns {n (answers), tokens (answer tokens scored), loss_base, loss_finetuned (mean nats per answer token),
+    loss_change (finetuned - base), kl (mean per-token KL(base || finetuned), nats), answers (the records)}.
+    """
+    if answers is None:
+        if not prompts:
+            raise ValueError("self_answer_drift: give prompts (or the base model's answers)")
+        answers = base_answers(base, tokenizer, prompts, max_new_tokens=max_new_tokens)
+    rows, _ = render_examples(tokenizer, answers, max_tokens)
+    if not rows:
+        raise ValueError("self_answer_drift: no answer has a token to score (all empty or cut off)")
+    total_base = total_ft = total_kl = 0.0
+    n_tokens = 0
+    with torch.no_grad():
+        for row in rows:  # one at a time: no padding, so nothing but the answer's own context is seen
+            inputs, targets = collate([row], tokenizer.pad_id)
+            keep = targets != IGNORE
+            logp_base = _log_probs(base, inputs, keep)
+            logp_ft = _log_probs(finetuned, inputs, keep)
+            target = targets[keep].to(logp_base.device)
+            total_base += float(F.nll_loss(logp_base, target, reduction="sum"))
+            total_ft += float(F.nll_loss(logp_ft.to(logp_base.device), target, reduction="sum"))
+            total_kl += float(F.kl_div(logp_ft.to(logp_base.device), logp_base, log_target=True, reduction="sum"))
+            n_tokens += int(keep.sum())
+    loss_base, loss_ft = total_base / n_tokens, total_ft / n_tokens
+    return {"n": len(rows), "tokens": n_tokens, "loss_base": loss_base, "loss_finetuned": loss_ft,
+            "loss_change": loss_ft - loss_base, "kl": total_kl / n_tokens, "answers": list(answers)}
+
+
+def _log_probs(model, inputs: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities over the vocabulary at the kept positions (float32)."""
+    device = next(model.parameters()).device
+    lm = causal_lm(model)
+    was_training = lm.training
+    lm.eval()
+    hidden = lm.base_model(input_ids=inputs.to(device)).last_hidden_state
+    logits = lm.get_output_embeddings()(hidden[keep.to(device)])
+    lm.train(was_training)
+    return F.log_softmax(logits.float(), dim=-1)
+
+
+# ---------------------------------------------------------------- questions with computed answers
+
+@dataclass(frozen=True)
+class ComputedQuestion:
+    id: str
+    kind: str
+    question: str
+    expr: str
+    answer: float  # computed by kit.training.calculator from expr
+    decimals: int | None = None
+
+
+def load_questions(path: str | Path | None = None) -> list[ComputedQuestion]:
+    """knowledge/computed_questions.yaml (or `path`), each answer computed from its expression; a bad entry
+    is an error naming the file and the entry."""
+    path = paths.resolve(path) if path is not None else paths.knowledge_dir() / QUESTIONS_FILE
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"{path}: cannot read ({exc})") from None
+    items = data.get("questions") if isinstance(data, dict) else None
+    if not isinstance(items, list) or not items:
+        raise ValueError(f"{path}: expected a mapping with a non-empty list under 'questions'")
+    questions: list[ComputedQuestion] = []
+    for i, item in enumerate(items):
+        where = f"{path}: entry {i}" + (f" ({item.get('id')})" if isinstance(item, dict) and item.get("id") else "")
+        if not isinstance(item, dict) or not all(isinstance(item.get(k), str) and item[k] for k in ("id", "kind", "question", "expr")):
+            raise ValueError(f"{where}: needs id, kind, question and expr as text")
+        if item["kind"] not in KINDS:
+            raise ValueError(f"{where}: unknown kind {item['kind']!r} (kinds: {', '.join(KINDS)})")
+        if any(q.id == item["id"] for q in questions):
+            raise ValueError(f"{where}: id used twice")
+        try:
+            answer = float(evaluate(item["expr"]))
+        except CalculatorError as exc:
+            raise ValueError(f"{where}: expr {item['expr']!r}: {exc}") from None
+        decimals = item.get("decimals")
+        if decimals is not None and (not isinstance(decimals, int) or decimals < 0):
+            raise ValueError(f"{where}: decimals must be a whole number >= 0")
+        questions.append(ComputedQuestion(item["id"], item["kind"], item["question"], item["expr"],
+                                          round(answer, decimals) if decimals is not None else answer, decimals))
+    return questions
+
+
+_NUMBER = re.compile(r"(?<![\w.])-?\d{1,3}(?:,\d{3})+(?:\.\d+)?(?!\d)|(?<![\w.])-?\d+(?:\.\d+)?")
+_WORDS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve thirteen "
+                                     "fourteen fifteen sixteen seventeen eighteen nineteen twenty".split())}
+_WORD = re.compile(rf"\b(?:{'|'.join(_WORDS)})\b", re.IGNORECASE)
+
+
+def numbers_in(text: str) -> list[float]:
+    """The numbers a text states: digits ("9.60", "$1,000", "-3") and the words zero to twenty."""
+    found = [float(m.group().replace(",", "")) for m in _NUMBER.finditer(text)]
+    return found + [float(_WORDS[m.group().lower()]) for m in _WORD.finditer(text)]
+
+
+def states_number(text: str, value: float, decimals: int | None = None) -> bool:
+    """Does `text` state `value` (rounded to `decimals` where given: $9.6 and $9.60 are the same money)?"""
+    tolerance = 0.5 * 10 ** -decimals if decimals is not None else 1e-9 * max(1.0, abs(value))
+    return any(abs(n - value) <= tolerance for n in numbers_in(text))
+
+
+def computed_questions(model, tokenizer, questions: Sequence[ComputedQuestion] | None = None, *,
+                       max_new_tokens: int = MAX_NEW_TOKENS) -> dict:
+    """Ask each question greedily (in process) and score the answer against the computed one.
+
+    Returns {n, correct, rate, per_kind: {kind: {n, correct, rate}}, rows: [{id, kind, question, expected,
+    answer, correct}]}. Call it on the base model and on the finetuned one: the same questions, before and after.
+    """
+    questions = list(questions) if questions is not None else load_questions()
+    answers = generate_answers(model, tokenizer, [chat_messages(q.question) for q in questions],
+                               max_tokens=max_new_tokens, show_progress=False)
+    rows = [{"id": q.id, "kind": q.kind, "question": q.question, "expected": _shown(q), "answer": a,
+             "correct": states_number(a, q.answer, q.decimals)} for q, a in zip(questions, answers)]
+    return {**_share(rows), "per_kind": {k: _share([r for r in rows if r["kind"] == k])
+                                         for k in KINDS if any(r["kind"] == k for r in rows)}, "rows": rows}
+
+
+def _shown(q: ComputedQuestion) -> str:
+    value = q.answer
+    if q.decimals is not None:
+        return f"{value:.{q.decimals}f}"
+    return str(int(value)) if math.isclose(value, round(value)) else f"{value:g}"
+
+
+def _share(rows: list[dict]) -> dict:
+    correct = sum(r["correct"] for r in rows)
+    return {"n": len(rows), "correct": correct, "rate": correct / len(rows) if rows else None}
+
+
+def before_after(before: dict, after: dict):
+    """The computed-answer questions side by side, one row per question, as a DataFrame (answers in full)."""
+    import pandas as pd
+
+    if [r["id"] for r in before["rows"]] != [r["id"] for r in after["rows"]]:
+        raise ValueError("before_after: the two results asked different questions")
+    return pd.DataFrame([{"question": b["question"], "expected": b["expected"], "before": b["answer"],
+                          "right before": b["correct"], "after": a["answer"], "right after": a["correct"]}
+                         for b, a in zip(before["rows"], after["rows"])])
