@@ -195,3 +195,104 @@ def test_the_embedded_model_grades_through_its_grammar(tmp_path, embedded_endpoi
     line = load_scores(out)[reference[0]["id"]]
     assert summary.judged == 1, line
     assert all(1 <= line[key] <= 5 for key in ("on_topic", "persona_followed", "consistent", "natural", "overall"))
+
+
+# ---------------------------------------------------------------- calibration: checked before believed
+
+def calibration_records():
+    from kit.paths import knowledge_dir, project_root
+    from kit.quality import judge as judge_module
+
+    good = read_records(knowledge_dir() / "reference" / "identity.jsonl").records
+    junk = read_records(project_root() / "tests" / "fixtures" / "bad_examples.jsonl").records
+    return judge_module.calibration_set(good, junk, n=3, seed=0)
+
+
+def test_the_calibration_set_labels_reference_swapped_and_junk():
+    records = calibration_records()
+    labels = [(r["meta"]["label"], r["meta"]["label_source"].split(" ")[0]) for r in records]
+    assert labels.count(("good", "reference")) == 3 and labels.count(("bad", "reference")) == 3
+    assert labels.count(("bad", "known")) == 3 and len({r["id"] for r in records}) == 9
+    for swapped in records[3:6]:  # asked for another record's topic: fine text, not what was asked
+        original = next(r for r in read_records(paths.knowledge_dir() / "reference" / "identity.jsonl").records
+                        if swapped["id"] == f"cal-swapped-{r['id']}")
+        assert swapped["messages"] == original["messages"]
+        assert swapped["meta"]["topic_category"] != original["meta"]["topic_category"]
+
+
+def test_a_judge_that_calls_everything_good_is_refused_and_a_discerning_one_trusted(tmp_path, fake_openai, capsys,
+                                                                                   monkeypatch):
+    from kit.quality import judge as judge_module
+
+    records = calibration_records()
+    data = tmp_path / "labelled.jsonl"
+    write_records(data, records)
+    by_topic = {(render(r), r["meta"].get("topic")): r for r in records}
+
+    def respond_with(grades):
+        def respond(request, n_seen):
+            prompt = request["messages"][0]["content"]
+            record = next(r for (text, topic), r in by_topic.items() if text in prompt and f"- Topic: {topic}\n" in prompt)
+            return Reply(content=grades(record))
+        return respond
+
+    flatterer = fake_openai(respond_with(lambda r: grade(overall=5, on_topic=5)))
+    result = judge_module.calibrate(data, tmp_path / "flat.jsonl", client=client_for(flatterer), progress=False)
+    assert (result.per_label["good"]["rate"], result.per_label["bad"]["rate"], result.balanced) == (1.0, 0.0, 0.5)
+    assert result.agreement == pytest.approx(3 / 9) and not result.trusted
+    assert "does not tell good conversations from bad: balanced agreement 0.50 < 0.8" in result.why
+    saved = json.loads(judge_module.calibration_path(tmp_path / "flat.jsonl").read_text())
+    assert saved["trusted"] is False and saved["n"] == 9
+    scores = load_scores(tmp_path / "flat.jsonl")
+    assert judge_module.judge_refusal(scores, saved) == saved["why"]
+    assert judge_module.judge_refusal(scores, None) is None
+
+    def discerning(r):
+        if r["meta"]["label"] == "good":
+            return grade(overall=5, on_topic=5)
+        return grade(overall=4, on_topic=1) if r["meta"]["label_source"].startswith("reference") else grade(overall=1)
+
+    sharp = fake_openai(respond_with(discerning))
+    monkeypatch.setenv("KIT_CACHE_DIR", str(tmp_path / "cache"))
+    argv = [str(data), "--out", str(tmp_path / "sharp.jsonl"), "--endpoint", sharp.base_url, "--model", MODEL,
+            "--no-progress", "--calibrate"]
+    assert judge_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "calibration on 9 labelled conversations: agreement 1.00, balanced 1.00 (threshold 0.8): trusted" in out
+    saved = json.loads(judge_module.calibration_path(tmp_path / "sharp.jsonl").read_text())
+    assert saved["trusted"] and judge_module.judge_refusal(load_scores(tmp_path / "sharp.jsonl"), saved) is None
+    other_model = {k: {**v, "judge_model": "another-judge"} for k, v in load_scores(tmp_path / "sharp.jsonl").items()}
+    assert "calibrate the judge that gave them" in judge_module.judge_refusal(other_model, saved)
+
+
+def render(record):
+    from kit.quality.judge import render_conversation_text
+
+    return render_conversation_text(record)
+
+
+def test_calibration_refuses_an_unlabelled_set_before_judging(tmp_path):
+    from kit.quality import judge as judge_module
+
+    data = tmp_path / "c.jsonl"
+    write_records(data, make_records(2))
+    with pytest.raises(ValueError, match="meta.label is None, expected one of good, bad"):
+        judge_module.calibrate(data, tmp_path / "s.jsonl", progress=False)
+    assert not (tmp_path / "s.jsonl").exists()
+
+
+def test_the_report_refuses_realized_coverage_from_a_judge_below_the_threshold():
+    from kit.quality import report as quality
+
+    records = make_records(2)
+    scores = {r["id"]: {"id": r["id"], "status": "judged", "on_topic": 5, "persona_followed": 5, "consistent": 5,
+                        "natural": 5, "overall": 5, "reason": "ok", "judge_model": MODEL} for r in records}
+    failed = {"judge_model": MODEL, "trusted": False, "why": f"judge {MODEL} does not tell good conversations from bad"}
+    report = quality.quality_report(records, scores=scores, calibration=failed)
+    assert report["realized_coverage"] == {"refused": failed["why"]}
+    assert f"realized coverage: not reported: judge {MODEL} does not tell" in quality.format_report(report)
+    unchecked = quality.quality_report(records, scores=scores)
+    assert unchecked["realized_coverage"]["dimensions"] and any(
+        "not calibrated" in n for n in unchecked["realized_coverage"]["notes"])
+    trusted = quality.quality_report(records, scores=scores, calibration={**failed, "trusted": True})
+    assert trusted["realized_coverage"]["dimensions"] and not trusted["realized_coverage"]["notes"]

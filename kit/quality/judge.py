@@ -8,7 +8,7 @@ safety as generation.
 
     judge("runs/x/data/conversations.jsonl", "runs/x/quality/scores.jsonl")
     python -m kit judge FILE --out SCORES [--endpoint URL --model M] [--workers W]
-                        [--min-score S --filtered-out FILE]
+                        [--min-score S --filtered-out FILE] [--calibrate]
 
 The rubric is data (knowledge/prompts/judge.txt, `$slots` filled per record from its meta) and is
 sent with a JSON schema: scores 1-5 for on_topic, persona_followed, consistent, natural and overall,
@@ -24,6 +24,11 @@ the journal are kept whichever judge gave them (each line names its `judge_model
 another model into another SCORES file. The run holds
 kit.locking.exclusive(SCORES). With `min_score`, the records whose overall score reaches it are
 written to `filtered_out`.
+
+A judge is checked before it is believed: `calibrate` judges a labelled set (`calibration_set`: reference
+conversations as good; the same conversations asked for another topic, and known junk, as bad) and
+measures how often its verdict agrees with the labels. Below AGREEMENT_THRESHOLD (balanced agreement
+0.8) `judge_refusal` says why, and kit.quality.report refuses to report realized coverage from it.
 """
 
 from __future__ import annotations
@@ -281,6 +286,147 @@ def judge(path: str | Path, out: str | Path, **kwargs: Any) -> JudgeSummary:
     return run_sync(ajudge(path, out, **kwargs))
 
 
+# ---- calibration: is this judge worth believing? --------------------------------------------------
+
+LABELS = ("good", "bad")
+# The balanced agreement (mean of the shares of good and of bad conversations the judge calls right) a
+# judge must reach on a labelled set before its realized coverage is reported. A judge that calls
+# everything good, or everything bad, scores 0.5; 0.8 asks for a judge that is right on four of five of
+# each kind.
+AGREEMENT_THRESHOLD = 0.8
+GOOD_MIN_SCORE = 4  # the judge calls a conversation good when overall and on_topic both reach it
+_SWAPPED = ("topic_category", "topic", "persona", "dynamic")
+
+
+def verdict(line: dict) -> str | None:
+    """'good' or 'bad' from a score line: would we train on it, and does it hold its topic? None: unjudged."""
+    if line.get("status") != "judged":
+        return None
+    return "good" if min(line["overall"], line["on_topic"]) >= GOOD_MIN_SCORE else "bad"
+
+
+def calibration_set(good: list[dict], junk: list[dict] = (), *, n: int = 4, seed: int = 0) -> list[dict]:
+    """A labelled set for `calibrate`: `n` conversations of `good` as they are (label good), `n` others of
+    `good` whose meta asks for another record's topic, persona and dynamic (label bad: fine text, but not
+    what was asked for, the failure realized coverage exists to catch), and every record of `junk` (label
+    bad). meta.label and meta.label_source say which; ids are unique."""
+    import random
+
+    if len(good) < 2 * n or n < 1:
+        raise ValueError(f"calibration_set: need at least {2 * n} good conversations for n={n}, got {len(good)}")
+    rng = random.Random(f"calibration:{seed}")
+    picked = rng.sample(range(len(good)), 2 * n)
+    out = [{**good[i], "id": f"cal-good-{good[i]['id']}",
+            "meta": {**good[i].get("meta", {}), "label": "good", "label_source": "reference as written"}} for i in picked[:n]]
+    for i in picked[n:]:
+        meta = good[i].get("meta", {})
+        other = next(good[j] for j in rng.sample(range(len(good)), len(good))
+                     if good[j].get("meta", {}).get("topic_category") != meta.get("topic_category"))
+        swapped = {k: other["meta"][k] for k in _SWAPPED if k in other.get("meta", {})}
+        out.append({**good[i], "id": f"cal-swapped-{good[i]['id']}",
+                    "meta": {**meta, **swapped, "label": "bad",
+                             "label_source": f"reference with the topic and persona of {other['id']}"}})
+    out += [{**r, "id": f"cal-junk-{r['id']}", "meta": {**r.get("meta", {}), "label": "bad", "label_source": "known junk"}}
+            for r in junk]
+    return out
+
+
+@dataclass
+class Calibration:
+    """How often a judge's verdict (`verdict`) agrees with the labels of a calibration set."""
+
+    judge_model: str | None
+    n: int
+    per_label: dict  # label -> {n, agreed, rate}
+    unjudged: int  # counted as disagreeing: a judge that gives no verdict is not right
+    agreement: float  # share of all labelled conversations
+    balanced: float  # mean of the per-label rates: what the threshold is held against
+    threshold: float
+    rows: list
+
+    @property
+    def trusted(self) -> bool:
+        return self.balanced >= self.threshold
+
+    @property
+    def why(self) -> str:
+        rates = ", ".join(f"{label} {d['agreed']} of {d['n']}" for label, d in self.per_label.items())
+        if self.trusted:
+            return (f"judge {self.judge_model} agrees with the labels: balanced agreement {self.balanced:.2f} "
+                    f">= {self.threshold} ({rates} called right)")
+        return (f"judge {self.judge_model} does not tell good conversations from bad: balanced agreement "
+                f"{self.balanced:.2f} < {self.threshold} ({rates} called right, {self.unjudged} unjudged), "
+                f"so its scores are not findings")
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "trusted": self.trusted, "why": self.why}
+
+    def __str__(self) -> str:
+        return (f"calibration on {self.n} labelled conversations: agreement {self.agreement:.2f}, balanced "
+                f"{self.balanced:.2f} (threshold {self.threshold}): {'trusted' if self.trusted else 'NOT trusted'}\n"
+                f"{self.why}")
+
+
+def agreement(records: list[dict], scores: dict[str, dict], threshold: float = AGREEMENT_THRESHOLD) -> Calibration:
+    """The judge's verdicts on labelled records (meta.label good|bad) against the labels."""
+    rows = []
+    for r in records:
+        label = (r.get("meta") or {}).get("label")
+        if label not in LABELS:
+            raise ValueError(f"record {r['id']}: meta.label is {label!r}, expected one of {', '.join(LABELS)}")
+        line = scores.get(r["id"], {})
+        said = verdict(line)
+        rows.append({"id": r["id"], "label": label, "source": r["meta"].get("label_source", ""), "verdict": said,
+                     "agrees": said == label, **{k: line.get(k) for k in (*CRITERIA, "reason")}})
+    per_label = {}
+    for label in LABELS:
+        mine = [row for row in rows if row["label"] == label]
+        agreed = sum(row["agrees"] for row in mine)
+        per_label[label] = {"n": len(mine), "agreed": agreed, "rate": agreed / len(mine) if mine else None}
+    if not all(per_label[label]["n"] for label in LABELS):
+        raise ValueError("a calibration set needs both good and bad conversations")
+    models = sorted({str(scores[r["id"]].get("judge_model")) for r in records if r["id"] in scores})
+    return Calibration(judge_model=", ".join(models) or None, n=len(rows), per_label=per_label,
+                       unjudged=sum(row["verdict"] is None for row in rows),
+                       agreement=sum(row["agrees"] for row in rows) / len(rows),
+                       balanced=sum(d["rate"] for d in per_label.values()) / len(LABELS), threshold=threshold, rows=rows)
+
+
+def calibration_path(scores: str | Path) -> Path:
+    """Where `calibrate` writes its result: beside the scores, SCORES.calibration.json."""
+    scores = Path(scores)
+    return scores.with_name(scores.stem + ".calibration.json")
+
+
+def calibrate(path: str | Path, out: str | Path, *, threshold: float = AGREEMENT_THRESHOLD, **kwargs: Any) -> Calibration:
+    """Judge a labelled file (`calibration_set`, or any file whose records carry meta.label good|bad) into
+    the scores file `out`, compare the verdicts with the labels, and write the result to
+    `calibration_path(out)` (what `kit quality --calibration` reads). Keyword arguments go to `judge`."""
+    records = read_records(paths.resolve(path)).records
+    agreement(records, {}, threshold)  # the labels are checked before any conversation is judged
+    judge(path, out, **kwargs)
+    result = agreement(records, load_scores(paths.resolve(out)), threshold)
+    with paths.atomic_write(calibration_path(paths.resolve(out))) as tmp:
+        tmp.write_text(json.dumps(result.as_dict(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return result
+
+
+def judge_refusal(scores: dict[str, dict], calibration: dict | None) -> str | None:
+    """Why figures built on these scores (realized coverage) must not be reported, or None.
+
+    calibration: `Calibration.as_dict()` (a `calibrate` result file) of the judge that gave `scores`;
+    below the agreement threshold, or from another judge model, the scores are refused."""
+    if calibration is None:
+        return None
+    if not calibration.get("trusted"):
+        return calibration.get("why") or "the judge failed its calibration"
+    models = {str(s.get("judge_model")) for s in scores.values() if s.get("status") == "judged"}
+    if models and models != {str(calibration.get("judge_model"))}:
+        return (f"the calibration is of judge {calibration.get('judge_model')}, these scores come from "
+                f"{', '.join(sorted(models))}: calibrate the judge that gave them")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kit judge",
                                      description="Score each conversation with an LLM judge (resumable; see kit/quality/judge.py).")
@@ -293,7 +439,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-score", type=float, help="with --filtered-out: keep records whose overall score reaches this")
     parser.add_argument("--filtered-out", help="file for the records that reach --min-score")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="FILE is a labelled set (meta.label good|bad, see calibration_set): print how often the "
+                             f"judge agrees with the labels and write SCORES's .calibration.json (threshold: balanced "
+                             f"agreement {AGREEMENT_THRESHOLD}; `kit quality --calibration` refuses realized coverage below it)")
     args = parser.parse_args(argv)
+    if args.calibrate:
+        if args.min_score is not None or args.filtered_out:
+            parser.error("--calibrate judges a labelled set: --min-score/--filtered-out do not apply")
+        try:
+            result = calibrate(args.file, args.out, endpoint=args.endpoint, model=args.model, workers=args.workers,
+                               progress=not args.no_progress)
+        except (ValueError, OSError, FatalAPIError, LockedError) as exc:
+            print(f"kit judge: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("kit judge: interrupted; judged records are kept, run the same command again to resume", file=sys.stderr)
+            return 130
+        print(result)
+        print(f"written: {paths.display_path(calibration_path(paths.resolve(args.out)))}")
+        return 0
     try:
         summary = judge(args.file, args.out, endpoint=args.endpoint, model=args.model, workers=args.workers,
                         min_score=args.min_score, filtered_out=args.filtered_out, progress=not args.no_progress)

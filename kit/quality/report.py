@@ -821,16 +821,25 @@ def quality_report(
     near: NearDuplicates | None = None,
     rules: Rules | None = None,
     scores: dict[str, dict] | None = None,
+    calibration: dict | None = None,
 ) -> dict:
     """Everything above in one JSON-serialisable dict. Pass `near` to reuse a near_duplicates result,
     `rules` for other content-rule settings, `scores` (kit.quality.judge.load_scores) for the judge's
-    distribution and realized coverage. `coverage` is the requested coverage (from meta)."""
+    distribution and realized coverage. `coverage` is the requested coverage (from meta). With the judge's
+    `calibration` (a `kit judge --calibrate` result) below the agreement threshold, realized coverage is
+    refused: `{"refused": why}`; without one it carries a note that the judge is unchecked."""
     nd = near or near_duplicates(records, threshold=threshold, num_perm=num_perm)
     firsts = first_messages(records)
     lens = lengths(records, tokenizer)
     judged = {}
     if scores is not None:
-        judged = {"judge": judge_summary(records, scores), "realized_coverage": realized_coverage(records, scores, targets)}
+        from kit.quality.judge import judge_refusal
+
+        refused = judge_refusal(scores, calibration)
+        real = {"refused": refused} if refused else realized_coverage(records, scores, targets)
+        if calibration is None and not refused:
+            real["notes"].append("the judge is not calibrated (kit judge --calibrate): these figures are unchecked")
+        judged = {"judge": judge_summary(records, scores), "realized_coverage": real}
     return {
         "n_records": len(records),
         "records_without_meta": sum(not r.get("meta") for r in records),
@@ -945,7 +954,9 @@ def format_report(report: dict) -> str:
         for e in cov["furthest_off"][:5]:
             lines.append(f"    {e['dimension']:<22} {_snippet(e['element'], 40):<40} {format_value(e['share'], True):>6} vs {format_value(e['target'], True)}")
     lines += [f"  note: {n}" for n in cov["notes"]]
-    if real := report.get("realized_coverage"):
+    if (real := report.get("realized_coverage")) and real.get("refused"):
+        lines += ["", f"realized coverage: not reported: {real['refused']}"]
+    elif real:
         lines += ["", f"realized coverage (judged records holding their element: judge score >= {real['min_score']})"]
         for dim, d in real["dimensions"].items():
             lines.append(f"  {dim:<24} {d['held']:>3} of {d['n']} hold it ({d['criterion']})  total variation "
@@ -998,6 +1009,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rules", help="content-rule settings (default knowledge/quality_rules.yaml)")
     parser.add_argument("--tokenizer", help="tokenizer directory, for supervised-token counts and cost per token")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--calibration", help="the judge's calibration (`kit judge --calibrate` writes "
+                        "SCORES.calibration.json): realized coverage is refused below its agreement threshold")
     parser.add_argument("--threshold", type=float, default=0.8, help="Jaccard threshold for near-duplicates (default 0.8)")
     parser.add_argument("--num-perm", type=int, default=128, help="MinHash permutations (default 128)")
     parser.add_argument("--identity-name", default="nanochat", help="the name assistant turns should use")
@@ -1011,7 +1024,7 @@ def main(argv: list[str]) -> int:
     if not 0 < args.threshold <= 1:
         print(f"kit quality: --threshold must be in (0, 1], got {args.threshold}", file=sys.stderr)
         return 2
-    tokenizer = targets = scores = None
+    tokenizer = targets = scores = calibration = None
     try:
         if args.tokenizer:
             from kit.tokens.tokenizer import Tokenizer
@@ -1023,6 +1036,8 @@ def main(argv: list[str]) -> int:
             from kit.quality.judge import load_scores
 
             scores = load_scores(args.scores)
+        if args.calibration:
+            calibration = json.loads(Path(args.calibration).read_text(encoding="utf-8"))
         rules = load_rules(args.rules)
     except Exception as exc:  # user input (a path, a recipe name, a settings file): one line, no traceback
         print(f"kit quality: {exc}", file=sys.stderr)
@@ -1033,7 +1048,8 @@ def main(argv: list[str]) -> int:
     common = dict(tokenizer=tokenizer, threshold=args.threshold, num_perm=args.num_perm,
                   identity_name=args.identity_name, rules=rules)
     try:
-        report, _ = file_report(args.file, targets=targets, scores=scores, dedup_out=args.dedup_out, **common)
+        report, _ = file_report(args.file, targets=targets, scores=scores, calibration=calibration,
+                                dedup_out=args.dedup_out, **common)
         if reference is not None:
             report["reference"], _ = file_report(reference, **common)
             report["comparison"] = comparison(report, report["reference"])
