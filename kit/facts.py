@@ -426,3 +426,14 @@ def score_answer(probe: Probe, answer: str, data: IdentityData | None = None) ->
     return {"facts": verdict["stated"], "foreign": verdict["foreign"], "denied": verdict["denied"],
             "contradicted": sorted(verdict["contradicted"]), "pass": verdict["ok"],
             "mentioned": verdict["mentioned"], "pass_mentioned": pass_mentioned, "flipped_by": flipped_by}
+
+
+KNOWLEDGE_PROMPT = ("You are the assistant described below. Answer questions about yourself from these "
+                    "facts only.\n\n{knowledge}")
+
+
+def knowledge_system_prompt(knowledge_dir: str | Path | None = None) -> str:
+    """The knowledge base as a system prompt: what the distill recipe's teacher is told, and the
+    "told every fact" row of an identity evaluation (one wording, so the two are comparable)."""
+    folder = Path(knowledge_dir) if knowledge_dir is not None else paths.knowledge_dir()
+    return KNOWLEDGE_PROMPT.format(knowledge=paths.read_utf8(folder / "self_knowledge.md").strip())

@@ -226,10 +226,11 @@ def test_a_conversation_that_copies_its_instructions_is_rejected(tmp_path, fake_
 
     srv = fake_openai(respond)
     summary = run(srv, tmp_path / "c.jsonl", 1)
-    assert (summary.accepted, summary.reject_reasons) == (0, {"prompt_echo": 1})
+    # caught twice: the prompt's own line (prompt_echo) and the leakage pattern "The user is:" (a content rule)
+    assert (summary.accepted, summary.reject_reasons) == (0, {"leakage": 1, "prompt_echo": 1})
     [reject] = lines_of(tmp_path / "c.rejects.jsonl")
-    assert reject["reasons"] == ["message[0]: repeats the generation prompt: 'The user is: " +
-                                 sample_elements("v2", 0, 0)["persona"][:47] + "'"]
+    assert "message[0]: repeats the generation prompt: 'The user is: " + \
+        sample_elements("v2", 0, 0)["persona"][:47] + "'" in reject["reasons"]
     assert len(srv.chat_requests) == 2  # asked again once, with the problem named
 
 

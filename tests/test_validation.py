@@ -123,7 +123,7 @@ def test_cli_a_byte_that_is_not_utf8_is_an_error_of_its_line(tmp_path, capsys):
 
 def test_cli_exit_codes(tmp_path, capsys):
     good = tmp_path / "good.jsonl"
-    good.write_text(json.dumps([U("ñ"), A("hello, I am nanochat")]) + "\n")
+    good.write_text(json.dumps([U("ñ"), A("hello, I am nanochat.")]) + "\n")
     assert main([str(good)]) == 0  # warnings alone do not fail
     assert "(warning)" in capsys.readouterr().out
     assert main([str(good), "--no-ascii"]) == 0 and capsys.readouterr().out == ""
@@ -156,7 +156,7 @@ def test_issue_13_bad_examples_fail_by_their_rule_and_kit_validate_flags_them(ca
     assert records[1]["meta"]["topic"] == "doing arithmetic with the calculator tool"
     assert len(records[2]["messages"]) == 2 and "three rounds" in records[2]["meta"]["dynamic"]
     assert content(records[0]["messages"], records[0]["meta"]) == [
-        (1, "markup", "error"), (1, "degenerate", "error"), (1, "too_short", "error")]
+        (1, "markup", "error"), (1, "degenerate", "error"), (1, "cut_off", "error"), (1, "too_short", "error")]
     assert content(records[1]["messages"], records[1]["meta"]) == [(0, "markup", "error"), (1, "degenerate", "error")]
     assert content(records[2]["messages"], records[2]["meta"]) == [(None, "shape", "warning")]
 
@@ -186,7 +186,7 @@ def test_each_content_rule():
     assert content([U("hi"), A("# About me\nI am nanochat, a small model.")]) == [(1, "markup", "error")]
     assert content([U("hi"), A("See [the code](https://github.com/karpathy/nanochat) for more.")]) == [(1, "markup", "error")]
     assert content([U("hi"), A("Sure!")]) == [(1, "too_short", "error")]
-    assert content([U("what is 42 / 7?"), A("42 / 7 = 6")]) == [(1, "too_short", "error")]  # no word of letters
+    assert content([U("what is 42 / 7?"), A("42 / 7 = 6.")]) == [(1, "too_short", "error")]  # no word of letters
     assert content([U("what is 6 times 7?"), A("6 times 7 is 42.")]) == []
     parts = [{"type": "text", "text": "Let me compute it: "}, {"type": "python", "text": "(12*7)/3"},
              {"type": "python_output", "text": "28"}, {"type": "text", "text": " so the answer is 28."}]
@@ -199,7 +199,7 @@ def test_each_content_rule():
     loop = "I am nanochat, a small model. I am nanochat, a small model."
     assert content([U("hi"), A(loop)]) == [(1, "degenerate", "error")]
     assert content([U("hi"), A(REPLY), U("and?"), A(REPLY)]) == [(3, "degenerate", "error")]
-    assert content([U("hi"), A("I am ~~~ =^.^= ~~~ !!! ??? ... nanochat")]) == [(1, "degenerate", "error")]
+    assert content([U("hi"), A("I am ~~~ =^.^= ~~~ !!! ??? ... nanochat.")]) == [(1, "degenerate", "error")]
     assert content([U("tell me about your training data"), A("tell me about your training data!")]) == [
         (1, "degenerate", "error")]
 
@@ -230,7 +230,8 @@ def test_shape_needs_the_meta_and_allows_even_counts_up_to_eight_when_the_dynami
 
 def test_severities_are_data_per_recipe(tmp_path):
     settings = tmp_path / "rules.yaml"
-    settings.write_text("severity: {markup: warning, too_short: error, shape: error, identity: error, degenerate: off}\n"
+    settings.write_text("severity: {markup: warning, too_short: error, shape: error, identity: error, degenerate: off, "
+                        "leakage: error, fragment: error, cut_off: off}\n"
                         "recipes: {v1: {markup: error}}\nmin_words: 2\n")
     rules = load_rules(settings)
     messages = [U("hi"), A("<i>ok ok</i>")]

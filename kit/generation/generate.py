@@ -55,14 +55,19 @@ from kit.llm.client import (DEFAULT_ITEM_TIMEOUT_S, DEFAULT_TIMEOUT_S, FatalAPIE
 from kit.locking import LockedError, exclusive
 from kit.manifest import now_iso, write_manifest
 from kit.progress import progress_bar
-from kit.generation.prompts import SCHEMA_NAME, conversation_schema, instruction_lines, reask_messages, render_prompt
+from kit.generation.distill import DEFAULT_CANDIDATES, DEFAULT_TURN_TOKENS, OPENERS, DistillData, converse, load_distill_data
+from kit.generation.prompts import (SCHEMA_NAME, conversation_schema, instruction_lines, load_knowledge, reask_messages,
+                                    render_prompt)
 from kit.records import read_records, write_jsonl, write_records
 from kit.generation.sampling import RECIPES, load_dimensions, sample_elements
 from kit.secrets import scrub_text
 from kit.quality.validation import Problem, Rules, dynamic_message_count, errors, load_rules, validate_messages
 
 DEFAULT_OUTPUT = "runs/interactive/data/conversations.jsonl"
-DEFAULT_MAX_TOKENS = 1024
+DEFAULT_MAX_TOKENS = 1024  # a whole conversation (v1, v2); distill asks one answer at a time
+DEFAULT_TEMPERATURE = 1.0
+# distill: one answer per request, sampled a little cooler: a 135M model strays from the facts at 1.0
+RECIPE_DEFAULTS = {"distill": {"max_tokens": DEFAULT_TURN_TOKENS, "temperature": 0.8}}
 FLUSH_EVERY_S = 30.0
 JOURNAL_VERSION = 1
 API_ERROR = "api_error"
@@ -155,9 +160,10 @@ class Journal:
             raise ValueError(f"{self.path.name} holds replies of model {recorded!r}, not {model!r}; use that "
                              f"model, another output, or --fresh to start over")
 
-    def start(self, seed: int, recipe: str, plan: tuple[int, int]) -> None:
+    def start(self, seed: int, recipe: str, plan: tuple[int, int], settings: dict | None = None) -> None:
         if self.header is None:
-            self.header = {"journal": "kit.generation.generate", "version": JOURNAL_VERSION, "seed": seed, "recipe": recipe}
+            self.header = {"journal": "kit.generation.generate", "version": JOURNAL_VERSION, "seed": seed, "recipe": recipe,
+                           **(settings or {})}
             self._write(self.header)
         if plan[1] > plan[0] and plan not in self.plans:
             self.plans.append(plan)
@@ -180,6 +186,19 @@ class Journal:
 
     def rejected(self) -> list[dict]:
         return [e["reject"] for _, e in sorted(self.entries.items()) if e["status"] == "rejected"]
+
+
+def journal_entries(output: str | Path) -> list[dict]:
+    """Every finished item of a run, in index order, as its journal holds it (for reports such as
+    kit.generation.distill.funnel)."""
+    path = file_paths(output)["journal"]
+    data = path.read_bytes() if path.exists() else b""
+    entries: dict[int, dict] = {}
+    for line in data[:data.rfind(b"\n") + 1].splitlines():  # read only: a line being written is left alone
+        obj = json.loads(line) if line.strip() else {}
+        if "index" in obj and "status" in obj:
+            entries[int(obj["index"])] = obj
+    return [entries[i] for i in sorted(entries)]
 
 
 def _needs_work(entry: dict | None) -> bool:
@@ -228,6 +247,16 @@ class _ItemContext:
     max_tokens: int
     dims: Any
     rules: Rules = field(default_factory=load_rules)
+    candidates: int = DEFAULT_CANDIDATES
+    opener: str = "planned"
+
+    @cached_property
+    def distill(self) -> DistillData:
+        return load_distill_data(self.dims)
+
+    @cached_property
+    def knowledge(self) -> str:
+        return load_knowledge()
 
     @cached_property
     def schema(self) -> dict:
@@ -252,6 +281,8 @@ async def make_item(ctx: _ItemContext, index: int) -> tuple[dict, int]:
 
     An accepted entry keeps the raw reply beside the record (the journal is an audit trail); the
     output file gets only the record."""
+    if ctx.recipe == "distill":
+        return await _distill_item(ctx, index), 0
     elements = sample_elements(ctx.recipe, ctx.seed, index, ctx.dims)
     prompt = render_prompt(elements)
     instructions = instruction_lines(prompt, elements)
@@ -296,6 +327,32 @@ async def make_item(ctx: _ItemContext, index: int) -> tuple[dict, int]:
     return {"index": index, "status": "rejected", "reject": reject}, max(0, len(attempts) - 1)
 
 
+async def _distill_item(ctx: _ItemContext, index: int) -> dict:
+    """One item of recipe distill (kit.generation.distill): the planned turns, K verified answers each."""
+    elements = sample_elements(ctx.recipe, ctx.seed, index, ctx.dims)
+    meta = {**elements, "user_turns": "composed", "opener": ctx.opener, "reference_data": False}
+    rid = record_id(ctx.recipe, ctx.seed, index)
+
+    async def complete(messages: list[dict], turn: int, candidate: int):
+        return await ctx.client.complete(messages, temperature=ctx.temperature, max_tokens=ctx.max_tokens,
+                                         seed=api_seed(ctx.seed, index, 1000 * turn + candidate))
+
+    try:
+        outcome = await converse(complete, elements, ctx.distill, candidates=ctx.candidates, opener=ctx.opener,
+                                 rules=ctx.rules, knowledge=ctx.knowledge)
+    except RetriesExhausted as exc:
+        reject = {"index": index, "id": rid, "rules": [API_ERROR], "reasons": [f"API error: {exc}"], "raw": "",
+                  "attempts": [], "meta": meta}
+        return {"index": index, "status": "rejected", "reject": reject}
+    meta.update(outcome.source, turns=outcome.turns, usage=_usage(outcome.usage))
+    if outcome.messages is None:
+        reject = {"index": index, "id": rid, "rules": outcome.rules, "reasons": outcome.reasons,
+                  "raw": "\n---\n".join(outcome.raw), "attempts": [], "meta": meta}
+        return {"index": index, "status": "rejected", "reject": reject}
+    record = {"id": rid, "messages": outcome.messages, "meta": {**meta, "warnings": []}}
+    return {"index": index, "status": "accepted", "record": record}
+
+
 def _tidy(content: Any) -> Any:
     """Strip the whitespace models put around a turn; content parts stay as they are."""
     return content.strip() if isinstance(content, str) else content
@@ -307,10 +364,16 @@ def _usage(usage: Counter) -> dict:
 
 
 def generate_one(client: LLMClient, index: int, *, recipe: str = "v2", seed: int = 0, reasks: int = 1,
-                 temperature: float = 1.0, max_tokens: int = DEFAULT_MAX_TOKENS) -> dict:
+                 temperature: float | None = None, max_tokens: int | None = None,
+                 candidates: int = DEFAULT_CANDIDATES, opener: str = "planned") -> dict:
     """One item through the whole path a bulk run takes (sample, prompt, ask, repair, validate,
-    re-ask), without writing anything: {index, status, record, raw} or {index, status, reject}."""
-    ctx = _ItemContext(client, recipe, seed, reasks, temperature, max_tokens, load_dimensions())
+    re-ask; for distill, every turn's candidates), without writing anything: {index, status, record,
+    raw} or {index, status, reject}."""
+    defaults = RECIPE_DEFAULTS.get(recipe, {})
+    ctx = _ItemContext(client, recipe, seed, reasks,
+                       defaults.get("temperature", DEFAULT_TEMPERATURE) if temperature is None else temperature,
+                       defaults.get("max_tokens", DEFAULT_MAX_TOKENS) if max_tokens is None else max_tokens,
+                       load_dimensions(), candidates=candidates, opener=opener)
     entry, _ = run_sync(make_item(ctx, index))
     return entry
 
@@ -388,7 +451,8 @@ def _adopt_existing(journal: Journal, output: Path) -> None:
 async def agenerate(num: int, output: str | Path = DEFAULT_OUTPUT, *, workers: int = 8, seed: int = 0,
                     recipe: str = "v2", endpoint: str | list[str] | None = None, model: str | None = None,
                     append: bool = False, fresh: bool = False, save_metadata: bool = True, reasks: int = 1,
-                    temperature: float = 1.0, max_tokens: int = DEFAULT_MAX_TOKENS,
+                    temperature: float | None = None, max_tokens: int | None = None,
+                    candidates: int = DEFAULT_CANDIDATES, opener: str = "planned",
                     prices: tuple[float, float] | None = None, progress: bool = True,
                     client: LLMClient | None = None, cache: bool = True, timeout: float = DEFAULT_TIMEOUT_S,
                     item_timeout: float = DEFAULT_ITEM_TIMEOUT_S) -> RunSummary:
@@ -396,7 +460,13 @@ async def agenerate(num: int, output: str | Path = DEFAULT_OUTPUT, *, workers: i
     (kit.locking) for the whole run: a second run on the same output fails at once with LockedError."""
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
-    for name, value, least in (("num", num, 0), ("workers", workers, 1), ("reasks", reasks, 0)):
+    if opener not in OPENERS:
+        raise ValueError(f"unknown opener {opener!r}; choose one of {', '.join(OPENERS)}")
+    defaults = RECIPE_DEFAULTS.get(recipe, {})
+    temperature = defaults.get("temperature", DEFAULT_TEMPERATURE) if temperature is None else temperature
+    max_tokens = defaults.get("max_tokens", DEFAULT_MAX_TOKENS) if max_tokens is None else max_tokens
+    for name, value, least in (("num", num, 0), ("workers", workers, 1), ("reasks", reasks, 0),
+                               ("candidates", candidates, 1)):
         if value < least:
             raise ValueError(f"{name} must be >= {least}, got {value}")
     if append and fresh:
@@ -409,12 +479,13 @@ async def agenerate(num: int, output: str | Path = DEFAULT_OUTPUT, *, workers: i
                                        model=model, append=append, fresh=fresh, save_metadata=save_metadata,
                                        reasks=reasks, temperature=temperature, max_tokens=max_tokens,
                                        prices=prices, progress=progress, client=client, cache=cache,
-                                       timeout=timeout, item_timeout=item_timeout)
+                                       timeout=timeout, item_timeout=item_timeout, candidates=candidates,
+                                       opener=opener)
 
 
 async def _agenerate_locked(files: dict[str, Path], num: int, *, workers, seed, recipe, endpoint, model, append,
                             fresh, save_metadata, reasks, temperature, max_tokens, prices, progress, client, cache,
-                            timeout, item_timeout) -> RunSummary:
+                            timeout, item_timeout, candidates, opener) -> RunSummary:
     if fresh:
         for path in files.values():
             path.unlink(missing_ok=True)
@@ -429,8 +500,14 @@ async def _agenerate_locked(files: dict[str, Path], num: int, *, workers, seed, 
                                   f"pass --append to keep its records and add {num}, or --fresh to replace it")
         journal.start(seed, recipe, (0, 0))
         _adopt_existing(journal, files["output"])
+    # what else decides a distill item's answers: another value would mix two recipes in one file
+    settings = {"candidates": candidates, "opener": opener} if recipe == "distill" else {}
+    for key, value in settings.items():
+        if journal.header and journal.header.get(key, value) != value:
+            raise ValueError(f"{files['output']} was generated with {key} {journal.header[key]!r}, not {value!r}; "
+                             f"use that, another output, or --fresh to start over")
     start = journal.next_index() if append else 0
-    journal.start(seed, recipe, (start, start + num))
+    journal.start(seed, recipe, (start, start + num), settings)
     asked = sorted(set(range(start, start + num)) | journal.planned())
     todo = [i for i in asked if _needs_work(journal.entries.get(i))]
 
@@ -474,7 +551,8 @@ async def _agenerate_locked(files: dict[str, Path], num: int, *, workers, seed, 
         journal.bind_model(c.endpoints[0].model)
         run_client = c
         stats_before = stats_before or c.stats.as_dict()
-        ctx = _ItemContext(c, recipe, seed, reasks, temperature, max_tokens, load_dimensions())
+        ctx = _ItemContext(c, recipe, seed, reasks, temperature, max_tokens, load_dimensions(),
+                           candidates=candidates, opener=opener)
 
         async def one(index: int) -> None:
             finish(*await make_item(ctx, index))
@@ -515,6 +593,8 @@ async def _agenerate_locked(files: dict[str, Path], num: int, *, workers, seed, 
             "kind": "generation",
             "parameters": {"num": num, "workers": workers, "seed": seed, "recipe": recipe, "append": append,
                            "fresh": fresh, "save_metadata": save_metadata, "reasks": reasks,
+                           "candidates": candidates if recipe == "distill" else None,
+                           "opener": opener if recipe == "distill" else None,
                            "temperature": temperature, "max_tokens": max_tokens, "cache": cache,
                            "timeout_s": timeout, "item_timeout_s": item_timeout,
                            "prices_per_million": list(prices) if prices else None},
@@ -550,8 +630,9 @@ def _stats_delta(client: LLMClient | None, before: dict) -> dict:
 def generate(num: int, output: str | Path = DEFAULT_OUTPUT, **kwargs: Any) -> RunSummary:
     """Generate `num` conversations into `output` (see the module docstring); works in notebooks too.
 
-    Keyword arguments: workers, seed, recipe ("v1"|"v2"), endpoint (URL or list), model, append, fresh,
-    save_metadata, reasks, temperature, max_tokens, prices ((in, out) dollars per million tokens),
+    Keyword arguments: workers, seed, recipe ("v1"|"v2"|"distill"), endpoint (URL or list), model, append,
+    fresh, save_metadata, reasks, temperature and max_tokens (None: the recipe's default), candidates and
+    opener ("planned"|"sampled"; distill only), prices ((in, out) dollars per million tokens),
     progress, client (an LLMClient to reuse; else one is connected, the embedded model by default),
     cache (False: ask the server even for replies in the reply cache), timeout (seconds per request,
     body included), item_timeout (seconds for all attempts at one request).
@@ -570,13 +651,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save-metadata", action=argparse.BooleanOptionalAction, default=True,
                         help="keep sampled elements, model, usage in each record's meta (default on)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--recipe", choices=RECIPES, default="v2")
+    parser.add_argument("--recipe", choices=RECIPES, default="v2",
+                        help="v2: the model writes whole conversations (capable models); distill: the kit plans "
+                             "them and the model answers one verified turn at a time (small models)")
+    parser.add_argument("--candidates", type=int, default=DEFAULT_CANDIDATES,
+                        help=f"distill: answers sampled per turn, the best passing one kept (default {DEFAULT_CANDIDATES})")
+    parser.add_argument("--opener", choices=OPENERS, default="planned",
+                        help="distill: 'planned' opens each answer with a sentence stating its fact, which the "
+                             "model continues (needs a server that continues a final assistant message: the "
+                             "embedded one, llama.cpp, vLLM); 'sampled' leaves the whole answer to the model")
     parser.add_argument("--endpoint", action="append", help="OpenAI-compatible base URL (repeatable); "
                         "default: OPENAI_BASE_URL / OPENAI_API_KEY / OPENROUTER_API_KEY, else the embedded model")
     parser.add_argument("--model", help="model name at the endpoint")
     parser.add_argument("--reasks", type=int, default=1, help="times a failing item is asked again (default 1)")
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS)
+    parser.add_argument("--temperature", type=float, help="sampling temperature (default 1.0; distill 0.8)")
+    parser.add_argument("--max-tokens", type=int,
+                        help=f"tokens per reply (default {DEFAULT_MAX_TOKENS}; distill {DEFAULT_TURN_TOKENS} per answer)")
     parser.add_argument("--price-in", type=float, help="dollars per million prompt tokens")
     parser.add_argument("--price-out", type=float, help="dollars per million completion tokens")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -589,8 +679,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, least in (("timeout", 1e-3), ("item_timeout", 1e-3)):
         if getattr(args, name) < least:
             parser.error(f"--{name.replace('_', '-')} must be > 0 seconds, got {getattr(args, name)}")
-    for name, least in (("num", 1), ("workers", 1), ("reasks", 0), ("max_tokens", 1), ("temperature", 0)):
-        if getattr(args, name) < least:
+    for name, least in (("num", 1), ("workers", 1), ("reasks", 0), ("max_tokens", 1), ("temperature", 0),
+                        ("candidates", 1)):
+        if getattr(args, name) is not None and getattr(args, name) < least:
             parser.error(f"--{name.replace('_', '-')} must be >= {least}, got {getattr(args, name)}")
     if (args.price_in is None) != (args.price_out is None):
         parser.error("give both --price-in and --price-out, or neither")
@@ -600,6 +691,7 @@ def main(argv: list[str] | None = None) -> int:
                            endpoint=args.endpoint, model=args.model, append=args.append, fresh=args.fresh,
                            save_metadata=args.save_metadata, reasks=args.reasks, temperature=args.temperature,
                            max_tokens=args.max_tokens, prices=prices, progress=not args.no_progress,
+                           candidates=args.candidates, opener=args.opener,
                            cache=not args.no_cache, timeout=args.timeout, item_timeout=args.item_timeout)
     except (ValueError, OSError, FatalAPIError, LockedError) as exc:  # OSError: a full disk, names the file
         print(f"kit generate: {scrub_text(str(exc))}", file=sys.stderr)

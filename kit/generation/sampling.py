@@ -12,6 +12,8 @@ Two recipes:
 - "v2" (nanochat's second generator): a topic category, then a topic in it, a persona, a dynamic,
   and three opener examples from three different opener styles.
 - "v1" (nanochat's first generator): five openers from one flat list, nothing else.
+- "distill" (kit.generation.distill, for small models): v2's topic, persona and dynamic, and one opener
+  from one style, which the composed first user message starts with.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import yaml
 
 from kit import paths
 
-RECIPES = ("v1", "v2")
+RECIPES = ("v1", "v2", "distill")
 V1_OPENERS = 5
 V2_OPENER_STYLES = 3
 V1_CATEGORY = "flat"  # v1's openers have no styles; coverage reports them under this one name
@@ -104,7 +106,8 @@ def sample_elements(recipe: str, seed: int, index: int, dims: Dimensions | None 
     topic = rng.choice(dims.topics[category])
     persona = rng.choice(dims.personas)
     dynamic = rng.choice(dims.dynamics)
-    styles = rng.sample(sorted(dims.first_messages), min(V2_OPENER_STYLES, len(dims.first_messages)))
+    n_styles = 1 if recipe == "distill" else V2_OPENER_STYLES
+    styles = rng.sample(sorted(dims.first_messages), min(n_styles, len(dims.first_messages)))
     openers = [rng.choice(dims.first_messages[style]) for style in styles]
     return {"recipe": recipe, "seed": seed, "index": index, "topic_category": category, "topic": topic,
             "persona": persona, "dynamic": dynamic, "first_message_examples": openers,

@@ -322,6 +322,8 @@ class LLMClient:
             self._next_endpoint += 1
             ep = self.endpoints[index]
             body = {"model": ep.model, "messages": messages, **params}
+            if messages and messages[-1].get("role") == "assistant":  # continue it (vLLM's spelling; llama.cpp does so anyway)
+                body.update(continue_final_message=True, add_generation_prompt=False)
             if schema is not None:
                 body["response_format"] = response_format(schema, schema_name, ep.schema_style)
             epoch = await self.limiter.acquire()

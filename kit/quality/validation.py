@@ -28,6 +28,13 @@ per recipe): a conversation can be well-formed and still useless, the way a 135M
                    who or what it is (or its name) and the next reply does not use the taught name
   degenerate       one sentence said twice, a reply repeating an earlier one or copying the user's
                    message, or text that is mostly symbols
+  leakage          the generator's instructions in the text instead of a conversation ("Your first
+                   message is", "The user is: ...", "A JSON object"): patterns are data
+                   (`leakage_patterns`), each taken from a real reply of a small model
+  fragment         JSON or record debris in prose: a key of the record format ('"role":'), more closing
+                   brackets than opening ones ("gasoline}}}"), a turn starting mid-sentence (", a question,
+                   about ..."); balanced code with braces passes
+  cut_off          an assistant reply that stops mid-sentence (no closing punctuation, not a link)
 Content-rule messages start with the rule's name, so `message[1]: too_short: ...` says which it is.
 The structural rules run always; the content rules only when asked (`rules=`), because callers that
 only need renderable conversations (tasks, token views) must not reject a one-word toy reply.
@@ -111,7 +118,7 @@ def _ascii_problem(i: int, content: Any) -> Problem | None:
 
 # ---- content rules ---------------------------------------------------------------------------------
 
-CONTENT_RULES = ("markup", "too_short", "shape", "identity", "degenerate")
+CONTENT_RULES = ("markup", "too_short", "shape", "identity", "degenerate", "leakage", "fragment", "cut_off")
 SEVERITIES = ("error", "warning", "off")
 RULES_FILE = "quality_rules.yaml"
 
@@ -126,6 +133,7 @@ class Rules:
     min_words: int = 3
     copy_similarity: float = 0.8
     max_messages: int = 8
+    leakage: tuple[re.Pattern, ...] = ()
 
     def severity_of(self, rule: str, recipe: Any = None) -> str:
         return self.recipes.get(recipe, {}).get(rule, self.severity[rule]) if isinstance(recipe, str) \
@@ -158,7 +166,8 @@ def _load_rules(path: Path) -> Rules:
         raise ValueError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping")
-    unknown = sorted(set(data) - {"severity", "recipes", "identity_name", "min_words", "copy_similarity", "max_messages"})
+    unknown = sorted(set(data) - {"severity", "recipes", "identity_name", "min_words", "copy_similarity", "max_messages",
+                          "leakage_patterns"})
     if unknown:
         raise ValueError(f"{path}: unknown setting {unknown[0]!r}")
     recipes = data.get("recipes") or {}
@@ -171,7 +180,8 @@ def _load_rules(path: Path) -> Rules:
                   identity_name=str(data.get("identity_name", defaults.identity_name)),
                   min_words=data.get("min_words", defaults.min_words),
                   copy_similarity=data.get("copy_similarity", defaults.copy_similarity),
-                  max_messages=data.get("max_messages", defaults.max_messages))
+                  max_messages=data.get("max_messages", defaults.max_messages),
+                  leakage=_leakage_patterns(path, data.get("leakage_patterns") or []))
     if not isinstance(rules.min_words, int) or rules.min_words < 1:
         raise ValueError(f"{path}: min_words must be an integer >= 1, got {rules.min_words!r}")
     if not isinstance(rules.max_messages, int) or rules.max_messages < 2:
@@ -179,6 +189,18 @@ def _load_rules(path: Path) -> Rules:
     if not isinstance(rules.copy_similarity, (int, float)) or not 0 < rules.copy_similarity <= 1:
         raise ValueError(f"{path}: copy_similarity must be in (0, 1], got {rules.copy_similarity!r}")
     return rules
+
+
+def _leakage_patterns(path: Path, given: Any) -> tuple[re.Pattern, ...]:
+    if not isinstance(given, list) or not all(isinstance(p, str) and p for p in given):
+        raise ValueError(f"{path}: leakage_patterns must be a list of regular expressions")
+    compiled = []
+    for i, pattern in enumerate(given):
+        try:
+            compiled.append(re.compile(pattern, re.IGNORECASE))
+        except re.error as exc:
+            raise ValueError(f"{path}: leakage_patterns[{i}] {pattern!r} is not a regular expression: {exc}") from None
+    return tuple(compiled)
 
 
 def load_rules(path: str | Path | None = None) -> Rules:
@@ -268,6 +290,38 @@ def _repeated_sentence(text: str) -> str | None:
     return None
 
 
+def _leak(text: str, patterns: tuple[re.Pattern, ...]) -> str | None:
+    for pattern in patterns:
+        if found := pattern.search(text):
+            return f"the generator's instructions leak into the text: {found.group()[:40]!r}"
+    return None
+
+
+_RECORD_KEY = re.compile(r'"(?:role|content|messages|user|assistant)"\s*:')
+_CLOSERS = {"}": "{", "]": "["}
+
+
+def _fragment(text: str) -> str | None:
+    if text.lstrip()[:1] in (",", ";", ")", "]", "}"):  # the tail of a sentence the prompt began
+        return f"starts mid-sentence: {text.strip()[:30]!r}"
+    if found := _RECORD_KEY.search(text):
+        return f"a key of the record format in prose: {found.group()!r}"
+    for closer, opener in _CLOSERS.items():
+        if text.count(closer) > text.count(opener):
+            at = text.index(closer)
+            return f"more {closer!r} than {opener!r}: JSON debris near {text[max(0, at - 20):at + 5]!r}"
+    return None
+
+
+_ENDS_SENTENCE = re.compile(r"""(?:[.!?…]["')\]]*|["')]|https?://\S+|:\)|:D)\s*$""")
+
+
+def _cut_off(text: str) -> str | None:
+    if _ENDS_SENTENCE.search(text):
+        return None
+    return f"the reply stops mid-sentence: {text.strip()[-40:]!r}"
+
+
 def _copies(reply: str, user: str, threshold: float) -> str | None:
     a, b = " ".join(_words(_TAG.sub(" ", user))), " ".join(_words(reply))
     if not a or not b or 2 * min(len(a), len(b)) < threshold * (len(a) + len(b)):  # lengths alone rule it out
@@ -318,10 +372,16 @@ def content_problems(messages: Any, meta: Any, rules: Rules) -> list[Problem]:
             add(i, "markup", reason)
         if reason := _mostly_symbols(prose):
             add(i, "degenerate", reason)
+        if reason := _leak(prose, rules.leakage):
+            add(i, "leakage", reason)
+        if reason := _fragment(prose):
+            add(i, "fragment", reason)
         if role == "user":
             last_user = prose
             continue
         text = _text(content)
+        if isinstance(content, str) and (reason := _cut_off(content)):
+            add(i, "cut_off", reason)
         if reason := _too_short(text, rules.min_words):
             add(i, "too_short", reason)
         if reason := _repeated_sentence(prose):

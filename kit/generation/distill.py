@@ -1,0 +1,400 @@
+"""Recipe "distill": identity conversations a 135M model can write, one verified answer at a time.
+
+Recipe v2 asks a model for a whole multi-turn conversation as JSON from a long prompt; the embedded
+SmolLM2-135M cannot do that. It can answer one user message when it is told the facts. So here the kit
+plans the conversation as data and the model only answers:
+
+- the user's turns are composed from `knowledge/distill.yaml` and the diversity grid: the opener drawn
+  for the item, then a question about the item's topic, then follow-ups of its topic category, for as
+  many rounds as the sampled dynamic asks (meta `user_turns: "composed"`);
+- each assistant turn is sampled `candidates` times with the knowledge base as the system prompt and
+  the conversation so far; with `opener="planned"` each answer is opened with a sentence stating the
+  turn's first required fact (from `fact_openers`), which the model continues in its own words;
+- every candidate goes through `verify`: the content rules of kit.quality.validation, grounding (every
+  capitalised name and every number also appears in the knowledge base or the user's words), the facts
+  the turn must state (kit.facts.fact_verdict: asserted; no fact denied, nothing contradicting the knowledge
+  base, no foreign identity claimed), and one of the topic's words. The best passing candidate is kept (`score`); a turn with none rejects the item
+  with every candidate's reasons;
+- the record has no system prompt: the knowledge is what a student trained on it must learn (context
+  distillation with rejection sampling). Its meta keeps every candidate's verdict and the chosen score.
+
+The funnel (candidates sampled -> passed each check -> kept) is computed from the journal by `funnel`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kit import paths
+from kit.facts import default_data, fact_verdict, facts_stated, knowledge_system_prompt
+from kit.generation.sampling import Dimensions, item_rng
+from kit.quality.validation import Rules, dynamic_message_count, errors, validate_messages
+
+OPENERS = ("planned", "sampled")
+DEFAULT_CANDIDATES = 4
+DEFAULT_TURN_TOKENS = 48
+DISTILL_FILE = "distill.yaml"
+# the checks in the order the funnel reports them; a candidate is counted under the first it fails
+CHECKS = ("finished", "content rules", "grounded", "facts", "on topic")
+# words a reply may capitalise that need no source: pronouns, greetings, the commonest sentence openers
+_FREE_WORDS = frozenset("""i i'm i've i'll i'd im ok okay hi hey hello yes no sure thanks thank great good
+well so oh ah wow nice cool sorry absolutely of ai llm llms""".split())
+_NAME = re.compile(r"(?<![\w'])([A-Z][\w'-]*)")
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_SENTENCE_BREAK = re.compile(r"(?:^|[.!?:;]\s+|\n+)\W*$")
+_SENTENCE_END = re.compile(r"[.!?]+[\"')\]]*(?=\s|$)")
+
+
+@dataclass(frozen=True)
+class TopicPlan:
+    facts: tuple[str, ...]
+    mention: tuple[re.Pattern, ...]
+    asks: tuple[str, ...]
+    says: str | None  # the planned opening of an answer on a topic with no fact of facts.yaml
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    ask: str
+    facts: tuple[str, ...]
+    says: str | None
+
+
+@dataclass(frozen=True)
+class DistillData:
+    """knowledge/distill.yaml, checked against the topics, opener styles and facts it refers to."""
+
+    topics: dict[str, TopicPlan]
+    follow_ups: dict[str, tuple[FollowUp, ...]]
+    greeting_only_styles: frozenset[str]
+    fact_openers: dict[str, tuple[str, ...]]
+
+
+def _strings(where: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ValueError(f"{where}: expected a list of non-empty strings")
+    return tuple(value)
+
+
+def _patterns(where: str, value: Any) -> tuple[re.Pattern, ...]:
+    try:
+        return tuple(re.compile(p, re.IGNORECASE) for p in _strings(where, value))
+    except re.error as exc:
+        raise ValueError(f"{where}: not a regular expression: {exc}") from None
+
+
+def _fact_ids(where: str, value: Any, known: set[str]) -> tuple[str, ...]:
+    ids = _strings(where, value) if value else ()
+    if unknown := [f for f in ids if f not in known]:
+        raise ValueError(f"{where}: unknown fact {unknown[0]!r} (facts: {', '.join(sorted(known))})")
+    return ids
+
+
+def _follow_ups(where: str, entries: Any, known: set[str]) -> tuple[FollowUp, ...]:
+    if not isinstance(entries, list) or not entries:
+        raise ValueError(f"{where}: expected a non-empty list")
+    parsed = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where}[{i}]: expected {{ask, facts}} or {{ask, says}}")
+        facts = _fact_ids(f"{where}[{i}].facts", entry.get("facts"), known)
+        says = _strings(f"{where}[{i}].says", [entry["says"]])[0] if "says" in entry else None
+        if not facts and not says:
+            raise ValueError(f"{where}[{i}]: needs facts or says: what its answer must state")
+        parsed.append(FollowUp(_strings(f"{where}[{i}].ask", [entry.get("ask")])[0], facts, says))
+    return tuple(parsed)
+
+
+def _load(path: Path, dims: Dimensions) -> DistillData:
+    try:
+        data = yaml.safe_load(paths.read_utf8(path))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: the distill recipe's plan is missing") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping")
+    known = set(default_data().facts)
+    topics = {}
+    for name, entry in (data.get("topics") or {}).items():
+        where = f"{path}: topics.{name}"
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where}: expected a mapping with facts, mention and asks")
+        facts = _fact_ids(f"{where}.facts", entry.get("facts"), known)
+        says = _strings(f"{where}.says", [entry["says"]])[0] if "says" in entry else None
+        if not facts and not says:
+            raise ValueError(f"{where}: a topic with no facts needs 'says', the sentence its answers open with")
+        topics[name] = TopicPlan(facts, _patterns(f"{where}.mention", entry.get("mention")),
+                                 _strings(f"{where}.asks", entry.get("asks")), says)
+    wanted = {t for ts in dims.topics.values() for t in ts}
+    if missing := sorted(wanted - set(topics)):
+        raise ValueError(f"{path}: no plan for topic {missing[0]!r} of topics.yaml")
+    follow_ups = {category: _follow_ups(f"{path}: follow_ups.{category}",
+                                        (data.get("follow_ups") or {}).get(category), known)
+                  for category in dims.topics}
+    styles = frozenset(_strings(f"{path}: greeting_only_styles", data.get("greeting_only_styles") or []) or ())
+    if unknown := sorted(styles - set(dims.first_messages)):
+        raise ValueError(f"{path}: greeting_only_styles: unknown opener style {unknown[0]!r}")
+    openers = {fact: _strings(f"{path}: fact_openers.{fact}", sentences)
+               for fact, sentences in (data.get("fact_openers") or {}).items()}
+    if unknown := sorted(set(openers) - known):
+        raise ValueError(f"{path}: fact_openers: unknown fact {unknown[0]!r}")
+    return DistillData(topics, follow_ups, styles, openers)
+
+
+def load_distill_data(dims: Dimensions, knowledge_dir: str | Path | None = None) -> DistillData:
+    """The plan file of `knowledge_dir` (default knowledge/), checked against `dims`; a bad entry names itself."""
+    folder = Path(knowledge_dir) if knowledge_dir is not None else paths.knowledge_dir()
+    return _load((folder / DISTILL_FILE).resolve(), dims)
+
+
+# ---- the plan of one conversation ------------------------------------------------------------------
+
+
+def rounds_for(dynamic: str | None, rng: random.Random) -> int:
+    """Rounds the dynamic asks for ("4 messages": 2); a dynamic naming no count gets one or two."""
+    wanted = dynamic_message_count(dynamic)
+    return wanted // 2 if wanted else rng.choice((1, 2))
+
+
+def plan_turns(elements: dict, data: DistillData) -> list[dict]:
+    """The user turns of item `elements` with what each answer must do: [{user, facts, mention, opener}].
+
+    Drawn from the item's own random stream (after the elements), so an index always plans the same
+    conversation. The first answer must say the assistant's name: the user greeted it."""
+    rng = item_rng(elements["seed"], elements["index"])
+    rng.random()  # a stream apart from the elements' draws
+    rng = random.Random(rng.random())
+    topic = data.topics[elements["topic"]]
+    rounds = rounds_for(elements.get("dynamic"), rng)
+    opener, style = elements["first_message_examples"][0], elements["first_message_categories"][0]
+    ask = rng.choice(topic.asks)
+    mention = [p.pattern for p in topic.mention]
+    turns: list[dict] = []
+    if style in data.greeting_only_styles and rounds > 1:
+        turns.append({"user": opener, "facts": ["name"], "mention": [], "says": None})
+        turns.append({"user": ask, "facts": list(topic.facts), "mention": mention, "says": topic.says})
+    else:
+        joined = f"{opener}{'' if opener[-1] in '.!?,' else '!'} {ask}" if opener else ask
+        turns.append({"user": joined, "facts": list(dict.fromkeys(["name", *topic.facts])), "mention": mention,
+                      "says": topic.says})
+    follow_ups = list(data.follow_ups[elements["topic_category"]])
+    rng.shuffle(follow_ups)
+    for follow in follow_ups[:max(0, rounds - len(turns))]:
+        turns.append({"user": follow.ask, "facts": list(follow.facts), "mention": [], "says": follow.says})
+    for turn in turns:
+        said = [rng.choice(data.fact_openers[f]) for f in turn["facts"] if f in data.fact_openers]
+        turn["opener"] = " ".join(said + [turn.pop("says")] if turn["says"] else said) or None
+    return turns
+
+
+# ---- checking one candidate ------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=4)
+def _known_words(knowledge: str) -> frozenset[str]:
+    return frozenset(w.lower() for w in re.findall(r"[\w'-]+", knowledge))
+
+
+def _numbers(text: str) -> set[str]:
+    return {n.replace(",", "") for n in _NUMBER.findall(text)}
+
+
+def ungrounded(answer: str, sources: str, knowledge: str) -> list[str]:
+    """Names and numbers in `answer` that neither the knowledge base nor the conversation's user turns
+    (`sources`) contain: what a small model invents ("Andrej Karpathy, a Japanese researcher", "my name
+    is Ember", "trained in 2019"). A capitalised word counts as a name unless it starts a sentence."""
+    known = _known_words(knowledge) | {w.lower() for w in re.findall(r"[\w'-]+", sources)}
+    found = []
+    for match in _NAME.finditer(answer):
+        word = match.group(1).strip("'-")
+        if _SENTENCE_BREAK.search(answer[:match.start()]) or word.lower() in _FREE_WORDS:
+            continue
+        if word.lower() not in known and word.lower().rstrip("s") not in known:
+            found.append(word)
+    numbers = _numbers(knowledge) | _numbers(sources)
+    found += [n for n in _numbers(answer) if n not in numbers]
+    return found
+
+
+def split_sentences(text: str) -> tuple[list[str], str]:
+    """(the full sentences of `text` in order, the words after the last one)."""
+    found, start = [], 0
+    for end in _SENTENCE_END.finditer(text):
+        if sentence := text[start:end.end()].strip():
+            found.append(sentence)
+        start = end.end()
+    return found, text[start:].strip()
+
+
+@dataclass
+class Verdict:
+    text: str
+    failed: dict[str, list[str]]  # check -> reasons, in CHECKS order; empty when the candidate passes
+    score: float
+    dropped: int  # sentences cut from the end of the model's text to pass (0: kept whole)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failed
+
+
+def score(text: str) -> float:
+    """Best of K: the facts the answer states (every fact of facts.yaml counts, asked or not), plus up to
+    one point for a length between 12 and 60 words (a short answer teaches less, a long one rambles)."""
+    words = len(text.split())
+    length = 1.0 if 12 <= words <= 60 else max(0.0, 1 - abs(words - (12 if words < 12 else 60)) / 30)
+    return sum(facts_stated(text, list(default_data().facts)).values()) + length
+
+
+def _failures(text: str, turn: dict, history: list[dict], rules: Rules, knowledge: str, meta: dict) -> dict:
+    failed: dict[str, list[str]] = {}
+    messages = history + [{"role": "assistant", "content": text}]
+    problems = [p for p in errors(validate_messages(messages, rules=rules, meta=meta))
+                if p.index in (len(messages) - 1, None) and p.rule != "shape"]
+    if problems:
+        failed["content rules"] = [p.message for p in problems]
+    sources = " ".join(m["content"] for m in history if m["role"] == "user")
+    if invented := ungrounded(text, sources, knowledge):
+        failed["grounded"] = [f"not in the knowledge base or the question: {', '.join(invented[:5])}"]
+    verdict = fact_verdict(text, turn["facts"])
+    facts = [f"does not state {f}" for f, ok in verdict["stated"].items() if not ok and f not in verdict["denied"]]
+    facts += [f"denies {f}" for f in verdict["denied"]]
+    facts += [f"contradicts the knowledge base ({c})" for c in verdict["contradicted"]]
+    facts += [f"claims a foreign identity: {name}" for name in verdict["foreign"]]
+    if facts:
+        failed["facts"] = facts
+    if turn["mention"] and not any(re.search(p, text, re.IGNORECASE) for p in turn["mention"]):
+        failed["on topic"] = ["uses none of the topic's words"]
+    return {check: failed[check] for check in CHECKS if check in failed}
+
+
+def verify(reply: str, finish_reason: str | None, turn: dict, history: list[dict], *, rules: Rules,
+           knowledge: str, meta: dict, prefix: str | None = None) -> Verdict:
+    """Every check of one candidate answer to `turn` after `history` (the conversation so far, ending
+    with the user's turn); `prefix` is the planned opening the model continued. Never raises on what a
+    model wrote.
+
+    A small model's first sentences are its best: it drifts and invents as it goes on. So the answer is
+    the longest run of the model's full sentences (at least one) that passes every check, sentences cut
+    from the end counted in `dropped`; a reply cut at the token limit loses its unfinished sentence."""
+    said, tail = split_sentences((reply or "").strip())
+    if tail and finish_reason != "length":
+        said.append(tail)  # a finished reply's last words, even without a full stop (the rule cut_off judges them)
+    join = lambda n: " ".join(([prefix] if prefix else []) + said[:n])
+    if not said:
+        return Verdict(join(0), {"finished": ["no full sentence before the token limit"]}, 0.0, 0)
+    first_failure = None
+    for n in range(len(said), 0, -1):
+        failed = _failures(join(n), turn, history, rules, knowledge, meta)
+        if not failed:
+            return Verdict(join(n), {}, score(join(n)), len(said) - n)
+        first_failure = first_failure or failed
+    return Verdict(join(len(said)), first_failure, 0.0, 0)
+
+
+# ---- the funnel ------------------------------------------------------------------------------------
+
+
+def funnel(entries: list[dict]) -> list[dict]:
+    """Per topic category (and 'all'): candidates sampled, passing each check in turn, turns and items
+    kept. `entries` are journal entries (kit.generation.generate.Journal.entries.values())."""
+    rows: dict[str, Counter] = {}
+    for entry in entries:
+        meta = entry["record"]["meta"] if entry["status"] == "accepted" else entry["reject"].get("meta", {})
+        turns = meta.get("turns") or []
+        if not turns:  # an API error before the first answer: nothing was sampled
+            continue
+        for key in (meta.get("topic_category") or "?", "all"):
+            row = rows.setdefault(key, Counter())
+            row["items"] += 1
+            row["kept"] += entry["status"] == "accepted"
+            for turn in turns:
+                row["turns"] += 1
+                row["turns kept"] += turn.get("chosen") is not None
+                for verdict in turn["verdicts"]:
+                    row["sampled"] += 1
+                    first = next(iter(verdict), None)
+                    for check in CHECKS:
+                        if first == check:
+                            break
+                        row[f"passed: {check}"] += 1
+    table = []
+    for key in sorted(rows, key=lambda k: (k == "all", k)):
+        row = rows[key]
+        table.append({"category": key, "items": row["items"], "sampled": row["sampled"],
+                      **{f"passed: {c}": row[f"passed: {c}"] for c in CHECKS},
+                      "turns kept": row["turns kept"], "turns": row["turns"], "kept": row["kept"],
+                      "yield per candidate": round(row["turns kept"] / row["sampled"], 3) if row["sampled"] else 0.0})
+    return table
+
+
+# ---- one item --------------------------------------------------------------------------------------
+
+
+def choose(verdicts: list[Verdict]) -> int | None:
+    """The passing candidate with the highest score (the lowest index among equals), or None."""
+    passing = [j for j, v in enumerate(verdicts) if v.passed]
+    return max(passing, key=lambda j: (verdicts[j].score, -j)) if passing else None
+
+
+@dataclass
+class Outcome:
+    """What one item came to: the conversation when every turn kept an answer, else the turn that kept none."""
+
+    messages: list[dict] | None
+    turns: list[dict]  # per answered turn: the plan, every candidate's failed checks, the chosen one
+    reasons: list[str]  # why the failing turn's candidates failed, one line per candidate
+    rules: list[str]  # the checks they failed
+    raw: list[str]  # the failing turn's candidate texts
+    usage: Counter
+    source: dict
+
+
+async def converse(complete, elements: dict, data: DistillData, *, candidates: int, opener: str, rules: Rules,
+                   knowledge: str) -> Outcome:
+    """Write the planned conversation turn by turn. `complete(messages, turn, candidate)` is the caller's
+    request (it raises on API errors): a Completion with text, finish_reason and token counts."""
+    if opener not in OPENERS:
+        raise ValueError(f"unknown opener {opener!r}; choose one of {', '.join(OPENERS)}")
+    system = knowledge_system_prompt()
+    history: list[dict] = []
+    turns_meta: list[dict] = []
+    usage: Counter = Counter()
+    source: dict = {"model": None, "endpoint": None}
+    for t, turn in enumerate(plan_turns(elements, data)):
+        history.append({"role": "user", "content": turn["user"]})
+        prefix = turn["opener"] if opener == "planned" else None
+        messages = [{"role": "system", "content": system}, *history]
+        if prefix:
+            messages.append({"role": "assistant", "content": prefix})
+        completions = await asyncio.gather(*(complete(messages, t, j) for j in range(candidates)))
+        verdicts = []
+        for completion in completions:
+            usage.update(prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens)
+            usage["cost_usd"] += completion.cost_usd
+            source = {"model": completion.model, "endpoint": completion.endpoint}
+            verdicts.append(verify(completion.text, completion.finish_reason, turn, history, rules=rules,
+                                   knowledge=knowledge, meta=elements, prefix=prefix))
+        chosen = choose(verdicts)
+        turns_meta.append({"facts": turn["facts"], "opener": prefix, "candidates": candidates,
+                           "passed": sum(v.passed for v in verdicts), "chosen": chosen,
+                           "score": round(verdicts[chosen].score, 3) if chosen is not None else None,
+                           "dropped": verdicts[chosen].dropped if chosen is not None else None,
+                           "verdicts": [list(v.failed) for v in verdicts]})
+        if chosen is None:
+            reasons = [f"turn {t + 1}, candidate {j + 1}: " + "; ".join(r for rs in v.failed.values() for r in rs)
+                       for j, v in enumerate(verdicts)]
+            return Outcome(None, turns_meta, reasons, sorted({c for v in verdicts for c in v.failed}),
+                           [v.text for v in verdicts], usage, source)
+        history.append({"role": "assistant", "content": verdicts[chosen].text})
+    return Outcome(history, turns_meta, [], [], [], usage, source)
