@@ -14,7 +14,8 @@ from kit import paths
 from kit.facts import default_data
 from kit.generation.distill import (CHECKS, converse, funnel, load_distill_data, plan_turns, ungrounded,
                                     verify)
-from kit.generation.generate import generate, journal_entries
+from kit.generation.generate import generate
+from kit.generation.journal import journal_entries
 from kit.generation.sampling import load_dimensions, sample_elements
 from kit.llm.client import connect, run_sync
 from kit.quality.validation import errors, load_rules, validate_messages

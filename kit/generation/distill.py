@@ -192,7 +192,13 @@ def plan_turns(elements: dict, data: DistillData) -> list[dict]:
     for follow in follow_ups[:max(0, rounds - len(turns))]:
         turns.append({"user": follow.ask, "facts": list(follow.facts), "mention": [], "says": follow.says})
     for turn in turns:
-        said = [rng.choice(data.fact_openers[f]) for f in turn["facts"] if f in data.fact_openers]
+        said: list[str] = []
+        for fact in turn["facts"]:
+            sentence = rng.choice(data.fact_openers[fact]) if fact in data.fact_openers else None
+            # an introduction that names the creator makes the creator's own sentence redundant (other facts'
+            # patterns are too loose for this: "a small chat assistant" would count as stating the limits)
+            if sentence and not (fact == "creator" and facts_stated(" ".join(said), [fact])[fact]):
+                said.append(sentence)
         turn["opener"] = " ".join(said + [turn.pop("says")] if turn["says"] else said) or None
     return turns
 

@@ -1,0 +1,136 @@
+"""The journal of a generation run: the source of truth from which its output and rejects are rebuilt.
+
+One JSONL file beside the output (`X.jsonl.journal.jsonl`), appended and fsynced one finished item at a
+time: a header line {journal, version, seed, recipe, and a distill run's candidates and opener}, a
+{model} line, plan lines {plan: [start, stop]} for every range of indices asked, and one entry per
+finished index {index, status: accepted|rejected, record|reject}; the last entry of an index wins. A
+kill can only cut the last line short, and loading drops that fragment (its item was not finished).
+kit.generation.generate writes it; reports read it with `journal_entries`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from kit import paths
+from kit.secrets import scrub_text
+
+JOURNAL_VERSION = 1
+
+
+def file_paths(output: str | Path) -> dict[str, Path]:
+    """The files of a run, named from its output path."""
+    out = paths.resolve(output)
+    return {"output": out,
+            "journal": out.with_name(out.name + ".journal.jsonl"),
+            "rejects": out.with_name(out.stem + ".rejects.jsonl"),
+            "manifest": out.with_name(out.stem + ".manifest.json")}
+
+
+
+class Journal:
+    """Append-only JSONL: a header {seed, recipe}, plan lines {plan: [start, stop]}, and one entry per
+    finished index {index, status: accepted|rejected, record|reject}. The last entry of an index wins."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.header: dict | None = None
+        self.plans: list[tuple[int, int]] = []
+        self.entries: dict[int, dict] = {}
+        self._fh = None
+
+    def load(self) -> "Journal":
+        if not self.path.exists():
+            return self
+        data = self.path.read_bytes()
+        end = data.rfind(b"\n") + 1
+        if end < len(data):  # a line cut short by a kill: drop it, its item was not finished
+            with open(self.path, "r+b") as fh:
+                fh.truncate(end)
+        for lineno, line in enumerate(data[:end].splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+                if "journal" in obj:
+                    self.header = obj
+                elif "model" in obj and "index" not in obj:
+                    self.header = {**(self.header or {}), "model": obj["model"]}
+                elif "plan" in obj:
+                    self.plans.append(tuple(obj["plan"]))
+                else:
+                    self.entries[int(obj["index"])] = obj
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"{self.path}:{lineno}: unreadable journal line ({exc}); "
+                                 f"fix or delete the line, or start over with --fresh") from None
+        return self
+
+    def planned(self) -> set[int]:
+        return {i for start, stop in self.plans for i in range(start, stop)}
+
+    def next_index(self) -> int:
+        ends = [stop for _, stop in self.plans] + [i + 1 for i in self.entries]
+        return max(ends, default=0)
+
+    def _write(self, obj: dict) -> None:
+        try:
+            if self._fh is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fh = open(self.path, "a", encoding="utf-8")
+            self._fh.write(scrub_text(json.dumps(obj, ensure_ascii=False)) + "\n")
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+        except OSError as exc:  # a full disk: the entries before this one are whole, a cut line is dropped on load
+            raise paths.write_error(exc, self.path) from None
+
+    def bind_model(self, model: str) -> None:
+        """Record the model this journal's replies come from; refuse to mix in another model's."""
+        recorded = (self.header or {}).get("model")
+        if recorded is None:
+            self.header = {**(self.header or {}), "model": model}
+            self._write({"model": model})
+        elif recorded != model:
+            raise ValueError(f"{self.path.name} holds replies of model {recorded!r}, not {model!r}; use that "
+                             f"model, another output, or --fresh to start over")
+
+    def start(self, seed: int, recipe: str, plan: tuple[int, int], settings: dict | None = None) -> None:
+        if self.header is None:
+            self.header = {"journal": "kit.generation.generate", "version": JOURNAL_VERSION, "seed": seed, "recipe": recipe,
+                           **(settings or {})}
+            self._write(self.header)
+        if plan[1] > plan[0] and plan not in self.plans:
+            self.plans.append(plan)
+            self._write({"plan": list(plan)})
+
+    def add(self, entry: dict) -> None:
+        self._write(entry)
+        self.entries[entry["index"]] = entry
+
+    def close(self) -> None:
+        if self._fh is not None:
+            fh, self._fh = self._fh, None
+            try:
+                fh.close()
+            except OSError as exc:
+                raise paths.write_error(exc, self.path) from None
+
+    def accepted(self) -> list[dict]:
+        return [e["record"] for _, e in sorted(self.entries.items()) if e["status"] == "accepted"]
+
+    def rejected(self) -> list[dict]:
+        return [e["reject"] for _, e in sorted(self.entries.items()) if e["status"] == "rejected"]
+
+
+def journal_entries(output: str | Path) -> list[dict]:
+    """Every finished item of a run, in index order, as its journal holds it (for reports such as
+    kit.generation.distill.funnel)."""
+    path = file_paths(output)["journal"]
+    data = path.read_bytes() if path.exists() else b""
+    entries: dict[int, dict] = {}
+    for line in data[:data.rfind(b"\n") + 1].splitlines():  # read only: a line being written is left alone
+        obj = json.loads(line) if line.strip() else {}
+        if "index" in obj and "status" in obj:
+            entries[int(obj["index"])] = obj
+    return [entries[i] for i in sorted(entries)]
