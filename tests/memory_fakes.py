@@ -1,8 +1,9 @@
-"""Scripted replies for the memory benchmark's tests: a fake model that writes consistent sessions.
+"""Scripted replies for the memory benchmark's tests: a fake model for both session recipes.
 
-`session_reply(prompt, seed)` reads the expenses a session prompt asks for and answers with a dialogue
-that states each amount and transactions that match it; `mode` plants the faults the checker must
-catch. Used with tests/fake_openai.py, so every test goes over a real loopback HTTP server.
+`session_reply(prompt, seed, mode)` answers a one-call session prompt with a dialogue that states
+each planned expense; `turn_reply(request, mode)` answers one turn of the turns recipe. `mode` plants
+the faults the checks must catch. Used with tests/fake_openai.py, so every test goes over a real
+loopback HTTP server.
 """
 
 from __future__ import annotations
@@ -13,34 +14,67 @@ import re
 
 from fake_openai import Reply
 
-EXPENSE_LINE = re.compile(r"^- (.+?) / (.+?): [\d.]+$", re.M)
+EXPENSE_LINE = re.compile(r"^- ([\d.]+) for (.+)$", re.M)
+# What a small model was seen to write, and what must never reach a dialogue.
+PLANTED = {
+    "json": 'Sure}}}\n\nThe user has a JSON response for "role": "assistant"',
+    "amount": "That brings your coffee spending to 99.5 this week.",
+    "leak": "Respond to the user's request with just one word: thank them again.",
+    "cut": "Saving a little every week is a good way to start and you can",
+}
+GOOD_TURNS = ["That sounds like a sensible plan for this month.", "Small steps add up, you are doing well.",
+              "I will keep everything organized for you.", "It helps to look at your spending each week.",
+              "Let me know whenever you have more to add.", "A little planning goes a long way.",
+              "Cooking at home can be fun and cheaper too.", "Setting a simple goal often makes saving easier.",
+              "Treats are fine when they fit your plan.", "Writing things down is the hardest part, and you do it.",
+              "Weekends tempt everyone, so plan something free.", "Emergency savings give real peace of mind.",
+              "Your records are safe with me.", "Comparing prices before buying saves more than people expect.",
+              "Bills feel lighter once they are tracked.", "Giving when you can is a lovely habit.",
+              "Learning is an investment that keeps paying back.", "Health comes first, and it was worth it.",
+              "Biking is good for you and your wallet.", "A shopping list keeps impulse buys away.",
+              "Talk to me any time you want a summary.", "Every careful choice adds to your savings.",
+              "Happy to help you stay on track.", "Good habits start with small wins like this."]
 
 
-def planned_pairs(prompt: str) -> list[tuple[str, str]]:
+def planned_expenses(prompt: str) -> list[tuple[str, str]]:
+    """(amount, item) of every expense a one-call session prompt asks for."""
     return EXPENSE_LINE.findall(prompt)
 
 
 def session_reply(prompt: str, seed: int, mode: str = "valid") -> str:
-    """A session reply; mode "mismatch" records one amount that the dialogue never says,
-    "bad_scene" records a scene outside the catalogue, "not_json" is prose."""
+    """A one-call session reply; mode "wrong_amount" says one amount differently, "extra_amount" adds an
+    amount the plan does not hold, "json_fragment" leaves JSON in a turn, "not_json" is prose."""
     if mode == "not_json":
         return "Sure! Here is a lovely session about money."
     rng = random.Random(seed)
-    dialogue, transactions = [], []
-    for scene, sub in planned_pairs(prompt):
-        amount = round(rng.uniform(1, 200), rng.choice([0, 1, 2]))
-        dialogue += [{"role": "user", "content": f"I spent {amount:.2f} yuan on {sub.lower()} today."},
-                     {"role": "assistant", "content": f"Recorded: {sub}, {amount} yuan."}]
-        transactions.append({"scene": scene, "subscene": sub, "amount": amount, "description": sub.lower()})
-    if mode == "mismatch":
-        transactions[0]["amount"] = 12345.67
-    if mode == "bad_scene":
-        transactions[0]["scene"] = "Gambling"
-    return json.dumps({"dialogue": dialogue, "transactions": transactions})
+    dialogue = [{"role": "user", "content": "Hi, I want to record today's spending."},
+                {"role": "assistant", "content": "Of course, tell me what you spent."}]
+    for n, (amount, item) in enumerate(planned_expenses(prompt)):
+        said = "12345.67" if mode == "wrong_amount" and n == 0 else amount
+        dialogue += [{"role": "user", "content": f"I paid {said} for {item}."},
+                     {"role": "assistant", "content": f"Recorded {item}, {said}. {rng.choice(GOOD_TURNS)}"}]
+    if mode == "extra_amount":
+        dialogue += [{"role": "user", "content": "My friend paid 77 for hers."},
+                     {"role": "assistant", "content": "That is kind of her."}]
+    if mode == "json_fragment":
+        dialogue[1]["content"] = PLANTED["json"]
+    return json.dumps({"dialogue": dialogue})
 
 
 def is_session_prompt(text: str) -> bool:
     return text.startswith("Write one session")
+
+
+def is_turn_request(request: dict) -> bool:
+    return request["messages"][0]["role"] == "system"
+
+
+def turn_reply(request: dict, mode: str = "valid") -> Reply:
+    """One assistant turn: a good sentence chosen by the request's seed, or the planted fault `mode`."""
+    if mode in PLANTED:
+        return Reply(content=PLANTED[mode], finish_reason="length" if mode == "cut" else "stop")
+    rng = random.Random(request.get("seed", 0))
+    return Reply(content=rng.choice(GOOD_TURNS))
 
 
 def rephrase_reply(prompt: str) -> str:
@@ -52,9 +86,11 @@ def rephrase_reply(prompt: str) -> str:
     return json.dumps({"questions": out})
 
 
-def model_responder(session_mode=lambda prompt, n_seen: "valid"):
-    """A responder for generation: sessions (mode chosen per prompt and attempt) and rephrasing."""
+def model_responder(session_mode=lambda prompt, n_seen: "valid", turn_mode=lambda request, n_seen: "valid"):
+    """A responder for generation: sessions or turns (fault chosen per request) and rephrasing."""
     def respond(request: dict, n_seen: int) -> Reply:
+        if is_turn_request(request):
+            return turn_reply(request, turn_mode(request, n_seen))
         prompt = request["messages"][-1]["content"]
         if is_session_prompt(prompt):
             return Reply(content=session_reply(prompt, request.get("seed", 0), session_mode(prompt, n_seen)))

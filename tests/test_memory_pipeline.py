@@ -23,17 +23,25 @@ from kit.memory.dataset import MemoryConfig, generate_records, plan_sessions, re
 from kit.memory.evaluate import dates_in, fit_context, score
 from kit.memory.questions import CATEGORIES
 from kit.memory.retrieval import oracle
-from kit.memory.scenes import load_scenes
-from fake_openai import Reply
-from memory_fakes import is_session_prompt, model_responder, planned_pairs
+from kit.memory.scenes import load_catalogue, load_scenes
+from kit.memory.sessions import amounts_in
+from kit.memory.turns import RESERVED_TURNS
+from fake_openai import Reply, hang_responder
+from memory_fakes import is_turn_request, model_responder
 
 SCENES = load_scenes()
+CATALOGUE = load_catalogue()
 SMALL = MemoryConfig(num_sessions=6, num_questions=15, min_turns=2, max_turns=12, min_scenes=1, max_scenes=3, seed=3)
 
 
 def _records(srv, config=SMALL, **kw):
     client = LLMClient(Endpoint(srv.base_url, "fake-model"), max_retries=1, backoff_base=0.01)
-    return run_sync(generate_records(client, config, SCENES, show_progress=False))
+    async def main():
+        try:
+            return await generate_records(client, config, CATALOGUE, show_progress=False)
+        finally:
+            await client.aclose()
+    return run_sync(main())
 
 
 def test_record_layout_and_answers_follow_the_transactions(fake_openai):
@@ -50,10 +58,11 @@ def test_record_layout_and_answers_follow_the_transactions(fake_openai):
     assert float(sum(Decimal(str(e["amount"])) for e in events)) == meta["total_amount"]
     dates = [e["date"] for e in events]
     assert dates == sorted(dates) and len(set(c.split("]")[0] for c in record["chunks"])) == 6
-    for event in events:  # every kept amount is said in its own session's chunk
-        chunk = record["chunks"][event["session_index"]]
-        assert chunk.startswith(f"[{event['date']}] User said, \"")
-        assert f"{event['amount']:.2f}" in chunk
+    for event in events:  # every kept amount and item is said in its evidence turns
+        lines = record["chunks"][event["session_index"]].split("\n")
+        assert lines[0].startswith(f"[{event['date']}] User said, \"") and event["evidence_turns"]
+        for turn in event["evidence_turns"]:
+            assert event["description"] in lines[turn] and round(event["amount"] * 100) in amounts_in(lines[turn])
     assert Counter(q["category"] for q in record["questions"])["total_amount"] == 1
     total_q = next(q for q in record["questions"] if q["category"] == "total_amount")
     assert total_q["answer"] == f"{meta['total_amount']:.2f}" and total_q["position"] == 5
@@ -61,7 +70,8 @@ def test_record_layout_and_answers_follow_the_transactions(fake_openai):
         assert set(q) == {"qid", "query", "answer", "position", "category"} and 0 <= q["position"] < 6
     assert len({q["query"] for q in record["questions"]}) == len(record["questions"])
     cons = meta["consistency"]
-    assert cons["sessions_passed_first_try"] == 6 and cons["transactions_kept"] == cons["transactions_proposed"]
+    assert cons["sessions_passed"] == 6 and cons["transactions_kept"] == cons["transactions_planned"]
+    assert cons["recipe"] == "one-call"  # "auto" with an endpoint
     assert oracle([record])["overall"] == {"correct": len(record["questions"]), "total": len(record["questions"]),
                                            "errors": 0, "accuracy": 1.0}
 
@@ -76,8 +86,10 @@ def test_rephrasing_keeps_only_rewrites_that_keep_the_dates(fake_openai):
 
 
 def test_same_seed_same_record_and_faults_are_counted(fake_openai):
+    plans = plan_sessions(SMALL, CATALOGUE, "3")
+    bad_dates = {plans[1].date, plans[4].date}
     srv = fake_openai(model_responder(
-        lambda prompt, n_seen: "bad_scene" if any(s == "Shopping" for s, _ in planned_pairs(prompt)) else "valid"))
+        lambda prompt, n_seen: "wrong_amount" if any(d in prompt for d in bad_dates) else "valid"))
     a, b = _records(srv), _records(srv)
     for r in (a[0], b[0]):
         r["metadata"]["generator"].pop("elapsed_s")
@@ -85,21 +97,21 @@ def test_same_seed_same_record_and_faults_are_counted(fake_openai):
     other = _records(srv, MemoryConfig(**{**SMALL.__dict__, "seed": 4}))
     assert [q["query"] for q in other[0]["questions"]] != [q["query"] for q in a[0]["questions"]]
     cons = a[0]["metadata"]["consistency"]
-    shopping = sum(any(s == "Shopping" for s, _ in p.pairs) for p in plan_sessions(SMALL, SCENES, "3"))
-    assert cons["sessions_flagged"] == shopping
-    assert cons["requests"] == 6 + 2 * shopping  # each flagged session was asked three times
-    # a flagged session is left out whole: its dialogue may state amounts its ledger does not hold
-    assert a[0]["metadata"]["num_sessions"] == len(a[0]["chunks"]) == 6 - shopping
-    assert cons["transactions_kept"] == a[0]["metadata"]["num_transactions"] < cons["transactions_proposed"]
+    assert cons["sessions_flagged"] == 2 and cons["requests"] == 4 + 2 * 3  # each flagged session was asked three times
+    # a flagged session is left out whole: its dialogue states an amount its ledger does not hold
+    assert a[0]["metadata"]["num_sessions"] == len(a[0]["chunks"]) == 4
+    assert not {e["date"] for e in a[0]["metadata"]["transaction_events"]} & bad_dates
+    assert "12345.67" not in json.dumps([a[0]["chunks"], a[0]["metadata"]["transaction_events"]])
+    assert cons["transactions_kept"] == a[0]["metadata"]["num_transactions"] < cons["transactions_planned"]
 
 
 def test_plan_is_seeded_with_distinct_dates_in_2024():
     config = MemoryConfig(num_sessions=366, min_scenes=1, max_scenes=10)
-    plans = plan_sessions(config, SCENES, "0")
+    plans = plan_sessions(config, CATALOGUE, "0")
     dates = [p.date for p in plans]
     assert dates[0] == "2024-01-01" and dates[-1] == "2024-12-31" and len(set(dates)) == 366
-    assert plan_sessions(SMALL, SCENES, "x") == plan_sessions(SMALL, SCENES, "x")
-    assert all(1 <= len(p.pairs) <= 3 and 2 <= p.turns <= 12 for p in plan_sessions(SMALL, SCENES, "x"))
+    assert plan_sessions(SMALL, CATALOGUE, "x") == plan_sessions(SMALL, CATALOGUE, "x")
+    assert all(1 <= len(p.expenses) <= 3 and 2 <= p.turns <= 12 for p in plan_sessions(SMALL, CATALOGUE, "x"))
     assert [p.first for p in plans[:2]] == [True, False]
 
 
@@ -214,63 +226,102 @@ def test_context_keeps_the_newest_chunks_that_fit():
 
 
 @pytest.mark.embedded
-def test_fast_end_to_end_with_the_embedded_model(embedded_endpoint, tmp_path, monkeypatch, capsys):
-    """The real pipeline on SmolLM2-135M: whatever the tiny model writes, the run completes, reports
-    its counts honestly, and every answer is computed from transactions its dialogue states."""
+def test_turns_end_to_end_with_the_embedded_model(embedded_endpoint, tmp_path, monkeypatch):
+    """The real pipeline on SmolLM2-135M, turn by turn: whatever the tiny model writes, the run completes,
+    reports its counts honestly, and every answer is computed from a ledger its dialogues state."""
     monkeypatch.setenv("KIT_SCHEMA_STYLE", embedded_endpoint.schema_style)
     out = tmp_path / "synth.json"
     args = ["--endpoint", embedded_endpoint.base_url, "--model", embedded_endpoint.model]
-    # smaller than --fast so the test takes tens of seconds: the server answers one request at a time;
-    # one expense and one re-ask per session, so that a session usually passes (notebook 06's choice)
-    assert main(["generate", "--fast", "--num_sessions", "2", "--min_turns", "2", "--max_turns", "2",
-                 "--max_scenes", "1", "--num_questions", "4", "--max_attempts", "2", "--no_diversify",
-                 "--llm_concurrency", "1", "--out", str(out), *args]) == 0
+    assert main(["generate", "--recipe", "turns", "--num_sessions", "2", "--min_turns", "10", "--max_turns", "10",
+                 "--min_scenes", "2", "--max_scenes", "2", "--num_questions", "8", "--max_attempts", "4",
+                 "--no_diversify", "--llm_concurrency", "1", "--out", str(out), "--no-progress", *args]) == 0
     [record] = read_dataset(out)
     meta, cons = record["metadata"], record["metadata"]["consistency"]
-    assert cons["sessions_planned"] == 2
-    assert (cons["sessions_passed_first_try"] + cons["sessions_passed_after_reask"] + cons["sessions_flagged"]
-            + cons["sessions_dropped"]) == 2
-    assert meta["num_sessions"] == len(record["chunks"]) == 2 - cons["sessions_dropped"] - cons["sessions_flagged"]
+    assert cons["sessions_planned"] == 2 and cons["recipe"] == "turns"
+    assert meta["num_sessions"] == len(record["chunks"]) == cons["sessions_passed"] >= 1
+    assert cons["turn_funnel"]["kept"] == 4 * cons["sessions_passed"]  # greeting, 2 small talk, closing replies
+    for chunk in record["chunks"]:
+        assert len(chunk.split("\n")) == 10 and "}}" not in chunk and '"role":' not in chunk
     for event in meta["transaction_events"]:
-        chunk = record["chunks"][event["session_index"]]
-        assert event["scene"] in SCENES and event["amount"] > 0 and chunk.startswith(f"[{event['date']}]")
-    if record["chunks"]:
-        assert {q["category"] for q in record["questions"]} <= set(CATEGORIES)
-        assert oracle([record])["overall"]["accuracy"] == 1.0  # every answer agrees with the ledger
-        assert main(["eval", str(out), "--out", str(tmp_path / "eval.json"), "--llm_concurrency", "1",
-                     "--context_tokens", "4096", *args]) == 0
-        result = json.loads((tmp_path / "eval.json").read_text())
-        assert result["overall"]["total"] == len(record["questions"])
-        assert 0 <= result["overall"]["correct"] <= result["overall"]["total"]
+        lines = record["chunks"][event["session_index"]].split("\n")
+        assert all(event["description"] in lines[t] for t in event["evidence_turns"])
+    assert oracle([record])["overall"]["accuracy"] == 1.0  # every answer agrees with the ledger
+    assert main(["eval", str(out), "--out", str(tmp_path / "eval.json"), "--llm_concurrency", "1",
+                 "--context", "last", "--no-progress", *args]) == 0
+    result = json.loads((tmp_path / "eval.json").read_text())
+    assert result["overall"]["total"] == len(record["questions"]) and result["context"] == "last"
 
 
-def test_a_killed_generation_resumes_without_asking_a_finished_session_again(fake_openai, tmp_path):
-    """Sessions finish one by one and each reply is cached as it arrives, so after a SIGKILL the same
-    command asks only for the sessions that had not come back (at most those in flight)."""
+def _generate_command(srv, out, *extra):
+    return [sys.executable, "-m", "kit", "memory", "generate", "--recipe", "turns", "--num_sessions", "4",
+            "--num_questions", "10", "--min_turns", "8", "--max_turns", "12", "--max_scenes", "2",
+            "--llm_concurrency", "2", "--seed", "5", "--no_diversify", "--no-progress",
+            "--endpoint", srv.base_url, "--model", "fake-model", "--out", str(out), *extra]
+
+
+def test_a_sigkill_mid_session_and_a_rerun_lose_and_duplicate_nothing(fake_openai, tmp_path):
+    """Every turn's reply is cached as it arrives, so after a SIGKILL in the middle of sessions the same
+    command replays the finished turns and asks only for the rest; the record equals an unbroken run's."""
     respond = model_responder()
-    srv = fake_openai(lambda request, n_seen: dataclasses.replace(respond(request, n_seen), delay=0.3))
+    srv = fake_openai(lambda request, n_seen: dataclasses.replace(respond(request, n_seen), delay=0.1))
     out, cache = tmp_path / "synth.json", tmp_path / "cache"
-    command = [sys.executable, "-m", "kit", "memory", "generate", "--num_sessions", "8", "--num_questions", "10",
-               "--min_turns", "2", "--max_turns", "6", "--max_scenes", "2", "--llm_concurrency", "2", "--seed", "5",
-               "--endpoint", srv.base_url, "--model", "fake-model", "--out", str(out)]
     env = {**os.environ, "KIT_CACHE_DIR": str(cache)}
-
-    def session_requests():
-        return [r for r in srv.chat_requests if is_session_prompt(r.json["messages"][-1]["content"])]
-
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(_generate_command(srv, out), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None and len(session_requests()) < 5:
-        time.sleep(0.05)
+    while time.monotonic() < deadline and proc.poll() is None and len(srv.chat_requests) < 7:
+        time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    killed_at = time.monotonic()
+    asked_before = len(srv.chat_requests)
     cached = len(list(cache.rglob("*.json")))
-    assert 1 <= cached < 8 and not out.exists(), "the run should have been killed midway"
+    assert 1 <= cached and not out.exists(), "the run should have been killed midway"
 
-    rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run(_generate_command(srv, out), env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
-    asked_again = [r for r in session_requests() if r.at > killed_at]
-    assert len(asked_again) == 8 - cached  # exactly the sessions whose reply never arrived
-    [record] = read_dataset(out)
-    assert record["metadata"]["num_sessions"] == len(record["chunks"]) == 8
+    asked_again = [r.json for r in srv.chat_requests[asked_before:]]
+    unbroken_out = tmp_path / "unbroken.json"
+    unbroken = subprocess.run(_generate_command(srv, unbroken_out), capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "KIT_CACHE_DIR": str(tmp_path / "cache2")})
+    assert unbroken.returncode == 0, unbroken.stderr[-2000:]
+    total = len(srv.chat_requests) - asked_before - len(asked_again)  # what an unbroken run asks
+    assert len(asked_again) <= total - cached + 2  # at most the two in flight at the kill are asked twice
+    [record], [reference] = read_dataset(out), read_dataset(unbroken_out)
+    for r in (record, reference):
+        r["metadata"]["generator"].pop("elapsed_s")
+        r["metadata"]["generator"].pop("llm_stats")
+    assert record == reference  # nothing lost, nothing twice
+    assert all(is_turn_request(r) for r in asked_again)
+
+
+def test_eval_takes_timeouts_and_no_cache_like_generate(fake_openai, tmp_path, capsys):
+    dataset = tmp_path / "tiny.json"
+    dataset.write_text(json.dumps(TINY))
+    srv = fake_openai(hang_responder)
+    started = time.monotonic()
+    assert main(["eval", str(dataset), "--endpoint", srv.base_url, "--model", "fake-model", "--no-progress",
+                 "--timeout", "0.3", "--item-timeout", "0.8", "--out", str(tmp_path / "e.json")]) == 1
+    assert time.monotonic() - started < 30  # the client's default would hold it 120 s a request
+    err = capsys.readouterr().err
+    assert "2 of 2 questions failed" in err and "within the 0.8 s item deadline" in err and "timed out after" in err
+
+    right = fake_openai(_answering(TINY))
+    argv = ["eval", str(dataset), "--endpoint", right.base_url, "--model", "fake-model", "--no-progress",
+            "--out", str(tmp_path / "e.json")]
+    assert main(argv) == 0 and main(argv) == 0
+    assert len(right.chat_requests) == 2  # the second run came from the reply cache
+    assert main([*argv, "--no-cache"]) == 0 and len(right.chat_requests) == 4
+
+
+def test_eval_asks_with_the_sessions_its_context_names(fake_openai, tmp_path):
+    dataset = tmp_path / "tiny.json"
+    dataset.write_text(json.dumps(TINY))
+    srv = fake_openai(_answering(TINY))
+    for context, given in (("full", [[0], [0, 1]]), ("last", [[0], [1]]), ("recent:1", [[0], [1]]),
+                           ("bm25:2", [[0], [0, 1]])):
+        out = tmp_path / f"{context.replace(':', '')}.json"
+        assert main(["eval", str(dataset), "--endpoint", srv.base_url, "--model", "fake-model", "--no-progress",
+                     "--no-cache", "--context", context, "--out", str(out)]) == 0
+        result = json.loads(out.read_text())
+        assert [i["chunks_selected"] for i in result["items"]] == given and result["context"] == context
+    assert main(["eval", str(dataset), "--context", "bm25"]) == 1

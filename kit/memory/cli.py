@@ -2,6 +2,7 @@
 
     python -m kit memory generate --out processed_synth.json [--fast] [--num_sessions 30 ...]
     python -m kit memory eval processed_synth.json [--out eval.json] [--endpoint URL --model NAME]
+        [--context full|last|bm25:K|recent:K] [--timeout S] [--item-timeout S] [--no-cache]
 
 Flags keep the seed's names (`--num_sessions`; `--num-sessions` works too). `--fast` is the seed's
 quick preset (3 sessions, 10 questions, 5-10 turns, 1-3 scenes); flags given explicitly override it.
@@ -18,7 +19,7 @@ from pathlib import Path
 from kit.llm.client import DEFAULT_ITEM_TIMEOUT_S, DEFAULT_TIMEOUT_S, LLMError
 from kit.llm.local_server import LocalServerError
 from kit.locking import LockedError
-from kit.memory.dataset import FAST, MemoryConfig, cache_note, generate, summary_lines
+from kit.memory.dataset import FAST, RECIPES, MemoryConfig, cache_note, generate, summary_lines
 from kit.secrets import scrub_text
 
 _CONFIG_HELP = {
@@ -27,7 +28,7 @@ _CONFIG_HELP = {
     "min_scenes": "fewest (scene, sub-scene) pairs per session", "max_scenes": "most pairs per session",
     "num_records": "records (datasets) to generate, concurrently",
     "llm_concurrency": "requests in flight at once", "seed": "seed of every random choice",
-    "max_attempts": "requests per session before it is flagged and left out",
+    "max_attempts": "candidates per model-written turn (turns) or requests per session (one-call)",
 }
 
 
@@ -47,18 +48,16 @@ def _parser() -> argparse.ArgumentParser:
     _flag(gen, "model", help="model name at the endpoint")
     defaults = MemoryConfig()
     for f in fields(MemoryConfig):
-        if f.name != "no_diversify":
+        if f.name not in ("no_diversify", "recipe"):
             _flag(gen, f.name, type=int, default=None,
                   help=f"{_CONFIG_HELP[f.name]} (default: {getattr(defaults, f.name)}"
                        + (f", --fast: {FAST[f.name]})" if f.name in FAST else ")"))
+    gen.add_argument("--recipe", choices=RECIPES, default=None,
+                     help="turns: one turn per request (small models); one-call: a whole session per reply (large "
+                          "models); auto (default): turns for the embedded model, one-call for an endpoint")
     _flag(gen, "no_diversify", action="store_true", default=None, help="keep templated questions (no rephrasing)")
     gen.add_argument("--fast", action="store_true", help="quick preset: 3 sessions, 10 questions, 5-10 turns, 1-3 scenes")
-    gen.add_argument("--no-progress", action="store_true", help="no progress bar")
-    gen.add_argument("--no-cache", action="store_true", help="ask the server even for replies in the reply cache")
-    gen.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
-                     help="seconds one request may take, body included (default: %(default)g)")
-    gen.add_argument("--item-timeout", type=float, default=DEFAULT_ITEM_TIMEOUT_S,
-                     help="seconds for all attempts at one request (default: %(default)g)")
+    _client_flags(gen)
 
     ev = sub.add_parser("eval", help="score a model on a benchmark file")
     ev.add_argument("dataset", help="a file written by `memory generate`")
@@ -68,8 +67,21 @@ def _parser() -> argparse.ArgumentParser:
     _flag(ev, "context_tokens", type=int, default=None,
           help="prompt budget in tokens (default: the embedded server's window, unbounded elsewhere; 0: unbounded)")
     _flag(ev, "llm_concurrency", type=int, default=8, help="requests in flight at once (default: %(default)s)")
-    ev.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ev.add_argument("--context", default="full",
+                    help="what a question is asked with: full (sessions 0..position, cut to fit), last (its "
+                         "position's session), bm25:K or recent:K (a retriever's top K sessions); default: full")
+    _client_flags(ev)
     return parser
+
+
+def _client_flags(parser: argparse.ArgumentParser) -> None:
+    """The same flags, with the same meaning, as `python -m kit generate`'s."""
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-cache", action="store_true", help="ask the server even for replies in the reply cache")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
+                        help="seconds one request may take, body included (default: %(default)g)")
+    parser.add_argument("--item-timeout", type=float, default=DEFAULT_ITEM_TIMEOUT_S,
+                        help="seconds for all attempts at one request (default: %(default)g)")
 
 
 def config_from_args(args: argparse.Namespace) -> MemoryConfig:
@@ -98,7 +110,8 @@ def _eval(args: argparse.Namespace) -> int:
     out = args.out or str(Path(args.dataset).with_name("eval.json"))
     context = "auto" if args.context_tokens is None else (args.context_tokens or None)
     result = evaluate(args.dataset, endpoint=args.endpoint, model=args.model, out=out, context_tokens=context,
-                      concurrency=args.llm_concurrency, show_progress=not args.no_progress)
+                      concurrency=args.llm_concurrency, show_progress=not args.no_progress, context=args.context,
+                      cache=not args.no_cache, timeout=args.timeout, item_timeout=args.item_timeout)
     print(accuracy_table(result))
     print(f"\n{result['questions_with_context_cut']} questions had their context cut "
           f"(budget {result['context_tokens'] or 'unbounded'} tokens); {result['errors']} errors")

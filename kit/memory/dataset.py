@@ -3,28 +3,30 @@
 A record has the seed's layout: `task_id`, `questions` [{qid, query, answer, position, category}],
 `chunks` (one string per session that passed its checks, in date order) and `metadata` {num_sessions, num_turns,
 num_transactions, date_range, scenes, total_amount, transaction_events}, plus what this kit adds:
-`consistency` (how sessions fared under the checks), `question_counts`, `rephrase` and `generator`
-(seed, model, endpoint without key, parameters, token use, time).
+each transaction's `evidence_turns` (the messages of its session that state it), `personas`,
+`consistency` (how sessions fared under the checks, the turn funnel), `question_counts`, `rephrase`
+and `generator` (seed, recipe, model, endpoint without key, parameters, token use, time).
 
 File layout: with num_records == 1 the output file is that one record (a JSON object); with more,
 it is a JSON list of records, record r generated from seed "<seed>:<r>". The file is written
 atomically (temp file + rename), so a crash never leaves half a dataset.
 
-Everything random comes from the seed: session dates (distinct days of 2024), scene pairs, suggested amounts, turn
-counts, request seeds, question draws and the task id. With a deterministic endpoint (or the reply
-cache) the same seed gives the same record.
+Everything random comes from the seed: session dates (distinct days of 2024), the ledger (sub-scenes,
+items, amounts: kit.memory.sessions.plan_sessions), turn counts, phrasings, request seeds, question
+draws and the task id. With a deterministic endpoint (or the reply cache) the same seed gives the same
+record. Resuming: every model request is seeded and cached as it arrives (kit.llm.cache), so after a
+kill the same command replays the finished turns and sessions from the cache and asks only for the rest.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import math
 import os
 import random
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, replace
-from datetime import date, timedelta
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -35,20 +37,25 @@ from kit.locking import exclusive
 from kit.memory.ledger import Transaction, format_cents, spent_cents
 from kit.memory.questions import CATEGORIES, draw_questions
 from kit.memory.rephrase import rephrase_questions
-from kit.memory.scenes import load_scenes
-from kit.memory.sessions import SessionPlan, SessionResult, generate_session, render_chunk, to_transactions
+from kit.memory.scenes import Catalogue, load_catalogue
+from kit.memory.sessions import (YEAR_DAYS, SessionPlan, SessionResult, generate_session_one_call, plan_sessions,
+                                 render_chunk, to_transactions)
+from kit.memory.turns import RESERVED_TURNS, generate_session_turns
 from kit.paths import atomic_write, cache_dir
 from kit.progress import progress_bar
 from kit.records import load_json
 from kit.secrets import scrub_text
 
-YEAR_START = date(2024, 1, 1)
-YEAR_DAYS = 366  # 2024 is a leap year: 2024-01-01 .. 2024-12-31
+RECIPES = ("auto", "turns", "one-call")
 
 
 @dataclass(frozen=True)
 class MemoryConfig:
-    """The seed's parameters and defaults, plus a seed and the number of attempts per session."""
+    """The seed's parameters and defaults, plus a seed, attempts and the recipe that writes sessions.
+
+    recipe: "turns" (one turn at a time, kit.memory.turns), "one-call" (a whole session per reply,
+    for large models) or "auto" (turns for the embedded model, one-call for an endpoint).
+    max_attempts: candidates per model-written turn (turns) or requests per session (one-call)."""
 
     num_sessions: int = 50
     num_questions: int = 100
@@ -61,6 +68,7 @@ class MemoryConfig:
     llm_concurrency: int = 8
     seed: int = 0
     max_attempts: int = 3
+    recipe: str = "auto"
 
     def check(self) -> None:
         """Raise ValueError naming the first impossible parameter."""
@@ -70,6 +78,14 @@ class MemoryConfig:
             raise ValueError(f"num_questions must be at least 1, got {self.num_questions}")
         if not 2 <= self.min_turns <= self.max_turns:
             raise ValueError(f"need 2 <= min_turns <= max_turns, got {self.min_turns}, {self.max_turns}")
+        if self.min_turns == self.max_turns and self.min_turns % 2:
+            raise ValueError(f"min_turns = max_turns = {self.min_turns} is odd: sessions alternate user and "
+                             f"assistant from the user, so a message count is even")
+        if self.recipe not in RECIPES:
+            raise ValueError(f"recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
+        if self.recipe == "turns" and self.max_turns < RESERVED_TURNS + 2:
+            raise ValueError(f"the turns recipe needs max_turns >= {RESERVED_TURNS + 2} (greeting, an expense, "
+                             f"closing), got {self.max_turns}")
         if not 1 <= self.min_scenes <= self.max_scenes:
             raise ValueError(f"need 1 <= min_scenes <= max_scenes, got {self.min_scenes}, {self.max_scenes}")
         for name in ("num_records", "llm_concurrency", "max_attempts"):
@@ -86,67 +102,57 @@ def fast_config(**overrides) -> MemoryConfig:
     return MemoryConfig(**{**FAST, **overrides})
 
 
-def suggest_amount(rng: random.Random) -> str:
-    """A price as people say it: log-uniform 1..500 (coffees and rents alike), 0-2 decimals ("8", "45.5", "12.99")."""
-    text = f"{math.exp(rng.uniform(0, math.log(500))):.{rng.choice([0, 1, 2])}f}"
-    return text.rstrip("0").rstrip(".") if "." in text else text
-
-
-def plan_sessions(config: MemoryConfig, scenes: dict[str, list[str]], record_seed: str) -> list[SessionPlan]:
-    """Dates (distinct, sorted), scene pairs and turn targets of every session of one record."""
-    rng = random.Random(f"{record_seed}:plan")
-    days = sorted(rng.sample(range(YEAR_DAYS), config.num_sessions))
-    pairs = [(scene, sub) for scene, subs in scenes.items() for sub in subs]
-    plans = []
-    for i, day in enumerate(days):
-        k = min(rng.randint(config.min_scenes, config.max_scenes), len(pairs))
-        picked = sorted(rng.sample(range(len(pairs)), k))
-        plans.append(SessionPlan(index=i, date=(YEAR_START + timedelta(days=day)).isoformat(),
-                                 pairs=tuple(pairs[p] for p in picked),
-                                 amounts=tuple(suggest_amount(rng) for _ in picked),
-                                 turns=rng.randint(config.min_turns, config.max_turns), first=i == 0))
-    return plans
-
-
-def consistency_report(results: list[SessionResult], max_attempts: int) -> dict:
-    """How the sessions fared. Only passed sessions are in the record; transactions_proposed counts
-    those of every session that had a dialogue, transactions_kept those in the record's ledger."""
-    proposed = [r for r in results if r.status != "dropped"]
+def consistency_report(results: list[SessionResult], recipe: str, max_attempts: int) -> dict:
+    """How the sessions fared; only passed sessions are in the record. `turn_funnel` (turns recipe):
+    model candidates asked, kept, and rejected per rule, over every session."""
+    funnel: Counter = Counter()
+    for r in results:
+        funnel.update(r.turn_funnel)
+    kept = [r for r in results if r.status == "passed"]
     return {
+        "recipe": recipe,
         "sessions_planned": len(results),
-        "sessions_passed_first_try": sum(r.status == "passed" and r.attempts == 1 for r in results),
-        "sessions_passed_after_reask": sum(r.status == "passed" and r.attempts > 1 for r in results),
+        "sessions_passed": len(kept),
         "sessions_flagged": sum(r.status == "flagged" for r in results),
-        "sessions_dropped": sum(r.status == "dropped" for r in results),
+        "sessions_rejected": sum(r.status == "rejected" for r in results),
         "max_attempts": max_attempts,
-        "requests": sum(r.attempts for r in results),
-        "transactions_proposed": sum(r.transactions_proposed for r in proposed),
-        "transactions_kept": sum(len(r.transactions) for r in results if r.status == "passed"),
-        "problems": [{"date": r.plan.date, "status": r.status, "attempts": r.attempts, "problems": r.problems}
+        "requests": sum(r.requests for r in results),
+        "transactions_planned": sum(len(r.plan.expenses) for r in results),
+        "transactions_kept": sum(len(r.plan.expenses) for r in kept),
+        "turn_funnel": dict(funnel),
+        "problems": [{"date": r.plan.date, "status": r.status, "requests": r.requests, "problems": r.problems}
                      for r in results if r.status != "passed"],
     }
 
 
-async def generate_record(client: LLMClient, config: MemoryConfig, record_seed: str,
-                          scenes: dict[str, list[str]], progress: tqdm | None = None) -> dict:
+def resolve_recipe(recipe: str, embedded: bool) -> str:
+    """"auto" is the turns recipe for the embedded model and one call per session for an endpoint."""
+    return ("turns" if embedded else "one-call") if recipe == "auto" else recipe
+
+
+async def generate_record(client: LLMClient, config: MemoryConfig, record_seed: str, catalogue: Catalogue,
+                          recipe: str, progress: tqdm | None = None) -> dict:
     """One benchmark record (see the module docstring for its layout)."""
     started = time.perf_counter()
-    plans = plan_sessions(config, scenes, record_seed)
+    plans = plan_sessions(config, catalogue, record_seed, RESERVED_TURNS if recipe == "turns" else 0)
 
     async def one(plan: SessionPlan) -> SessionResult:
-        result = await generate_session(client, plan, scenes, record_seed, config.min_turns, config.max_turns,
-                                        config.max_attempts)
+        if recipe == "turns":
+            result = await generate_session_turns(client, plan, catalogue, record_seed, config.max_attempts)
+        else:
+            result = await generate_session_one_call(client, plan, record_seed, config.min_turns, config.max_turns,
+                                                     config.max_attempts)
         if progress is not None:
             progress.update(1)
         return result
 
     results = await asyncio.gather(*(one(p) for p in plans))
-    kept = [r for r in results if r.status == "passed"]  # see kit.memory.sessions: answers must agree with every chunk
+    kept = [r for r in results if r.status == "passed"]  # answers must agree with every chunk a model reads
     chunks = [render_chunk(r.plan.date, r.dialogue) for r in kept]
     transactions: list[Transaction] = [t for i, r in enumerate(kept) for t in to_transactions(r, i)]
     chunk_dates = [r.plan.date for r in kept]
 
-    scene_order = list(scenes)
+    scene_order = list(catalogue.scenes)
     questions, counts, rephrase = [], {}, None
     if kept:
         draw = draw_questions(transactions, chunk_dates, scene_order, config.num_questions, record_seed)
@@ -172,24 +178,27 @@ async def generate_record(client: LLMClient, config: MemoryConfig, record_seed: 
             "total_amount": spent_cents(transactions) / 100,
             "total_amount_text": format_cents(spent_cents(transactions)),
             "transaction_events": [t.to_dict() for t in transactions],
-            "consistency": consistency_report(results, config.max_attempts),
+            "personas": sorted({r.plan.persona for r in kept}),
+            "consistency": consistency_report(results, recipe, config.max_attempts),
             "question_counts": counts,
             "rephrase": rephrase if rephrase is not None else "off" if config.no_diversify else "no questions",
-            "generator": {"record_seed": record_seed, "parameters": asdict(config),
+            "generator": {"record_seed": record_seed, "recipe": recipe, "parameters": asdict(config),
                           "elapsed_s": round(time.perf_counter() - started, 2)},
         },
     }
 
 
-async def generate_records(client: LLMClient, config: MemoryConfig, scenes: dict[str, list[str]] | None = None,
-                           show_progress: bool = True) -> list[dict]:
+async def generate_records(client: LLMClient, config: MemoryConfig, catalogue: Catalogue | None = None,
+                           show_progress: bool = True, embedded: bool = False) -> list[dict]:
     """`num_records` records, generated concurrently under the client's concurrency limit."""
     config.check()
-    scenes = scenes or load_scenes()
+    catalogue = catalogue or load_catalogue()
+    recipe = resolve_recipe(config.recipe, embedded)
     seeds = [str(config.seed)] if config.num_records == 1 else [f"{config.seed}:{r}" for r in range(config.num_records)]
     with progress_bar(total=config.num_sessions * config.num_records, desc="sessions", unit="session",
-              disable=not show_progress) as progress:
-        return list(await asyncio.gather(*(generate_record(client, config, s, scenes, progress) for s in seeds)))
+                      disable=not show_progress) as progress:
+        return list(await asyncio.gather(*(generate_record(client, config, s, catalogue, recipe, progress)
+                                           for s in seeds)))
 
 
 def write_json_atomic(path: str | Path, data: object) -> Path:
@@ -250,10 +259,13 @@ def summary_lines(record: dict, index: int, total: int) -> list[str]:
              f"   - Transactions: {meta['num_transactions']}",
              f"   - Questions: {len(record['questions'])}",
              f"   - Total amount: {meta['total_amount_text']}",
-             f"   - Consistency: {cons['sessions_passed_first_try']} passed, "
-             f"{cons['sessions_passed_after_reask']} passed after re-asking, {cons['sessions_flagged']} flagged and left out, "
-             f"{cons['sessions_dropped']} dropped; {cons['transactions_kept']}/{cons['transactions_proposed']} "
-             f"transactions kept"]
+             f"   - Sessions ({cons['recipe']}): {cons['sessions_passed']} passed, {cons['sessions_flagged']} "
+             f"flagged and {cons['sessions_rejected']} rejected (left out); {cons['transactions_kept']}/"
+             f"{cons['transactions_planned']} planned transactions kept; {cons['requests']} requests"]
+    if cons["turn_funnel"]:
+        funnel = cons["turn_funnel"]
+        lines.append(f"   - Model turns: {funnel.get('kept', 0)} kept of {funnel.get('asked', 0)} candidates; "
+                     + ", ".join(f"{k} {v}" for k, v in funnel.items() if k not in ("asked", "kept")))
     if isinstance(meta["rephrase"], dict):
         lines.append(f"   - Rephrased: {meta['rephrase']['rewritten']}, kept original: "
                      f"{meta['rephrase']['kept_original']}")
@@ -280,14 +292,14 @@ def generate(config: MemoryConfig, out: str | Path | None = None, endpoint: str 
 
 
 def _generate(config, out, endpoint, model, show_progress, cache, timeout, item_timeout) -> list[dict]:
-    scenes = load_scenes()
+    catalogue = load_catalogue()
     embedded = not endpoints_from_env(endpoint, model)
 
     async def main() -> list[dict]:
         # connect() sends the embedded server one request at a time whatever llm_concurrency says
         async with connect(endpoint, model, concurrency=config.llm_concurrency, timeout=timeout,
                            item_timeout=item_timeout, cache_dir=cache_dir() if cache else None) as client:
-            records = await generate_records(client, config, scenes, show_progress)
+            records = await generate_records(client, config, catalogue, show_progress, embedded)
             source = {"model": client.endpoints[0].model,
                       "endpoint": "embedded" if embedded else ", ".join(ep.base_url for ep in client.endpoints),
                       "concurrency": client.concurrency,

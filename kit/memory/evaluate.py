@@ -29,10 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kit.llm.endpoints import endpoints_from_env
-from kit.llm.client import FatalAPIError, LLMClient, RetriesExhausted, connect, parse_json_reply, run_sync
-from kit.llm.local_server import DEFAULT_CONTEXT
+from kit.llm.client import (DEFAULT_ITEM_TIMEOUT_S, DEFAULT_TIMEOUT_S, FatalAPIError, LLMClient, RetriesExhausted,
+                            connect, parse_json_reply, run_sync)
+from kit.llm.local_server import DEFAULT_CONTEXT, default_gguf
 from kit.memory.dataset import read_dataset, write_json_atomic
 from kit.memory.questions import ANSWER_KIND, CATEGORIES
+from kit.memory.rankers import RETRIEVERS, rank
 from kit.memory.scenes import load_scenes
 from kit.memory.sessions import fill, load_prompt
 from kit.paths import cache_dir
@@ -53,6 +55,17 @@ _DATE_PATTERNS = (
     (re.compile(rf"\b(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH},?\s+(\d{{4}})\b", re.I), ("d", "M", "y")),
 )
 _NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?")
+
+
+def token_counts(texts: list[str], gguf: str | Path | None = None) -> list[int]:
+    """Tokens of each text in a GGUF model's own tokenizer (default: the embedded model's; only its
+    vocabulary is loaded, no weights): how a session compares with that model's context window."""
+    import llama_cpp
+    from llama_cpp._utils import suppress_stdout_stderr
+
+    with suppress_stdout_stderr(disable=False):  # llama.cpp prints its loading log on stderr
+        vocab = llama_cpp.Llama(str(gguf or default_gguf()), vocab_only=True, verbose=False, n_ctx=64)
+    return [len(vocab.tokenize(text.encode("utf-8"), add_bos=False, special=False)) for text in texts]
 
 
 def answer_format(kind: str, scenes: list[str]) -> str:
@@ -103,9 +116,31 @@ class Context:
     lines_dropped: int
 
 
-def fit_context(chunks: list[str], position: int, budget_chars: int | None) -> Context:
-    """Chunks 0..position, newest kept first when they do not all fit in `budget_chars`."""
-    wanted = chunks[:position + 1]
+def parse_context(spec: str) -> tuple[str, int | None]:
+    """"full", "last", "bm25:3", "recent:2" -> (mode, k). Raises ValueError naming the bad spec."""
+    mode, _, k = spec.partition(":")
+    if mode in ("full", "last") and not k:
+        return mode, None
+    if mode in RETRIEVERS and mode != "all" and k.isdigit() and int(k) >= 1:
+        return mode, int(k)
+    raise ValueError(f"context {spec!r}: use full, last, bm25:K or recent:K (K >= 1)")
+
+
+def select_chunks(spec: str, question: dict, chunks: list[str]) -> list[int]:
+    """The sessions a question is asked with, in date order (see parse_context)."""
+    mode, k = parse_context(spec)
+    position = question["position"]
+    if mode == "full":
+        return list(range(position + 1))
+    if mode == "last":
+        return [position]
+    return sorted(rank(mode, question["query"], chunks, position)[:k])
+
+
+def fit_context(chunks: list[str], position: int, budget_chars: int | None,
+                selected: list[int] | None = None) -> Context:
+    """Chunks 0..position (or the `selected` ones), newest kept first when they do not all fit in `budget_chars`."""
+    wanted = chunks[:position + 1] if selected is None else [chunks[i] for i in selected]
     if budget_chars is None:
         return Context("\n\n".join(wanted), len(wanted), 0, 0)
     kept: list[str] = []
@@ -141,13 +176,14 @@ def eval_prompt(context: str, question: dict, scenes: list[str]) -> str:
 
 
 async def _ask(client: LLMClient, record: dict, question: dict, scenes: list[str],
-               context_tokens: int | None) -> dict:
+               context_tokens: int | None, context_spec: str = "full") -> dict:
     category = question["category"]
     budget = prompt_budget(question, scenes, context_tokens)
     item = {"task_id": record["task_id"], "qid": question["qid"], "category": category,
             "query": question["query"], "answer": question["answer"], "position": question["position"]}
+    selected = select_chunks(context_spec, question, record["chunks"])
     for _ in range(3):
-        context = fit_context(record["chunks"], question["position"], budget)
+        context = fit_context(record["chunks"], question["position"], budget, selected)
         prompt = eval_prompt(context.text, question, scenes)
         try:
             completion = await client.complete([{"role": "user", "content": prompt}], schema=SCHEMA,
@@ -171,7 +207,8 @@ async def _ask(client: LLMClient, record: dict, question: dict, scenes: list[str
             prediction = raw
         return {**item, "prediction": prediction, "raw": raw[:500],
                 "correct": score(category, question["answer"], prediction, scenes),
-                "chunks_given": context.chunks_given, "chunks_dropped": context.chunks_dropped,
+                "chunks_selected": selected, "chunks_given": context.chunks_given,
+                "chunks_dropped": context.chunks_dropped,
                 "lines_dropped": context.lines_dropped, "error": None}
     return {**item, "prediction": "", "correct": None, "error": "prompt too long even after cutting context"}
 
@@ -192,12 +229,12 @@ def summarize(items: list[dict]) -> dict:
 
 
 async def evaluate_records(client: LLMClient, records: list[dict], context_tokens: int | None,
-                           show_progress: bool = True) -> list[dict]:
+                           show_progress: bool = True, context: str = "full") -> list[dict]:
     scenes = list(load_scenes())
     pairs = [(r, q) for r in records for q in r["questions"]]
     with progress_bar(total=len(pairs), desc="questions", unit="q", disable=not show_progress) as progress:
         async def one(record: dict, question: dict) -> dict:
-            item = await _ask(client, record, question, scenes, context_tokens)
+            item = await _ask(client, record, question, scenes, context_tokens, context)
             progress.update(1)
             return item
 
@@ -206,12 +243,18 @@ async def evaluate_records(client: LLMClient, records: list[dict], context_token
 
 def evaluate(dataset: str | Path, endpoint: str | None = None, model: str | None = None,
              out: str | Path | None = None, context_tokens: int | None | str = "auto",
-             concurrency: int = 8, show_progress: bool = True) -> dict:
+             concurrency: int = 8, show_progress: bool = True, context: str = "full", cache: bool = True,
+             timeout: float = DEFAULT_TIMEOUT_S, item_timeout: float = DEFAULT_ITEM_TIMEOUT_S) -> dict:
     """Score a model (the embedded one when no endpoint is configured) on every question of `dataset`.
 
     context_tokens: "auto" bounds prompts by the embedded server's window and leaves other endpoints
     unbounded; an int bounds them; None never cuts.
+    context: which sessions a question is asked with (`parse_context`): "full" (0..position), "last"
+    (the position's session), "bm25:K" or "recent:K" (a ranker's top K, kit.memory.rankers).
+    cache=False asks the server even for cached replies; `timeout` bounds one request (body
+    included), `item_timeout` all attempts at one question: the same meanings as `kit generate`'s.
     """
+    parse_context(context)
     records = read_dataset(dataset)
     embedded = not endpoints_from_env(endpoint, model)
     if context_tokens == "auto":
@@ -219,8 +262,9 @@ def evaluate(dataset: str | Path, endpoint: str | None = None, model: str | None
     started = time.perf_counter()
 
     async def main() -> tuple[list[dict], dict, str]:
-        async with connect(endpoint, model, concurrency=concurrency, cache_dir=cache_dir()) as client:
-            items = await evaluate_records(client, records, context_tokens, show_progress)
+        async with connect(endpoint, model, concurrency=concurrency, cache_dir=cache_dir() if cache else None,
+                           timeout=timeout, item_timeout=item_timeout) as client:
+            items = await evaluate_records(client, records, context_tokens, show_progress, context)
             return items, client.stats.as_dict(), client.endpoints[0].model
 
     items, stats, model_name = run_sync(main())
@@ -231,6 +275,7 @@ def evaluate(dataset: str | Path, endpoint: str | None = None, model: str | None
         "scoring": {"amount": f"first number within max({ABSOLUTE_TOLERANCE}, {RELATIVE_TOLERANCE:.0%} of expected)",
                     "scene": "exactly one scene named, the expected one (any case)",
                     "date": "every date given equals the expected one"},
+        "context": context,
         "context_tokens": context_tokens,
         "chars_per_token": CHARS_PER_TOKEN,
         **summarize(items),

@@ -22,6 +22,7 @@ class Transaction:
     amount: float
     description: str
     session_index: int
+    evidence_turns: tuple[int, ...] = ()  # the session's messages that state it (user turn, confirmation)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,48 +1,42 @@
-"""One dated session: ask the model for a dialogue and its transactions, then check what it wrote.
+"""One dated session: its plan (the ledger, drawn first), and the one-call recipe for large models.
 
-The model is told the date, the (scene, sub-scene) pairs to cover with a suggested amount each (the
-kit draws amounts so their spread is controlled and a small model has a number to repeat; the model
-may still say another one, the checks hold it to what it wrote) and the number of messages, and
-answers with `{"dialogue": [...], "transactions": [...]}` under a JSON schema that also pins the
-scene and sub-scene names where the endpoint enforces schemas (llama.cpp's grammar, OpenAI's strict mode).
+The ledger never comes from model text. `plan_sessions` draws every session's date, persona, length
+and expenses (scene, sub-scene, item, amount) from the seed and knowledge/memory_scenes.yaml; a
+dialogue is then written to carry them, and checked to say each one. Two recipes write it:
 
-The checks (`check_session`) trust nothing the schema promised: scenes and sub-scenes must be in the
-catalogue, amounts positive numbers, every transaction's amount must be said in the dialogue
-(45.5, 45.50 and "45.5 yuan" all match; a date's digits never do), and so must a word of what it was
-spent on (its description, scene or sub-scene: "gym visit" filed under Shopping / Daily Necessities
-needs "gym", "visit", "shopping", "daily" or "necessities" in the dialogue; plurals match singulars), so
-that every answer can be read from the text the model sees. A session with problems is asked
-again with a fresh seed, at most `max_attempts` times in all. If no attempt is clean, the best one is
-*flagged*, and the record leaves it out (kit.memory.dataset): its dialogue may state amounts that its
-checked transactions do not hold, and a reference answer must agree with every dialogue the model
-reads. Its problems are listed in the record's metadata. (The reverse, an expense said in a clean
-dialogue that the model did not record, cannot be caught by matching numbers.) A session with no
-usable dialogue at all is dropped and counted.
+- `turns` (kit.memory.turns): one turn at a time, for a model that cannot write a whole session
+  (the embedded SmolLM2-135M);
+- `one-call` (here): the whole session in one JSON reply, as the seed asks of a large model. The
+  checks (`check_dialogue`) trust nothing: every planned expense must be stated, amount and item,
+  in one user turn (that turn and the assistant's confirming reply are its evidence), no amount the
+  ledger does not hold may be said, and every turn passes the turn rules (kit.memory.rules'
+  `turn_problems`: no JSON or markup fragments, no copy of an earlier turn). A session with problems
+  is asked again with a fresh seed, at most `max_attempts` times; one that never passes is flagged
+  and left out of the record, with its problems in the metadata.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import re
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from string import Template
 
 from kit.llm.client import LLMClient, RetriesExhausted, parse_json_reply
 from kit.memory.ledger import Transaction, to_cents
-from kit.memory.scenes import canonical_scene, canonical_subscene
+from kit.memory.rules import turn_problems
+from kit.memory.scenes import Catalogue
 from kit.paths import knowledge_dir
 
 ROLES = {"user": "User", "assistant": "Assistant"}
 SCHEMA_NAME = "expense_session"
 TEMPERATURE = 0.8
-# Token budget of a reply: enough for a chatty message and a transaction, while a small model that
-# rambles is cut off early (the reply is then repaired or re-asked) instead of filling its window.
 TOKENS_PER_TURN = 45
-TOKENS_PER_TRANSACTION = 35
-MAX_TRANSACTIONS_PER_PAIR = 2
+YEAR_START = date(2024, 1, 1)
+YEAR_DAYS = 366  # 2024 is a leap year: 2024-01-01 .. 2024-12-31
 # Amounts as people write them: 1,234.50 or 45.5; ISO dates are removed first so 2024-01-15 gives no 15.
 _AMOUNT = re.compile(r"(?<![\d.,])\d{1,3}(?:,\d{3})+(?:\.\d+)?|(?<![\d.,])\d+(?:\.\d+)?")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -52,34 +46,36 @@ _FUNCTION_WORDS = frozenset("and the for with from into this that some other".sp
 
 
 @dataclass(frozen=True)
+class Expense:
+    """One planned transaction: what the ledger holds and the dialogue must say."""
+
+    scene: str
+    subscene: str
+    item: str
+    amount: str  # as said ("45.5"); the ledger stores it as a number
+
+
+@dataclass(frozen=True)
 class SessionPlan:
-    """What one session must cover; drawn from the seed, so the same seed plans the same sessions."""
+    """What one session must carry; drawn from the seed, so the same seed plans the same sessions."""
 
     index: int
     date: str
-    pairs: tuple[tuple[str, str], ...]
-    amounts: tuple[str, ...]  # a suggested amount per pair, as the prompt writes it
-    turns: int
+    expenses: tuple[Expense, ...]
+    turns: int  # messages, even: user and assistant alternate, the user first
     first: bool
+    persona: str
 
 
 @dataclass
 class SessionResult:
     plan: SessionPlan
-    status: str  # "passed", "flagged" (problems left after every attempt) or "dropped" (no usable dialogue)
-    attempts: int
+    status: str  # "passed", "flagged" (one-call: problems left after every attempt) or "rejected"
+    requests: int
     dialogue: list[dict] = field(default_factory=list)
-    transactions: list[dict] = field(default_factory=list)  # checked: scene, subscene, amount, description
-    problems: list[str] = field(default_factory=list)  # of the attempt kept (or the last one, if dropped)
-    transactions_proposed: int = 0
-
-
-@dataclass
-class CheckResult:
-    dialogue: list[dict] | None  # None: no usable dialogue
-    transactions: list[dict]
-    problems: list[str]
-    proposed: int
+    evidence: list[list[int]] = field(default_factory=list)  # per planned expense: the turns that state it
+    problems: list[str] = field(default_factory=list)
+    turn_funnel: dict = field(default_factory=dict)  # turns recipe: candidates asked, kept, rejected by rule
 
 
 def load_prompt(name: str) -> Template:
@@ -98,53 +94,41 @@ def fill(template: Template, name: str, **slots: object) -> str:
                          f"(known: {', '.join(sorted(slots))}; write a literal dollar sign as $$)") from None
 
 
-def session_example(plan: SessionPlan) -> str:
-    """The reply shape, shown with this session's own expenses. A small model copies the example it is
-    shown: one fixed example ("a notebook for 3.2") came back as every session, filed under whatever
-    scene was planned, so the ledger named scenes the dialogue never mentioned. Built from the plan, a
-    copy is still a true record: its dialogue names each sub-scene and amount the ledger holds."""
-    items = [(sub.lower(), amount) for (_, sub), amount in zip(plan.pairs, plan.amounts)]
-    said = " and ".join(f"{amount} for {item}" for item, amount in items)
-    dialogue = [{"role": "user", "content": f"I paid {said}."},
-                {"role": "assistant", "content": "Recorded: " + ", ".join(f"{item} {amount}" for item, amount in items) + "."}]
-    transactions = [{"scene": scene, "subscene": sub, "amount": float(amount), "description": sub.lower()}
-                    for (scene, sub), amount in zip(plan.pairs, plan.amounts)]
-    return json.dumps({"dialogue": dialogue, "transactions": transactions})
+def draw_amount(rng: random.Random, low: float, high: float) -> str:
+    """A price in [low, high], log-uniform, with 0-2 decimals as people say it ("8", "45.5", "12.99")."""
+    value = math.exp(rng.uniform(math.log(low), math.log(high)))
+    text = f"{value:.{rng.choice([0, 1, 2])}f}"
+    text = text.rstrip("0").rstrip(".") if "." in text else text
+    return text if to_cents(text) > 0 else "1"
 
 
-def session_prompt(plan: SessionPlan) -> str:
-    opening = load_prompt("memory_opening_first.txt" if plan.first else "memory_opening_later.txt").template
-    expenses = "\n".join(f"- {scene} / {sub}: {amount}" for (scene, sub), amount in zip(plan.pairs, plan.amounts))
-    return fill(load_prompt("memory_session.txt"), "memory_session.txt", date=plan.date, opening=opening,
-                expenses=expenses, turns=plan.turns, example=session_example(plan))
+def even_turns(rng: random.Random, low: int, high: int) -> int:
+    """An even message count in [low, high] (user and assistant alternate, the user first)."""
+    choices = [n for n in range(low, high + 1) if n % 2 == 0]
+    if not choices:
+        raise ValueError(f"min_turns..max_turns ({low}..{high}) holds no even message count")
+    return rng.choice(choices)
 
 
-def session_schema(plan: SessionPlan, min_turns: int, max_turns: int) -> dict:
-    """The reply's JSON schema; each transaction is one of the planned scenes with its planned sub-scenes."""
-    by_scene: dict[str, list[str]] = {}
-    for scene, sub in plan.pairs:
-        by_scene.setdefault(scene, []).append(sub)
-    transaction_shapes = [
-        {"type": "object",
-         "properties": {"scene": {"type": "string", "enum": [scene]},
-                        "subscene": {"type": "string", "enum": subs},
-                        "amount": {"type": "number"},
-                        "description": {"type": "string"}},
-         "required": ["scene", "subscene", "amount", "description"],
-         "additionalProperties": False}
-        for scene, subs in by_scene.items()
-    ]
-    message = {"type": "object",
-               "properties": {"role": {"type": "string", "enum": list(ROLES)}, "content": {"type": "string"}},
-               "required": ["role", "content"], "additionalProperties": False}
-    return {"type": "object",
-            "properties": {
-                "dialogue": {"type": "array", "items": message, "minItems": min_turns, "maxItems": max_turns},
-                "transactions": {"type": "array", "minItems": 1,
-                                 "maxItems": len(plan.pairs) * MAX_TRANSACTIONS_PER_PAIR,
-                                 "items": transaction_shapes[0] if len(transaction_shapes) == 1
-                                 else {"anyOf": transaction_shapes}}},
-            "required": ["dialogue", "transactions"], "additionalProperties": False}
+def plan_sessions(config, catalogue: Catalogue, record_seed: str, reserved_turns: int = 0) -> list[SessionPlan]:
+    """Dates (distinct, sorted), persona, length and expenses of every session of one record.
+
+    `reserved_turns`: messages a recipe needs besides the expenses' (the turns recipe's greeting and
+    closing); a session holds at most (turns - reserved) / 2 expenses."""
+    rng = random.Random(f"{record_seed}:plan")
+    days = sorted(rng.sample(range(YEAR_DAYS), config.num_sessions))
+    persona = rng.choice(sorted(catalogue.personas))  # one user across the record's sessions
+    plans = []
+    for i, day in enumerate(days):
+        turns = even_turns(rng, config.min_turns, config.max_turns)
+        room = max(1, (turns - reserved_turns) // 2)
+        k = min(rng.randint(config.min_scenes, config.max_scenes), room, len(catalogue.subscenes))
+        expenses = []
+        for sub in rng.sample(catalogue.subscenes, k):
+            expenses.append(Expense(sub.scene, sub.name, rng.choice(sub.items), draw_amount(rng, *sub.price)))
+        plans.append(SessionPlan(i, (YEAR_START + timedelta(days=day)).isoformat(), tuple(expenses), turns,
+                                 i == 0, persona))
+    return plans
 
 
 def amounts_in(text: str) -> set[int]:
@@ -172,106 +156,94 @@ def words_in(text: str) -> set[str]:
     return found
 
 
-def check_session(value: object, scenes: dict[str, list[str]]) -> CheckResult:
-    """Every problem of one parsed reply, and the dialogue and transactions that survive them."""
-    if not isinstance(value, dict):
-        return CheckResult(None, [], [f"reply is {type(value).__name__}, not a JSON object"], 0)
-    problems: list[str] = []
-    raw_dialogue = value.get("dialogue")
-    dialogue: list[dict] = []
-    if not isinstance(raw_dialogue, list):
-        problems.append("no 'dialogue' list")
-    else:
-        for i, message in enumerate(raw_dialogue):
-            role = message.get("role") if isinstance(message, dict) else None
-            content = message.get("content") if isinstance(message, dict) else None
-            if role not in ROLES:
-                problems.append(f"dialogue[{i}]: role {role!r} is not user or assistant")
-            elif not isinstance(content, str) or not content.strip():
-                problems.append(f"dialogue[{i}]: empty content")
-            else:
-                dialogue.append({"role": role, "content": content.strip()})
-    if not dialogue:
-        problems.append("dialogue has no usable message")
-        return CheckResult(None, [], problems, 0)
+def states(text: str, expense: Expense) -> bool:
+    """Does `text` say this expense: its amount (any formatting) and every content word of its item?"""
+    return to_cents(expense.amount) in amounts_in(text) and words_in(expense.item) <= words_in(text)
 
-    text = "\n".join(m["content"] for m in dialogue)
-    said, said_words = amounts_in(text), words_in(text)
-    raw_txs = value.get("transactions")
-    if not isinstance(raw_txs, list) or not raw_txs:
-        problems.append("no transactions recorded")
-        raw_txs = raw_txs if isinstance(raw_txs, list) else []
-    kept: list[dict] = []
-    for i, tx in enumerate(raw_txs):
-        if not isinstance(tx, dict):
-            problems.append(f"transactions[{i}]: not an object")
+
+def session_prompt(plan: SessionPlan) -> str:
+    opening = load_prompt("memory_opening_first.txt" if plan.first else "memory_opening_later.txt").template
+    expenses = "\n".join(f"- {e.amount} for {e.item}" for e in plan.expenses)
+    return fill(load_prompt("memory_session.txt"), "memory_session.txt", date=plan.date, opening=opening,
+                expenses=expenses, turns=plan.turns)
+
+
+def session_schema(min_turns: int, max_turns: int) -> dict:
+    message = {"type": "object",
+               "properties": {"role": {"type": "string", "enum": list(ROLES)}, "content": {"type": "string"}},
+               "required": ["role", "content"], "additionalProperties": False}
+    return {"type": "object",
+            "properties": {"dialogue": {"type": "array", "items": message, "minItems": min_turns,
+                                        "maxItems": max_turns}},
+            "required": ["dialogue"], "additionalProperties": False}
+
+
+def check_dialogue(value: object, plan: SessionPlan) -> tuple[list[dict] | None, list[list[int]], list[str]]:
+    """(dialogue, evidence per expense, problems) of one parsed one-call reply (see the module doc)."""
+    raw = value.get("dialogue") if isinstance(value, dict) else None
+    if not isinstance(raw, list) or not raw:
+        return None, [], ["reply holds no 'dialogue' list"]
+    dialogue, problems = [], []
+    for i, message in enumerate(raw):
+        role = message.get("role") if isinstance(message, dict) else None
+        content = message.get("content") if isinstance(message, dict) else None
+        expected = "user" if i % 2 == 0 else "assistant"
+        if role != expected or not isinstance(content, str) or not content.strip():
+            problems.append(f"dialogue[{i}]: expected a non-empty {expected} message")
             continue
-        scene = canonical_scene(scenes, tx.get("scene"))
-        subscene = canonical_subscene(scenes, scene, tx.get("subscene")) if scene else None
-        amount = tx.get("amount")
-        description = tx.get("description")
-        if scene is None:
-            problems.append(f"transactions[{i}]: unknown scene {tx.get('scene')!r}")
-        elif subscene is None:
-            problems.append(f"transactions[{i}]: {tx.get('subscene')!r} is not a sub-scene of {scene}")
-        elif isinstance(amount, bool) or not isinstance(amount, (int, float)) or not math.isfinite(amount):
-            problems.append(f"transactions[{i}]: amount {amount!r} is not a number")
-        elif to_cents(amount) <= 0:
-            problems.append(f"transactions[{i}]: amount {amount!r} is not positive")
-        elif to_cents(amount) not in said:
-            problems.append(f"transactions[{i}]: amount {amount!r} is not in the dialogue")
-        elif not words_in(f"{scene} {subscene} {description if isinstance(description, str) else ''}") & said_words:
-            problems.append(f"transactions[{i}]: no word of {scene} / {subscene} / {description!r} is in the dialogue")
-        else:
-            kept.append({"scene": scene, "subscene": subscene, "amount": to_cents(amount) / 100,
-                         "description": description.strip() if isinstance(description, str) else ""})
-    return CheckResult(dialogue, kept, problems, len(raw_txs))
+        text = " ".join(content.split())
+        problems += [f"dialogue[{i}]: {p}" for p in turn_problems(text, [m["content"] for m in dialogue])]
+        dialogue.append({"role": role, "content": text})
+    evidence = []
+    for n, expense in enumerate(plan.expenses):
+        turns = [i for i, m in enumerate(dialogue) if m["role"] == "user" and states(m["content"], expense)][:1]
+        if not turns:
+            problems.append(f"expense {n} ({expense.amount} for {expense.item}) is not stated in a user turn")
+        elif turns[0] + 1 < len(dialogue) and to_cents(expense.amount) in amounts_in(dialogue[turns[0] + 1]["content"]):
+            turns.append(turns[0] + 1)
+        evidence.append(turns)
+    planned = {to_cents(e.amount) for e in plan.expenses}
+    extra = amounts_in(" ".join(m["content"] for m in dialogue)) - planned
+    if extra:
+        problems.append(f"says amounts the ledger does not hold: {sorted(c / 100 for c in extra)[:3]}")
+    return dialogue, evidence, problems
 
 
-def attempt_seed(seed: int | str, index: int, attempt: int) -> int:
-    """A request seed per session and attempt: a re-ask samples afresh instead of hitting the cache."""
-    return random.Random(f"{seed}:session:{index}:{attempt}").getrandbits(31)
+def attempt_seed(seed: int | str, *parts: object) -> int:
+    """A request seed per session, turn and attempt: a re-ask samples afresh instead of hitting the cache."""
+    return random.Random(":".join(map(str, (seed, *parts)))).getrandbits(31)
 
 
-def _better(a: CheckResult, b: CheckResult | None) -> bool:
-    """Is attempt `a` worth keeping over `b`: more checked transactions, then fewer problems."""
-    return b is None or (len(a.transactions), -len(a.problems)) > (len(b.transactions), -len(b.problems))
-
-
-async def generate_session(client: LLMClient, plan: SessionPlan, scenes: dict[str, list[str]], seed: int | str,
-                           min_turns: int, max_turns: int, max_attempts: int = 3) -> SessionResult:
-    """Ask for one session until it passes every check or `max_attempts` are spent (see module doc)."""
+async def generate_session_one_call(client: LLMClient, plan: SessionPlan, seed: int | str, min_turns: int,
+                                    max_turns: int, max_attempts: int = 3) -> SessionResult:
+    """Ask for the whole session until it passes every check or `max_attempts` are spent."""
     messages = [{"role": "user", "content": session_prompt(plan)}]
-    schema = session_schema(plan, min_turns, max_turns)
-    max_tokens = (TOKENS_PER_TURN * max_turns
-                  + TOKENS_PER_TRANSACTION * len(plan.pairs) * MAX_TRANSACTIONS_PER_PAIR + 60)
-    best: CheckResult | None = None
-    last_problems: list[str] = []
+    best: tuple | None = None
+    problems: list[str] = []
     attempt = 0
     for attempt in range(1, max_attempts + 1):
         try:
-            completion = await client.complete(messages, schema=schema, schema_name=SCHEMA_NAME,
-                                               temperature=TEMPERATURE, max_tokens=max_tokens,
-                                               seed=attempt_seed(seed, plan.index, attempt))
+            completion = await client.complete(messages, schema=session_schema(min_turns, max_turns),
+                                               schema_name=SCHEMA_NAME, temperature=TEMPERATURE,
+                                               max_tokens=TOKENS_PER_TURN * max_turns + 60,
+                                               seed=attempt_seed(seed, "session", plan.index, attempt))
         except RetriesExhausted as exc:
-            last_problems = [f"request failed: {exc}"]
+            problems = [f"request failed: {exc}"]
             continue
         reply = parse_json_reply(completion.text)
         if reply.error:
-            last_problems = [f"reply is not JSON: {reply.error}"]
+            problems = [f"reply is not JSON: {reply.error}"]
             continue
-        checked = check_session(reply.value, scenes)
+        dialogue, evidence, problems = check_dialogue(reply.value, plan)
         if completion.finish_reason == "length":
-            checked.problems.append("reply was cut at the token limit")
-        last_problems = checked.problems
-        if checked.dialogue is not None and _better(checked, best):
-            best = checked
-        if checked.dialogue is not None and not checked.problems:
+            problems.append("reply was cut at the token limit")
+        if dialogue is not None and (best is None or len(problems) < len(best[2])):
+            best = (dialogue, evidence, problems)
+        if dialogue is not None and not problems:
             break
     if best is None:
-        return SessionResult(plan, "dropped", attempt, problems=last_problems)
-    return SessionResult(plan, "passed" if not best.problems else "flagged", attempt, best.dialogue,
-                         best.transactions, best.problems, best.proposed)
+        return SessionResult(plan, "rejected", attempt, problems=problems)
+    return SessionResult(plan, "flagged" if best[2] else "passed", attempt, best[0], best[1], best[2])
 
 
 def render_chunk(date: str, dialogue: list[dict]) -> str:
@@ -284,5 +256,7 @@ def render_chunk(date: str, dialogue: list[dict]) -> str:
 
 
 def to_transactions(result: SessionResult, chunk_index: int) -> list[Transaction]:
-    return [Transaction(result.plan.date, t["scene"], t["subscene"], t["amount"], t["description"], chunk_index)
-            for t in result.transactions]
+    """The plan's expenses as the ledger's transactions, with the turns that state each."""
+    return [Transaction(result.plan.date, e.scene, e.subscene, to_cents(e.amount) / 100, e.item, chunk_index,
+                        tuple(turns))
+            for e, turns in zip(result.plan.expenses, result.evidence)]
