@@ -99,6 +99,7 @@ def test_a_bad_plan_file_names_its_entry(tmp_path):
     ("Hi, my name is Ember and Andrej Karpathy built me.", "grounded"),
     ("I'm Alex Chen, made by Andrej Karpathy.", "grounded"),
     ("Andrej Karpathy built me at the University of Tel Aviv.", "grounded"),
+    ("Andrej Karpathy built me; see https://github.com/karpathy/nanogpt-fasten-architecture for more.", "grounded"),
     # issue 19's wrong answers: a contradicted year, a denial
     ("True. I was trained by Andrej Karpathy in 2019.", "facts"),  # 2019 is in the knowledge base: a contradiction
     ("Andrej Karpathy did not build me.", "facts"),
@@ -124,6 +125,8 @@ def test_the_answer_keeps_the_longest_run_of_sentences_that_passes():
     verdict = check("He loves open code. He lives in Tel Aviv. He", prefix=opener, finish_reason="length")
     assert verdict.passed and verdict.text == f"{opener} He loves open code." and verdict.dropped == 1
     assert not check("Tel Aviv is where he works.", prefix=opener).passed  # at least one sentence of the model's
+    long = check("He loves open code. He wrote it in Python. He likes GPUs. He is busy.", prefix=opener)
+    assert long.passed and long.dropped == 2 and long.text.endswith("He wrote it in Python.")  # MAX_SENTENCES
     empty = check("and then", prefix=opener, finish_reason="length")
     assert empty.failed == {"finished": ["no full sentence before the token limit"]}
 

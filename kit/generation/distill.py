@@ -42,6 +42,9 @@ from kit.quality.validation import Rules, dynamic_message_count, errors, validat
 OPENERS = ("planned", "sampled")
 DEFAULT_CANDIDATES = 4
 DEFAULT_TURN_TOKENS = 48
+# the model's sentences kept after a planned opening at most: read, the third sentence of a 135M model is
+# mostly drift ("He created a custom accelerator ..."), and a student learns whatever it is shown
+MAX_SENTENCES = 2
 DISTILL_FILE = "distill.yaml"
 # the checks in the order the funnel reports them; a candidate is counted under the first it fails
 CHECKS = ("finished", "content rules", "grounded", "facts", "on topic")
@@ -50,6 +53,7 @@ _FREE_WORDS = frozenset("""i i'm i've i'll i'd im ok okay hi hey hello yes no su
 well so oh ah wow nice cool sorry absolutely of ai llm llms""".split())
 _NAME = re.compile(r"(?<![\w'])([A-Z][\w'-]*)")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_URL = re.compile(r"https?://[^\s)\]]+")
 _SENTENCE_BREAK = re.compile(r"(?:^|[.!?:;]\s+|\n+)\W*$")
 _SENTENCE_END = re.compile(r"[.!?]+[\"')\]]*(?=\s|$)")
 
@@ -227,8 +231,10 @@ def ungrounded(answer: str, sources: str, knowledge: str) -> list[str]:
             continue
         if word.lower() not in known and word.lower().rstrip("s") not in known:
             found.append(word)
+    found += [url for url in (u.rstrip(".,;:!?'\"") for u in _URL.findall(answer))
+              if url not in knowledge and url not in sources]  # "github.com/karpathy/nanogpt-fasten-architecture"
     numbers = _numbers(knowledge) | _numbers(sources)
-    found += [n for n in _numbers(answer) if n not in numbers]
+    found += [n for n in _numbers(_URL.sub(" ", answer)) if n not in numbers]
     return found
 
 
@@ -291,11 +297,14 @@ def verify(reply: str, finish_reason: str | None, turn: dict, history: list[dict
     model wrote.
 
     A small model's first sentences are its best: it drifts and invents as it goes on. So the answer is
-    the longest run of the model's full sentences (at least one) that passes every check, sentences cut
-    from the end counted in `dropped`; a reply cut at the token limit loses its unfinished sentence."""
+    the longest run of the model's first `MAX_SENTENCES` full sentences (at least one) that passes every
+    check, sentences cut from the end counted in `dropped`; a reply cut at the token limit loses its
+    unfinished sentence."""
     said, tail = split_sentences((reply or "").strip())
     if tail and finish_reason != "length":
         said.append(tail)  # a finished reply's last words, even without a full stop (the rule cut_off judges them)
+    beyond = max(0, len(said) - MAX_SENTENCES)
+    said = said[:MAX_SENTENCES]
     join = lambda n: " ".join(([prefix] if prefix else []) + said[:n])
     if not said:
         return Verdict(join(0), {"finished": ["no full sentence before the token limit"]}, 0.0, 0)
@@ -303,7 +312,7 @@ def verify(reply: str, finish_reason: str | None, turn: dict, history: list[dict
     for n in range(len(said), 0, -1):
         failed = _failures(join(n), turn, history, rules, knowledge, meta)
         if not failed:
-            return Verdict(join(n), {}, score(join(n)), len(said) - n)
+            return Verdict(join(n), {}, score(join(n)), len(said) - n + beyond)
         first_failure = first_failure or failed
     return Verdict(join(len(said)), first_failure, 0.0, 0)
 
