@@ -21,11 +21,9 @@ from kit.llm.client import LLMClient, run_sync
 from kit.memory.cli import main
 from kit.memory.dataset import MemoryConfig, generate_records, plan_sessions, read_dataset
 from kit.memory.evaluate import dates_in, fit_context, score
-from kit.memory.questions import CATEGORIES
 from kit.memory.retrieval import oracle
 from kit.memory.scenes import load_catalogue, load_scenes
 from kit.memory.sessions import amounts_in
-from kit.memory.turns import RESERVED_TURNS
 from fake_openai import Reply, hang_responder
 from memory_fakes import is_turn_request, model_responder
 

@@ -15,7 +15,7 @@ from kit.memory.rules import trim_to_sentence, turn_problems
 from kit.memory.scenes import ScenesError, load_catalogue
 from kit.memory.sessions import (Expense, SessionPlan, amounts_in, check_dialogue, generate_session_one_call,
                                  plan_sessions, render_chunk, session_prompt, states, to_transactions)
-from kit.memory.turns import RESERVED_TURNS, generate_session_turns, layout
+from kit.memory.turns import MAX_SWAPS, RESERVED_TURNS, generate_session_turns, layout
 from memory_fakes import GOOD_TURNS, PLANTED, model_responder, session_reply
 
 CATALOGUE = load_catalogue()
@@ -133,8 +133,19 @@ def test_planted_faults_never_reach_the_dialogue(fake_openai):
 def test_a_turn_with_no_good_candidate_rejects_the_session_with_reasons(fake_openai):
     srv = fake_openai(model_responder(turn_mode=lambda request, n_seen: "json"))
     result = run(generate_session_turns, srv, PLAN, CATALOGUE, seed=3, max_attempts=2)
-    assert result.status == "rejected" and result.requests == 2
+    assert result.status == "rejected" and result.requests == 2 * (1 + MAX_SWAPS)  # the greeting swapped twice
     assert result.problems[0] == "turn 1: no candidate passed" and "markup" in result.problems[1]
+    assert len(result.problems) == 1 + 2 * (1 + MAX_SWAPS) and result.turn_funnel["user_line_swapped"] == MAX_SWAPS
+
+
+def test_a_user_line_no_reply_fits_is_swapped_for_another(fake_openai):
+    first = layout(PLAN, CATALOGUE, 3)[0].text
+    srv = fake_openai(model_responder(
+        turn_mode=lambda request, n_seen: "leak" if request["messages"][-1]["content"] == first else "valid"))
+    result = run(generate_session_turns, srv, PLAN, CATALOGUE, seed=3, max_attempts=2)
+    assert result.status == "passed" and result.dialogue[0]["content"] != first
+    assert result.dialogue[0]["content"] in CATALOGUE.phrasings["greeting_first"]
+    assert "Respond to" not in json.dumps(result.dialogue) and result.turn_funnel["prompt_leak"] == 2
 
 
 def test_one_call_checks_trust_nothing():

@@ -1,16 +1,22 @@
 """The memory benchmark: multi-session expense-tracking dialogues whose questions have computed answers.
 
-A model (the embedded SmolLM2 by default, any OpenAI-compatible endpoint otherwise) writes one dated
-session at a time, a dialogue plus the transactions it recorded; the kit checks that every transaction
-is really in the dialogue, computes the answers of eight question types from the transactions it kept,
-and then asks models those questions with only the sessions that came before. Modules:
+The kit plans each dated session's expenses first (the ledger, drawn from knowledge/memory_scenes.yaml),
+then a model (the embedded SmolLM2 by default, any OpenAI-compatible endpoint otherwise) writes a
+dialogue that carries them: turn by turn for a small model, in one reply for a large one; every turn is
+checked. The kit computes the answers of eight question types from the ledger, and then asks models
+those questions with the sessions that came before (all, the last, or a ranker's top k). Modules:
 
-    scenes     the consumption scenes (knowledge/memory_scenes.yaml)
+    rules      the rules every turn passes (markup, leaks, numbers, cut sentences, copies)
+    scenes     the catalogue: scenes, items and prices, personas, phrasings (knowledge/memory_scenes.yaml)
     ledger     transactions and the computations behind every answer
     questions  the eight question types, de-duplication, positions, the rephrase guard
-    sessions   asking the model for sessions and checking what it wrote
-    dataset    planning, assembling and writing records (`generate`)
+    sessions   the plan (the ledger first) and the one-call recipe with its checks
+    turns      the turns recipe: one model turn at a time, verified, best of K
+    rephrase   questions rewritten by the model, kept only when they keep their facts
+    dataset    assembling and writing records (`generate`)
+    rankers    BM25, newest-first and all: which sessions a question is asked with
     evaluate   asking a model the questions and scoring its answers (`evaluate`)
-    plot       accuracy per category as a bar chart
+    retrieval  the ledger oracle and evidence recall@k
+    plot       the timeline and accuracy per category
     cli        `python -m kit memory generate|eval`
 """

@@ -230,15 +230,25 @@ def summarize(items: list[dict]) -> dict:
 
 async def evaluate_records(client: LLMClient, records: list[dict], context_tokens: int | None,
                            show_progress: bool = True, context: str = "full") -> list[dict]:
+    """Every question's item, in dataset order. Questions are sent grouped by the sessions they are
+    asked with: a server that answers one request at a time (the embedded one) reuses the KV cache of
+    the shared prompt prefix (the sessions come first) instead of reading the same sessions again."""
     scenes = list(load_scenes())
     pairs = [(r, q) for r in records for q in r["questions"]]
+    owner = [n for n, r in enumerate(records) for _ in r["questions"]]
+    order = sorted(range(len(pairs)), key=lambda i: (owner[i], select_chunks(context, pairs[i][1], pairs[i][0]["chunks"]),
+                                                     i))
     with progress_bar(total=len(pairs), desc="questions", unit="q", disable=not show_progress) as progress:
         async def one(record: dict, question: dict) -> dict:
             item = await _ask(client, record, question, scenes, context_tokens, context)
             progress.update(1)
             return item
 
-        return list(await asyncio.gather(*(one(r, q) for r, q in pairs)))
+        answered = await asyncio.gather(*(one(*pairs[i]) for i in order))
+    items: list[dict] = [{}] * len(pairs)
+    for i, item in zip(order, answered):
+        items[i] = item
+    return items
 
 
 def evaluate(dataset: str | Path, endpoint: str | None = None, model: str | None = None,
