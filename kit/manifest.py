@@ -8,6 +8,7 @@ defence.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import subprocess
@@ -61,8 +62,21 @@ def write_manifest(path: str | os.PathLike, data: dict, *, with_environment: boo
         payload.setdefault("environment", environment_info())
     payload.setdefault("written_at", now_iso())
     with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(scrub(payload), indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+        # strict JSON: a NaN or infinity (a diverged loss) is written as null, which every reader accepts
+        text = json.dumps(_finite(scrub(payload)), indent=2, ensure_ascii=False, default=str, allow_nan=False)
+        tmp.write_text(text + "\n", encoding="utf-8")
     return Path(path)
+
+
+def _finite(value):
+    """`value` with every float that is not finite replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def read_manifest(path: str | os.PathLike) -> dict:

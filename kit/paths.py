@@ -1,13 +1,23 @@
 """Where things live: the project root, the knowledge folder, run folders; and how a file is
 written so that no reader ever sees half of it.
 
-Notebooks run with their own folder as working directory (JupyterLab, nbval) or the project root
-(papermill from the pipeline); resolving relative paths against the project root makes both agree.
+Two rules for a relative path, one per audience. A path typed on a command line is the shell's: it is
+taken from the working directory, once, by `argument` (every command's path options go through it), and
+is absolute from then on. A path a notebook writes in its own cells or parameters (`run_dir =
+"runs/interactive"`) is taken from the project root by `resolve`: notebooks run with their own folder as
+working directory (JupyterLab, nbval, the pipeline), and the project root makes them agree.
+
+Outputs: `output_problem` refuses an output that is one of the command's inputs (or a folder holding
+one) and an existing one the kit did not make (unless forced); `switch_folder` puts a folder built
+beside its destination in place whole.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import re
+import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,9 +38,16 @@ def project_root() -> Path:
 
 
 def resolve(path: str | os.PathLike) -> Path:
-    """A user-given path: absolute stays absolute, relative is taken from the project root."""
+    """A path a notebook names: absolute stays absolute, relative is taken from the project root (the
+    notebook's own folder is the working directory in JupyterLab, so the cwd would differ by runner)."""
     p = Path(path).expanduser()
     return p if p.is_absolute() else project_root() / p
+
+
+def argument(path: str | os.PathLike) -> Path:
+    """A path typed on a command line (argparse `type=`): taken from the working directory, as the shell
+    and every other tool read it, and made absolute here, once, so that no later rule reads it again."""
+    return Path(os.path.abspath(Path(path).expanduser()))
 
 
 def knowledge_dir() -> Path:
@@ -76,13 +93,27 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         yield tmp
+        fsync_file(tmp)  # on disk before the rename, or a power cut could leave `path` empty
         os.replace(tmp, path)
+        fsync_file(path.parent)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise write_error(exc, path) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def fsync_file(path: str | os.PathLike) -> None:
+    """Flush a file (or a folder's entries) to disk; a path that is gone was written by no one to wait for."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_error(exc: OSError, path: str | os.PathLike) -> OSError:
@@ -103,3 +134,129 @@ def read_utf8(path: str | os.PathLike) -> str:
         line = raw.count(b"\n", 0, exc.start) + 1
         raise ValueError(f"{display_path(path)}:{line}: not valid UTF-8 (byte 0x{raw[exc.start]:02x}); "
                          f"save the file as UTF-8") from None
+
+
+# ---- outputs -------------------------------------------------------------------------------------
+
+TEMP_NAME = re.compile(r"\.[^/]+\.[0-9a-f]{12}\.tmp|\.staging-[0-9a-f]{8}")  # atomic_write's and save_model's
+
+
+class OutputError(ValueError):
+    """An output the kit will not write: one of the command's inputs, or something the kit did not make."""
+
+
+def clashing_input(output: str | os.PathLike, inputs) -> Path | None:
+    """The first of `inputs` that writing `output` would destroy: the same file (links followed) or a
+    file inside the output folder. None when there is none."""
+    out = Path(output).resolve()
+    for given in inputs:
+        if given is None:
+            continue
+        p = Path(given).resolve()
+        if p == out or out in p.parents:
+            return Path(given)
+        try:
+            if out.exists() and p.exists() and os.path.samefile(p, out):
+                return Path(given)
+        except OSError:
+            continue
+    return None
+
+
+def describe(path: str | os.PathLike, shown: int = 4) -> str:
+    """What is at `path`, in a few words, for a message that refuses to replace it."""
+    p = Path(path)
+    if p.is_dir():
+        names = sorted(c.name + ("/" if c.is_dir() else "") for c in p.iterdir())
+        more = f" and {len(names) - shown} more" if len(names) > shown else ""
+        return f"a folder holding {', '.join(names[:shown])}{more}" if names else "an empty folder"
+    with open(p, "rb") as fh:
+        head = fh.read(4096)
+    size = p.stat().st_size
+    try:
+        first = head.split(b"\n", 1)[0].decode("utf-8")
+    except UnicodeDecodeError:
+        first = None
+    if first is None or "\x00" in first:
+        return f"a binary file of {size:,} bytes"
+    return f"a file of {size:,} bytes" + (f" starting {first[:60]!r}" if first.strip() else "")
+
+
+def output_problem(output: str | os.PathLike, inputs=(), *, force: bool = False, ours=None,
+                   option: str = "--out") -> str | None:
+    """Why `output` must not be written, or None. Never when it is one of `inputs` (or a folder holding
+    one): that is refused whatever `force` says. An existing output counts as the kit's when `ours(path)`
+    says so (its manifest or journal of the same command); anything else is replaced only with `force`,
+    and the message says what is there."""
+    if clash := clashing_input(output, inputs):
+        return (f"{option} {display_path(output)} is also an input ({display_path(clash)}); writing it would "
+                f"destroy what the command reads: choose another path")
+    p = Path(output)
+    if force or not p.exists() or (p.is_dir() and not any(p.iterdir())) or (ours is not None and ours(p)):
+        return None
+    return (f"{option} {display_path(output)} exists and is not this command's output ({describe(p)}); "
+            f"choose another path, or add --force to replace it")
+
+
+def check_output(output, inputs=(), *, force: bool = False, ours=None, option: str = "--out") -> None:
+    """`output_problem` as an OutputError."""
+    if problem := output_problem(output, inputs, force=force, ours=ours, option=option):
+        raise OutputError(problem)
+
+
+# ---- a folder built beside its destination, put in place whole ---------------------------------------
+
+
+def staging_path(dest: str | os.PathLike) -> Path:
+    """Where the next version of the folder `dest` is built: hidden, beside it (same filesystem)."""
+    dest = Path(dest)
+    return dest.with_name(f".{dest.name}.partial")
+
+
+def _old_path(dest: Path) -> Path:
+    return dest.with_name(f".{dest.name}.old")
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False where the system cannot."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    errno = ctypes.get_errno()
+    if errno in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: this filesystem or kernel cannot swap
+        return False
+    raise OSError(errno, os.strerror(errno), str(b))
+
+
+def switch_folder(staging: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Put the finished folder `staging` in place of `dest`, whole: a reader (or a kill) sees the old
+    complete folder or the new one. Where the system cannot swap in one step, `dest` moves aside to
+    `.NAME.old` first and `recover_folder` completes a switch cut short between the two renames."""
+    staging, dest = Path(staging), Path(dest)
+    for file in staging.rglob("*"):
+        if file.is_file():
+            fsync_file(file)
+    if dest.exists() and _exchange(staging, dest):
+        shutil.rmtree(staging)  # the old folder, now under the staging name
+    else:
+        old = _old_path(dest)
+        if dest.exists():
+            os.replace(dest, old)
+        os.replace(staging, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    fsync_file(dest.parent)
+    return dest
+
+
+def recover_folder(dest: str | os.PathLike, complete) -> None:
+    """Finish or undo a `switch_folder` that a kill cut short: with `dest` gone, the staging folder goes in
+    if `complete(staging)` (it was finished), else the old folder comes back; a leftover old one goes."""
+    dest = Path(dest)
+    old, staging = _old_path(dest), staging_path(dest)
+    if old.exists() and not dest.exists():
+        os.replace(staging if staging.is_dir() and complete(staging) else old, dest)
+    shutil.rmtree(old, ignore_errors=True)
