@@ -14,6 +14,12 @@ Re-running a run id resumes: a notebook that already succeeded there with the sa
 same notebook file and the same kit/knowledge sources is reused, not re-executed; once one notebook
 re-executes, every later one does too (its inputs may have changed; `--only` marks the later ones it
 leaves out as stale). Generation is cached by the kit, so re-executed notebooks pay nothing twice.
+A resume with other options (preset, -f, -p) says what changed, and the manifest keeps every
+invocation; every hint to resume repeats the whole command line.
+
+Everything is checked before the run folder is made: the run id (a whole-string match: no newline),
+the preset (a name from kit/presets/, never a path), each parameter's type against its notebook's
+default (text stays text; `endpoint` is a URL or a list of them), and the endpoints themselves.
 
 `--in-place` re-executes notebooks/ itself with its default parameters (`make notebooks`), so the
 outputs committed with the notebooks stay in step with the code.
@@ -26,6 +32,7 @@ import ast
 import hashlib
 import json
 import re
+import shlex
 import shutil
 import sys
 import time
@@ -39,7 +46,7 @@ import yaml
 from kit.locking import LockedError, exclusive
 from kit.manifest import now_iso, read_manifest, write_manifest
 from kit.secrets import scrub_text, secret_values
-from kit.paths import PACKAGE_DIR, atomic_write, display_path, knowledge_dir, project_root, runs_dir
+from kit.paths import PACKAGE_DIR, argument, atomic_write, display_path, knowledge_dir, project_root, runs_dir
 from kit.progress import no_progress_bars
 
 PRESETS_DIR = PACKAGE_DIR / "presets"
@@ -52,8 +59,9 @@ NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 MANIFEST = "manifest.json"
 INTERACTIVE_RUN_ID = "interactive"  # the notebooks' default run_dir is runs/interactive
 EMBEDDED = "embedded llama.cpp server on loopback"
-_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_NOTEBOOK_KEY = re.compile(r"^\d\d(_\w+)?$")
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # fullmatch: `$` would let a trailing newline through
+_NOTEBOOK_KEY = re.compile(r"\d\d(_\w+)?")
+_URL_LISTS = {"endpoint"}  # text parameters that may also be a list of texts (endpoints used round-robin)
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # Types papermill can write into a parameters cell as Python literals.
 _LITERAL_TYPES = (str, int, float, bool, type(None), list, dict)
@@ -105,6 +113,11 @@ class RunResult:
     manifest_path: Path
     failure: NotebookFailed | None = None
     secret_hits: list[str] = field(default_factory=list)
+    command: str = ""  # the command line that resumes this run
+
+    @property
+    def resume(self) -> str:
+        return self.command or f"python -m kit run --run-id {self.run_id}"
 
 
 # ---------------------------------------------------------------- notebooks and parameters
@@ -176,10 +189,11 @@ def preset_names() -> list[str]:
 
 
 def load_preset(name: str) -> dict:
-    path = PRESETS_DIR / f"{name}.yaml"
-    if not path.is_file():
-        raise PipelineError(f"unknown preset {name!r}; presets: {', '.join(preset_names())}")
-    return load_yaml_params(path)
+    """A preset by name; a path is no name (a params file goes with -f), so no YAML elsewhere is read."""
+    if name not in preset_names():
+        raise PipelineError(f"unknown preset {name!r}; presets: {', '.join(preset_names())} "
+                            f"(a file of parameters goes with -f)")
+    return load_yaml_params(PRESETS_DIR / f"{name}.yaml")
 
 
 def parameter_layers(preset: str | None, params_files=(), overrides: dict | None = None) -> list[tuple[str, dict]]:
@@ -201,8 +215,15 @@ def _notebook_for(key: str, notebooks: list[Notebook], source: str) -> Notebook:
 def _check_type(nb: Notebook, name: str, value: Any, source: str) -> None:
     """A number, flag or list parameter must get one, before any notebook spends time (or API calls)."""
     default = nb.declared[name]
-    if default is None or isinstance(default, str) or value is None:
-        return  # free text, no default to compare with, or null ("not set", e.g. cpu_threads: all cores)
+    if default is None or value is None:
+        return  # no default to compare with, or null ("not set", e.g. cpu_threads: all cores)
+    if isinstance(default, str):
+        if isinstance(value, str) or (name in _URL_LISTS and isinstance(value, list) and value
+                                      and all(isinstance(v, str) for v in value)):
+            return
+        expected = "text or a list of texts" if name in _URL_LISTS else "text"
+        raise PipelineError(f"{source}: {name}={value!r} for {nb.name}: expected {expected} like its default "
+                            f"{default!r} (YAML read a {type(value).__name__}; quote it to pass text)")
     kinds = (int, float) if type(default) is float else (type(default),)
     if type(value) not in kinds:
         raise PipelineError(f"{source}: {name}={value!r} for {nb.name}: expected {type(default).__name__} "
@@ -228,7 +249,7 @@ def resolve_parameters(notebooks: list[Notebook], layers: list[tuple[str, dict]]
     for source, layer in layers:
         # YAML reads a section key `05` as the number 5
         layer = {(f"{k:02d}" if isinstance(k, int) and not isinstance(k, bool) else k): v for k, v in layer.items()}
-        common = {k: v for k, v in layer.items() if not _NOTEBOOK_KEY.match(str(k))}
+        common = {k: v for k, v in layer.items() if not _NOTEBOOK_KEY.fullmatch(str(k))}
         _check_declared(common, declared_anywhere, source, "(declared by no notebook)")
         for nb in notebooks:
             mine = {k: v for k, v in common.items() if k in nb.declared}
@@ -236,7 +257,7 @@ def resolve_parameters(notebooks: list[Notebook], layers: list[tuple[str, dict]]
                 _check_type(nb, name, value, source)
             params[nb.name].update(mine)
         for key, section in layer.items():
-            if not _NOTEBOOK_KEY.match(str(key)):
+            if not _NOTEBOOK_KEY.fullmatch(str(key)):
                 continue
             nb = _notebook_for(key, notebooks, source)
             if not isinstance(section, dict):
@@ -382,47 +403,70 @@ def scrub_file(path: Path) -> None:
 
 def run_pipeline(*, preset: str | None = "smoke", params_files: list[Path] = (), overrides: dict | None = None,
                  run_id: str | None = None, only: list[str] | None = None,
-                 notebooks_dir: Path | None = None, runs_root: Path | None = None, echo=print) -> RunResult:
+                 notebooks_dir: Path | None = None, runs_root: Path | None = None, echo=print,
+                 command: str | None = None) -> RunResult:
     """Execute the notebooks into runs_root/run_id and write its manifest. Raises PipelineError on bad
-    input before anything runs; a failing notebook is reported in the result, not raised."""
+    input before anything runs (and before the run folder is made); a failing notebook is reported in
+    the result, not raised. `command` is the command line that repeats this run (for resume hints)."""
     notebooks_dir = Path(notebooks_dir or project_root() / "notebooks")
     run_id = run_id or new_run_id()
-    if not _RUN_ID.match(run_id):
+    if not _RUN_ID.fullmatch(run_id):
         raise PipelineError(f"--run-id {run_id!r}: use letters, digits, '.', '_' and '-' only")
     notebooks = discover(notebooks_dir)
     layers = parameter_layers(preset, params_files, overrides)
     selected = select(notebooks, only)
     params = resolve_parameters(notebooks, layers)  # checked against all, so presets work with --only
+    llm = describe_llm(selected, params)  # a bad endpoint is refused here, before the run folder exists
 
     run_dir = Path(runs_root or runs_dir()).resolve() / run_id
+    options = {"preset": preset, "params_files": [str(f) for f in params_files], "overrides": overrides or {},
+               "only": [nb.name for nb in selected] if only else None,
+               "command": command or f"python -m kit run --run-id {run_id}"}
     with exclusive(run_dir):  # one pipeline per run folder
-        return _run_locked(run_dir, run_id, preset, params_files, overrides, only, notebooks_dir, notebooks,
-                           selected, params, echo)
+        return _run_locked(run_dir, run_id, options, notebooks_dir, notebooks, selected, params, llm, echo)
 
 
-def _run_locked(run_dir: Path, run_id: str, preset, params_files, overrides, only, notebooks_dir: Path,
-                notebooks: list[Notebook], selected: list[Notebook], params: dict[str, dict], echo) -> RunResult:
+def option_changes(before: dict, options: dict) -> list[str]:
+    """What differs between the options a run folder's manifest records and this invocation's."""
+    if not before:
+        return []
+    changes = []
+    if before.get("preset") != options["preset"]:
+        changes.append(f"preset {before.get('preset')!r} -> {options['preset']!r}")
+    if before.get("params_files", []) != options["params_files"]:
+        changes.append(f"-f {before.get('params_files', [])} -> {options['params_files']}")
+    old, new = before.get("overrides") or {}, options["overrides"]
+    for name in sorted(set(old) | set(new)):
+        if old.get(name, "(unset)") != new.get(name, "(unset)"):
+            changes.append(f"-p {name}: {old.get(name, '(unset)')!r} -> {new.get(name, '(unset)')!r}")
+    return changes
+
+
+def _run_locked(run_dir: Path, run_id: str, options: dict, notebooks_dir: Path, notebooks: list[Notebook],
+                selected: list[Notebook], params: dict[str, dict], llm: list[dict], echo) -> RunResult:
     out_dir = run_dir / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = run_dir / MANIFEST
     before_run = read_manifest(manifest_path) if manifest_path.exists() else {}
     previous = {s["notebook"]: s for s in before_run.get("steps", [])}
+    if changes := option_changes(before_run, options):
+        echo(f"run {run_id} was last run with other options: {'; '.join(changes)}. Notebooks whose parameters "
+             f"changed run again; manifest.json keeps every invocation.")
     sources = _sources_digest()
+    started = now_iso()
     manifest = {
         "kind": "kit pipeline run",
         "run_id": run_id,
         "run_dir": str(run_dir),
-        "preset": preset,
-        "params_files": [str(f) for f in params_files],
-        "overrides": overrides or {},
-        "only": [nb.name for nb in selected] if only else None,
+        **options,
         "notebooks_dir": str(notebooks_dir),
         # every parameter each notebook ran with, its own defaults included (kept for notebooks --only leaves out)
         "parameters": {**before_run.get("parameters", {}),
                        **{nb.name: {**nb.declared, "run_dir": str(run_dir), **params[nb.name]} for nb in selected}},
-        "llm": describe_llm(selected, params),
+        "llm": llm,
+        "invocations": [*before_run.get("invocations", []), {"started_at": started, **options}],
         "status": "running",
-        "started_at": now_iso(),
+        "started_at": started,
         "steps": [],
     }
     steps = {nb.name: previous.get(nb.name, {"notebook": nb.name, "status": "not selected"}) for nb in notebooks}
@@ -438,7 +482,7 @@ def _run_locked(run_dir: Path, run_id: str, preset, params_files, overrides, onl
 
     save("running")
     failure = None
-    rerun_from_here = bool(only)  # --only means "execute these", never reuse
+    rerun_from_here = bool(options["only"])  # --only means "execute these", never reuse
     t_run = time.monotonic()
     for i, nb in enumerate(selected, 1):
         step, output = steps[nb.name], out_dir / f"{nb.name}.ipynb"
@@ -479,7 +523,7 @@ def _run_locked(run_dir: Path, run_id: str, preset, params_files, overrides, onl
         manifest["secret_check"] = {"status": "failed", "files": secret_hits}
     save("failed" if failure or secret_hits else "ok")
     return RunResult(run_id, run_dir, "failed" if failure or secret_hits else "ok",
-                     list(steps.values()), manifest_path, failure, secret_hits)
+                     list(steps.values()), manifest_path, failure, secret_hits, options["command"])
 
 
 def refresh_in_place(notebooks_dir: Path | None = None, only: list[str] | None = None, echo=print) -> int:
@@ -521,7 +565,7 @@ def _parser() -> argparse.ArgumentParser:
                                                      f"{', '.join(preset_names())})")
     p.add_argument("-p", dest="params", action="append", default=[], metavar="NAME=VALUE",
                    help="set a parameter in every notebook that declares it (value read as YAML: 3, 0.5, true)")
-    p.add_argument("-f", dest="files", action="append", default=[], type=Path, metavar="PARAMS.yaml",
+    p.add_argument("-f", dest="files", action="append", default=[], type=argument, metavar="PARAMS.yaml",
                    help="YAML file of parameters, same shape as a preset")
     p.add_argument("--run-id", help="run folder name under runs/ (default: a timestamp); an existing one resumes")
     p.add_argument("--only", nargs="+", action="extend", metavar="NN", help="execute only these notebooks (e.g. --only 03 04)")
@@ -554,7 +598,7 @@ def failure_message(result: RunResult) -> str:
         parts.append(f"kit run: notebook {f.notebook} failed at {f.cell} with {scrub_text(f.error)}. The partly "
                      f"executed notebook is kept at {display_path(f.output)}; "
                      f"later notebooks were not run and {where}/{MANIFEST} records the status. Fix the cause and "
-                     f"resume with `python -m kit run --run-id {result.run_id}` (finished notebooks are reused).")
+                     f"resume with `{result.resume}` (finished notebooks are reused).")
     if result.secret_hits:
         parts.append(f"kit run: SECRET LEAK: an API key from the environment appears in "
                      f"{', '.join(result.secret_hits)} under {where}/. Delete those files before sharing the run, "
@@ -562,8 +606,31 @@ def failure_message(result: RunResult) -> str:
     return "\n".join(parts)
 
 
+def command_line(argv: list[str], run_id: str) -> str:
+    """The whole command line that repeats (resumes) this run: the user's own, with the run id."""
+    given = any(a == "--run-id" or a.startswith("--run-id=") for a in argv)
+    return shlex.join(["python", "-m", "kit", "run", *argv, *([] if given else ["--run-id", run_id])])
+
+
+def _without_only(argv: list[str]) -> list[str]:
+    """argv less its --only selections (the command that runs every notebook, reusing finished ones)."""
+    kept, skipping = [], False
+    for arg in argv:
+        if arg == "--only":
+            skipping = True
+            continue
+        if skipping and not arg.startswith("-"):
+            continue
+        skipping = False
+        if not arg.startswith("--only="):
+            kept.append(arg)
+    return kept
+
+
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    run_id = args.run_id or new_run_id()
+    command = command_line(argv, run_id)
     try:
         if args.in_place:
             if not args.only:
@@ -578,12 +645,12 @@ def main(argv: list[str]) -> int:
             _print_list(select(notebooks, args.only), resolve_parameters(notebooks, layers))
             return 0
         result = run_pipeline(preset=args.preset, params_files=args.files, overrides=overrides,
-                              run_id=args.run_id, only=args.only)
+                              run_id=run_id, only=args.only, command=command)
     except (PipelineError, LockedError) as exc:
         print(f"kit run: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\nkit run: interrupted; re-run with the same --run-id to resume.", file=sys.stderr)
+        print(f"\nkit run: interrupted; resume with `{command}`.", file=sys.stderr)
         return 130
     where = display_path(result.run_dir)
     if result.status != "ok":
@@ -592,6 +659,7 @@ def main(argv: list[str]) -> int:
     print(f"\nDone. Results are in {where}/ (manifest.json lists every file, parameters and timings).")
     unfinished = [f"{s['notebook']} ({s['status']})" for s in result.steps if s["status"] not in ("ok", "reused")]
     if unfinished:
-        print(f"Not complete: {', '.join(unfinished)}; `python -m kit run --run-id {result.run_id}` finishes it.")
+        finish = command_line([a for a in _without_only(argv)], run_id)
+        print(f"Not complete: {', '.join(unfinished)}; `{finish}` finishes it.")
     print(f"Open the executed notebooks in JupyterLab:  make lab OPEN={where}/notebooks")
     return 0

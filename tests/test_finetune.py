@@ -17,7 +17,7 @@ import torch
 
 from tiny_lm import GENERAL, IDENTITY, make_tiny_model
 
-from kit.paths import display_path
+from kit.paths import display_path, staging_path
 from kit.training.finetune import (CHECKPOINTS, POINTER, FinetuneError, collate, conversation_loss, finetune, length_batches,
                           main, masked_loss, mixture)
 
@@ -128,7 +128,7 @@ def test_invalid_conversation_refuses_the_file_with_its_line(tmp_path):
     (["--steps", "0"], "steps must be >= 1"),
     (["--device", "tpu"], "unknown device 'tpu'"),
     (["--mix", "x.jsonl"], "expected FILE:WEIGHT"),
-    (["--lr", "-1"], "lr must be > 0"),
+    (["--lr", "-1"], "lr must be a finite number > 0"),
 ])
 def test_cli_bad_input_is_one_line_rc_2(tmp_path, capsys, args, message):
     argv = ["--data", str(IDENTITY), "--out", str(tmp_path / "o"), *args]
@@ -162,7 +162,7 @@ def _start(tiny, out, steps, every=2, extra=()) -> subprocess.Popen:
 
 
 def _wait_for_checkpoint(proc, out: Path, min_step: int, timeout: float = 120) -> int:
-    pointer = out / CHECKPOINTS / POINTER
+    pointer = staging_path(out) / CHECKPOINTS / POINTER  # the run builds its folder beside `out`
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if pointer.is_file():
@@ -184,10 +184,12 @@ def test_sigkill_then_resume_from_checkpoint_and_never_a_damaged_one(tiny, tmp_p
     _wait_for_checkpoint(proc, out, 4)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    step = json.loads((out / CHECKPOINTS / POINTER).read_text())["step"]
+    partial = staging_path(out)
+    assert not out.exists()  # a kill leaves no half-made output folder, only the partial one beside it
+    step = json.loads((partial / CHECKPOINTS / POINTER).read_text())["step"]
     damaged = tmp_path / "damaged"
-    shutil.copytree(out, damaged)
-    folder = damaged / CHECKPOINTS / json.loads((out / CHECKPOINTS / POINTER).read_text())["folder"]
+    shutil.copytree(partial, staging_path(damaged))
+    folder = staging_path(damaged) / CHECKPOINTS / json.loads((partial / CHECKPOINTS / POINTER).read_text())["folder"]
     data = bytearray((folder / "weights.safetensors").read_bytes())
     data[-8:] = b"\x00" * 8
     (folder / "weights.safetensors").write_bytes(bytes(data))
@@ -212,7 +214,7 @@ def test_ctrl_c_saves_and_exits_130_then_other_parameters_start_clean(tiny, tmp_
     assert proc.returncode == 130
     last = err.strip().splitlines()[-1]
     assert last.startswith("kit finetune: interrupted at step ") and "resume" in last
-    saved = json.loads((out / CHECKPOINTS / POINTER).read_text())["step"]
+    saved = json.loads((staging_path(out) / CHECKPOINTS / POINTER).read_text())["step"]
     assert f"at step {saved} " in last
     result = finetune([IDENTITY], out, base=tiny, steps=3, lr=1e-3, batch_tokens=256, progress=True)
     assert result.resumed_from is None and len(result.history) == 3

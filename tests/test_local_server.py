@@ -40,17 +40,31 @@ def test_a_missing_model_file_is_named():
             pass
 
 
-@pytest.mark.embedded
-def test_a_file_that_is_not_a_model_fails_with_the_server_log(tmp_path):
+def test_a_file_that_is_not_a_model_is_one_line_before_any_server_starts(tmp_path, monkeypatch):
     bad = tmp_path / "broken.gguf"
     bad.write_bytes(b"this is not a gguf file")
+    monkeypatch.setattr(ls, "_start", lambda *a: pytest.fail("a server was started for a file that is no GGUF"))
+    with pytest.raises(ls.LocalServerError) as info:
+        with ls.local_server(bad, startup_timeout=60):
+            pass
+    assert str(info.value) == f"{bad} is not a GGUF model file (it starts with b'this', not b'GGUF')"
+
+
+@pytest.mark.embedded
+def test_a_server_that_fails_to_start_shows_its_log_and_leaves_no_temp_folder(tmp_path, monkeypatch):
+    import tempfile
+
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF but nothing a model needs")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     before = set(ls._running)
     with pytest.raises(ls.LocalServerError) as info:
         with ls.local_server(bad, startup_timeout=60):
             pass
     message = str(info.value)
-    assert "exited with code" in message and "log" in message and str(bad) in message
+    assert "exited with code" in message and "its log ends" in message and str(bad) in message
     assert set(ls._running) == before
+    assert not list(tmp_path.glob("kit-llama-server-*"))
 
 
 @pytest.mark.embedded

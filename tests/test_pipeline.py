@@ -91,10 +91,21 @@ def test_a_params_file_may_name_sections_by_number(tmp_path):
 def test_a_value_of_the_wrong_type_is_refused_before_anything_runs(layer, message):
     with pytest.raises(PipelineError, match=message):
         resolve_parameters(FAKE, [("-p", layer)])
-    # free text takes anything, a float takes an int, and null means "not set"
+    # a float takes an int, null means "not set", and an endpoint may be a list of URLs
     nbs = [_nb("01_gen", endpoint="", rate=0.5, limit=4)]
-    assert resolve_parameters(nbs, [("-p", {"endpoint": 8000, "rate": 1, "limit": None})])["01_gen"] == {
-        "endpoint": 8000, "rate": 1, "limit": None}
+    assert resolve_parameters(nbs, [("-p", {"endpoint": ["http://a/v1", "http://b/v1"], "rate": 1, "limit": None})])[
+        "01_gen"] == {"endpoint": ["http://a/v1", "http://b/v1"], "rate": 1, "limit": None}
+
+
+@pytest.mark.parametrize("value", [8080, [1, 2], {"a": 1}, [], 0.5, True])
+def test_text_parameters_take_text_only_and_endpoint_a_list_of_urls(value):
+    """Issue 21 (5): `-p endpoint=8080` (YAML reads a number) or `-p endpoint=[1, 2]` ran and failed deep in
+    the endpoint code with a TypeError, after the run folder was made; now refused with the parameter named."""
+    nbs = [_nb("01_gen", endpoint="", recipe="v2")]
+    with pytest.raises(PipelineError, match=r"endpoint=.* for 01_gen: expected text or a list of texts .*quote it"):
+        resolve_parameters(nbs, [("-p", {"endpoint": value})])
+    with pytest.raises(PipelineError, match=r"recipe=.* for 01_gen: expected text like its default 'v2'"):
+        resolve_parameters(nbs, [("-p", {"recipe": value})])
 
 
 def test_params_file_errors_name_the_file(tmp_path):

@@ -572,7 +572,7 @@ def test_parquet_names_the_content_type(tmp_path, capsys):
                                                                       {"role": "assistant", "content": "x"}]})
     assert export_main([str(src), "--format", "parquet", "--output", str(tmp_path / "o.parquet"),
                         "--skip-invalid"]) == 0
-    assert export_main([str(src), "--format", "parquet", "--output", str(tmp_path / "o.parquet")]) == 1
+    assert export_main([str(src), "--format", "parquet", "--output", str(tmp_path / "o.parquet"), "--force"]) == 1
     err = capsys.readouterr().err
     assert "content parts" not in err and "int" in err
 

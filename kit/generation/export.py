@@ -9,7 +9,9 @@ datasets use) and `meta` (JSON text, since its keys vary between runs). Both are
 An input line that is not a record stops the export with its file and line: nothing is left out silently.
 Neither is a conversation that `kit validate` calls an error (structure: roles, alternation, empty
 content, text content for parquet): the export refuses the file, naming each, or with `--skip-invalid`
-leaves them out and says how many.
+leaves them out and says how many. `--output` may not be the input (that would strip its ids and meta
+for good), and an existing file there is replaced only with `--force`: an export has no manifest, so
+the kit cannot tell its own earlier export from the user's file.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Iterable
 
-from kit.paths import atomic_write
+from kit.paths import argument, atomic_write, display_path, output_problem
 from kit.records import file_problem, read_records, to_customjson_line, write_lines
 from kit.secrets import scrub_text, secret_values
 from kit.quality.validation import errors, validate_messages
@@ -62,13 +64,17 @@ def to_parquet(records: Iterable[dict], path: str | os.PathLike) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kit export",
                                      description="Convert a conversation file to CustomJSON lines or parquet.")
-    parser.add_argument("input", help="conversation file (JSONL in any format kit.records reads)")
+    parser.add_argument("input", type=argument, help="conversation file (JSONL in any format kit.records reads)")
     parser.add_argument("--format", choices=FORMATS, required=True)
-    parser.add_argument("--output", required=True, help="file to write")
+    parser.add_argument("--output", required=True, type=argument, help="file to write")
     parser.add_argument("--skip-invalid", action="store_true",
                         help="leave out conversations `kit validate` calls errors (counted) instead of refusing")
+    parser.add_argument("--force", action="store_true", help="replace an existing --output file")
     args = parser.parse_args(argv)
     source = Path(args.input)
+    if problem := output_problem(args.output, [source], force=args.force, option="--output"):
+        print(f"kit export: {problem}", file=sys.stderr)
+        return 2
     if problem := file_problem(source):
         print(f"kit export: {problem}", file=sys.stderr)
         return 2
@@ -95,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"kit export: {exc}", file=sys.stderr)
         return 1
-    print(f"wrote {n} conversations to {args.output} ({args.format})"
+    print(f"wrote {n} conversations to {display_path(args.output)} ({args.format})"
           + (f"; left out {len(invalid)} invalid ones (--skip-invalid)" if invalid else ""))
     return 0
 

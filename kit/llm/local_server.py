@@ -8,6 +8,10 @@ interpreter exit for a notebook kernel that never left the `with` block.
 
 `python -m kit serve [--gguf PATH] [--port N]` runs the same server in the foreground (any local GGUF),
 so a JupyterLab session can point the kit at it through OPENAI_BASE_URL.
+
+A file that is not a GGUF is refused before any process starts (llama.cpp would answer with a page of
+traceback), and the server's temporary log folder is removed on every exit, a failed start included
+(its tail is in the error message).
 """
 
 from __future__ import annotations
@@ -30,9 +34,11 @@ from typing import Iterator
 import httpx
 
 from kit.llm.endpoints import NO_KEY, Endpoint
+from kit.paths import argument
 
 DEFAULT_ALIAS = "smollm2-135m-instruct"
 DEFAULT_CONTEXT = 4096
+GGUF_MAGIC = b"GGUF"  # the first bytes of every GGUF file
 _running: set[subprocess.Popen] = set()
 
 
@@ -140,7 +146,7 @@ def _wait_ready(proc: subprocess.Popen, base_url: str, log_path: Path, timeout: 
     while True:
         if proc.poll() is not None:
             raise LocalServerError(f"the model server exited with code {proc.returncode} before it answered; "
-                                   f"log {log_path}:\n{_log_tail(log_path)}")
+                                   f"its log ends:\n{_log_tail(log_path)}")
         try:
             if httpx.get(f"{base_url}/models", timeout=2.0).status_code == 200:
                 return
@@ -148,7 +154,7 @@ def _wait_ready(proc: subprocess.Popen, base_url: str, log_path: Path, timeout: 
             pass
         if time.monotonic() > deadline:
             raise LocalServerError(f"the model server did not answer {base_url}/models within {timeout:g} s; "
-                                   f"log {log_path}:\n{_log_tail(log_path)}")
+                                   f"its log ends:\n{_log_tail(log_path)}")
         time.sleep(0.1)
 
 
@@ -158,16 +164,22 @@ def _serve(gguf: str | os.PathLike | None, port: int | None, alias: str | None, 
     path = Path(gguf).expanduser() if gguf else default_gguf()
     if not path.is_file():
         raise LocalServerError(f"GGUF model file not found: {path}")
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic != GGUF_MAGIC:
+        raise LocalServerError(f"{path} is not a GGUF model file (it starts with {magic!r}, not {GGUF_MAGIC!r})")
     alias = alias or (DEFAULT_ALIAS if gguf is None else path.stem.lower())
     port = free_port(port or 0)
     base_url = f"http://127.0.0.1:{port}/v1"
     log_dir = Path(tempfile.mkdtemp(prefix="kit-llama-server-"))
     log_path = log_dir / "server.log"
-    proc = _start(path, port, alias, n_ctx, n_threads or default_threads(), log_path)
-    started = False
+    try:
+        proc = _start(path, port, alias, n_ctx, n_threads or default_threads(), log_path)
+    except BaseException:
+        shutil.rmtree(log_dir, ignore_errors=True)
+        raise
     try:
         _wait_ready(proc, base_url, log_path, startup_timeout)
-        started = True
         # the file itself names the model for the reply cache: every finetune writes a `model.gguf`, so the
         # name alone would mix their answers; a rewritten file (new mtime) is a new model
         stat = path.resolve().stat()
@@ -175,8 +187,7 @@ def _serve(gguf: str | os.PathLike | None, port: int | None, alias: str | None, 
         yield Endpoint(base_url, alias, NO_KEY, schema_style="llamacpp", cache_name=name), proc, log_path
     finally:
         _stop(proc)
-        if started:  # a failed start keeps its log for the user to read
-            shutil.rmtree(log_dir, ignore_errors=True)
+        shutil.rmtree(log_dir, ignore_errors=True)  # a failed start's tail is in its error message
 
 
 @contextmanager
@@ -191,7 +202,7 @@ def local_server(gguf: str | os.PathLike | None = None, port: int | None = None,
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m kit serve",
                                      description="Serve a local GGUF model as an OpenAI-compatible API on loopback.")
-    parser.add_argument("--gguf", help="model file (default: the embedded SmolLM2-135M-Instruct)")
+    parser.add_argument("--gguf", type=argument, help="model file (default: the embedded SmolLM2-135M-Instruct)")
     parser.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default 8080; 0 picks a free one)")
     parser.add_argument("--n-ctx", type=int, default=DEFAULT_CONTEXT, help="context length in tokens")
     parser.add_argument("--threads", type=int, help=f"CPU threads (default: all cores but one, here {default_threads()})")

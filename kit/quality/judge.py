@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from kit import paths
+from kit.arguments import finite_float
 from kit.generation.generate import FLUSH_EVERY_S, Journal
 from kit.llm.client import FatalAPIError, LLMClient, RetriesExhausted, connect, parse_json_reply, run_sync, run_workers
 from kit.locking import LockedError, exclusive
@@ -148,7 +149,9 @@ def score_line(entry: dict) -> dict:
 
 
 def load_scores(path: str | Path) -> dict[str, dict]:
-    """record id -> its score line (kit.quality.judge's output); a line that is not JSON names file and line."""
+    """record id -> its score line (kit.quality.judge's output). A line that is not one (not JSON, no id,
+    no status, a judged line whose score is missing or not a whole number 1-5) is a ValueError naming
+    file and line, so a report never stops on it with a KeyError or TypeError."""
     out = {}
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
@@ -156,10 +159,53 @@ def load_scores(path: str | Path) -> dict[str, dict]:
                 continue
             try:
                 obj = json.loads(line)
-                out[str(obj["id"])] = obj
-            except (ValueError, KeyError, TypeError) as exc:
-                raise ValueError(f"{path}:{lineno}: not a score line ({exc})") from None
+            except ValueError as exc:
+                raise ValueError(f"{paths.display_path(path)}:{lineno}: not a score line ({exc})") from None
+            if problem := score_line_problem(obj):
+                raise ValueError(f"{paths.display_path(path)}:{lineno}: not a score line: {problem}")
+            out[str(obj["id"])] = obj
     return out
+
+
+def score_line_problem(obj: Any) -> str | None:
+    """What keeps `obj` from being a line of a scores file, or None."""
+    if not isinstance(obj, dict):
+        return f"expected a JSON object, got {type(obj).__name__}"
+    if not isinstance(obj.get("id"), (str, int)) or isinstance(obj.get("id"), bool):
+        return "no record id"
+    if obj.get("status") not in ("judged", "unjudged"):
+        return f"record {obj['id']}: status {obj.get('status')!r}, expected 'judged' or 'unjudged'"
+    if obj["status"] == "unjudged":
+        return None if isinstance(obj.get("reason"), str) else f"record {obj['id']}: unjudged without a reason"
+    for key in CRITERIA:
+        value = obj.get(key)
+        if key not in obj:
+            return f"record {obj['id']}: {key} missing"
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 5:
+            return f"record {obj['id']}: {key} is {json.dumps(value)}, not a whole number from 1 to 5"
+    return None
+
+
+def _is_scores_file(path: Path) -> bool:
+    """Whether `path` is what judge writes (its journal beside it, or score lines only): replacing it
+    loses nothing the journal or a re-run cannot give back."""
+    if path.with_name(path.name + ".journal.jsonl").is_file():
+        return True
+    try:
+        return bool(load_scores(path))
+    except (OSError, ValueError):
+        return False
+
+
+def _holds_only(path: Path, records: list[dict]) -> bool:
+    """Whether every record in `path` is one of `records` as it is (an earlier --filtered-out of the
+    same input): rewriting it loses nothing."""
+    try:
+        kept = read_records(path).records
+    except (OSError, ValueError):
+        return False
+    known = {json.dumps(r, sort_keys=True) for r in records}
+    return all(json.dumps(r, sort_keys=True) in known for r in kept)
 
 
 def _needs_work(entry: dict | None, record_id: str) -> bool:
@@ -196,7 +242,7 @@ class JudgeSummary:
 async def ajudge(path: str | Path, out: str | Path, *, endpoint: str | list[str] | None = None,
                  model: str | None = None, workers: int = 4, reasks: int = 1, max_tokens: int = MAX_TOKENS,
                  min_score: float | None = None, filtered_out: str | Path | None = None,
-                 progress: bool = True, client: LLMClient | None = None) -> JudgeSummary:
+                 progress: bool = True, client: LLMClient | None = None, force: bool = False) -> JudgeSummary:
     """The async core of `judge` (same arguments)."""
     if workers < 1 or reasks < 0:
         raise ValueError(f"workers must be >= 1 and reasks >= 0, got {workers} and {reasks}")
@@ -205,9 +251,18 @@ async def ajudge(path: str | Path, out: str | Path, *, endpoint: str | list[str]
     if min_score is not None and not 1 <= min_score <= 5:
         raise ValueError(f"min_score must be from 1 to 5, got {min_score}")
     path, out = paths.resolve(path), paths.resolve(out)
+    filtered_out = paths.resolve(filtered_out) if filtered_out is not None else None
+    # before anything is read: an output that is the input would replace the conversations with scores
+    # (force=True: only the clash is checked here; whether an existing output is ours needs the input)
+    paths.check_output(out, [path, filtered_out], force=True, option="--out")
+    if filtered_out is not None:
+        paths.check_output(filtered_out, [path], force=True, option="--filtered-out")
     if problem := file_problem(path):
         raise FileNotFoundError(problem)
     records = read_records(path).records
+    paths.check_output(out, force=force, ours=_is_scores_file, option="--out")
+    if filtered_out is not None:
+        paths.check_output(filtered_out, force=force, ours=lambda p: _holds_only(p, records), option="--filtered-out")
     ids = [r["id"] for r in records]
     if len(set(ids)) != len(ids):
         twice = next(i for i in ids if ids.count(i) > 1)
@@ -268,7 +323,7 @@ async def ajudge(path: str | Path, out: str | Path, *, endpoint: str | list[str]
         kept = None
         if min_score is not None:
             good = {e["id"] for e in judged if e["scores"]["overall"] >= min_score}
-            kept = write_records(paths.resolve(filtered_out), [r for r in records if r["id"] in good])
+            kept = write_records(filtered_out, [r for r in records if r["id"] in good])
         now = used.stats.as_dict() if used else {}
         return JudgeSummary(
             scores=str(out), status=status, records=len(records), already_done=len(records) - len(todo),
@@ -282,7 +337,7 @@ async def ajudge(path: str | Path, out: str | Path, *, endpoint: str | list[str]
 def judge(path: str | Path, out: str | Path, **kwargs: Any) -> JudgeSummary:
     """Judge every record of `path` into the scores file `out` (see the module docstring); works in
     notebooks too. Keyword arguments: endpoint, model, workers, reasks, max_tokens, min_score,
-    filtered_out, progress, client."""
+    filtered_out, progress, client, force (replace an existing output that is not the judge's)."""
     return run_sync(ajudge(path, out, **kwargs))
 
 
@@ -430,14 +485,16 @@ def judge_refusal(scores: dict[str, dict], calibration: dict | None) -> str | No
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kit judge",
                                      description="Score each conversation with an LLM judge (resumable; see kit/quality/judge.py).")
-    parser.add_argument("file", help="conversation file (.jsonl)")
-    parser.add_argument("--out", required=True, help="scores file: one JSON line per record id")
+    parser.add_argument("file", type=paths.argument, help="conversation file (.jsonl)")
+    parser.add_argument("--out", required=True, type=paths.argument, help="scores file: one JSON line per record id")
     parser.add_argument("--endpoint", action="append", help="OpenAI-compatible base URL (repeatable); "
                         "default: OPENAI_BASE_URL / OPENAI_API_KEY / OPENROUTER_API_KEY, else the embedded model")
     parser.add_argument("--model", help="model name at the endpoint")
     parser.add_argument("--workers", type=int, default=4, help="requests in flight at once (default 4)")
-    parser.add_argument("--min-score", type=float, help="with --filtered-out: keep records whose overall score reaches this")
-    parser.add_argument("--filtered-out", help="file for the records that reach --min-score")
+    parser.add_argument("--min-score", type=finite_float, help="with --filtered-out: keep records whose overall score reaches this")
+    parser.add_argument("--filtered-out", type=paths.argument, help="file for the records that reach --min-score")
+    parser.add_argument("--force", action="store_true", help="replace an existing --out or --filtered-out that "
+                        "the judge did not write")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--calibrate", action="store_true",
                         help="FILE is a labelled set (meta.label good|bad, see calibration_set): print how often the "
@@ -461,7 +518,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         summary = judge(args.file, args.out, endpoint=args.endpoint, model=args.model, workers=args.workers,
-                        min_score=args.min_score, filtered_out=args.filtered_out, progress=not args.no_progress)
+                        min_score=args.min_score, filtered_out=args.filtered_out, progress=not args.no_progress,
+                        force=args.force)
     except (ValueError, OSError, FatalAPIError, LockedError) as exc:  # RecordError is a ValueError
         print(f"kit judge: {exc}", file=sys.stderr)
         return 1

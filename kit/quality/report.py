@@ -41,6 +41,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from kit.arguments import finite_float
+from kit.paths import argument, output_problem
 from kit.records import RecordError, file_problem, message_text, read_records, write_records
 from kit.quality.validation import CONTENT_RULES, Rules, content_problems, errors, load_rules, validate_messages
 
@@ -1001,22 +1003,28 @@ def format_report(report: dict) -> str:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m kit quality", description=__doc__.split("\n")[0])
-    parser.add_argument("file", help="conversation file (.jsonl)")
-    parser.add_argument("--reference", help="file to compare with, figure by figure "
+    parser.add_argument("file", type=argument, help="conversation file (.jsonl)")
+    parser.add_argument("--reference", type=argument, help="file to compare with, figure by figure "
                         "(default knowledge/reference/identity.jsonl, the hand-written yardstick)")
-    parser.add_argument("--scores", help="the judge's scores for FILE (python -m kit judge): score distribution "
-                        "and realized coverage")
-    parser.add_argument("--rules", help="content-rule settings (default knowledge/quality_rules.yaml)")
-    parser.add_argument("--tokenizer", help="tokenizer directory, for supervised-token counts and cost per token")
+    parser.add_argument("--scores", type=argument, help="the judge's scores for FILE (python -m kit judge): score "
+                        "distribution and realized coverage")
+    parser.add_argument("--rules", type=argument, help="content-rule settings (default knowledge/quality_rules.yaml)")
+    parser.add_argument("--tokenizer", type=argument,
+                        help="tokenizer directory, for supervised-token counts and cost per token")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument("--calibration", help="the judge's calibration (`kit judge --calibrate` writes "
+    parser.add_argument("--calibration", type=argument, help="the judge's calibration (`kit judge --calibrate` writes "
                         "SCORES.calibration.json): realized coverage is refused below its agreement threshold")
-    parser.add_argument("--threshold", type=float, default=0.8, help="Jaccard threshold for near-duplicates (default 0.8)")
+    parser.add_argument("--threshold", type=finite_float, default=0.8, help="Jaccard threshold for near-duplicates (default 0.8)")
     parser.add_argument("--num-perm", type=int, default=128, help="MinHash permutations (default 128)")
     parser.add_argument("--identity-name", default="nanochat", help="the name assistant turns should use")
     parser.add_argument("--targets", help="recipe name, or a JSON/YAML file {dimension: {element: share}}")
-    parser.add_argument("--dedup-out", help="write the records with near-duplicates removed to this file")
+    parser.add_argument("--dedup-out", type=argument, help="write the records with near-duplicates removed to this file")
+    parser.add_argument("--force", action="store_true", help="replace an existing --dedup-out file")
     args = parser.parse_args(argv)
+    if args.dedup_out and (problem := output_problem(args.dedup_out, [args.file, args.reference, args.scores, args.rules],
+                                                     force=args.force, option="--dedup-out")):
+        print(f"kit quality: {problem}", file=sys.stderr)
+        return 2
     for given in (args.file, args.reference, args.scores):
         if given and (problem := file_problem(Path(given))):
             print(f"kit quality: {problem}", file=sys.stderr)

@@ -21,16 +21,22 @@ What happens, and why:
   on CUDA, fp32 on CPU.
 - A mixture adds general conversations (`mix=[(path, weight)]`, weight = share of the training
   examples), drawn without repetition while the file lasts, to limit forgetting.
-- Checkpoints: every `checkpoint_every` steps and on Ctrl-C, a folder `checkpoints/step-NNNNNN/`
-  (trainable weights + AdamW state as safetensors, step and history as JSON) is written first, then
-  `checkpoints/latest.json` (atomic) points at it with the sha256 of each file. A killed run leaves at
-  worst an unreferenced folder. Re-run with the same parameters, it resumes from the checkpoint the
-  pointer names if every hash matches; with other parameters, or a damaged checkpoint, it starts clean
-  and says so. Nothing is pickled.
+- The output folder is always one run's. The run builds it in `.NAME.partial/` beside `out_dir` and
+  switches it in whole at the end (kit.paths.switch_folder), so a kill leaves the old complete folder
+  (and the partial one, resumed or cleared by the next run), never old and new files mixed: no stale
+  model.gguf beside new weights, no older manifest beside a newer history. An existing `out_dir` is
+  replaced only when it is a finetune's output (its manifest says so) or with `force`; a data file
+  inside it is refused. A loss that is not finite stops the run: nothing is saved as a model.
+- Checkpoints: every `checkpoint_every` steps and on Ctrl-C, a folder `checkpoints/step-NNNNNN/` in the
+  partial folder (trainable weights + AdamW state as safetensors, step and history as JSON) is written
+  first, then `checkpoints/latest.json` (atomic) points at it with the sha256 of each file. A killed run
+  leaves at worst an unreferenced folder. Re-run with the same parameters, it resumes from the
+  checkpoint the pointer names if every hash matches; with other parameters, or a damaged checkpoint,
+  it starts clean and says so. Nothing is pickled.
 - Output (`out_dir`): model.safetensors (merged, float16) + config.json + generation_config.json +
   tokenizer files (HF layout: `kit.training.base_model.load_finetuned` and transformers load it; the chat
-  template's default system prompt is the kit's), manifest.json, history.json, loss.png, and with
-  `gguf=True` model.gguf (kit.training.gguf_export) for `python -m kit serve --gguf`.
+  template's default system prompt is the kit's), manifest.json (listing every other file), history.json,
+  loss.png, and with `gguf=True` model.gguf (kit.training.gguf_export) for `python -m kit serve --gguf`.
 """
 
 from __future__ import annotations
@@ -54,7 +60,9 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from kit.paths import atomic_write, display_path, folder_problem
+from kit.arguments import finite_float
+from kit.paths import (TEMP_NAME, OutputError, argument, atomic_write, check_output, display_path, folder_problem,
+                       recover_folder, staging_path, switch_folder)
 
 METHODS = ("lora", "full")
 IGNORE = -100
@@ -94,7 +102,8 @@ PRESETS = {
 
 
 class FinetuneError(ValueError):
-    """Bad input for a finetune (a missing file, a bad weight, steps < 1, an unknown device)."""
+    """Bad input for a finetune (a missing file, a bad weight, steps < 1, an unknown device), or a run
+    whose loss stopped being a finite number."""
 
 
 class Interrupted(KeyboardInterrupt):
@@ -144,9 +153,18 @@ def read_conversations(path: str | os.PathLike) -> list[dict]:
     if problem:
         raise FinetuneError(problem)
     try:
-        return IdentityTask(path).records
+        records = IdentityTask(path).records
     except (RecordError, ValueError) as exc:
         raise FinetuneError(str(exc)) from None
+    for record in records:  # said now, not after the model has loaded
+        for i, message in enumerate(record["messages"]):
+            parts = message.get("content") if isinstance(message.get("content"), list) else []
+            tools = sorted({p.get("type") for p in parts if isinstance(p, dict) and p.get("type") != "text"})
+            if tools:
+                raise FinetuneError(f"{display_path(path)}: record {record.get('id')}: message {i} has {'/'.join(tools)} "
+                                    f"parts; a chat model's template has no tool tokens (rule no-tool-tokens): "
+                                    f"finetune on text conversations")
+    return records
 
 
 def parse_mix(spec: str) -> tuple[str, float]:
@@ -200,18 +218,35 @@ def render_examples(tokenizer, examples: Sequence[dict], max_tokens: int) -> tup
     from kit.training.base_model import chat_messages
     from kit.tokens.render import RenderError
 
-    rendered, truncated, empty = [], 0, []
+    rendered, truncated, empty, cut = [], 0, [], []
     for n, record in enumerate(examples):
+        messages = chat_messages(record)
+        added = len(messages) - len(record["messages"] if isinstance(record, dict) else messages)
         try:
-            r = tokenizer.render_conversation(chat_messages(record), max_tokens=max_tokens)
-        except RenderError as exc:
-            raise FinetuneError(f"{record.get('meta', {}).get('source', '?')} record {record.get('id')}: {exc}") from None
+            r = tokenizer.render_conversation(messages, max_tokens=max_tokens)
+        except RenderError as exc:  # numbered as in the file, not counting the system prompt added here
+            index = None if exc.message_index is None else exc.message_index - added
+            where = "" if index is None else f"message {index}: "
+            raise FinetuneError(f"{record.get('meta', {}).get('source', '?')} record {record.get('id')}: "
+                                f"{where}{exc.detail} [rule: {exc.rule}]") from None
         truncated += r.truncated
         if r.all_masked:
             empty.append(record.get("id"))
+            if r.truncated:
+                cut.append(record.get("id"))
             continue
         rendered.append((r.ids, r.mask))
-    return rendered, {"truncated": truncated, "nothing_supervised": len(empty), "nothing_supervised_ids": empty[:20]}
+    return rendered, {"truncated": truncated, "nothing_supervised": len(empty), "nothing_supervised_ids": empty[:20],
+                      "cut_before_reply": len(cut), "cut_before_reply_ids": cut[:20], "max_tokens": max_tokens}
+
+
+def nothing_supervised(stats: dict) -> str:
+    """Why no example is left to train on, naming the token limit when it cut the replies off."""
+    why = "no conversation has anything supervised (an assistant reply) to train on"
+    if stats.get("cut_before_reply"):
+        why += (f": {stats['cut_before_reply']} were cut at the token limit ({stats['max_tokens']} tokens, the "
+                f"preset's max_tokens) before their assistant reply (first: record {stats['cut_before_reply_ids'][0]})")
+    return why
 
 
 def length_batches(lengths: Sequence[int], batch_tokens: int) -> list[list[int]]:
@@ -457,9 +492,10 @@ def finetune(data: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *, b
              method: str = "lora", steps: int | None = None, epochs: float | None = None, lr: float | None = None,
              batch_tokens: int | None = None, device: str = "auto", mix: Sequence[tuple[str | os.PathLike, float]] = (),
              seed: int = 0, preset: str = "cpu-smoke", gguf: bool = False, resume: bool = True,
-             progress: bool = True, checkpoint_every: int | None = None) -> FinetuneResult:
+             progress: bool = True, checkpoint_every: int | None = None, force: bool = False) -> FinetuneResult:
     """Finetune `base` on the conversation files `data` (+ `mix`) and write the result to `out_dir`
-    (see the module docstring). Ctrl-C saves a checkpoint and raises `Interrupted`."""
+    (see the module docstring). Ctrl-C saves a checkpoint and raises `Interrupted`. `force` replaces an
+    existing `out_dir` that is not a finetune's output (never one holding an input)."""
     from kit.locking import exclusive
 
     if preset not in PRESETS:
@@ -472,8 +508,11 @@ def finetune(data: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *, b
         if value is not None and value < 1:
             raise FinetuneError(f"{name} must be >= 1, got {value}")
     for name, value in (("epochs", epochs), ("lr", lr)):
-        if value is not None and not value > 0:
-            raise FinetuneError(f"{name} must be > 0, got {value}")
+        if value is not None and not (value > 0 and math.isfinite(value)):
+            raise FinetuneError(f"{name} must be a finite number > 0, got {value}")
+    for path, weight in mix:
+        if not math.isfinite(weight):
+            raise FinetuneError(f"--mix {path}:{weight}: the weight must be a finite number")
     if problem := folder_problem(out_dir):
         raise FinetuneError(f"--out {problem}")
     dev = pick_device(device)
@@ -481,9 +520,46 @@ def finetune(data: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *, b
                                    ("checkpoint_every", checkpoint_every)) if v is not None}
     config = replace(PRESETS[preset], method=method, **overrides)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    inputs = [*data, *(p for p, _ in mix), *([base] if base is not None else [])]
     with exclusive(out), (_cpu_threads(config.cpu_threads) if dev.type == "cpu" else nullcontext()):
-        return _run(data, out, base, config, lr or config.lr(method), dev, list(mix), seed, preset, gguf, resume, progress)
+        recover_folder(out, complete=lambda folder: _finished(folder) is not None)
+        try:
+            check_output(out, inputs, force=force, ours=lambda folder: _finished(folder) is not None)
+        except OutputError as exc:
+            raise FinetuneError(str(exc)) from None
+        staging = staging_path(out)
+        for stale in (staging.iterdir() if staging.is_dir() else ()):  # half-written outputs of a killed run
+            if stale.name != CHECKPOINTS:
+                shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+        staging.mkdir(parents=True, exist_ok=True)
+        try:
+            result = _run(data, staging, base, config, lr or config.lr(method), dev, list(mix), seed, preset, gguf,
+                          resume, progress)
+        except Interrupted:
+            raise  # the partial folder holds the checkpoint the next run resumes from
+        except BaseException:
+            if not (staging / CHECKPOINTS).exists():  # nothing to resume: leave nothing behind
+                shutil.rmtree(staging, ignore_errors=True)
+            raise
+        switch_folder(staging, out)
+        result.out_dir = out
+        result.gguf = out / result.gguf.name if result.gguf else None
+        return result
+
+
+def _finished(folder: Path) -> dict | None:
+    """The manifest of a finetune's finished output folder, or None when `folder` is not one: no finetune
+    manifest, or a file it does not list (something the user put there; kit temp files excepted)."""
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        listed = {"manifest.json", *manifest["outputs"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if manifest.get("kind") != "finetune":
+        return None
+    if any(p.name not in listed and not TEMP_NAME.fullmatch(p.name) for p in folder.iterdir()):
+        return None
+    return manifest
 
 
 @contextmanager
@@ -525,7 +601,11 @@ def _run(data, out: Path, base, config: FinetuneConfig, lr: float, dev: torch.de
     load_seconds = time.perf_counter() - load_started
     rows, render_stats = render_examples(tokenizer, examples, config.max_tokens)
     if not rows:
-        raise FinetuneError("no conversation has anything supervised (an assistant reply) to train on")
+        raise FinetuneError(nothing_supervised(render_stats))
+    if render_stats["cut_before_reply"]:
+        log(f"finetune: {render_stats['cut_before_reply']} conversations left out: cut at the token limit "
+            f"({config.max_tokens}) before their assistant reply (first: record {render_stats['cut_before_reply_ids'][0]})",
+            flush=True)
     batches = length_batches([len(ids) for ids, _ in rows], config.batch_tokens)
     total_steps = config.steps or max(1, math.ceil(config.epochs * len(batches)))
 
@@ -547,7 +627,7 @@ def _run(data, out: Path, base, config: FinetuneConfig, lr: float, dev: torch.de
     elif (out / CHECKPOINTS / POINTER).exists():
         log(f"finetune: resume off: the checkpoint in {out / CHECKPOINTS} is discarded; starting clean", flush=True)
     if start_step == 0 and (out / CHECKPOINTS).exists():
-        shutil.rmtree(out / CHECKPOINTS)
+        shutil.rmtree(out / CHECKPOINTS)  # `out` is the kit's partial folder: its checkpoints are the kit's
     log(f"finetune: {len(rows)} conversations ({', '.join(f'{Path(k).name}: {v}' for k, v in counts.items())}), "
         f"{len(batches)} batches/epoch, {total_steps} steps, {config.method} ({n_trainable:,} trainable), "
         f"lr {lr:g}, {dev}", flush=True)
@@ -575,6 +655,10 @@ def _run(data, out: Path, base, config: FinetuneConfig, lr: float, dev: torch.de
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             value = loss.detach().item()  # waits for the device
+            if not math.isfinite(value):
+                shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)  # a resume would diverge the same way
+                raise FinetuneError(f"the loss is {value} at step {step + 1} of {total_steps}: training diverged "
+                                    f"(lr {lr:g} is likely too high); nothing was saved as a model")
             spent += time.perf_counter() - t0
             n_real = int(sum(len(rows[i][0]) - 1 for i in batches[order[k]]))
             n_sup = int((targets != IGNORE).sum())
@@ -590,8 +674,8 @@ def _run(data, out: Path, base, config: FinetuneConfig, lr: float, dev: torch.de
         done = len(history)
         if done > start_step or resumed_from is None:
             save_checkpoint(out, model, optimizer, state_at(done))
-        raise Interrupted(f"interrupted at step {done} of {total_steps}; checkpoint saved in {out / CHECKPOINTS}; "
-                          "run the same command again to resume") from None
+        raise Interrupted(f"interrupted at step {done} of {total_steps}; checkpoint saved in "
+                          f"{display_path(out / CHECKPOINTS)}; run the same command again to resume") from None
     finally:
         bar.close()
     wall = time.perf_counter() - run_started
@@ -657,13 +741,16 @@ def _version(package: str) -> str | None:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m kit finetune",
                                      description="Finetune a chat model (default: the embedded SmolLM2-135M-Instruct) on conversation files.")
-    parser.add_argument("--data", action="append", required=True, metavar="FILE", help="conversation file (.jsonl); repeat for more")
-    parser.add_argument("--out", required=True, help="output folder (weights, tokenizer, manifest, history, loss.png)")
-    parser.add_argument("--base", help="base model: a .gguf file or a Hugging Face folder (default: the embedded GGUF)")
+    parser.add_argument("--data", action="append", required=True, type=argument, metavar="FILE",
+                        help="conversation file (.jsonl); repeat for more")
+    parser.add_argument("--out", required=True, type=argument,
+                        help="output folder (weights, tokenizer, manifest, history, loss.png)")
+    parser.add_argument("--base", type=argument,
+                        help="base model: a .gguf file or a Hugging Face folder (default: the embedded GGUF)")
     parser.add_argument("--method", choices=METHODS, default="lora")
     parser.add_argument("--steps", type=int, help="optimizer steps (default: from --epochs)")
-    parser.add_argument("--epochs", type=float, help="passes over the examples (default: the preset's)")
-    parser.add_argument("--lr", type=float, help="peak learning rate (default: the preset's for the method)")
+    parser.add_argument("--epochs", type=finite_float, help="passes over the examples (default: the preset's)")
+    parser.add_argument("--lr", type=finite_float, help="peak learning rate (default: the preset's for the method)")
     parser.add_argument("--batch-tokens", type=int, help="padded tokens per batch (default: the preset's)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--mix", action="append", default=[], metavar="FILE:WEIGHT",
@@ -673,6 +760,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default: the preset's)")
     parser.add_argument("--gguf", action="store_true", help="also write model.gguf for `python -m kit serve --gguf`")
     parser.add_argument("--no-resume", action="store_true", help="start clean even if a matching checkpoint exists")
+    parser.add_argument("--force", action="store_true",
+                        help="replace an existing --out folder that is not a finetune's output")
     args = parser.parse_args(argv)
 
     from kit.training.base_model import BaseModelError
@@ -680,14 +769,14 @@ def main(argv: list[str]) -> int:
     from kit.records import RecordError
 
     try:
-        mix = [parse_mix(spec) for spec in args.mix]
+        mix = [(argument(path), weight) for path, weight in map(parse_mix, args.mix)]
         for path in [*args.data, *(p for p, _ in mix)]:
             if not Path(path).is_file():
                 raise FinetuneError(f"{path}: no such file" if not Path(path).exists() else f"{path} is a folder; give a file")
         result = finetune(args.data, args.out, base=args.base, method=args.method, steps=args.steps, epochs=args.epochs,
                           lr=args.lr, batch_tokens=args.batch_tokens, device=args.device, mix=mix, seed=args.seed,
                           preset=args.preset, gguf=args.gguf, resume=not args.no_resume,
-                          checkpoint_every=args.checkpoint_every)
+                          checkpoint_every=args.checkpoint_every, force=args.force)
     except Interrupted as exc:
         print(f"kit finetune: {exc}", file=sys.stderr)
         return 130

@@ -401,9 +401,12 @@ def _parser() -> argparse.ArgumentParser:
     source = ev.add_mutually_exclusive_group()
     source.add_argument("--endpoint", help="OpenAI-compatible base URL (default: environment, else the embedded model)")
     ev.add_argument("--model", help="model name at the endpoint")
-    source.add_argument("--checkpoint", help="a `kit finetune` output folder (or HF folder / GGUF) run in process")
-    source.add_argument("--gguf", help="a GGUF file (e.g. `kit finetune --gguf`'s model.gguf) served on loopback by llama.cpp")
-    ev.add_argument("--out", help="write the result (rows and figures) to this JSON file")
+    source.add_argument("--checkpoint", type=paths.argument,
+                        help="a `kit finetune` output folder (or HF folder / GGUF) run in process")
+    source.add_argument("--gguf", type=paths.argument,
+                        help="a GGUF file (e.g. `kit finetune --gguf`'s model.gguf) served on loopback by llama.cpp")
+    ev.add_argument("--out", type=paths.argument, help="write the result (rows and figures) to this JSON file")
+    ev.add_argument("--force", action="store_true", help="replace an existing --out file that is not a result of this command")
     ev.add_argument("--json", action="store_true", help="print the result as JSON instead of tables")
     ev.add_argument("--knowledge", action="store_true",
                     help="give the model the knowledge base as its system prompt (a reference row)")
@@ -412,6 +415,15 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
     sub.add_parser("probes", help="list the probes and the facts each checks")
     return parser
+
+
+def _is_result(path: Path) -> bool:
+    """Whether `path` holds what `identity eval --out` writes (replacing it loses one evaluation's JSON)."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(value, dict) and {"rows", "score", "per_fact"} <= set(value)
 
 
 def main(argv: list[str]) -> int:
@@ -434,6 +446,12 @@ def main(argv: list[str]) -> int:
     if args.limit is not None and args.limit < 1:
         print(f"kit identity eval: --limit must be at least 1, got {args.limit}", file=sys.stderr)
         return 2
+    if args.out is not None:
+        model_files = [args.gguf, args.checkpoint] + ([*Path(args.checkpoint).iterdir()]
+                                                      if args.checkpoint and Path(args.checkpoint).is_dir() else [])
+        if problem := paths.output_problem(args.out, model_files, force=args.force, ours=_is_result):
+            print(f"kit identity eval: {problem}", file=sys.stderr)
+            return 2
     from kit.llm.client import LLMError
     from kit.llm.local_server import LocalServerError
 

@@ -50,7 +50,8 @@ import torch
 from kit.training.calculator import CalculatorError, evaluate, format_result
 from kit.training.model import GPT, GPTConfig
 from kit.tokens.packing import IGNORE_INDEX, LOSS_MODES, Packed, batches, pack_rows, trained_tokens
-from kit.paths import atomic_write, folder_problem, write_error
+from kit.arguments import finite_float
+from kit.paths import argument, atomic_write, check_output, clashing_input, folder_problem, write_error
 
 
 @dataclass
@@ -301,7 +302,7 @@ def _samples(model, tokenizer, prompts, max_new_tokens: int) -> list[dict]:
 def midtrain(records: Sequence[dict], tokenizer, *, preset: str = "cpu-smoke", out_dir: str | os.PathLike | None = None,
              device: str = "auto", peak_flops: float | None = None, prompts: Sequence[str] | None = None,
              sample_tokens: int = 64, progress: bool = True, manifest_extra: dict | None = None,
-             resume: bool = True, **overrides) -> MidtrainResult:
+             resume: bool = True, force: bool = False, **overrides) -> MidtrainResult:
     """Train a fresh GPT on `records` (conversation records, e.g. a kit.training.tasks.Mixture).
 
     `overrides` set TrainConfig fields (steps=..., loss_mode=..., lr=...). `peak_flops` is the device's
@@ -310,7 +311,10 @@ def midtrain(records: Sequence[dict], tokenizer, *, preset: str = "cpu-smoke", o
     up to `sample_tokens` tokens after and a third of that before (an untrained model only babbles).
     With `out_dir`, the run is saved there (see `save_run`; its lock is held meanwhile) and checkpointed
     as it goes, and `resume` picks up a matching checkpoint there (see the module docstring); Ctrl-C
-    saves a checkpoint and raises `Interrupted`. `manifest_extra` joins the manifest.
+    saves a checkpoint and raises `Interrupted`. `manifest_extra` joins the manifest. An `out_dir` whose
+    checkpoint/, history.json, manifest.json or loss.png another program made is written only with
+    `force`; a run that fails before its first checkpoint removes the folder if it made it. A loss
+    that is not finite stops the run (`Diverged`) and saves nothing.
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
@@ -319,12 +323,43 @@ def midtrain(records: Sequence[dict], tokenizer, *, preset: str = "cpu-smoke", o
         raise ValueError(f"unknown loss mode {config.loss_mode!r}; choose 'mid' or 'sft'")
     if config.steps < 1:
         raise ValueError(f"steps must be >= 1, got {config.steps}")
+    for name in ("lr", "weight_decay"):
+        if not math.isfinite(getattr(config, name)):
+            raise ValueError(f"{name} must be a finite number, got {getattr(config, name)}")
     if out_dir is not None and (problem := folder_problem(out_dir)):
         raise ValueError(problem)
+    created = out_dir is not None and not Path(out_dir).exists()
     with _cpu_threads(config.cpu_threads), _lock(out_dir):
-        return _train(records, tokenizer, config, out_dir=out_dir, device=device, peak_flops=peak_flops,
-                      prompts=prompts, sample_tokens=sample_tokens, progress=progress,
-                      manifest_extra=manifest_extra or {}, resume=resume)
+        if out_dir is not None:
+            check_output(out_dir, force=force, ours=_is_midtrain_folder)
+        try:
+            return _train(records, tokenizer, config, out_dir=out_dir, device=device, peak_flops=peak_flops,
+                          prompts=prompts, sample_tokens=sample_tokens, progress=progress,
+                          manifest_extra=manifest_extra or {}, resume=resume)
+        except BaseException:
+            if created and is_main_process() and checkpoint_dir(out_dir) is None:
+                shutil.rmtree(out_dir, ignore_errors=True)  # nothing to resume from: leave no empty folder
+            raise
+
+
+OUTPUT_NAMES = ("checkpoint", ".checkpoint.old", ".checkpoint.tmp", "history.json", "manifest.json", "loss.png")
+
+
+def _is_midtrain_folder(out: Path) -> bool:
+    """Whether midtrain may write into `out`: none of the names it writes is taken, or they are a
+    midtrain's (its manifest or its checkpoint). Other files in the folder are left alone either way."""
+    if not any((out / name).exists() for name in OUTPUT_NAMES):
+        return True
+    try:
+        if json.loads((out / "manifest.json").read_text(encoding="utf-8")).get("command") == "midtrain":
+            return True
+    except (OSError, ValueError, AttributeError):
+        pass
+    return checkpoint_dir(out) not in (None, out)
+
+
+class Diverged(ValueError):
+    """The loss stopped being a finite number: the run stops and saves no model."""
 
 
 class Interrupted(KeyboardInterrupt):
@@ -481,6 +516,9 @@ def _train_steps(config, model, raw_model, optimizer, stream, dev, world, autoca
                 loss = model(x, y, reduction="sum") / n_targets
             loss.backward()
             step_loss += float(loss.detach())
+        if not math.isfinite(step_loss):  # before the step: the weights stay those of the last good one
+            raise Diverged(f"the loss is {step_loss} at step {step + 1} of {config.steps}: training diverged "
+                           f"(lr {config.lr:g} is likely too high); nothing was saved as a model")
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         _sync(dev)
@@ -747,25 +785,28 @@ def train_tokenizer_on(records: Iterable[dict], vocab_size: int):
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m kit midtrain",
                                      description="Pack a task mixture and train a small GPT on it (CPU or GPU).")
-    parser.add_argument("--data", nargs="*", default=[], metavar="PATH",
+    parser.add_argument("--data", nargs="*", default=[], type=argument, metavar="PATH",
                         help="identity conversation files (.jsonl, kit or CustomJSON lines)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu-smoke")
     parser.add_argument("--steps", type=int, help="optimizer steps (default: the preset's)")
     parser.add_argument("--loss-mode", choices=LOSS_MODES, default="mid")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-    parser.add_argument("--out", required=True, help="folder for the checkpoint, history, tokenizer, manifest")
-    parser.add_argument("--tokenizer", help="a tokenizer folder (default: train one on the mixture)")
+    parser.add_argument("--out", required=True, type=argument, help="folder for the checkpoint, history, tokenizer, manifest")
+    parser.add_argument("--tokenizer", type=argument, help="a tokenizer folder (default: train one on the mixture)")
     parser.add_argument("--vocab-size", type=int, help="vocabulary of a tokenizer trained here (default: the preset's)")
     parser.add_argument("--size", type=int, default=1000, help="built-in task conversations (default 1000)")
     parser.add_argument("--identity-epochs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--peak-flops", type=float, help="device peak FLOP/s for MFU (default: a timed matmul)")
+    parser.add_argument("--peak-flops", type=finite_float, help="device peak FLOP/s for MFU (default: a timed matmul)")
     parser.add_argument("--sample-tokens", type=int, default=64, help="tokens per sampled reply (0: no samples)")
     parser.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default: the preset's; 0: at the end only)")
     parser.add_argument("--no-resume", action="store_true",
                         help="start from step 0 even when --out holds a checkpoint of the same run")
+    parser.add_argument("--force", action="store_true",
+                        help="write into an --out folder whose checkpoint, history or manifest another program made")
     for name in ("smoltalk", "mmlu", "gsm8k", "memory"):
-        parser.add_argument(f"--{name}", metavar="PATH", help=f"add the {name} set (a file or folder in its published format)")
+        parser.add_argument(f"--{name}", type=argument, metavar="PATH",
+                            help=f"add the {name} set (a file or folder in its published format)")
     args = parser.parse_args(argv)
 
     from kit.training.datasets import DatasetError
@@ -777,6 +818,12 @@ def main(argv: list[str]) -> int:
     if problem := folder_problem(args.out):
         print(f"kit midtrain: --out {problem}", file=sys.stderr)
         return 1
+    inputs = [*args.data, args.tokenizer, args.smoltalk, args.mmlu, args.gsm8k, args.memory]
+    for name in OUTPUT_NAMES:  # what midtrain writes in --out; an input there would be overwritten
+        if clash := clashing_input(args.out / name, inputs):
+            print(f"kit midtrain: --out {args.out} would overwrite the input {clash} ({name}); choose another folder",
+                  file=sys.stderr)
+            return 2
     try:
         mixture = default_mixture(args.data, seed=args.seed, size=args.size, identity_epochs=args.identity_epochs,
                                   smoltalk=args.smoltalk, mmlu=args.mmlu, gsm8k=args.gsm8k, memory=args.memory)
@@ -790,6 +837,7 @@ def main(argv: list[str]) -> int:
                 overrides[name] = getattr(args, name)
         result = midtrain(mixture, tokenizer, preset=args.preset, out_dir=args.out, device=args.device,
                           peak_flops=args.peak_flops, sample_tokens=args.sample_tokens, resume=not args.no_resume,
+                          force=args.force,
                           manifest_extra={"argv": argv, "tokenizer": args.tokenizer or "trained on the mixture"},
                           **overrides)
     except (OSError, ValueError, RecordError, DatasetError, LockedError) as exc:
