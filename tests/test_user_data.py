@@ -240,6 +240,19 @@ def test_a_loss_that_is_not_finite_stops_the_run_and_saves_no_model(tiny, tmp_pa
     assert not out.exists() and not paths.staging_path(out).exists()
 
 
+def test_a_diverged_midtrain_stops_saves_nothing_and_leaves_no_folder(trained_tokenizer, tmp_path):
+    from kit.training.midtrain import Diverged, midtrain
+    from kit.training.tasks import SimpleSpelling
+
+    out = tmp_path / "M"
+    tiny = dict(n_layer=1, n_head=2, n_embd=32, sequence_len=32, batch_size=2, eval_every=100, progress=False,
+                sample_tokens=0, peak_flops=1e9, val_fraction=0)
+    with pytest.raises(Diverged, match=r"the loss is (nan|inf) at step \d+ of 8: training diverged"):
+        midtrain(list(SimpleSpelling(12, seed=0)), trained_tokenizer, device="cpu", steps=8, lr=1e30,
+                 checkpoint_every=0, out_dir=out, **tiny)
+    assert not out.exists()
+
+
 def test_manifests_are_strict_json(tmp_path):
     path = write_manifest(tmp_path / "manifest.json", {"final_loss": float("nan"), "rows": [float("inf"), 1.5]},
                           with_environment=False)
