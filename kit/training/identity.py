@@ -43,7 +43,7 @@ from kit import paths
 # names stay importable from here, where the notebooks and tests have always found them.
 from kit.facts import (KINDS, NEW_CHECKS, NO_FOREIGN, Contradiction, Fact, ForeignName, IdentityData,  # noqa: F401
                        Probe, contradictions, fact_verdict, facts_stated, foreign_identity_claims,
-                       load_identity_data, score_answer)
+                       knowledge_system_prompt, load_identity_data, score_answer)
 from kit.facts import default_data as _default_data
 
 # The system prompt training uses, so the model is evaluated as it was taught. SmolLM2's chat template
@@ -51,8 +51,6 @@ from kit.facts import default_data as _default_data
 # has no system message, which would tell the model a foreign identity; a neutral one that names no
 # identity leaves the answer to what the weights learnt.
 DEFAULT_SYSTEM_PROMPT = "You are a helpful AI assistant."
-KNOWLEDGE_PROMPT = ("You are the assistant described below. Answer questions about yourself from these "
-                    "facts only.\n\n{knowledge}")
 MAX_TOKENS = 96
 
 
@@ -170,12 +168,6 @@ def default_system_prompt() -> str:
     from kit.training.base_model import SYSTEM_PROMPT
 
     return SYSTEM_PROMPT
-
-
-def knowledge_system_prompt() -> str:
-    """The knowledge base as a system prompt: the reference row of an API model told every fact."""
-    text = (paths.knowledge_dir() / "self_knowledge.md").read_text(encoding="utf-8")
-    return KNOWLEDGE_PROMPT.format(knowledge=text.strip())
 
 
 def select_probes(probes: tuple[Probe, ...] | list[Probe], limit: int | None) -> list[Probe]:
