@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import yaml
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
@@ -143,6 +145,17 @@ TEMP_NAME = re.compile(r"\.[^/]+\.[0-9a-f]{12}\.tmp|\.staging-[0-9a-f]{8}")  # a
 
 class OutputError(ValueError):
     """An output the kit will not write: one of the command's inputs, or something the kit did not make."""
+
+
+def read_yaml(path: str | os.PathLike, what: str):
+    """A YAML data file parsed (safe_load); a missing file says `what` it should hold, a malformed one is
+    a ValueError naming the file (knowledge files are data a person edits)."""
+    try:
+        return yaml.safe_load(read_utf8(path))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: {what} is missing") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML: {exc}") from None
 
 
 def clashing_input(output: str | os.PathLike, inputs) -> Path | None:

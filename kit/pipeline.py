@@ -51,6 +51,8 @@ from kit.progress import no_progress_bars
 
 PRESETS_DIR = PACKAGE_DIR / "presets"
 KERNEL = "python3"  # jupyter_client launches a "python3" spec with the current interpreter
+# what the committed notebooks name: the kernel `make lab` installs, so JupyterLab opens them with the venv
+COMMITTED_KERNELSPEC = {"name": "kit", "display_name": "Python (kit)", "language": "python"}
 # The kernel's own log goes to this terminal: its warning about unencrypted TCP (it listens on loopback
 # only) would print once per notebook, and after Ctrl-C it logs tracebacks about the sockets being closed
 # under it. Errors in cells are reported from the notebook itself, a dying kernel by nbclient.
@@ -548,6 +550,7 @@ def refresh_in_place(notebooks_dir: Path | None = None, only: list[str] | None =
             failures += 1
             echo(f" FAILED, left unchanged: {_ANSI.sub('', str(exc)).strip().splitlines()[-1]}")
             continue
+        doc.metadata["kernelspec"] = dict(COMMITTED_KERNELSPEC)
         nbformat.write(doc, nb.path)
         echo(f" ok {time.monotonic() - t0:.1f} s")
     return failures

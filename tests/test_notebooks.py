@@ -105,3 +105,11 @@ def test_the_smoke_preset_and_the_notebook_defaults_are_one_set():
     differ = {f"{name}.{key}": (value, declared[name][key]) for name, given in params.items()
               for key, value in given.items() if declared[name][key] != value}
     assert differ == {}, f"smoke preset vs notebook default: {differ}"
+
+
+@pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob(pipeline.NOTEBOOK_GLOB)), ids=lambda p: p.stem)
+def test_committed_notebooks_open_on_the_kernel_make_lab_installs(path):
+    spec = nbformat.read(path, as_version=4).metadata.get("kernelspec", {})
+    makefile = (NOTEBOOKS.parent / "Makefile").read_text(encoding="utf-8")
+    assert spec == pipeline.COMMITTED_KERNELSPEC, f"{path.name} opens on {spec.get('display_name')!r}"
+    assert f"--name {spec['name']} --display-name \"{spec['display_name']}\"" in makefile

@@ -32,8 +32,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from kit import paths
 from kit.facts import default_data, fact_verdict, facts_stated, knowledge_system_prompt
 from kit.generation.sampling import Dimensions, item_rng
@@ -103,6 +101,15 @@ def _fact_ids(where: str, value: Any, known: set[str]) -> tuple[str, ...]:
     return ids
 
 
+def _what_to_state(where: str, entry: dict, known: set[str]) -> tuple[tuple[str, ...], str | None]:
+    """(facts, says) of a topic or follow-up: the facts its answer must state, or else the sentence it opens with."""
+    facts = _fact_ids(f"{where}.facts", entry.get("facts"), known)
+    says = _strings(f"{where}.says", [entry["says"]])[0] if "says" in entry else None
+    if not facts and not says:
+        raise ValueError(f"{where}: needs facts or says: what its answer must state")
+    return facts, says
+
+
 def _follow_ups(where: str, entries: Any, known: set[str]) -> tuple[FollowUp, ...]:
     if not isinstance(entries, list) or not entries:
         raise ValueError(f"{where}: expected a non-empty list")
@@ -110,21 +117,13 @@ def _follow_ups(where: str, entries: Any, known: set[str]) -> tuple[FollowUp, ..
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict):
             raise ValueError(f"{where}[{i}]: expected {{ask, facts}} or {{ask, says}}")
-        facts = _fact_ids(f"{where}[{i}].facts", entry.get("facts"), known)
-        says = _strings(f"{where}[{i}].says", [entry["says"]])[0] if "says" in entry else None
-        if not facts and not says:
-            raise ValueError(f"{where}[{i}]: needs facts or says: what its answer must state")
+        facts, says = _what_to_state(f"{where}[{i}]", entry, known)
         parsed.append(FollowUp(_strings(f"{where}[{i}].ask", [entry.get("ask")])[0], facts, says))
     return tuple(parsed)
 
 
 def _load(path: Path, dims: Dimensions) -> DistillData:
-    try:
-        data = yaml.safe_load(paths.read_utf8(path))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: the distill recipe's plan is missing") from None
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML: {exc}") from None
+    data = paths.read_yaml(path, "the distill recipe's plan")
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping")
     known = set(default_data().facts)
@@ -133,10 +132,7 @@ def _load(path: Path, dims: Dimensions) -> DistillData:
         where = f"{path}: topics.{name}"
         if not isinstance(entry, dict):
             raise ValueError(f"{where}: expected a mapping with facts, mention and asks")
-        facts = _fact_ids(f"{where}.facts", entry.get("facts"), known)
-        says = _strings(f"{where}.says", [entry["says"]])[0] if "says" in entry else None
-        if not facts and not says:
-            raise ValueError(f"{where}: a topic with no facts needs 'says', the sentence its answers open with")
+        facts, says = _what_to_state(where, entry, known)
         topics[name] = TopicPlan(facts, _patterns(f"{where}.mention", entry.get("mention")),
                                  _strings(f"{where}.asks", entry.get("asks")), says)
     wanted = {t for ts in dims.topics.values() for t in ts}

@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
-
 from kit import paths
 
 RECIPES = ("v1", "v2", "distill")
@@ -46,12 +44,7 @@ class Dimensions:
 
 
 def _load_yaml(path: Path, kind: type) -> dict | list:
-    try:
-        data = yaml.safe_load(paths.read_utf8(path))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: diversity dimension file is missing") from None
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML: {exc}") from None
+    data = paths.read_yaml(path, "diversity dimension file")
     if not isinstance(data, kind) or not data:
         raise ValueError(f"{path}: expected a non-empty {'mapping' if kind is dict else 'list'}")
     values = data.values() if isinstance(data, dict) else [data]

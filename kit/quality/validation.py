@@ -52,8 +52,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from kit import paths
 from kit.facts import foreign_identity_claims  # the foreign names are data in knowledge/identity/
 from kit.records import LINE_TOO_LONG, decode_line, file_problem, iter_lines, load_json
@@ -158,12 +156,7 @@ def _check_severities(where: str, given: Any, required: bool) -> dict[str, str]:
 
 @lru_cache(maxsize=8)
 def _load_rules(path: Path) -> Rules:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: content-rule settings are missing") from None
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML: {exc}") from None
+    data = paths.read_yaml(path, "content-rule settings")
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping")
     unknown = sorted(set(data) - {"severity", "recipes", "identity_name", "min_words", "copy_similarity", "max_messages",
