@@ -241,6 +241,7 @@ def candidate_funnel(row: dict, title: str | None = None):
     """Recipe distill's funnel (one row of kit.generation.distill.funnel): candidate answers sampled, how
     many passed each check in turn, turns that kept an answer, and conversations kept of those asked."""
     plt = _plt()
+    row = {k: v if k == "yield per candidate" else int(v) for k, v in row.items()}  # a table row comes as floats
     checks = [k for k in row if k.startswith("passed: ")]
     bars = [("candidates sampled", row["sampled"], row["sampled"], "#4C72B0")]
     bars += [(k, row[k], row["sampled"], "#8FD19E") for k in checks]

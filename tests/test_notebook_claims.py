@@ -134,6 +134,63 @@ def stricter_rules_fail_more_generated_and_leave_the_reference(nb):
     assert found["reference"][0] <= 0.02 * found["reference"][1], "the reference stays at or near zero"
 
 
+# ---------------------------------------------------------------- 02_bulk_generation
+
+_PER_KEPT = re.compile(r"(?P<kept>\d+) conversations kept of (?P<asked>\d+) asked; (?P<requests>\d+) requests in "
+                       r"(?P<seconds>\d+) s: (?P<rk>[\d.]+) requests and (?P<sk>[\d.]+) s per kept conversation")
+
+
+@claim("02_bulk_generation")
+def cost_per_kept_conversation_is_the_run_divided_by_what_it_kept(nb):
+    c = cell(nb, starts="entries = journal_entries(output)")
+    m = _PER_KEPT.search(output(c))
+    if m is None:  # a run served wholly from the reply cache says so instead
+        assert "every reply came from the reply cache" in output(c)
+        return
+    kept, requests, seconds = int(m["kept"]), int(m["requests"]), int(m["seconds"])
+    assert float(m["rk"]) == pytest.approx(requests / kept, abs=0.05)
+    assert float(m["sk"]) == pytest.approx(seconds / kept, abs=0.05 + 0.5 / kept)
+    written = re.search(r"(\d+) records in ", output(cell(nb, starts="records = read_records(output).records")))
+    assert written and int(written[1]) == kept, "the kept count is the number of records written"
+
+
+# ---------------------------------------------------------------- 04_tokens_and_masks
+
+@claim("04_tokens_and_masks")
+def the_lowest_and_highest_supervised_sources_are_the_tables(nb):
+    c = cell(nb, starts="by_source = {name:")
+    m = re.search(r"lowest (\S+) \(([\d.]+)%\), highest (\S+) \(([\d.]+)%\)", output(c))
+    assert m, "notebook 04 prints no lowest/highest sentence"
+    table = output(cell(nb, starts="identity = conversations_path if"))
+    shares = {}
+    for row in table_rows(table):  # source, conversations, tokens, supervised, supervised_fraction
+        if len(row) == 5 and row[2].isdigit() and int(row[2]):
+            shares[row[0]] = float(row[4])
+    assert shares, "notebook 04 shows no supervised fraction per source"
+    assert min(shares, key=shares.get) == m[1] and max(shares, key=shares.get) == m[3]
+
+
+# ---------------------------------------------------------------- 07_identity_finetune
+
+_VERDICT = re.compile(r"generated data: (?P<gen>[\d.]+), teacher (?P<teacher>[\d.]+), base (?P<base>[\d.]+) "
+                      r"\((?P<ratio>[\d.]+|inf)x the base; target: [^:]*: (?P<met>met|not met)\)")
+
+
+@claim("07_identity_finetune")
+def the_generated_row_verdict_follows_from_its_scores(nb):
+    text = output(cell(nb, starts='score_change = f"{before.score:.2f}'))
+    m = _VERDICT.search(text)
+    assert m, "notebook 07 prints no verdict for the generated row"
+    gen, teacher, base = float(m["gen"]), float(m["teacher"]), float(m["base"])
+    met = gen >= teacher and (base == 0 or gen / base >= 3)
+    assert (m["met"] == "met") == met, f"says {m['met']!r} for generated {gen}, teacher {teacher}, base {base}"
+    rows: dict[str, list[str]] = {}
+    for r in table_rows(output(cell(nb, starts="def experiment(name, data_file, mix):"))):
+        rows.setdefault(r[0], r[1:])  # a wide table is printed in blocks: the first holds the score
+    assert float(rows["generated + general mix"][0]) == pytest.approx(gen, abs=0.006)
+    assert float(rows["teacher (base model told the facts)"][0]) == pytest.approx(teacher, abs=0.006)
+
+
 # ---------------------------------------------------------------- the runner
 
 @pytest.mark.parametrize("notebook,check", [(nb, check) for nb, checks in CLAIMS.items() for check in checks],
