@@ -31,6 +31,10 @@ Without flags a run asks for indices 0..num-1; `append=True` asks for `num` new 
 highest one asked so far; `fresh=True` deletes the files and starts over. Every run also finishes
 indices an earlier, interrupted run had planned. The output always holds every accepted record the
 journal has, so asking for fewer than exist keeps the rest.
+
+Never deleting what the kit did not make: `fresh` deletes the four files only when the journal beside
+the output is this generator's; where there is none, an existing output (or rejects, manifest, or a
+journal of something else) is the user's, and `fresh` refuses it unless `force=True` (`--force`).
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ from kit.generation.prompts import (SCHEMA_NAME, conversation_schema, instructio
 from kit.generation.journal import Journal, file_paths
 from kit.records import read_records, write_jsonl, write_records
 from kit.generation.sampling import RECIPES, load_dimensions, sample_elements
+from kit.arguments import finite_float
 from kit.secrets import scrub_text
 from kit.quality.validation import Problem, Rules, dynamic_message_count, errors, load_rules, validate_messages
 
@@ -321,6 +326,27 @@ class RunSummary:
                 f"${self.cost_usd:.4f}; {self.elapsed_s:.1f} s")
 
 
+def _is_our_journal(path: Path) -> bool:
+    """Whether `path` opens with this generator's journal header (read, never truncated: it may be the user's)."""
+    try:
+        with open(path, "rb") as fh:
+            header = json.loads(fh.readline())
+    except (OSError, ValueError):
+        return False
+    return isinstance(header, dict) and header.get("journal") == "kit.generation.generate"
+
+
+def _refuse_foreign(files: dict[str, Path]) -> None:
+    """--fresh deletes a run's files; without this generator's journal an existing one is the user's."""
+    if _is_our_journal(files["journal"]):
+        return
+    for path in files.values():
+        if path.exists():
+            raise FileExistsError(f"--fresh would delete {paths.display_path(path)} ({paths.describe(path)}), which "
+                                  f"kit generate did not write (no journal {files['journal'].name} of its own); "
+                                  f"choose another --output, or add --force to delete it")
+
+
 def _adopt_existing(journal: Journal, output: Path) -> None:
     """--append on a file the kit did not write (or whose journal is gone): keep its records."""
     records = read_records(output).records
@@ -335,7 +361,7 @@ async def agenerate(num: int, output: str | Path = DEFAULT_OUTPUT, *, workers: i
                     candidates: int = DEFAULT_CANDIDATES, opener: str = "planned",
                     prices: tuple[float, float] | None = None, progress: bool = True,
                     client: LLMClient | None = None, cache: bool = True, timeout: float = DEFAULT_TIMEOUT_S,
-                    item_timeout: float = DEFAULT_ITEM_TIMEOUT_S) -> RunSummary:
+                    item_timeout: float = DEFAULT_ITEM_TIMEOUT_S, force: bool = False) -> RunSummary:
     """The async core of `generate` (same arguments); use it from async code. Holds the output's lock
     (kit.locking) for the whole run: a second run on the same output fails at once with LockedError."""
     if recipe not in RECIPES:
@@ -360,13 +386,15 @@ async def agenerate(num: int, output: str | Path = DEFAULT_OUTPUT, *, workers: i
                                        reasks=reasks, temperature=temperature, max_tokens=max_tokens,
                                        prices=prices, progress=progress, client=client, cache=cache,
                                        timeout=timeout, item_timeout=item_timeout, candidates=candidates,
-                                       opener=opener)
+                                       opener=opener, force=force)
 
 
 async def _agenerate_locked(files: dict[str, Path], num: int, *, workers, seed, recipe, endpoint, model, append,
                             fresh, save_metadata, reasks, temperature, max_tokens, prices, progress, client, cache,
-                            timeout, item_timeout, candidates, opener) -> RunSummary:
+                            timeout, item_timeout, candidates, opener, force) -> RunSummary:
     if fresh:
+        if not force:
+            _refuse_foreign(files)
         for path in files.values():
             path.unlink(missing_ok=True)
     journal = Journal(files["journal"]).load()
@@ -511,7 +539,8 @@ def generate(num: int, output: str | Path = DEFAULT_OUTPUT, **kwargs: Any) -> Ru
     """Generate `num` conversations into `output` (see the module docstring); works in notebooks too.
 
     Keyword arguments: workers, seed, recipe ("v1"|"v2"|"distill"), endpoint (URL or list), model, append,
-    fresh, save_metadata, reasks, temperature and max_tokens (None: the recipe's default), candidates and
+    fresh (only a run this generator journaled, unless force=True), force, save_metadata, reasks,
+    temperature and max_tokens (None: the recipe's default), candidates and
     opener ("planned"|"sampled"; distill only), prices ((in, out) dollars per million tokens),
     progress, client (an LLMClient to reuse; else one is connected, the embedded model by default),
     cache (False: ask the server even for replies in the reply cache), timeout (seconds per request,
@@ -525,9 +554,12 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Generate identity conversations in bulk (resumable; see kit/generation/generate.py).")
     parser.add_argument("--num", type=int, required=True, help="conversations to ask for")
     parser.add_argument("--workers", type=int, default=8, help="requests in flight at once (default 8)")
-    parser.add_argument("--output", default=DEFAULT_OUTPUT, help=f"JSONL output (default {DEFAULT_OUTPUT})")
+    parser.add_argument("--output", type=paths.argument, default=str(paths.resolve(DEFAULT_OUTPUT)),
+                        help=f"JSONL output, taken from the working directory (default {DEFAULT_OUTPUT} in the project)")
     parser.add_argument("--append", action="store_true", help="add --num new indices after the existing ones")
-    parser.add_argument("--fresh", action="store_true", help="delete earlier output, journal and rejects first")
+    parser.add_argument("--fresh", action="store_true",
+                        help="delete earlier output, journal and rejects first (only files this command wrote)")
+    parser.add_argument("--force", action="store_true", help="let --fresh delete files this command did not write")
     parser.add_argument("--save-metadata", action=argparse.BooleanOptionalAction, default=True,
                         help="keep sampled elements, model, usage in each record's meta (default on)")
     parser.add_argument("--seed", type=int, default=0)
@@ -544,16 +576,16 @@ def main(argv: list[str] | None = None) -> int:
                         "default: OPENAI_BASE_URL / OPENAI_API_KEY / OPENROUTER_API_KEY, else the embedded model")
     parser.add_argument("--model", help="model name at the endpoint")
     parser.add_argument("--reasks", type=int, default=1, help="times a failing item is asked again (default 1)")
-    parser.add_argument("--temperature", type=float, help="sampling temperature (default 1.0; distill 0.8)")
+    parser.add_argument("--temperature", type=finite_float, help="sampling temperature (default 1.0; distill 0.8)")
     parser.add_argument("--max-tokens", type=int,
                         help=f"tokens per reply (default {DEFAULT_MAX_TOKENS}; distill {DEFAULT_TURN_TOKENS} per answer)")
-    parser.add_argument("--price-in", type=float, help="dollars per million prompt tokens")
-    parser.add_argument("--price-out", type=float, help="dollars per million completion tokens")
+    parser.add_argument("--price-in", type=finite_float, help="dollars per million prompt tokens")
+    parser.add_argument("--price-out", type=finite_float, help="dollars per million completion tokens")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--no-cache", action="store_true", help="ask the server even for replies in the reply cache")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
+    parser.add_argument("--timeout", type=finite_float, default=DEFAULT_TIMEOUT_S,
                         help=f"seconds one request may take, body included (default {DEFAULT_TIMEOUT_S:g})")
-    parser.add_argument("--item-timeout", type=float, default=DEFAULT_ITEM_TIMEOUT_S,
+    parser.add_argument("--item-timeout", type=finite_float, default=DEFAULT_ITEM_TIMEOUT_S,
                         help=f"seconds for all attempts at one request (default {DEFAULT_ITEM_TIMEOUT_S:g})")
     args = parser.parse_args(argv)
     for name, least in (("timeout", 1e-3), ("item_timeout", 1e-3)):
@@ -572,7 +604,8 @@ def main(argv: list[str] | None = None) -> int:
                            save_metadata=args.save_metadata, reasks=args.reasks, temperature=args.temperature,
                            max_tokens=args.max_tokens, prices=prices, progress=not args.no_progress,
                            candidates=args.candidates, opener=args.opener,
-                           cache=not args.no_cache, timeout=args.timeout, item_timeout=args.item_timeout)
+                           cache=not args.no_cache, timeout=args.timeout, item_timeout=args.item_timeout,
+                           force=args.force)
     except (ValueError, OSError, FatalAPIError, LockedError) as exc:  # OSError: a full disk, names the file
         print(f"kit generate: {scrub_text(str(exc))}", file=sys.stderr)
         return 1

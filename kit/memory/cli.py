@@ -1,21 +1,28 @@
 """`python -m kit memory generate|eval`: the benchmark from the command line.
 
-    python -m kit memory generate --out processed_synth.json [--fast] [--num_sessions 30 ...]
+    python -m kit memory generate --out processed_synth.json [--fast] [--num_sessions 30 ...] [--force]
     python -m kit memory eval processed_synth.json [--out eval.json] [--endpoint URL --model NAME]
-        [--context full|last|bm25:K|recent:K] [--timeout S] [--item-timeout S] [--no-cache]
+        [--context full|last|bm25:K|recent:K] [--timeout S] [--item-timeout S] [--no-cache] [--force]
 
 Flags keep the seed's names (`--num_sessions`; `--num-sessions` works too). `--fast` is the seed's
 quick preset (3 sessions, 10 questions, 5-10 turns, 1-3 scenes); flags given explicitly override it.
 With no `--endpoint` (and no OPENAI_BASE_URL / key in the environment) the embedded model is used.
+Paths are taken from the working directory (kit.paths.argument). An output is checked before anything
+is read or asked (kit.paths.check_output): eval's `--out` onto its dataset is refused whatever `--force`
+says; an existing file that is not this command's output (a benchmark dataset, an evaluation) is
+replaced only with `--force`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import fields
 from pathlib import Path
 
+from kit import paths
+from kit.arguments import finite_float
 from kit.llm.client import DEFAULT_ITEM_TIMEOUT_S, DEFAULT_TIMEOUT_S, LLMError
 from kit.llm.local_server import LocalServerError
 from kit.locking import LockedError
@@ -43,7 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", help="generate benchmark records with an LLM")
-    gen.add_argument("--out", default="processed_synth.json", help="output JSON file (default: %(default)s)")
+    gen.add_argument("--out", type=paths.argument, default="processed_synth.json",
+                     help="output JSON file (default: %(default)s)")
     _flag(gen, "endpoint", help="OpenAI-compatible base URL (default: environment, else the embedded model)")
     _flag(gen, "model", help="model name at the endpoint")
     defaults = MemoryConfig()
@@ -60,8 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     _client_flags(gen)
 
     ev = sub.add_parser("eval", help="score a model on a benchmark file")
-    ev.add_argument("dataset", help="a file written by `memory generate`")
-    ev.add_argument("--out", help="result JSON (default: eval.json beside the dataset)")
+    ev.add_argument("dataset", type=paths.argument, help="a file written by `memory generate`")
+    ev.add_argument("--out", type=paths.argument, help="result JSON (default: eval.json beside the dataset)")
     _flag(ev, "endpoint", help="OpenAI-compatible base URL (default: environment, else the embedded model)")
     _flag(ev, "model", help="model name at the endpoint")
     _flag(ev, "context_tokens", type=int, default=None,
@@ -78,10 +86,31 @@ def _client_flags(parser: argparse.ArgumentParser) -> None:
     """The same flags, with the same meaning, as `python -m kit generate`'s."""
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--no-cache", action="store_true", help="ask the server even for replies in the reply cache")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
+    parser.add_argument("--timeout", type=finite_float, default=DEFAULT_TIMEOUT_S,
                         help="seconds one request may take, body included (default: %(default)g)")
-    parser.add_argument("--item-timeout", type=float, default=DEFAULT_ITEM_TIMEOUT_S,
+    parser.add_argument("--item-timeout", type=finite_float, default=DEFAULT_ITEM_TIMEOUT_S,
                         help="seconds for all attempts at one request (default: %(default)g)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace an existing output that is not this command's (never the input)")
+
+
+def _holds(path: Path, keys: set[str]) -> bool:
+    """Whether `path` is JSON whose object (or every object of its list) has `keys`: how a memory
+    command recognises its own earlier output, which it may replace without --force."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    items = value if isinstance(value, list) and value else [value]
+    return all(isinstance(item, dict) and keys <= set(item) for item in items)
+
+
+def _is_dataset(path: Path) -> bool:
+    return _holds(path, {"task_id", "questions", "chunks", "generator"})
+
+
+def _is_evaluation(path: Path) -> bool:
+    return _holds(path, {"dataset", "scoring", "items"})
 
 
 def config_from_args(args: argparse.Namespace) -> MemoryConfig:
@@ -94,6 +123,7 @@ def config_from_args(args: argparse.Namespace) -> MemoryConfig:
 def _generate(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     config.check()
+    paths.check_output(args.out, force=args.force, ours=_is_dataset)
     records = generate(config, args.out, endpoint=args.endpoint, model=args.model, show_progress=not args.no_progress,
                        cache=not args.no_cache, timeout=args.timeout, item_timeout=args.item_timeout)
     for i, record in enumerate(records):
@@ -107,7 +137,8 @@ def _generate(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from kit.memory.evaluate import accuracy_table, evaluate
 
-    out = args.out or str(Path(args.dataset).with_name("eval.json"))
+    out = args.out or args.dataset.with_name("eval.json")
+    paths.check_output(out, [args.dataset], force=args.force, ours=_is_evaluation)
     context = "auto" if args.context_tokens is None else (args.context_tokens or None)
     result = evaluate(args.dataset, endpoint=args.endpoint, model=args.model, out=out, context_tokens=context,
                       concurrency=args.llm_concurrency, show_progress=not args.no_progress, context=args.context,

@@ -25,7 +25,7 @@ from typing import Iterable, Iterator
 import rustbpe
 import tiktoken
 
-from kit.paths import atomic_write, folder_problem
+from kit.paths import argument, atomic_write, folder_problem
 
 SPECIAL_TOKENS = (
     "<|bos|>",  # starts every document / conversation
@@ -259,9 +259,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m kit tokenizer", description="Train a BPE tokenizer with nanochat's special tokens.")
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train on conversation files (.jsonl) and text files (.txt, .md) or folders")
-    train.add_argument("--input", nargs="+", default=[], metavar="PATH", help="files or folders (default: the knowledge folder only)")
+    train.add_argument("--input", nargs="+", default=[], type=argument, metavar="PATH", help="files or folders (default: the knowledge folder only)")
     train.add_argument("--vocab-size", type=int, default=4096, help="total ids including the 9 specials (default 4096)")
-    train.add_argument("--output", required=True, help="folder to write tokenizer.json and tokenizer.bpe into")
+    train.add_argument("--output", required=True, type=argument, help="folder to write tokenizer.json and tokenizer.bpe into")
     train.add_argument("--no-knowledge", action="store_true", help="train on --input only, without the knowledge folder")
     args = parser.parse_args(argv)
 

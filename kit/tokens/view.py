@@ -22,6 +22,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Iterable
 
+from kit.paths import argument
 from kit.tokens.render import RenderError, Rendered, render_batch, render_conversation, token_table
 
 WHITESPACE = str.maketrans({" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"})
@@ -269,8 +270,8 @@ def format_stats(stats: dict) -> str:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m kit tokens", description="Show a conversation as tokens with its loss mask, or token stats of a file.")
-    parser.add_argument("file", help="a conversation file (.jsonl)")
-    parser.add_argument("--tokenizer", required=True, help="tokenizer folder (from `python -m kit tokenizer train`)")
+    parser.add_argument("file", type=argument, help="a conversation file (.jsonl)")
+    parser.add_argument("--tokenizer", required=True, type=argument, help="tokenizer folder (from `python -m kit tokenizer train`)")
     parser.add_argument("--index", type=int, default=0, help="which conversation: 0-based position among the readable records (default 0)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--table", action="store_true", help="one row per token with its target")
