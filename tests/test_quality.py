@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kit.quality import neardup
 from kit.quality import report as quality
 from kit.records import read_records
 
@@ -163,7 +164,7 @@ def test_vectorised_signatures_equal_datasketch_minhash():
 def test_signature_blocks_do_not_change_results(monkeypatch):
     texts = [quality.conversation_text(r) for r in read_records(NEAR_DUPS).records]
     whole = quality.minhash_signatures(texts)
-    monkeypatch.setattr(quality, "_CHUNK_SHINGLES", 50)  # many small blocks, some of one doc
+    monkeypatch.setattr(neardup, "_CHUNK_SHINGLES", 50)  # many small blocks, some of one doc
     assert np.array_equal(quality.minhash_signatures(texts), whole)
 
 

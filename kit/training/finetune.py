@@ -52,7 +52,7 @@ import sys
 import time
 import uuid
 import warnings
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
@@ -61,14 +61,15 @@ import torch
 import torch.nn.functional as F
 
 from kit.arguments import finite_float
+from kit.training.runtime import _autocast, _cpu_threads, lr_at, package_versions
+from kit.training.checkpoints import (CHECKPOINTS, POINTER, CheckpointError, find_checkpoint, load_checkpoint,
+                                   save_checkpoint, sha256_file)
 from kit.paths import (TEMP_NAME, OutputError, argument, atomic_write, check_output, display_path, folder_problem,
                        recover_folder, staging_path, switch_folder)
 
 METHODS = ("lora", "full")
 IGNORE = -100
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-CHECKPOINTS = "checkpoints"
-POINTER = "latest.json"
 
 
 @dataclass(frozen=True)
@@ -150,14 +151,6 @@ class FinetuneResult:
 
 
 # ---- data --------------------------------------------------------------------------------------
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_conversations(path: str | os.PathLike) -> list[dict]:
@@ -342,21 +335,6 @@ def prepare_model(model, method: str, config: FinetuneConfig):
         return get_peft_model(model, lora)
 
 
-def lr_at(step: int, total: int, peak: float, warmup: float) -> float:
-    """Linear warm-up over `warmup` of the steps, then linear decay to a tenth of the peak."""
-    n_warm = max(1, round(warmup * total))
-    if step < n_warm:
-        return peak * (step + 1) / n_warm
-    progress = (step - n_warm) / max(1, total - n_warm)
-    return peak * (1.0 - 0.9 * progress)
-
-
-def _autocast(device: torch.device, bf16: bool):
-    if device.type == "cuda" and bf16:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
-
-
 @torch.no_grad()
 def conversation_loss(model, tokenizer, records: Sequence[dict], *, max_tokens: int = 1024,
                       batch_tokens: int = 4096) -> dict:
@@ -381,83 +359,6 @@ def conversation_loss(model, tokenizer, records: Sequence[dict], *, max_tokens: 
     model.train(was_training)
     return {"loss": total / max(n_tokens, 1), "tokens": n_tokens,
             "bits_per_byte": total / math.log(2) / n_bytes if n_bytes else None}
-
-
-# ---- checkpoints -------------------------------------------------------------------------------
-
-
-def _trainable(model) -> dict[str, torch.nn.Parameter]:
-    return {name: p for name, p in model.named_parameters() if p.requires_grad}
-
-
-def save_checkpoint(out_dir: Path, model, optimizer, state: dict) -> Path:
-    """A new step folder (weights, AdamW state, state.json), then the pointer to it; older folders go."""
-    from safetensors.torch import save_file
-
-    root = out_dir / CHECKPOINTS
-    folder = root / f"step-{state['step']:06d}"
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    params = _trainable(model)
-    weights = {name: p.detach().to("cpu").contiguous() for name, p in params.items()}
-    moments = {}
-    for name, p in params.items():
-        s = optimizer.state.get(p)
-        if s:
-            moments[f"{name}::exp_avg"] = s["exp_avg"].to("cpu").contiguous()
-            moments[f"{name}::exp_avg_sq"] = s["exp_avg_sq"].to("cpu").contiguous()
-    files = {"weights.safetensors": weights, "optimizer.safetensors": moments}
-    for name, tensors in files.items():
-        with atomic_write(folder / name) as tmp:
-            save_file(tensors, str(tmp))
-    with atomic_write(folder / "state.json") as tmp:
-        tmp.write_text(json.dumps(state, indent=1) + "\n", encoding="utf-8")
-    pointer = {"folder": folder.name, "step": state["step"], "fingerprint": state["fingerprint"],
-               "sha256": {name: sha256_file(folder / name) for name in (*files, "state.json")}}
-    with atomic_write(root / POINTER) as tmp:
-        tmp.write_text(json.dumps(pointer, indent=1) + "\n", encoding="utf-8")
-    for old in root.iterdir():
-        if old.is_dir() and old.name != folder.name:
-            shutil.rmtree(old, ignore_errors=True)
-    return folder
-
-
-def find_checkpoint(out_dir: Path, fingerprint: str) -> tuple[Path | None, str]:
-    """(folder, why) of the checkpoint to resume from; folder None with the reason to start clean."""
-    pointer_path = out_dir / CHECKPOINTS / POINTER
-    if not pointer_path.is_file():
-        return None, "no checkpoint"
-    try:
-        pointer = json.loads(pointer_path.read_text(encoding="utf-8"))
-        folder = out_dir / CHECKPOINTS / pointer["folder"]
-        if pointer["fingerprint"] != fingerprint:
-            return None, f"the checkpoint at step {pointer['step']} was made with other parameters or data"
-        for name, digest in pointer["sha256"].items():
-            if not (folder / name).is_file() or sha256_file(folder / name) != digest:
-                return None, f"checkpoint file {folder / name} is missing or damaged (sha256 differs)"
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        return None, f"{pointer_path} is unreadable ({exc})"
-    return folder, f"resuming from step {pointer['step']} ({folder})"
-
-
-def load_checkpoint(folder: Path, model, optimizer) -> dict:
-    from safetensors.torch import load_file
-
-    params = _trainable(model)
-    weights = load_file(str(folder / "weights.safetensors"))
-    moments = load_file(str(folder / "optimizer.safetensors"))
-    state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
-    if set(weights) != set(params):
-        raise FinetuneError(f"{folder}: its weights do not match this model's trainable parameters")
-    with torch.no_grad():
-        for name, p in params.items():
-            p.copy_(weights[name].to(p.device, p.dtype))
-            if f"{name}::exp_avg" in moments:
-                optimizer.state[p] = {"step": torch.tensor(float(state["step"]), device=p.device),
-                                      "exp_avg": moments[f"{name}::exp_avg"].to(p.device),
-                                      "exp_avg_sq": moments[f"{name}::exp_avg_sq"].to(p.device)}
-    return state
 
 
 # ---- output ------------------------------------------------------------------------------------
@@ -579,20 +480,6 @@ def _finished(folder: Path) -> dict | None:
     if any(p.name not in listed and not TEMP_NAME.fullmatch(p.name) for p in folder.iterdir()):
         return None
     return manifest
-
-
-@contextmanager
-def _cpu_threads(n: int | None):
-    """torch's CPU threads for the run: all cores unless set. On 2 idle cores a LoRA step took 1.7 s
-    with 2 threads and 3.0 s with 1. Its threads wait for each other at every operation, though, so
-    on a machine busy with other work one that loses its core stalls them all (on 2 busy cores a
-    forward pass took 7.1 s with 2 threads and 1.0 s with 1): set cpu_threads there."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n or os.cpu_count() or 1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _run(data, out: Path, base, config: FinetuneConfig, lr: float, dev: torch.device, mix, seed: int, preset: str,
@@ -742,19 +629,10 @@ def _run(data, out: Path, base, config: FinetuneConfig, lr: float, dev: torch.de
         "final_loss": history[-1]["loss"] if history else None,
         "outputs": saved + ["history.json", "loss.png"] + (["model.gguf"] if gguf_path else []),
     }
-    manifest["environment_extra"] = {"transformers": _version("transformers"), "peft": _version("peft"), "gguf": _version("gguf")}
+    manifest["environment_extra"] = package_versions("transformers", "peft", "gguf")
     write_manifest(out / "manifest.json", manifest)
     return FinetuneResult(out, config.method, total_steps, history, round(wall, 2), round(tokens_per_s, 1), tokens,
                           supervised, counts, resumed_from, gguf_path, manifest)
-
-
-def _version(package: str) -> str | None:
-    from importlib import metadata
-
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 # ---- CLI ---------------------------------------------------------------------------------------
@@ -805,7 +683,7 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print("kit finetune: interrupted before training started; nothing saved", file=sys.stderr)
         return 130
-    except (FinetuneError, BaseModelError, RecordError, LockedError) as exc:
+    except (FinetuneError, CheckpointError, BaseModelError, RecordError, LockedError) as exc:
         print(f"kit finetune: {exc}", file=sys.stderr)
         return 2
     except (OSError, ValueError) as exc:
