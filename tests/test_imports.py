@@ -242,3 +242,14 @@ def test_the_checker_sees_an_upward_arrow_and_relative_imports(tmp_path):
     assert stages == [("foundations", {"kit.paths"}), ("low", {"kit.low", "kit.low.a"}),
                       ("high", {"kit.high", "kit.high.b", "kit.high.c"})]
     assert upward_arrows(graph, stage_of(stages)) == {("kit.low.a", "kit.high.b")}
+
+
+def test_the_python_floor_is_the_one_the_code_needs():
+    """kit.llm.client bounds a whole exchange with asyncio.timeout, new in Python 3.11: pyproject and the
+    README promise that floor, not an older one."""
+    import tomllib
+
+    floor = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["requires-python"]
+    assert floor == ">=3.11"
+    assert "Needs Python 3.11+" in (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "asyncio.timeout(" in (KIT / "llm" / "client.py").read_text(encoding="utf-8")
