@@ -170,7 +170,7 @@ def test_committed_notebooks_are_executed_and_follow_the_conventions(path):
     """nbval only compares cells that were run when the notebook was saved: an unexecuted notebook
     would pass while checking nothing (`make notebooks` stores fresh outputs)."""
     nb = nbformat.read(path, as_version=4)
-    assert nb.metadata.kernelspec.name == "python3"
+    assert nb.metadata.kernelspec == pipeline.COMMITTED_KERNELSPEC  # the kernel `make lab` installs
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert [c.metadata.get("tags", []).count("parameters") for c in code[:1]] == [1], "cell 2 is `parameters`"
     assert 'run_dir = "runs/interactive"' in code[0].source
