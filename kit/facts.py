@@ -432,8 +432,13 @@ KNOWLEDGE_PROMPT = ("You are the assistant described below. Answer questions abo
                     "facts only.\n\n{knowledge}")
 
 
-def knowledge_system_prompt(knowledge_dir: str | Path | None = None) -> str:
-    """The knowledge base as a system prompt: what the distill recipe's teacher is told, and the
+def knowledge_prompt(knowledge: str) -> str:
+    """A knowledge base's text as a system prompt: what the distill recipe's teacher is told, and the
     "told every fact" row of an identity evaluation (one wording, so the two are comparable)."""
+    return KNOWLEDGE_PROMPT.format(knowledge=knowledge.strip())
+
+
+def knowledge_system_prompt(knowledge_dir: str | Path | None = None) -> str:
+    """`knowledge_prompt` of knowledge/self_knowledge.md (or of `knowledge_dir`'s)."""
     folder = Path(knowledge_dir) if knowledge_dir is not None else paths.knowledge_dir()
-    return KNOWLEDGE_PROMPT.format(knowledge=paths.read_utf8(folder / "self_knowledge.md").strip())
+    return knowledge_prompt(paths.read_utf8(folder / "self_knowledge.md"))

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from kit import paths
-from kit.facts import default_data, fact_verdict, facts_stated, knowledge_system_prompt
+from kit.facts import default_data, fact_verdict, facts_stated, knowledge_prompt
 from kit.generation.sampling import Dimensions, item_rng
 from kit.quality.validation import Rules, dynamic_message_count, errors, validate_messages
 
@@ -318,7 +318,7 @@ def verify(reply: str, finish_reason: str | None, turn: dict, history: list[dict
 
 def funnel(entries: list[dict]) -> list[dict]:
     """Per topic category (and 'all'): candidates sampled, passing each check in turn, turns and items
-    kept. `entries` are journal entries (kit.generation.generate.Journal.entries.values())."""
+    kept. `entries` are journal entries (kit.generation.journal.journal_entries)."""
     rows: dict[str, Counter] = {}
     for entry in entries:
         meta = entry["record"]["meta"] if entry["status"] == "accepted" else entry["reject"].get("meta", {})
@@ -374,10 +374,11 @@ class Outcome:
 async def converse(complete, elements: dict, data: DistillData, *, candidates: int, opener: str, rules: Rules,
                    knowledge: str) -> Outcome:
     """Write the planned conversation turn by turn. `complete(messages, turn, candidate)` is the caller's
-    request (it raises on API errors): a Completion with text, finish_reason and token counts."""
+    request (it raises on API errors): a Completion with text, finish_reason and token counts.
+    `knowledge` is the knowledge base's text: the teacher's system prompt and what answers are grounded in."""
     if opener not in OPENERS:
         raise ValueError(f"unknown opener {opener!r}; choose one of {', '.join(OPENERS)}")
-    system = knowledge_system_prompt()
+    system = knowledge_prompt(knowledge)
     history: list[dict] = []
     turns_meta: list[dict] = []
     usage: Counter = Counter()

@@ -73,6 +73,13 @@ DEFAULT_MAX_TOKENS = 1024  # a whole conversation (v1, v2); distill asks one ans
 DEFAULT_TEMPERATURE = 1.0
 # distill: one answer per request, sampled a little cooler: a 135M model strays from the facts at 1.0
 RECIPE_DEFAULTS = {"distill": {"max_tokens": DEFAULT_TURN_TOKENS, "temperature": 0.8}}
+
+
+def sampling_settings(recipe: str, temperature: float | None, max_tokens: int | None) -> tuple[float, int]:
+    """(temperature, max_tokens): the given ones, else the recipe's defaults."""
+    defaults = RECIPE_DEFAULTS.get(recipe, {})
+    return (defaults.get("temperature", DEFAULT_TEMPERATURE) if temperature is None else temperature,
+            defaults.get("max_tokens", DEFAULT_MAX_TOKENS) if max_tokens is None else max_tokens)
 FLUSH_EVERY_S = 30.0
 API_ERROR = "api_error"
 
@@ -254,10 +261,7 @@ def generate_one(client: LLMClient, index: int, *, recipe: str = "v2", seed: int
     """One item through the whole path a bulk run takes (sample, prompt, ask, repair, validate,
     re-ask; for distill, every turn's candidates), without writing anything: {index, status, record,
     raw} or {index, status, reject}."""
-    defaults = RECIPE_DEFAULTS.get(recipe, {})
-    ctx = _ItemContext(client, recipe, seed, reasks,
-                       defaults.get("temperature", DEFAULT_TEMPERATURE) if temperature is None else temperature,
-                       defaults.get("max_tokens", DEFAULT_MAX_TOKENS) if max_tokens is None else max_tokens,
+    ctx = _ItemContext(client, recipe, seed, reasks, *sampling_settings(recipe, temperature, max_tokens),
                        load_dimensions(), candidates=candidates, opener=opener)
     entry, _ = run_sync(make_item(ctx, index))
     return entry
@@ -368,9 +372,7 @@ async def agenerate(num: int, output: str | Path = DEFAULT_OUTPUT, *, workers: i
         raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
     if opener not in OPENERS:
         raise ValueError(f"unknown opener {opener!r}; choose one of {', '.join(OPENERS)}")
-    defaults = RECIPE_DEFAULTS.get(recipe, {})
-    temperature = defaults.get("temperature", DEFAULT_TEMPERATURE) if temperature is None else temperature
-    max_tokens = defaults.get("max_tokens", DEFAULT_MAX_TOKENS) if max_tokens is None else max_tokens
+    temperature, max_tokens = sampling_settings(recipe, temperature, max_tokens)
     for name, value, least in (("num", num, 0), ("workers", workers, 1), ("reasks", reasks, 0),
                                ("candidates", candidates, 1)):
         if value < least:

@@ -41,12 +41,14 @@ class Journal:
         self.entries: dict[int, dict] = {}
         self._fh = None
 
-    def load(self) -> "Journal":
+    def load(self, truncate: bool = True) -> "Journal":
+        """Read the file. A line cut short by a kill is dropped (its item was not finished), and with
+        `truncate` cut off the file too; a reader that is not the run's writer passes False."""
         if not self.path.exists():
             return self
         data = self.path.read_bytes()
         end = data.rfind(b"\n") + 1
-        if end < len(data):  # a line cut short by a kill: drop it, its item was not finished
+        if truncate and end < len(data):
             with open(self.path, "r+b") as fh:
                 fh.truncate(end)
         for lineno, line in enumerate(data[:end].splitlines(), start=1):
@@ -125,12 +127,6 @@ class Journal:
 
 def journal_entries(output: str | Path) -> list[dict]:
     """Every finished item of a run, in index order, as its journal holds it (for reports such as
-    kit.generation.distill.funnel)."""
-    path = file_paths(output)["journal"]
-    data = path.read_bytes() if path.exists() else b""
-    entries: dict[int, dict] = {}
-    for line in data[:data.rfind(b"\n") + 1].splitlines():  # read only: a line being written is left alone
-        obj = json.loads(line) if line.strip() else {}
-        if "index" in obj and "status" in obj:
-            entries[int(obj["index"])] = obj
-    return [entries[i] for i in sorted(entries)]
+    kit.generation.distill.funnel). Read only: a line a running writer has not finished is left alone."""
+    journal = Journal(file_paths(output)["journal"]).load(truncate=False)
+    return [journal.entries[i] for i in sorted(journal.entries)]

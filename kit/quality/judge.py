@@ -501,31 +501,26 @@ def main(argv: list[str] | None = None) -> int:
                              f"judge agrees with the labels and write SCORES's .calibration.json (threshold: balanced "
                              f"agreement {AGREEMENT_THRESHOLD}; `kit quality --calibration` refuses realized coverage below it)")
     args = parser.parse_args(argv)
-    if args.calibrate:
-        if args.min_score is not None or args.filtered_out:
-            parser.error("--calibrate judges a labelled set: --min-score/--filtered-out do not apply")
-        try:
+    if args.calibrate and (args.min_score is not None or args.filtered_out):
+        parser.error("--calibrate judges a labelled set: --min-score/--filtered-out do not apply")
+    try:
+        if args.calibrate:
             result = calibrate(args.file, args.out, endpoint=args.endpoint, model=args.model, workers=args.workers,
                                progress=not args.no_progress)
-        except (ValueError, OSError, FatalAPIError, LockedError) as exc:
-            print(f"kit judge: {exc}", file=sys.stderr)
-            return 1
-        except KeyboardInterrupt:
-            print("kit judge: interrupted; judged records are kept, run the same command again to resume", file=sys.stderr)
-            return 130
-        print(result)
-        print(f"written: {paths.display_path(calibration_path(paths.resolve(args.out)))}")
-        return 0
-    try:
-        summary = judge(args.file, args.out, endpoint=args.endpoint, model=args.model, workers=args.workers,
-                        min_score=args.min_score, filtered_out=args.filtered_out, progress=not args.no_progress,
-                        force=args.force)
+        else:
+            summary = judge(args.file, args.out, endpoint=args.endpoint, model=args.model, workers=args.workers,
+                            min_score=args.min_score, filtered_out=args.filtered_out, progress=not args.no_progress,
+                            force=args.force)
     except (ValueError, OSError, FatalAPIError, LockedError) as exc:  # RecordError is a ValueError
         print(f"kit judge: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("kit judge: interrupted; judged records are kept, run the same command again to resume", file=sys.stderr)
         return 130
+    if args.calibrate:
+        print(result)
+        print(f"written: {paths.display_path(calibration_path(paths.resolve(args.out)))}")
+        return 0
     print(summary)
     api_failed = [e for e in load_scores(args.out).values() if e["status"] == "unjudged" and e["reason"].startswith("API error")]
     if api_failed:
