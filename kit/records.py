@@ -6,7 +6,7 @@ lines that nanochat's generator writes with --save-metadata. A line that cannot 
 with its file and line number; nothing is skipped silently.
 
 This module checks only that a line *is* a conversation record (JSON, the right shape). Whether
-the conversation is a good one (roles, alternation, empty content) is `kit.quality.validation`'s job.
+the conversation is a good one (roles, alternation, empty content) is `kit.rules`'s job.
 
 Hostile input is a problem of its line, never a crash: `load_json` turns nesting deeper than
 MAX_DEPTH (a model that loops on `[` until its token limit; `json.loads` itself would raise

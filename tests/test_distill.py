@@ -18,7 +18,7 @@ from kit.generation.generate import generate
 from kit.generation.journal import journal_entries
 from kit.generation.sampling import load_dimensions, sample_elements
 from kit.llm.client import connect, run_sync
-from kit.quality.validation import errors, load_rules, validate_messages
+from kit.rules import errors, load_rules, validate_messages
 from kit.quality.validation import main as validate_main
 from kit.records import read_records
 from test_generate import fast_client, lines_of

@@ -14,7 +14,6 @@ import ast
 import re
 from pathlib import Path
 
-import pytest
 
 from kit.paths import project_root
 
@@ -23,15 +22,6 @@ KIT = ROOT / "kit"
 DOC = ROOT / "docs" / "ARCHITECTURE.md"
 # The dispatcher imports commands by name (importlib), never by an import statement: it sits above all.
 TOP = {"kit.__main__"}
-# Arrows against the stage order that are known and have an owner fixing them (issue 22). The test fails
-# when one disappears too, so the list is kept exact. The three into kit.quality.validation go when the
-# validation rules (which import only foundations) move below the generation stage.
-KNOWN_UPWARD = {
-    ("kit.generation.generate", "kit.quality.validation"): "generate validates each reply with the content rules",
-    ("kit.generation.distill", "kit.quality.validation"): "distill's verifier applies every content rule",
-    ("kit.generation.export", "kit.quality.validation"): "export refuses conversations validation calls errors",
-    ("kit.quality.report", "kit.tokens.tokenizer"): "the report's CLI loads a kit tokenizer for --tokenizer",
-}
 
 
 def module_files(kit: Path = KIT) -> dict[str, Path]:
@@ -181,8 +171,8 @@ def test_the_picture_lists_every_module_and_only_real_ones():
     assert not ghosts, f"names in the picture of {DOC.name} with no module in kit/: {ghosts}"
 
 
-def test_the_stage_order_is_the_pipeline():
-    assert [s for s, _ in STAGES] == ["foundations", "llm", "generation", "quality", "tokens", "training",
+def test_the_stage_order_is_the_documented_one():
+    assert [s for s, _ in STAGES] == ["foundations", "llm", "generation", "tokens", "quality", "training",
                                       "memory", "figures", "pipeline"]
 
 
@@ -193,11 +183,8 @@ def test_no_circle_between_modules():
 def test_no_arrow_from_a_lower_stage_to_a_higher_one():
     names = [s for s, _ in STAGES] + ["top"]
     upward = upward_arrows(GRAPH, RANK)
-    new = sorted(upward - set(KNOWN_UPWARD))
-    assert not new, "imports against the stage order: " + "; ".join(
-        f"{a} ({names[RANK[a]]}) imports {b} ({names[RANK[b]]})" for a, b in new)
-    fixed = sorted(set(KNOWN_UPWARD) - upward)
-    assert not fixed, f"no longer imported, remove from KNOWN_UPWARD: {fixed}"
+    assert not upward, "imports against the stage order: " + "; ".join(
+        f"{a} ({names[RANK[a]]}) imports {b} ({names[RANK[b]]})" for a, b in sorted(upward))
 
 
 def test_foundations_import_only_foundations():

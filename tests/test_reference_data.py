@@ -12,7 +12,7 @@ from kit.paths import knowledge_dir
 from kit.quality.report import coverage, near_duplicates
 from kit.records import message_text, read_records
 from kit.generation.sampling import load_dimensions
-from kit.quality.validation import dynamic_message_count, load_rules, validate_messages
+from kit.rules import dynamic_message_count, load_rules, validate_messages
 
 REFERENCE = knowledge_dir() / "reference"
 IDENTITY = REFERENCE / "identity.jsonl"

@@ -1,4 +1,4 @@
-"""kit.quality.validation: every rule, all problems at once, never an exception, and the CLI.
+"""kit.rules and kit.quality.validation: every rule, all problems at once, never an exception, and the CLI.
 
 The content rules are tested on the exact bad examples of issue 13 (tests/fixtures/bad_examples.jsonl)
 and on the hand-written reference files, which must pass with no finding at all."""
@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kit import paths
-from kit.quality.validation import (CONTENT_RULES, Problem, dynamic_message_count, errors, load_rules, main,
-                            validate_file, validate_messages)
+from kit.quality.validation import main, validate_file
+from kit.rules import CONTENT_RULES, Problem, dynamic_message_count, errors, load_rules, validate_messages
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REFERENCE = paths.knowledge_dir() / "reference"

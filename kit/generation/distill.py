@@ -10,7 +10,7 @@ plans the conversation as data and the model only answers:
 - each assistant turn is sampled `candidates` times with the knowledge base as the system prompt and
   the conversation so far; with `opener="planned"` each answer is opened with a sentence stating the
   turn's first required fact (from `fact_openers`), which the model continues in its own words;
-- every candidate goes through `verify`: the content rules of kit.quality.validation, grounding (every
+- every candidate goes through `verify`: the content rules of kit.rules, grounding (every
   capitalised name and every number also appears in the knowledge base or the user's words), the facts
   the turn must state (kit.facts.fact_verdict: asserted; no fact denied, nothing contradicting the knowledge
   base, no foreign identity claimed), and one of the topic's words. The best passing candidate is kept (`score`); a turn with none rejects the item
@@ -35,7 +35,7 @@ from typing import Any
 from kit import paths
 from kit.facts import default_data, fact_verdict, facts_stated, knowledge_prompt
 from kit.generation.sampling import Dimensions, item_rng
-from kit.quality.validation import Rules, dynamic_message_count, errors, validate_messages
+from kit.rules import Rules, dynamic_message_count, errors, validate_messages
 
 OPENERS = ("planned", "sampled")
 DEFAULT_CANDIDATES = 4

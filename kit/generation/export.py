@@ -26,7 +26,7 @@ from typing import Iterable
 from kit.paths import argument, atomic_write, display_path, output_problem
 from kit.records import file_problem, read_records, to_customjson_line, write_lines
 from kit.secrets import scrub_text, secret_values
-from kit.quality.validation import errors, validate_messages
+from kit.rules import errors, validate_messages
 
 FORMATS = ("customjson", "parquet")
 

@@ -6,7 +6,7 @@
 Item `i` samples its elements (kit.generation.sampling), renders its prompt (kit.generation.prompts), asks the model for
 JSON (schema attached: the turn-order grammar form when every endpoint is llama.cpp, the portable
 form otherwise; a per-item `seed`, so sampling servers repeat themselves), repairs almost-JSON, and
-validates the conversation (kit.quality.validation). A failing item is asked again with its specific
+validates the conversation (kit.rules). A failing item is asked again with its specific
 problems appended (`reasks` times, default 1); after that it is rejected with every reason and the
 raw reply. Nothing is dropped silently. `workers` requests are in flight at once, except against
 the embedded model, which answers one at a time and so is sent one at a time.
@@ -66,7 +66,7 @@ from kit.records import read_records, write_jsonl, write_records
 from kit.generation.sampling import RECIPES, load_dimensions, sample_elements
 from kit.arguments import finite_float
 from kit.secrets import scrub_text
-from kit.quality.validation import Problem, Rules, dynamic_message_count, errors, load_rules, validate_messages
+from kit.rules import Problem, Rules, dynamic_message_count, errors, load_rules, validate_messages
 
 DEFAULT_OUTPUT = "runs/interactive/data/conversations.jsonl"
 DEFAULT_MAX_TOKENS = 1024  # a whole conversation (v1, v2); distill asks one answer at a time

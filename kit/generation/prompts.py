@@ -89,7 +89,7 @@ def conversation_schema(grammar: bool = False) -> dict:
     """JSON schema of a generated conversation: {"messages": [{"role", "content"}, ...]}.
 
     The portable form (OpenAI strict mode, vLLM, OpenRouter) pins the role `enum` and `minItems`/
-    `maxItems`; turn order is left to kit.quality.validation. With `grammar=True` (servers that compile the
+    `maxItems`; turn order is left to kit.rules. With `grammar=True` (servers that compile the
     schema into a sampling grammar, like llama.cpp's) it pins the turn order too: a choice of
     exact-length tuples (2, 4, ... MAX_MESSAGES messages) whose roles alternate user/assistant and whose
     contents are non-empty, so a small model cannot produce the structural errors it is prone to.

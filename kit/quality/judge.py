@@ -1,6 +1,6 @@
 """An LLM judge: does each conversation hold what it was asked for, and would we train on it?
 
-The content rules (kit.quality.validation) catch text that is broken in ways a pattern can see; whether a
+The content rules (kit.rules) catch text that is broken in ways a pattern can see; whether a
 conversation is on its topic, follows its persona, agrees with the knowledge base and reads like a
 real chat takes a reader. This module asks one: any OpenAI-compatible endpoint (the embedded model
 by default, a strong API model for real grading), through the same client, reply cache and crash

@@ -24,7 +24,8 @@ from typing import Any, Sequence
 from kit.arguments import finite_float
 from kit.paths import argument, output_problem
 from kit.records import RecordError, file_problem, read_records, write_records
-from kit.quality.validation import CONTENT_RULES, Rules, content_problems, errors, load_rules, validate_messages
+from kit.rules import CONTENT_RULES, Rules, content_problems, errors, load_rules, validate_messages
+from kit.tokens.tokenizer import Tokenizer
 # The figures and the near-duplicate finder live in their own modules; their names are re-exported here,
 # where notebooks and tests have always imported them.
 from kit.quality.diversity import (DIMENSIONS, _ratio, cost, coverage, distinct, distinct_n, first_message_duplicate_rate,
@@ -38,7 +39,7 @@ from kit.quality.neardup import (NearDuplicates, _snippet, conversation_text, de
 
 
 def validity(records: Sequence[dict]) -> dict:
-    """Records that kit.quality.validation calls an error, counted by rule. kit.generation.generate's output holds none,
+    """Records that kit.rules calls an error, counted by rule. kit.generation.generate's output holds none,
     but a hand-made or foreign file may, and the other figures then include data unfit to train on."""
     rules: Counter = Counter()
     ids = []
@@ -61,7 +62,7 @@ REALIZED_BY = {"topic_category": "on_topic", "topic": "on_topic", "persona": "pe
 
 
 def content_rule_counts(records: Sequence[dict], rules: Rules | None = None, examples: int = 5) -> dict:
-    """Content-rule findings (kit.quality.validation's markup, too_short, shape, identity, degenerate) by rule:
+    """Content-rule findings (kit.rules's markup, too_short, shape, identity, degenerate) by rule:
     findings, records with one, and the first ids; severities as the rules give them per recipe."""
     rules = rules or load_rules()
     per_rule = {rule: {"findings": 0, "records": 0, "errors": 0, "warnings": 0, "ids": []} for rule in CONTENT_RULES}
@@ -469,8 +470,6 @@ def main(argv: list[str]) -> int:
     tokenizer = targets = scores = calibration = None
     try:
         if args.tokenizer:
-            from kit.tokens.tokenizer import Tokenizer
-
             tokenizer = Tokenizer.load(args.tokenizer)
         if args.targets:
             targets = load_targets(args.targets)

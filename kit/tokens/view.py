@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Iterable
 
 from kit.paths import argument
+from kit.rules import errors, validate_messages
 from kit.tokens.render import RenderError, Rendered, render_batch, render_conversation, token_table
 
 WHITESPACE = str.maketrans({" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"})
@@ -308,8 +309,6 @@ def main(argv: list[str]) -> int:
             exc = RenderError(exc.message_index, exc.rule, exc.detail)
         print(f"kit tokens: {where}{exc}", file=sys.stderr)
         return 1
-
-    from kit.quality.validation import errors, validate_messages
 
     for problem in errors(validate_messages(record["messages"])):  # renderable is not the same as fit to train on
         print(f"warning: {record['id']}: {problem} (kit validate calls this an error)", file=sys.stderr)

@@ -154,7 +154,7 @@ class FinetuneResult:
 
 
 def read_conversations(path: str | os.PathLike) -> list[dict]:
-    """Records of a conversation file; a bad line or a conversation kit.quality.validation calls an error
+    """Records of a conversation file; a bad line or a conversation kit.rules calls an error
     refuses the file with file:line (as midtraining does)."""
     from kit.records import file_problem
     from kit.training.tasks import IdentityTask

@@ -37,7 +37,7 @@ class IdentityTask(Task):
     """Conversations from a JSONL file (kit format or nanochat CustomJSON), `epochs` passes over it.
 
     A bad line raises `kit.records.RecordError` naming file and line, and a conversation that
-    `kit.quality.validation` calls an error (an empty message, roles out of order, a reply cut off) raises
+    `kit.rules` calls an error (an empty message, roles out of order, a reply cut off) raises
     ValueError naming file, line and message: training data is not guessed at.
     """
 
