@@ -14,7 +14,6 @@ loses its colours there: `token_figure` is its picture twin).
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from pathlib import Path
 from typing import Sequence
@@ -22,6 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from kit.tokens import packing
+from kit.training.curves import loss_figure
 
 SUPERVISED, UNSUPERVISED, SPECIAL_EDGE, PAD = "#7BC47F", "#DDDDDD", "#333333", "#FFFFFF"
 
@@ -299,35 +299,7 @@ def mixture_supervision(by_source: dict[str, dict], title: str | None = None):
 
 
 def loss_curves(history: Sequence[dict], vocab_size: int, title: str | None = None):
-    """Left: train and validation loss per step, the uniform guess ln(V) as a line, tokens seen on the
-    top axis. Right: validation bits per byte. `history` is kit.training.midtrain's (step, train_loss, tokens,
+    """kit.training.curves.loss_figure: train and validation loss per step with ln(V) and tokens seen,
+    validation bits per byte beside them. `history` is kit.training.midtrain's (step, train_loss, tokens,
     val_loss, val_bpb)."""
-    plt = _plt()
-    from matplotlib.ticker import FuncFormatter, MaxNLocator
-
-    steps = np.array([h["step"] for h in history], dtype=float)
-    tokens = np.array([h["tokens"] for h in history], dtype=float)
-    val = [h for h in history if h.get("val_loss") is not None]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [3, 2]})
-    left.plot(steps, [h["train_loss"] for h in history], lw=1, label="train")
-    if val:
-        left.plot([h["step"] for h in val], [h["val_loss"] for h in val], "o-", label="validation")
-    left.axhline(math.log(vocab_size), color="#C44E52", linestyle="--", lw=1,
-                 label=f"ln(V) = {math.log(vocab_size):.2f}: a uniform guess over {vocab_size:,} tokens")
-    left.set(xlabel="step", ylabel="loss (nats / target token)")
-    left.grid(alpha=0.3)
-    left.legend(fontsize=8)
-    if len(steps) > 1:
-        top = left.secondary_xaxis("top", functions=(lambda s: np.interp(s, steps, tokens),
-                                                     lambda t: np.interp(t, tokens, steps)))
-        top.set_xlabel("tokens seen", fontsize=8)
-        top.xaxis.set_major_locator(MaxNLocator(5))
-        top.xaxis.set_major_formatter(FuncFormatter(lambda t, _: f"{t / 1000:,.0f}k" if t >= 1000 else f"{t:.0f}"))
-        top.tick_params(labelsize=7)
-    bpb = [h for h in val if h.get("val_bpb") is not None]
-    right.plot([h["step"] for h in bpb], [h["val_bpb"] for h in bpb], "o-", color="#55A868")
-    right.set(xlabel="step", ylabel="validation bits per byte")
-    right.grid(alpha=0.3)
-    fig.suptitle(title or "midtraining", fontsize=10)
-    fig.tight_layout()
-    return fig
+    return loss_figure(history, title=title or "midtraining", vocab_size=vocab_size)

@@ -15,6 +15,7 @@ beside its destination in place whole.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import re
 import shutil
@@ -101,8 +102,10 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise write_error(exc, path) from None
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, Exception) and os_errno(exc) is not None:  # a writer's own error for a full disk
+            raise write_error(exc, path) from None
         raise
 
 
@@ -118,12 +121,43 @@ def fsync_file(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
-def write_error(exc: OSError, path: str | os.PathLike) -> OSError:
-    """`exc` as one line naming the file the kit meant to write ("[Errno 28] No space left on device:
-    'runs/x/data/conversations.jsonl'"): a write into a temporary file or an open handle names nothing."""
-    if exc.errno is None:
-        return OSError(f"{display_path(path)}: {exc}")
-    return type(exc)(exc.errno, exc.strerror or str(exc), display_path(path))
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)  # no room left on the disk, or none left in the user's quota
+_OS_ERROR = re.compile(r"\bos error (\d+)\b")  # how Rust libraries (safetensors, tokenizers) word an I/O error
+
+
+class DiskFullError(OSError):
+    """A write that found no room (ENOSPC, EDQUOT). Its line says so in words, names the file and what to do:
+    "disk full: no room to write runs/x/c.jsonl ([Errno 28] No space left on device); free some space and
+    run the same command again"."""
+
+    def __str__(self) -> str:
+        return (f"disk full: no room to write {self.filename} ([Errno {self.errno}] {self.strerror}); "
+                f"free some space and run the same command again")
+
+
+def os_errno(exc: BaseException) -> int | None:
+    """The errno behind `exc`: an OSError's own, or the "os error N" a library that is not Python (safetensors'
+    SafetensorError) writes into its message; None when there is none."""
+    if isinstance(exc, OSError):
+        return exc.errno
+    found = _OS_ERROR.search(str(exc))
+    return int(found.group(1)) if found else None
+
+
+def write_error(exc: BaseException, path: str | os.PathLike) -> OSError:
+    """`exc` as one line naming the file the kit meant to write ("[Errno 13] Permission denied:
+    'runs/x/data/conversations.jsonl'"): a write into a temporary file or an open handle names nothing.
+    No room on the disk is a DiskFullError, which says so in words. `exc` may be another library's error
+    for a failed write (safetensors' SafetensorError "... (os error 28)"): it becomes an OSError too."""
+    code, shown = os_errno(exc), display_path(path)
+    if code in NO_SPACE:
+        strerror = exc.strerror if isinstance(exc, OSError) and exc.strerror else os.strerror(code)
+        return DiskFullError(code, strerror, shown)
+    if code is None:
+        return OSError(f"{shown}: {exc}")
+    if isinstance(exc, OSError):
+        return type(exc)(code, exc.strerror or str(exc), shown)
+    return OSError(code, os.strerror(code), shown)
 
 
 def read_utf8(path: str | os.PathLike) -> str:
@@ -226,7 +260,8 @@ def staging_path(dest: str | os.PathLike) -> Path:
     return dest.with_name(f".{dest.name}.partial")
 
 
-def _old_path(dest: Path) -> Path:
+def old_path(dest: Path) -> Path:
+    """Where switch_folder keeps the previous folder while a two-rename swap is halfway (`.NAME.old`)."""
     return dest.with_name(f".{dest.name}.old")
 
 
@@ -239,10 +274,10 @@ def _exchange(a: Path, b: Path) -> bool:
     at_fdcwd, rename_exchange = -100, 2
     if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
         return True
-    errno = ctypes.get_errno()
-    if errno in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: this filesystem or kernel cannot swap
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):  # this filesystem or kernel cannot swap
         return False
-    raise OSError(errno, os.strerror(errno), str(b))
+    raise OSError(code, os.strerror(code), str(b))
 
 
 def switch_folder(staging: str | os.PathLike, dest: str | os.PathLike) -> Path:
@@ -256,7 +291,7 @@ def switch_folder(staging: str | os.PathLike, dest: str | os.PathLike) -> Path:
     if dest.exists() and _exchange(staging, dest):
         shutil.rmtree(staging)  # the old folder, now under the staging name
     else:
-        old = _old_path(dest)
+        old = old_path(dest)
         if dest.exists():
             os.replace(dest, old)
         os.replace(staging, dest)
@@ -269,7 +304,7 @@ def recover_folder(dest: str | os.PathLike, complete) -> None:
     """Finish or undo a `switch_folder` that a kill cut short: with `dest` gone, the staging folder goes in
     if `complete(staging)` (it was finished), else the old folder comes back; a leftover old one goes."""
     dest = Path(dest)
-    old, staging = _old_path(dest), staging_path(dest)
+    old, staging = old_path(dest), staging_path(dest)
     if old.exists() and not dest.exists():
         os.replace(staging if staging.is_dir() and complete(staging) else old, dest)
     shutil.rmtree(old, ignore_errors=True)

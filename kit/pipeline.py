@@ -218,7 +218,7 @@ def _check_type(nb: Notebook, name: str, value: Any, source: str) -> None:
     """A number, flag or list parameter must get one, before any notebook spends time (or API calls)."""
     default = nb.declared[name]
     if default is None or value is None:
-        return  # no default to compare with, or null ("not set", e.g. cpu_threads: all cores)
+        return  # no default to compare with, or null ("not set", e.g. cpu_threads: chosen at run time)
     if isinstance(default, str):
         if isinstance(value, str) or (name in _URL_LISTS and isinstance(value, list) and value
                                       and all(isinstance(v, str) for v in value)):

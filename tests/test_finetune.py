@@ -18,7 +18,8 @@ import torch
 from tiny_lm import GENERAL, IDENTITY, make_tiny_model
 
 from kit.paths import display_path, staging_path
-from kit.training.finetune import (CHECKPOINTS, POINTER, FinetuneError, collate, conversation_loss, finetune, length_batches,
+from kit.training.checkpoints import CHECKPOINT, CONFIG_FILE, MODEL_FILE, NAMES
+from kit.training.finetune import (FinetuneError, collate, conversation_loss, finetune, length_batches,
                           main, masked_loss, mixture)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +46,7 @@ def test_lora_lowers_the_loss_and_writes_a_loadable_folder(tiny, tmp_path):
     for name in ("model.safetensors", "config.json", "generation_config.json", "tokenizer.json", "manifest.json",
                  "history.json", "loss.png"):
         assert (out / name).is_file(), name
-    assert not (out / CHECKPOINTS).exists()
+    assert not any((out / name).exists() for name in NAMES)
     assert not list(out.glob("*.pkl")) and not list(out.glob("*.bin"))
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["data_files"][0]["sha256"] and manifest["tokens_per_s"] > 0 and manifest["parameters"]["method"] == "lora"
@@ -162,7 +163,7 @@ def _start(tiny, out, steps, every=2, extra=()) -> subprocess.Popen:
 
 
 def _wait_for_checkpoint(proc, out: Path, min_step: int, timeout: float = 120) -> int:
-    pointer = staging_path(out) / CHECKPOINTS / POINTER  # the run builds its folder beside `out`
+    pointer = staging_path(out) / CHECKPOINT / CONFIG_FILE  # the run builds its folder beside `out`
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if pointer.is_file():
@@ -186,13 +187,13 @@ def test_sigkill_then_resume_from_checkpoint_and_never_a_damaged_one(tiny, tmp_p
     proc.wait()
     partial = staging_path(out)
     assert not out.exists()  # a kill leaves no half-made output folder, only the partial one beside it
-    step = json.loads((partial / CHECKPOINTS / POINTER).read_text())["step"]
+    step = json.loads((partial / CHECKPOINT / CONFIG_FILE).read_text())["step"]
     damaged = tmp_path / "damaged"
     shutil.copytree(partial, staging_path(damaged))
-    folder = staging_path(damaged) / CHECKPOINTS / json.loads((partial / CHECKPOINTS / POINTER).read_text())["folder"]
-    data = bytearray((folder / "weights.safetensors").read_bytes())
+    folder = staging_path(damaged) / CHECKPOINT
+    data = bytearray((folder / MODEL_FILE).read_bytes())
     data[-8:] = b"\x00" * 8
-    (folder / "weights.safetensors").write_bytes(bytes(data))
+    (folder / MODEL_FILE).write_bytes(bytes(data))
 
     common = dict(steps=60, lr=3e-3, batch_tokens=256, checkpoint_every=2)
     resumed = run(tiny, out, **common)
@@ -214,7 +215,7 @@ def test_ctrl_c_saves_and_exits_130_then_other_parameters_start_clean(tiny, tmp_
     assert proc.returncode == 130
     last = err.strip().splitlines()[-1]
     assert last.startswith("kit finetune: interrupted at step ") and "resume" in last
-    saved = json.loads((staging_path(out) / CHECKPOINTS / POINTER).read_text())["step"]
+    saved = json.loads((staging_path(out) / CHECKPOINT / CONFIG_FILE).read_text())["step"]
     assert f"at step {saved} " in last
     result = finetune([IDENTITY], out, base=tiny, steps=3, lr=1e-3, batch_tokens=256, progress=True)
     assert result.resumed_from is None and len(result.history) == 3

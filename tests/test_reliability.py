@@ -257,7 +257,7 @@ def test_a_full_disk_during_a_checkpoint_leaves_the_previous_one_loadable(traine
     config = json.loads((tmp_path / "checkpoint" / "config.json").read_text())
     assert config["step"] == 2
     load_checkpoint(tmp_path)  # whole, and config and weights belong together
-    assert not (tmp_path / ".checkpoint.tmp").exists()
+    assert not paths.staging_path(tmp_path / "checkpoint").exists()
 
 
 def test_a_swap_cut_short_falls_back_to_the_previous_checkpoint(trained_tokenizer, tmp_path):
@@ -265,8 +265,8 @@ def test_a_swap_cut_short_falls_back_to_the_previous_checkpoint(trained_tokenize
 
     result = midtrain(spelling(), trained_tokenizer, device="cpu", steps=2, out_dir=tmp_path, **TINY)
     os.replace(tmp_path / "checkpoint", tmp_path / ".checkpoint.old")  # killed between the two renames
-    (tmp_path / ".checkpoint.tmp").mkdir()  # and a half-written new one beside it
-    (tmp_path / ".checkpoint.tmp" / "model.safetensors").write_bytes(b"\0" * 7)
+    paths.staging_path(tmp_path / "checkpoint").mkdir()  # and a half-written new one beside it
+    (paths.staging_path(tmp_path / "checkpoint") / "model.safetensors").write_bytes(b"\0" * 7)
     model, _ = load_checkpoint(tmp_path)
     assert all((a == b).all() for a, b in zip(model.parameters(), result.model.parameters()))
 
@@ -280,10 +280,10 @@ def test_an_interrupted_run_resumes_exactly_and_other_parameters_start_over(trai
     full = midtrain(spelling(), trained_tokenizer, device="cpu", steps=6, **TINY)
     real_lr_at = kit.training.midtrain.lr_at
 
-    def ctrl_c_at_step_4(step, config):
+    def ctrl_c_at_step_4(step, *args, **kwargs):
         if step == 3:
             raise KeyboardInterrupt
-        return real_lr_at(step, config)
+        return real_lr_at(step, *args, **kwargs)
 
     monkeypatch.setattr(kit.training.midtrain, "lr_at", ctrl_c_at_step_4)
     with pytest.raises(Interrupted) as info:
@@ -354,7 +354,7 @@ def test_ctrl_c_saves_and_exits_130_with_one_line(tokenizer_dir, tmp_path):
 
 
 def test_a_stray_python_end_does_not_run_a_closed_tool_call_again(trained_tokenizer, monkeypatch):
-    import kit.training.midtrain
+    import kit.training.engine
 
     tok = trained_tokenizer
     sid = tok.special_id
@@ -375,8 +375,8 @@ def test_a_stray_python_end_does_not_run_a_closed_tool_call_again(trained_tokeni
                     return
 
     calls = []
-    monkeypatch.setattr(kit.training.midtrain, "evaluate", lambda expression: calls.append(expression) or 5)
-    reply = kit.training.midtrain.chat(Scripted(), tok, "What is 2+3?", max_new_tokens=50)
+    monkeypatch.setattr(kit.training.engine, "evaluate", lambda expression: calls.append(expression) or 5)
+    reply = kit.training.engine.chat(Scripted(), tok, "What is 2+3?", max_new_tokens=50)
     assert calls == ["2+3"]
     assert reply.count("<|output_start|>") == 1 and reply.endswith("five")
 

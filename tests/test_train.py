@@ -13,7 +13,9 @@ import torch.nn.functional as F
 
 from kit.tokens.packing import pack_rows, targets
 from kit.training.tasks import SimpleSpelling
-from kit.training.midtrain import PRESETS, chat, load_checkpoint, lr_at, main, midtrain, split_validation
+from kit.training.engine import chat
+from kit.training.midtrain import PRESETS, load_checkpoint, main, midtrain, split_validation
+from kit.training.runtime import lr_at
 
 TINY = dict(n_layer=2, n_head=2, n_embd=64, sequence_len=64, batch_size=4, eval_every=10, progress=False,
             sample_tokens=0, peak_flops=1e9)
@@ -117,7 +119,8 @@ def test_impossible_settings_are_refused_before_training(trained_tokenizer, over
 
 def test_schedule_warms_up_holds_and_decays():
     config = PRESETS["cpu-smoke"]
-    lrs = [lr_at(s, config) for s in range(config.steps)]
+    lrs = [lr_at(s, config.steps, config.lr, warmup=config.warmup_frac, decay=config.decay_frac,
+                 final=config.final_lr_frac) for s in range(config.steps)]
     assert lrs[0] < lrs[10] == config.lr
     assert lrs[-1] == pytest.approx(config.lr * (config.final_lr_frac + (1 - config.final_lr_frac) / 50))
     assert all(a >= b for a, b in zip(lrs[50:], lrs[51:]))

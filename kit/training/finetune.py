@@ -18,7 +18,7 @@ What happens, and why:
   half the positions of a chat are the prompt.
 - LoRA (peft) on every linear layer of the decoder, merged into the weights at the end; or full
   finetuning. AdamW, linear warm-up then linear decay to a tenth, gradient clipping at 1. bf16 autocast
-  on CUDA, fp32 on CPU.
+  on CUDA, fp32 on CPU and MPS (kit.training.runtime: the device rule and schedule midtraining uses too).
 - A mixture adds general conversations (`mix=[(path, weight)]`, weight = share of the training
   examples), drawn without repetition while the file lasts, to limit forgetting.
 - The output folder is always one run's. The run builds it in `.NAME.partial/` beside `out_dir` and
@@ -27,12 +27,12 @@ What happens, and why:
   model.gguf beside new weights, no older manifest beside a newer history. An existing `out_dir` is
   replaced only when it is a finetune's output (its manifest says so) or with `force`; a data file
   inside it is refused. A loss that is not finite stops the run: nothing is saved as a model.
-- Checkpoints: every `checkpoint_every` steps and on Ctrl-C, a folder `checkpoints/step-NNNNNN/` in the
-  partial folder (trainable weights + AdamW state as safetensors, step and history as JSON) is written
-  first, then `checkpoints/latest.json` (atomic) points at it with the sha256 of each file. A killed run
-  leaves at worst an unreferenced folder. Re-run with the same parameters, it resumes from the
-  checkpoint the pointer names if every hash matches; with other parameters, or a damaged checkpoint,
-  it starts clean and says so. Nothing is pickled.
+- Checkpoints: every `checkpoint_every` steps and on Ctrl-C, `checkpoint/` in the partial folder
+  (kit.training.checkpoints, the scheme midtraining uses too: trainable weights, the optimizer's state,
+  step and history, each file fsynced and listed with its sha256, swapped in whole). A killed run leaves
+  the last whole checkpoint. Re-run with the same parameters and data, it resumes from it if every hash
+  matches; with other parameters or data, or a damaged checkpoint, it starts clean and says so. Nothing
+  is pickled.
 - Output (`out_dir`): model.safetensors (merged, float16) + config.json + generation_config.json +
   tokenizer files (HF layout: `kit.training.base_model.load_finetuned` and transformers load it; the chat
   template's default system prompt is the kit's), manifest.json (listing every other file), history.json,
@@ -54,6 +54,7 @@ import uuid
 import warnings
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
+from itertools import accumulate
 from pathlib import Path
 from typing import Sequence
 
@@ -61,11 +62,12 @@ import torch
 import torch.nn.functional as F
 
 from kit.arguments import finite_float
-from kit.training.runtime import _autocast, _cpu_threads, lr_at, package_versions
-from kit.training.checkpoints import (CHECKPOINTS, POINTER, CheckpointError, find_checkpoint, load_checkpoint,
-                                   save_checkpoint, sha256_file)
+from kit.training.checkpoints import (CHECKPOINT, NAMES, CheckpointError, checkpoint_folder, read_checkpoint,
+                                      remove_checkpoint, save_checkpoint, sha256_file)
+from kit.training.curves import save_loss_plot
+from kit.training.runtime import _cpu_threads, autocast, lr_at, package_versions, pick_device
 from kit.paths import (TEMP_NAME, OutputError, argument, atomic_write, check_output, display_path, folder_problem,
-                       recover_folder, staging_path, switch_folder)
+                       os_errno, recover_folder, staging_path, switch_folder, write_error)
 
 METHODS = ("lora", "full")
 IGNORE = -100
@@ -87,8 +89,8 @@ class FinetuneConfig:
     warmup: float = 0.05  # share of the steps
     weight_decay: float = 0.0
     checkpoint_every: int = 20
-    bf16: bool = True  # autocast on CUDA; CPU always trains in fp32
-    cpu_threads: int | None = None  # None: all cores (see _cpu_threads)
+    bf16: bool = True  # autocast on CUDA; CPU and MPS always train in fp32
+    cpu_threads: int | None = None  # None: the cores free of other work (kit.training.threads)
 
     def lr(self, method: str) -> float:
         return self.lr_lora if method == "lora" else self.lr_full
@@ -307,16 +309,6 @@ def masked_loss(model, inputs: torch.Tensor, targets: torch.Tensor, reduction: s
     return F.cross_entropy(logits.float(), targets[keep], reduction=reduction)
 
 
-def pick_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise FinetuneError(f"unknown device {device!r}; use auto, cpu or cuda (cuda:N)")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise FinetuneError(f"device {device!r} asked for, but torch sees no CUDA GPU here")
-    return torch.device(device)
-
-
 def prepare_model(model, method: str, config: FinetuneConfig):
     """LoRA adapters on the decoder's linear layers (only they train), or every weight trainable."""
     if method == "full":
@@ -364,24 +356,6 @@ def conversation_loss(model, tokenizer, records: Sequence[dict], *, max_tokens: 
 # ---- output ------------------------------------------------------------------------------------
 
 
-def save_loss_plot(history: list[dict], path: str | os.PathLike, title: str = "finetuning loss") -> Path:
-    """Loss per step (mean over supervised target tokens) as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    ax.plot([h["step"] for h in history], [h["loss"] for h in history], lw=1.2, marker="." if len(history) < 80 else None)
-    ax.set(xlabel="step", ylabel="loss (nats / supervised token)", title=title)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic_write(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return Path(path)
-
-
 def save_model(model, tokenizer, out_dir: Path) -> list[str]:
     """Merged weights (float16 safetensors), config, generation config and tokenizer files, each moved
     into out_dir whole. The tokenizer's chat template gets the kit's system prompt as its default."""
@@ -399,6 +373,10 @@ def save_model(model, tokenizer, out_dir: Path) -> list[str]:
         names = sorted(p.name for p in staging.iterdir() if p.is_file())
         for name in names:
             os.replace(staging / name, out_dir / name)
+    except Exception as exc:  # a full disk: safetensors and tokenizers report it as errors of their own
+        if os_errno(exc) is None:
+            raise
+        raise write_error(exc, out_dir) from None
     finally:
         hf.chat_template = template
         shutil.rmtree(staging, ignore_errors=True)
@@ -435,7 +413,10 @@ def finetune(data: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *, b
             raise FinetuneError(f"--mix {path}:{weight}: the weight must be a finite number")
     if problem := folder_problem(out_dir):
         raise FinetuneError(f"--out {problem}")
-    dev = pick_device(device)
+    try:
+        dev = pick_device(device)
+    except ValueError as exc:
+        raise FinetuneError(str(exc)) from None
     overrides = {k: v for k, v in (("steps", steps), ("epochs", epochs), ("batch_tokens", batch_tokens),
                                    ("checkpoint_every", checkpoint_every)) if v is not None}
     config = replace(PRESETS[preset], method=method, **overrides)
@@ -449,7 +430,7 @@ def finetune(data: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *, b
             raise FinetuneError(str(exc)) from None
         staging = staging_path(out)
         for stale in (staging.iterdir() if staging.is_dir() else ()):  # half-written outputs of a killed run
-            if stale.name != CHECKPOINTS:
+            if stale.name not in NAMES:
                 shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
         staging.mkdir(parents=True, exist_ok=True)
         try:
@@ -458,7 +439,7 @@ def finetune(data: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *, b
         except Interrupted:
             raise  # the partial folder holds the checkpoint the next run resumes from
         except BaseException:
-            if not (staging / CHECKPOINTS).exists():  # nothing to resume: leave nothing behind
+            if checkpoint_folder(staging) is None:  # nothing to resume: leave nothing behind
                 shutil.rmtree(staging, ignore_errors=True)
             raise
         switch_folder(staging, out)
@@ -526,16 +507,22 @@ def _run(data, out: Path, base, config: FinetuneConfig, lr: float, dev: torch.de
     history: list[dict] = []
     start_step, resumed_from, spent = 0, None, 0.0
     if resume:
-        folder, why = find_checkpoint(out, fingerprint)
-        if folder is not None:
-            state = load_checkpoint(folder, model, optimizer)
-            start_step, resumed_from, history, spent = state["step"], state["step"], state["history"], state["train_seconds"]
-        if why != "no checkpoint":
-            log(f"finetune: {why}" + ("" if folder is not None else "; starting clean"), flush=True)
-    elif (out / CHECKPOINTS / POINTER).exists():
-        log(f"finetune: resume off: the checkpoint in {out / CHECKPOINTS} is discarded; starting clean", flush=True)
-    if start_step == 0 and (out / CHECKPOINTS).exists():
-        shutil.rmtree(out / CHECKPOINTS)  # `out` is the kit's partial folder: its checkpoints are the kit's
+        try:
+            saved = read_checkpoint(out)
+            if saved is not None and saved.state.get("fingerprint") != fingerprint:
+                log(f"finetune: the checkpoint at step {saved.state.get('step')} was made with other parameters or "
+                    f"data; starting clean", flush=True)
+            elif saved is not None:
+                saved.restore(model, optimizer)
+                state = saved.state
+                start_step, resumed_from, history, spent = state["step"], state["step"], state["history"], state["train_seconds"]
+                log(f"finetune: resuming from step {start_step} ({saved.folder})", flush=True)
+        except CheckpointError as exc:
+            log(f"finetune: {exc}; starting clean", flush=True)
+    elif checkpoint_folder(out) is not None:
+        log(f"finetune: resume off: the checkpoint in {out / CHECKPOINT} is discarded; starting clean", flush=True)
+    if start_step == 0:
+        remove_checkpoint(out)  # `out` is the kit's partial folder: its checkpoints are the kit's
     log(f"finetune: {len(rows)} conversations ({', '.join(f'{Path(k).name}: {v}' for k, v in counts.items())}), "
         f"{len(batches)} batches/epoch, {total_steps} steps, {config.method} ({n_trainable:,} trainable), "
         f"lr {lr:g}, {dev}", flush=True)
@@ -554,9 +541,9 @@ def _run(data, out: Path, base, config: FinetuneConfig, lr: float, dev: torch.de
             inputs, targets = collate([rows[i] for i in batches[order[k]]], tokenizer.pad_id)
             inputs, targets = inputs.to(dev), targets.to(dev)
             for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, total_steps, lr, config.warmup)
+                group["lr"] = lr_at(step, total_steps, lr, warmup=config.warmup, decay=1.0, final=0.1)
             t0 = time.perf_counter()
-            with _autocast(dev, config.bf16):
+            with autocast(dev, config.bf16):
                 loss = masked_loss(model, inputs, targets)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -564,7 +551,7 @@ def _run(data, out: Path, base, config: FinetuneConfig, lr: float, dev: torch.de
             optimizer.zero_grad(set_to_none=True)
             value = loss.detach().item()  # waits for the device
             if not math.isfinite(value):
-                shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)  # a resume would diverge the same way
+                remove_checkpoint(out)  # a resume would diverge the same way
                 raise FinetuneError(f"the loss is {value} at step {step + 1} of {total_steps}: training diverged "
                                     f"(lr {lr:g} is likely too high); nothing was saved as a model")
             spent += time.perf_counter() - t0
@@ -583,7 +570,7 @@ def _run(data, out: Path, base, config: FinetuneConfig, lr: float, dev: torch.de
         if done > start_step or resumed_from is None:
             save_checkpoint(out, model, optimizer, state_at(done))
         raise Interrupted(f"interrupted at step {done} of {total_steps}; checkpoint saved in "
-                          f"{display_path(out / CHECKPOINTS)}; run the same command again to resume") from None
+                          f"{display_path(out / CHECKPOINT)}; run the same command again to resume") from None
     finally:
         bar.close()
     wall = time.perf_counter() - run_started
@@ -605,9 +592,10 @@ def _run(data, out: Path, base, config: FinetuneConfig, lr: float, dev: torch.de
         export_seconds = time.perf_counter() - t0
     with atomic_write(out / "history.json") as tmp:
         tmp.write_text(json.dumps(history, indent=1) + "\n", encoding="utf-8")
-    save_loss_plot(history, out / "loss.png", title=f"finetuning loss ({config.method}, {base_path.name})")
-    if (out / CHECKPOINTS).exists():
-        shutil.rmtree(out / CHECKPOINTS)  # the outputs are the result now
+    curve = [{"step": h["step"], "train_loss": h["loss"], "tokens": seen}
+             for h, seen in zip(history, accumulate(h["tokens"] for h in history))]
+    save_loss_plot(curve, out / "loss.png", title=f"finetuning loss ({config.method}, {base_path.name})")
+    remove_checkpoint(out)  # the outputs are the result now
 
     tokens_per_s = tokens / wall if wall > 0 and tokens else 0.0
     manifest = {
@@ -652,7 +640,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--epochs", type=finite_float, help="passes over the examples (default: the preset's)")
     parser.add_argument("--lr", type=finite_float, help="peak learning rate (default: the preset's for the method)")
     parser.add_argument("--batch-tokens", type=int, help="padded tokens per batch (default: the preset's)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps")
     parser.add_argument("--mix", action="append", default=[], metavar="FILE:WEIGHT",
                         help="general conversations making WEIGHT of the examples (repeatable)")
     parser.add_argument("--seed", type=int, default=0)

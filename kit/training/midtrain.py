@@ -18,13 +18,15 @@ its own share of the rows, NCCL on GPUs; CPU processes use gloo, which is how th
 rank 0 evaluates, samples and writes. The single-process path is the plain loop below.
 
 Checkpoints and resume. With `out_dir`, the run holds the folder's lock (kit.locking) and writes
-`out_dir/checkpoint/` every `checkpoint_every` steps, on Ctrl-C and at the end: weights and optimizer
-state as safetensors, `config.json` (model and training parameters, the step, the history, a digest of
-the training rows) and the tokenizer, together. The folder is written under a temporary name and
-swapped in whole (the previous one is kept as `.checkpoint.old` until the new one is in place, and a
-reader falls back to it), so a full disk or a SIGKILL never leaves weights beside another step's
-config. A run whose parameters and rows match the checkpoint's resumes from its step (`resume=False`,
-`--no-resume`, starts over); one with other parameters says so and starts over. Nothing is unpickled.
+`out_dir/checkpoint/` every `checkpoint_every` steps, on Ctrl-C and at the end (kit.training.checkpoints:
+the scheme finetuning uses too, swapped in whole, every file fsynced and checked by sha256, nothing
+pickled): weights, optimizer state, the model and training parameters, the step, the history, a digest
+of the training rows, and the tokenizer. A run whose parameters and rows match the checkpoint's resumes
+from its step (`resume=False`, `--no-resume`, starts over); one with other parameters says so and starts
+over; a damaged one stops the run with a message naming the file.
+
+Sampling with the calculator tool is kit.training.engine; device, threads, autocast and the LR schedule
+are kit.training.runtime; the loss plot is kit.training.curves.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import sys
 import time
 import warnings
 from collections import Counter
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -47,11 +49,15 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from kit.training.calculator import CalculatorError, evaluate, format_result
-from kit.training.model import GPT, GPTConfig
-from kit.tokens.packing import IGNORE_INDEX, LOSS_MODES, Packed, batches, pack_rows, trained_tokens
 from kit.arguments import finite_float
-from kit.paths import argument, atomic_write, check_output, clashing_input, folder_problem, write_error
+from kit.paths import argument, atomic_write, check_output, clashing_input, folder_problem
+from kit.tokens.packing import IGNORE_INDEX, LOSS_MODES, Packed, batches, pack_rows, trained_tokens
+from kit.training.checkpoints import (CHECKPOINT, NAMES, CheckpointError, checkpoint_folder, read_checkpoint,
+                                      save_checkpoint)
+from kit.training.curves import save_loss_plot
+from kit.training.engine import samples
+from kit.training.model import GPT, GPTConfig
+from kit.training.runtime import _cpu_threads, autocast, lr_at, measure_matmul_flops, pick_device, sync
 
 
 @dataclass
@@ -76,7 +82,7 @@ class TrainConfig:
     dtype: str = "float32"  # "bfloat16": autocast on CUDA
     compile: bool = False
     packing: str = "best_fit_pad"
-    cpu_threads: int | None = None  # torch intra-op threads on CPU (None: torch's default, all cores)
+    cpu_threads: int | None = None  # torch intra-op threads on CPU (None: chosen by kit.training.runtime)
     checkpoint_every: int = 50  # steps between checkpoints when an out_dir is given (0: only at the end)
 
 
@@ -129,43 +135,6 @@ class MidtrainResult:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Devices and speed
-
-def pick_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(device)
-
-
-def measure_matmul_flops(device: torch.device, dtype: torch.dtype = torch.float32, size: int | None = None,
-                         seconds: float = 0.3) -> float:
-    """Achievable matmul FLOP/s on this device: the denominator of MFU when no peak is given."""
-    size = size or (4096 if device.type == "cuda" else 512)
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
-    a @ b  # warm up kernels and caches
-    _sync(device)
-    runs, start = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds or runs < 3:
-        a @ b
-        runs += 1
-        if runs % 4 == 0:
-            _sync(device)
-    _sync(device)
-    elapsed = time.perf_counter() - start
-    return 2 * size**3 * runs / elapsed
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-# ---------------------------------------------------------------------------------------------------
 # Data
 
 def split_validation(records: Sequence[dict], fraction: float, seed: int = 0) -> tuple[list[dict], list[dict]]:
@@ -214,29 +183,17 @@ def _endless_batches(packed: Packed, batch_size: int, loss_mode: str, seed: int)
 
 
 # ---------------------------------------------------------------------------------------------------
-# Schedule, evaluation, sampling
-
-def lr_at(step: int, config: TrainConfig) -> float:
-    """Linear warmup, constant, then linear decay to final_lr_frac over the last decay_frac of the run."""
-    warmup = max(1, round(config.warmup_frac * config.steps))
-    decay_start = config.steps - round(config.decay_frac * config.steps)
-    if step < warmup:
-        return config.lr * (step + 1) / warmup
-    if step < decay_start:
-        return config.lr
-    progress = (step - decay_start) / max(1, config.steps - decay_start)
-    return config.lr * (1 - progress * (1 - config.final_lr_frac))
-
+# Evaluation
 
 @torch.no_grad()
 def evaluate_loss(model: GPT, packed: Packed, loss_mode: str, device: torch.device, batch_size: int,
-                  token_bytes: torch.Tensor | None = None, autocast=None) -> tuple[float, float | None]:
+                  token_bytes: torch.Tensor | None = None, bf16: bool = False) -> tuple[float, float | None]:
     """(mean loss per target, bits per byte) over all rows; bpb counts only non-special targets."""
     model.eval()
     total_loss, total_targets, total_nats, total_bytes = 0.0, 0, 0.0, 0.0
     for inputs, targets in batches(packed, batch_size, loss_mode=loss_mode):
         x, y = torch.from_numpy(inputs).to(device), torch.from_numpy(targets).to(device)
-        with autocast():
+        with autocast(device, bf16):
             logits = model(x)
         losses = torch.nn.functional.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1),
                                                    ignore_index=IGNORE_INDEX, reduction="none").double().cpu()
@@ -252,48 +209,6 @@ def evaluate_loss(model: GPT, packed: Packed, loss_mode: str, device: torch.devi
     loss = total_loss / total_targets if total_targets else float("nan")
     bpb = total_nats / (math.log(2) * total_bytes) if total_bytes else None
     return loss, bpb
-
-
-def chat(model: GPT, tokenizer, prompt: str | list[dict], *, max_new_tokens: int = 96, temperature: float = 0.0,
-         top_k: int | None = None, seed: int = 0) -> str:
-    """The assistant's reply to a user message (or a conversation ending with one), stopping at
-    <|assistant_end|>. A python tool call the model writes is run through kit.training.calculator and its output
-    is fed back between <|output_start|> and <|output_end|>, as the tasks taught it."""
-    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
-    context = tokenizer.render_for_completion(messages)
-    start = len(context)
-    sid = tokenizer.special_id
-    assistant_end, python_start, python_end = sid("<|assistant_end|>"), sid("<|python_start|>"), sid("<|python_end|>")
-    generator = torch.Generator().manual_seed(seed)
-    budget = max_new_tokens
-    while budget > 0:
-        new = list(model.generate(context, budget, temperature=temperature, top_k=top_k,
-                                  stop_ids=(assistant_end, python_end), generator=generator))
-        context += new
-        budget -= len(new)
-        if not new or new[-1] != python_end:
-            break
-        # a tool call runs only when this python_end closes an open python block: a stray python_end after
-        # a call that already ran (or with no call at all) is text, and must not run that call again
-        call_start = max((i for i in range(start, len(context) - 1) if context[i] == python_start), default=None)
-        if call_start is None or python_end in context[call_start + 1:-1]:
-            continue
-        expression = tokenizer.decode(context[call_start + 1:-1])
-        try:
-            output = format_result(evaluate(expression))
-        except CalculatorError as exc:
-            output = f"error: {exc}"
-        context += [sid("<|output_start|>"), *tokenizer.encode(output), sid("<|output_end|>")]
-    reply = context[start:]
-    if reply and reply[-1] == assistant_end:
-        reply = reply[:-1]
-    return tokenizer.decode(reply)
-
-
-def _samples(model, tokenizer, prompts, max_new_tokens: int) -> list[dict]:
-    if max_new_tokens <= 0:
-        return []
-    return [{"prompt": p, "reply": chat(model, tokenizer, p, max_new_tokens=max_new_tokens)} for p in prompts]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -326,10 +241,14 @@ def midtrain(records: Sequence[dict], tokenizer, *, preset: str = "cpu-smoke", o
     for name in ("lr", "weight_decay"):
         if not math.isfinite(getattr(config, name)):
             raise ValueError(f"{name} must be a finite number, got {getattr(config, name)}")
+    if config.dtype not in ("float32", "bfloat16"):
+        raise ValueError(f"dtype must be 'float32' or 'bfloat16', got {config.dtype!r}")
     if out_dir is not None and (problem := folder_problem(out_dir)):
         raise ValueError(problem)
     created = out_dir is not None and not Path(out_dir).exists()
-    with _cpu_threads(config.cpu_threads), _lock(out_dir):
+    # torch's CPU threads are shared with other work only where the loop runs on the CPU (kit.training.threads)
+    threads = _cpu_threads(config.cpu_threads) if pick_device(device).type == "cpu" else nullcontext()
+    with threads, _lock(out_dir):
         if out_dir is not None:
             check_output(out_dir, force=force, ours=_is_midtrain_folder)
         try:
@@ -337,12 +256,12 @@ def midtrain(records: Sequence[dict], tokenizer, *, preset: str = "cpu-smoke", o
                           prompts=prompts, sample_tokens=sample_tokens, progress=progress,
                           manifest_extra=manifest_extra or {}, resume=resume)
         except BaseException:
-            if created and is_main_process() and checkpoint_dir(out_dir) is None:
+            if created and is_main_process() and checkpoint_folder(out_dir) is None:
                 shutil.rmtree(out_dir, ignore_errors=True)  # nothing to resume from: leave no empty folder
             raise
 
 
-OUTPUT_NAMES = ("checkpoint", ".checkpoint.old", ".checkpoint.tmp", "history.json", "manifest.json", "loss.png")
+OUTPUT_NAMES = (*NAMES, "history.json", "manifest.json", "loss.png")
 
 
 def _is_midtrain_folder(out: Path) -> bool:
@@ -355,7 +274,7 @@ def _is_midtrain_folder(out: Path) -> bool:
             return True
     except (OSError, ValueError, AttributeError):
         pass
-    return checkpoint_dir(out) not in (None, out)
+    return checkpoint_folder(out) not in (None, out)
 
 
 class Diverged(ValueError):
@@ -382,17 +301,6 @@ def _lock(out_dir):
 
     with exclusive(out_dir):
         yield
-
-
-@contextmanager
-def _cpu_threads(n: int | None):
-    before = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _train(records, tokenizer, config: TrainConfig, *, out_dir, device, peak_flops, prompts, sample_tokens,
@@ -424,9 +332,9 @@ def _train(records, tokenizer, config: TrainConfig, *, out_dir, device, peak_flo
                              n_layer=config.n_layer, n_head=config.n_head, n_embd=config.n_embd)
     model = GPT(model_config).to(dev)
     raw_model = model
-    autocast = _autocast(dev, config.dtype)
+    bf16 = config.dtype == "bfloat16"
     prompts = list(prompts) if prompts is not None else _default_prompts(records)
-    samples_before = _samples(raw_model, tokenizer, prompts, sample_tokens // 3) if is_main else []
+    samples_before = samples(raw_model, tokenizer, prompts, sample_tokens // 3) if is_main else []
     if config.compile and dev.type == "cuda":
         model = torch.compile(model)
     if ddp:
@@ -436,30 +344,26 @@ def _train(records, tokenizer, config: TrainConfig, *, out_dir, device, peak_flo
     token_bytes = token_byte_lengths(tokenizer)
     flops_per_token = raw_model.estimate_flops_per_token()
     if peak_flops is None:
-        peak_flops = measure_matmul_flops(dev, torch.bfloat16 if config.dtype == "bfloat16" and dev.type == "cuda"
-                                          else torch.float32)
+        peak_flops = measure_matmul_flops(dev, torch.bfloat16 if bf16 and dev.type == "cuda" else torch.float32)
 
     stream = _endless_batches(shard, config.batch_size, config.loss_mode, config.seed)
     history: list[dict] = []
     identity = run_identity(config, model_config, train_packed, world)
     start_step = 0
     if out_dir is not None and resume:
-        saved = read_checkpoint(out_dir, identity, dev, log)
-        if saved is not None:
-            raw_model.load_state_dict(saved["model"])
-            optimizer.load_state_dict(saved["optimizer"])
-            start_step, history = saved["step"], saved["history"]
-            for _ in range(start_step * config.grad_accum):  # the data stream continues where it stopped
-                next(stream)
-            log(f"resuming from the checkpoint of step {start_step}/{config.steps} in {out_dir}")
+        start_step, history = _resume(out_dir, identity, raw_model, optimizer, log)
+    if start_step:
+        for _ in range(start_step * config.grad_accum):  # the data stream continues where it stopped
+            next(stream)
+        log(f"resuming from the checkpoint of step {start_step}/{config.steps} in {out_dir}")
 
     def checkpoint(step: int) -> None:
         if out_dir is not None and is_main:
-            save_checkpoint(out_dir, raw_model, optimizer, tokenizer, identity, step, history)
+            _save(out_dir, raw_model, optimizer, tokenizer, identity, step, history)
 
     tallies: dict = {}
     try:
-        _train_steps(config, model, raw_model, optimizer, stream, dev, world, autocast, val_packed, token_bytes,
+        _train_steps(config, model, raw_model, optimizer, stream, dev, world, bf16, val_packed, token_bytes,
                      is_main, log, history, start_step, checkpoint, tallies)
     except KeyboardInterrupt:
         done = history[-1]["step"] if history else start_step
@@ -472,7 +376,7 @@ def _train(records, tokenizer, config: TrainConfig, *, out_dir, device, peak_flo
     tokens_per_s = timed_tokens / timed_seconds if timed_seconds else 0.0
     mfu = flops_per_token * tokens_per_s / peak_flops if peak_flops else None
     final_val = next((h for h in reversed(history) if "val_loss" in h), {})
-    samples_after = _samples(raw_model, tokenizer, prompts, sample_tokens) if is_main else []
+    samples_after = samples(raw_model, tokenizer, prompts, sample_tokens) if is_main else []
     result = MidtrainResult(
         config=config, model_config=model_config, device=str(dev), num_params=raw_model.num_params(),
         conversations={"train": len(train_records), "val": len(val_records)},
@@ -494,25 +398,26 @@ def _train(records, tokenizer, config: TrainConfig, *, out_dir, device, peak_flo
     return result
 
 
-def _train_steps(config, model, raw_model, optimizer, stream, dev, world, autocast, val_packed, token_bytes,
+def _train_steps(config, model, raw_model, optimizer, stream, dev, world, bf16, val_packed, token_bytes,
                  is_main, log, history, start_step, checkpoint, tallies) -> None:
     """Optimizer steps start_step..config.steps-1, appending to `history`; checkpoints every
     config.checkpoint_every steps. `tallies` gets the timed tokens and seconds (for tokens/s)."""
     timed_tokens, timed_seconds = 0, 0.0
     tokens_seen = history[-1]["tokens"] if history else 0
     for step in range(start_step, config.steps):
-        lr = lr_at(step, config)
+        lr = lr_at(step, config.steps, config.lr, warmup=config.warmup_frac, decay=config.decay_frac,
+                   final=config.final_lr_frac)
         for group in optimizer.param_groups:
             group["lr"] = lr
         micro = [next(stream) for _ in range(config.grad_accum)]
         step_tokens = sum(x.size for x, _ in micro) * world  # positions processed, padding included
         n_targets = max(1, sum(int((y != IGNORE_INDEX).sum()) for _, y in micro))
-        _sync(dev)
+        sync(dev)
         t0 = time.perf_counter()
         step_loss = 0.0
         for inputs, targets in micro:
             x, y = torch.from_numpy(inputs).to(dev), torch.from_numpy(targets).to(dev)
-            with autocast():
+            with autocast(dev, bf16):
                 loss = model(x, y, reduction="sum") / n_targets
             loss.backward()
             step_loss += float(loss.detach())
@@ -521,7 +426,7 @@ def _train_steps(config, model, raw_model, optimizer, stream, dev, world, autoca
                            f"(lr {config.lr:g} is likely too high); nothing was saved as a model")
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        _sync(dev)
+        sync(dev)
         dt = time.perf_counter() - t0
         if step > start_step or config.steps - start_step == 1:  # the first step pays for warm-up and compilation
             timed_tokens += step_tokens
@@ -532,7 +437,7 @@ def _train_steps(config, model, raw_model, optimizer, stream, dev, world, autoca
         last = step + 1 == config.steps
         if val_packed is not None and is_main and ((step + 1) % config.eval_every == 0 or last):
             entry["val_loss"], entry["val_bpb"] = evaluate_loss(raw_model, val_packed, config.loss_mode, dev,
-                                                                config.batch_size, token_bytes, autocast)
+                                                                config.batch_size, token_bytes, bf16)
         history.append(entry)
         if "val_loss" in entry or step == start_step:
             extra = f" val {entry['val_loss']:.3f} bpb {entry['val_bpb'] or float('nan'):.3f}" if "val_loss" in entry else ""
@@ -545,14 +450,6 @@ def _default_prompts(records: Sequence[dict]) -> list[str]:
     identity = next((r for r in records if r.get("meta", {}).get("task") == "identity"), None)
     first_user = next((m["content"] for m in identity["messages"] if m["role"] == "user"), None) if identity else None
     return ([first_user] if isinstance(first_user, str) else []) + list(DEFAULT_PROMPTS)
-
-
-def _autocast(device: torch.device, dtype: str):
-    if dtype == "bfloat16" and device.type == "cuda":
-        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
-    if dtype not in ("float32", "bfloat16"):
-        raise ValueError(f"dtype must be 'float32' or 'bfloat16', got {dtype!r}")
-    return lambda: torch.autocast(device.type, enabled=False)
 
 
 def is_main_process() -> bool:
@@ -600,8 +497,7 @@ def _shard(packed: Packed, rank: int, world: int) -> Packed:
 # ---------------------------------------------------------------------------------------------------
 # Checkpoints
 
-CHECKPOINT_DIR, OLD_CHECKPOINT_DIR = "checkpoint", ".checkpoint.old"
-MODEL_FILE, OPTIMIZER_FILE, CONFIG_FILE, HISTORY_FILE = "model.safetensors", "optimizer.safetensors", "config.json", "history.json"
+HISTORY_FILE = "history.json"
 
 
 def run_identity(config: TrainConfig, model_config: GPTConfig, packed: Packed, world: int) -> dict:
@@ -612,157 +508,66 @@ def run_identity(config: TrainConfig, model_config: GPTConfig, packed: Packed, w
     return {"train": train, "model": model_config.to_dict(), "rows": rows, "ranks": world}
 
 
-def checkpoint_dir(out_dir: str | os.PathLike) -> Path | None:
-    """The checkpoint folder of a run folder: `checkpoint/`, else the previous one when a swap was cut
-    short (`.checkpoint.old`), else the folder itself if it is a checkpoint; None if there is none."""
-    out = Path(out_dir)
-    for candidate in (out / CHECKPOINT_DIR, out / OLD_CHECKPOINT_DIR, out):
-        if (candidate / CONFIG_FILE).is_file() and (candidate / MODEL_FILE).is_file():
-            return candidate
-    return None
+def _save(out_dir, model: GPT, optimizer, tokenizer, identity: dict, step: int, history: list[dict]) -> Path:
+    return save_checkpoint(out_dir, model, optimizer, {**identity, "step": step, "history": history},
+                           extra=lambda folder: tokenizer.save(folder / "tokenizer"))
 
 
-def save_checkpoint(out_dir: str | os.PathLike, model: GPT, optimizer, tokenizer, identity: dict, step: int,
-                    history: list[dict]) -> Path:
-    """Write out_dir/checkpoint/ as a whole: a temporary folder, then two renames (see the module doc)."""
-    from safetensors.torch import save_file
-
-    out = Path(out_dir)
-    final, old, tmp = out / CHECKPOINT_DIR, out / OLD_CHECKPOINT_DIR, out / ".checkpoint.tmp"
+def _resume(out_dir, identity: dict, model: GPT, optimizer, log) -> tuple[int, list[dict]]:
+    """Load the checkpoint in out_dir into `model` and `optimizer` when this run may resume from it and
+    return its (step, history); (0, []) when there is none or it was made with other parameters (then
+    says what differs). A damaged one is a CheckpointError that says how to go on."""
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(tmp, ignore_errors=True)  # left by a run killed while saving
-        tmp.mkdir()
-        save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, tmp / MODEL_FILE)
-        tensors, groups = _flatten_optimizer(optimizer.state_dict())
-        save_file(tensors, tmp / OPTIMIZER_FILE)
-        tokenizer.save(tmp / "tokenizer")
-        config = {**identity, "step": step, "optimizer_groups": groups, "history": history}
-        with open(tmp / CONFIG_FILE, "w", encoding="utf-8") as fh:
-            fh.write(json.dumps(config, indent=1) + "\n")
-        for file in tmp.rglob("*"):  # on disk before the swap, or a power cut could swap in empty files
-            if file.is_file():
-                with open(file, "rb") as fh:
-                    os.fsync(fh.fileno())
-        if final.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise write_error(exc, final) from None
-    return final
-
-
-def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], list[dict]]:
-    """An optimizer state dict as safetensors' flat {name: tensor} plus its JSON-ready param groups."""
-    tensors = {}
-    for index, slots in state["state"].items():
-        for name, value in slots.items():
-            tensor = value if torch.is_tensor(value) else torch.tensor(value)
-            tensors[f"{index}.{name}"] = tensor.detach().contiguous().cpu()
-    return tensors, state["param_groups"]
-
-
-def _unflatten_optimizer(tensors: dict[str, torch.Tensor], groups: list[dict]) -> dict:
-    state: dict[int, dict] = {}
-    for key, tensor in tensors.items():
-        index, name = key.split(".", 1)
-        state.setdefault(int(index), {})[name] = tensor
-    return {"state": state, "param_groups": groups}
-
-
-def read_checkpoint(out_dir: str | os.PathLike, identity: dict, device: torch.device, log) -> dict | None:
-    """The checkpoint in out_dir if this run may resume from it ({model, optimizer, step, history}),
-    else None (no checkpoint, or one made with other parameters: then says what differs)."""
-    from safetensors.torch import load_file
-
-    folder = checkpoint_dir(out_dir)
-    if folder is None:
-        return None
-    try:
-        config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
-        saved = {k: config.get(k) for k in identity}
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{folder / CONFIG_FILE}: unreadable checkpoint ({exc}); delete {folder} or pass "
-                         f"--no-resume") from None
-    if saved != identity:
-        differs = [k for k in identity if saved[k] != identity[k]]
-        if "train" in differs and isinstance(saved["train"], dict):
-            differs = [f"{k} {saved['train'].get(k)!r} -> {v!r}" for k, v in identity["train"].items()
-                       if saved["train"].get(k) != v] + [d for d in differs if d != "train"]
-        log(f"the checkpoint in {out_dir} was made with other settings ({', '.join(differs)}); training from step 0")
-        return None
-    try:
-        model = load_file(folder / MODEL_FILE, device=str(device))
-        optimizer = _unflatten_optimizer(load_file(folder / OPTIMIZER_FILE, device=str(device)),
-                                         config["optimizer_groups"])
-    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error type for a damaged file
-        raise ValueError(f"{folder}: unreadable checkpoint ({exc}); delete it or pass --no-resume") from None
-    return {"model": model, "optimizer": optimizer, "step": int(config["step"]), "history": config["history"]}
+        saved = read_checkpoint(out_dir)
+        if saved is None:
+            return 0, []
+        state = saved.state
+        differs = [k for k in identity if state.get(k) != identity[k]]
+        if "train" in differs and isinstance(state.get("train"), dict):
+            differs = [f"{k} {state['train'].get(k)!r} -> {v!r}" for k, v in identity["train"].items()
+                       if state["train"].get(k) != v] + [d for d in differs if d != "train"]
+        if differs:
+            log(f"the checkpoint in {out_dir} was made with other settings ({', '.join(differs)}); training from step 0")
+            return 0, []
+        saved.restore(model, optimizer)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc}; delete {Path(out_dir) / CHECKPOINT} or pass --no-resume") from None
+    return state["step"], state["history"]
 
 
 def save_run(result: MidtrainResult, tokenizer, out_dir: str | os.PathLike, manifest_extra: dict | None = None,
              *, optimizer=None, identity: dict | None = None) -> Path:
-    """checkpoint/ (weights, optimizer state when given, config.json, tokenizer/), history.json,
-    manifest.json and loss.png into out_dir; every file atomically. A plot that fails is reported on
-    stderr and leaves the rest saved."""
+    """checkpoint/ (weights, optimizer state when given, the tokenizer), history.json, manifest.json and
+    loss.png into out_dir; every file atomically. A plot that fails is reported on stderr and leaves the
+    rest saved."""
     from kit.manifest import write_manifest
 
     out = Path(out_dir)
     identity = identity or {"train": asdict(result.config), "model": result.model_config.to_dict()}
     optimizer = optimizer or torch.optim.AdamW(result.model.parameters())
-    save_checkpoint(out, result.model, optimizer, tokenizer, identity, result.config.steps, result.history)
+    _save(out, result.model, optimizer, tokenizer, identity, result.config.steps, result.history)
     with atomic_write(out / HISTORY_FILE) as tmp:
         tmp.write_text(json.dumps(result.history, indent=1) + "\n", encoding="utf-8")
     write_manifest(out / "manifest.json", {"command": "midtrain", **(manifest_extra or {}), **result.summary()})
     try:
-        save_loss_plot(result.history, out / "loss.png")
+        save_loss_plot(result.history, out / "loss.png", title="midtraining loss",
+                       vocab_size=result.model_config.vocab_size)
     except (OSError, ValueError, RuntimeError) as exc:
         print(f"kit midtrain: loss plot not written: {exc}", file=sys.stderr)
     return out
 
 
 def load_checkpoint(out_dir: str | os.PathLike, device: str = "cpu") -> tuple[GPT, "object"]:
-    """(model, tokenizer) from a run folder written by midtrain/save_run (or its checkpoint folder);
-    safetensors and JSON only, nothing is unpickled."""
-    from safetensors.torch import load_file
-
+    """(model, tokenizer) from a run folder written by midtrain/save_run (or its checkpoint folder),
+    every file checked against its sha256 first; safetensors and JSON only, nothing is unpickled."""
     from kit.tokens.tokenizer import Tokenizer
 
-    folder = checkpoint_dir(out_dir)
-    if folder is None:
-        raise FileNotFoundError(f"{out_dir}: no checkpoint ({CHECKPOINT_DIR}/{CONFIG_FILE} and {MODEL_FILE})")
-    config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
-    model = GPT(GPTConfig(**config["model"]))
-    model.load_state_dict(load_file(folder / MODEL_FILE, device=device))
-    return model.to(device).eval(), Tokenizer.load(folder / "tokenizer")
-
-
-def save_loss_plot(history: list[dict], path: str | os.PathLike, title: str = "midtraining loss") -> Path:
-    """Train loss per step and validation loss where measured, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    ax.plot([h["step"] for h in history], [h["train_loss"] for h in history], label="train", lw=1)
-    val = [h for h in history if "val_loss" in h]
-    if val:
-        ax.plot([h["step"] for h in val], [h["val_loss"] for h in val], "o-", label="validation")
-    ax.set(xlabel="step", ylabel="loss (nats / target token)", title=title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    try:
-        with atomic_write(path) as tmp:
-            fig.savefig(tmp, dpi=110, format="png")
-    finally:
-        plt.close(fig)
-    return path
+    saved = read_checkpoint(out_dir)
+    if saved is None:
+        raise FileNotFoundError(f"{out_dir}: no checkpoint (a checkpoint/ folder written by midtrain)")
+    model = GPT(GPTConfig(**saved.state["model"]))
+    saved.restore(model)
+    return model.to(device).eval(), Tokenizer.load(saved.folder / "tokenizer")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -790,7 +595,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu-smoke")
     parser.add_argument("--steps", type=int, help="optimizer steps (default: the preset's)")
     parser.add_argument("--loss-mode", choices=LOSS_MODES, default="mid")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    parser.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps")
     parser.add_argument("--out", required=True, type=argument, help="folder for the checkpoint, history, tokenizer, manifest")
     parser.add_argument("--tokenizer", type=argument, help="a tokenizer folder (default: train one on the mixture)")
     parser.add_argument("--vocab-size", type=int, help="vocabulary of a tokenizer trained here (default: the preset's)")

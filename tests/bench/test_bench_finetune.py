@@ -56,7 +56,8 @@ def _plain_loss(model, inputs, targets, attention):
 
 def test_finetune_step_throughput():
     from kit.training.base_model import load_base
-    from kit.training.finetune import PRESETS, _autocast, masked_loss, prepare_model
+    from kit.training.finetune import PRESETS, masked_loss, prepare_model
+    from kit.training.runtime import autocast
     from kit.llm.local_server import default_threads
 
     load_before = os.getloadavg()[0]
@@ -75,7 +76,7 @@ def test_finetune_step_throughput():
 
     def step(loss_fn, m, opt):
         for inputs, targets, attention in batches:
-            with _autocast(device, True):
+            with autocast(device, True):
                 loss = loss_fn(m, inputs, targets, attention)
             loss.backward()
             opt.step()
@@ -110,7 +111,7 @@ def test_finetune_step_throughput():
     ratio = best["plain transformers loop (full)"] / best["kit.training.finetune step (full)"]
     print(f"  kit / plain: {ratio:.2f}x (target >= 1.0x)")
     if device.type == "cuda":
-        from kit.training.midtrain import measure_matmul_flops
+        from kit.training.runtime import measure_matmul_flops
 
         params = sum(p.numel() for p in model.parameters())
         flops = 6 * params * all_tokens / best["kit.training.finetune step (full)"]
