@@ -235,17 +235,24 @@ def test_judge_on_a_full_disk_stops_with_one_line_keeps_its_scores_and_resumes(s
 
 # --- a finetune checkpoint -----------------------------------------------------------------------
 
-@pytest.mark.slow
-def test_a_finetune_checkpoint_on_a_full_disk_keeps_the_last_one_and_the_rerun_resumes(small_disk, tmp_path):
+def tiny_finetune(disk, tmp_path, checkpoint_every: int):
+    """(output folder on the small disk, `finetune(steps)` running the real command on a tiny model)."""
     from tiny_lm import IDENTITY, make_tiny_model
 
-    disk = small_disk("8m")
     tiny = make_tiny_model(tmp_path / "tiny")
     out = disk.root / "ft"
 
     def finetune(steps):
         return kit("finetune", "--data", IDENTITY, "--out", out, "--base", tiny, "--steps", steps, "--lr", "3e-3",
-                   "--batch-tokens", 256, "--checkpoint-every", 2)
+                   "--batch-tokens", 256, "--checkpoint-every", checkpoint_every)
+
+    return out, finetune
+
+
+@pytest.mark.slow
+def test_a_finetune_checkpoint_on_a_full_disk_keeps_the_last_one_and_the_rerun_resumes(small_disk, tmp_path):
+    disk = small_disk("8m")
+    out, finetune = tiny_finetune(disk, tmp_path, checkpoint_every=2)
 
     first = finetune(4)  # a finished folder: the old files a failed run must leave alone
     assert first.returncode == 0, first.stderr
@@ -273,15 +280,8 @@ def test_a_finetune_checkpoint_on_a_full_disk_keeps_the_last_one_and_the_rerun_r
 def test_a_finetune_whose_final_save_meets_a_full_disk_leaves_the_old_folder_and_reruns(small_disk, tmp_path):
     """No checkpoint to fall back on (--checkpoint-every beyond the run): the model save at the end meets the
     full disk. safetensors and tokenizers report it as errors of their own; the line still says disk full."""
-    from tiny_lm import IDENTITY, make_tiny_model
-
     disk = small_disk("8m")
-    tiny = make_tiny_model(tmp_path / "tiny")
-    out = disk.root / "ft"
-
-    def finetune(steps):
-        return kit("finetune", "--data", IDENTITY, "--out", out, "--base", tiny, "--steps", steps, "--lr", "3e-3",
-                   "--batch-tokens", 256, "--checkpoint-every", 100)
+    out, finetune = tiny_finetune(disk, tmp_path, checkpoint_every=100)
 
     first = finetune(2)
     assert first.returncode == 0, first.stderr
