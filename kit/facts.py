@@ -33,6 +33,11 @@ import yaml
 
 from kit import paths
 
+try:  # the regular-expression parser (Python 3.11+ names it re._parser)
+    from re import _parser as _re_parser
+except ImportError:  # pragma: no cover - Python 3.10
+    import sre_parse as _re_parser
+
 IDENTITY_DIR = "identity"
 KINDS = ("direct", "indirect", "typo", "casual", "multilingual", "adversarial", "multiturn")
 NO_FOREIGN = "no_foreign"  # the check every probe makes, reported beside the facts
@@ -91,10 +96,10 @@ class IdentityData:
     contradictions: tuple[Contradiction, ...] = ()
 
     @cached_property
-    def any_foreign(self) -> re.Pattern:
-        """Every foreign name's patterns as one: most texts name none, and one search says so at the
-        cost of a single pass instead of one per pattern (validation runs this on every reply)."""
-        return re.compile("|".join(f"(?:{p.pattern})" for f in self.foreign for p in f.patterns), re.IGNORECASE)
+    def foreign_screen(self) -> tuple[tuple[str, ...], "PatternScreen"]:
+        """Every foreign pattern in the data's order, screened (`PatternScreen`), and the name of each."""
+        pairs = [(f.name, p) for f in self.foreign for p in f.patterns]
+        return tuple(name for name, _ in pairs), PatternScreen([p for _, p in pairs])
 
 
 def _read_yaml(path: Path, key: str) -> list:
@@ -193,6 +198,97 @@ def default_data() -> IdentityData:
     return load_identity_data()
 
 
+# ---------------------------------------------------------------- screening
+
+_LITERAL, _SUBPATTERN, _BRANCH = _re_parser.LITERAL, _re_parser.SUBPATTERN, _re_parser.BRANCH
+_REPEATS = tuple(getattr(_re_parser, name) for name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT")
+                 if hasattr(_re_parser, name))
+
+
+def literal_screen(pattern: re.Pattern) -> tuple[tuple[str, ...], ...] | None:
+    """What an ASCII text must contain, lowercased, for `pattern` to match it: groups of lowercase
+    strings, every match holding at least one string of each group; None when the pattern has no such
+    string (a pattern of classes only, say).
+
+    A cheap test before an expensive search (`PatternScreen`), exact by construction: in a text that
+    lacks every string of a group, `pattern.search` finds nothing. The strings are the pattern's own
+    literal runs, read from its parse tree (in a group, a repeat of at least one, every branch of an
+    alternation). Only ASCII characters of the pattern count, and only an ASCII text is screened: under
+    IGNORECASE a non-ASCII character can match an ASCII one (the Kelvin sign matches "k"), which
+    lowercasing would not see."""
+    try:
+        tree = _re_parser.parse(pattern.pattern, pattern.flags)
+    except Exception:  # pragma: no cover - it compiled, so it parses; screening never fails a check
+        return None
+    # the most telling groups first, so a text that fails fails early; a group with a one-letter string
+    # (" ", ":") is true of nearly every text and only costs time (leaving a group out is always exact)
+    groups = sorted((g for g in dict.fromkeys(_requirements(list(tree))) if min(map(len, g)) >= 2),
+                    key=lambda g: -min(map(len, g)))
+    return tuple(tuple(sorted(g)) for g in groups[:3]) or None
+
+
+class PatternScreen:
+    """Regular expressions behind their literal screens: `candidates(text)` is the indices, in order, of
+    the patterns that may match `text`; the others cannot (see `literal_screen`). A text is lowercased
+    once and tested for every screen string at once; which patterns those strings admit is remembered
+    per set of strings found (a handful of sets in practice)."""
+
+    def __init__(self, patterns: tuple[re.Pattern, ...] | list[re.Pattern]):
+        self.patterns = tuple(patterns)
+        screens = [literal_screen(p) for p in self.patterns]
+        self._needs = tuple(None if n is None else tuple(frozenset(g) for g in n) for n in screens)
+        self._strings = tuple(sorted({s for n in screens if n for g in n for s in g}))
+        self._all = tuple(range(len(self.patterns)))
+        self._admitted: dict[frozenset[str], tuple[int, ...]] = {}
+
+    def candidates(self, text: str) -> tuple[int, ...]:
+        if not text.isascii():
+            return self._all
+        lowered = text.lower()
+        found = frozenset([s for s in self._strings if s in lowered])
+        admitted = self._admitted.get(found)
+        if admitted is None:
+            if len(self._admitted) >= 4096:  # bounded, whatever the texts
+                self._admitted.clear()
+            admitted = self._admitted[found] = tuple(
+                i for i, needs in enumerate(self._needs)
+                if needs is None or all(not group.isdisjoint(found) for group in needs))
+        return admitted
+
+
+def _best(groups: list[frozenset[str]]) -> frozenset[str] | None:
+    """The most telling group: the one whose shortest string is longest."""
+    return max(groups, key=lambda g: min(map(len, g)), default=None)
+
+
+def _requirements(items: list) -> list[frozenset[str]]:
+    """Groups of strings such that every match of the parsed sequence `items` holds one of each group."""
+    groups: list[frozenset[str]] = []
+    run: list[str] = []
+
+    def end_run() -> None:
+        if run:
+            groups.append(frozenset({"".join(run)}))
+            run.clear()
+
+    for op, arg in items:
+        if op is _LITERAL and arg < 128:
+            run.append(chr(arg).lower())
+            continue
+        end_run()
+        if op is _SUBPATTERN:
+            groups += _requirements(list(arg[-1]))
+        elif op is _BRANCH:
+            alternatives = [_best(_requirements(list(branch))) for branch in arg[1]]
+            if all(alternatives):
+                groups.append(frozenset().union(*alternatives))
+        elif op in _REPEATS and arg[0] >= 1:
+            groups += _requirements(list(arg[2]))
+        # anything else (a class, an anchor, a lookaround, a back-reference) requires no known string
+    end_run()
+    return groups
+
+
 # ---------------------------------------------------------------- claims
 
 # How a speaker names itself: "I am", "my name is", "call me" (and the same in the probes' languages).
@@ -262,12 +358,12 @@ def foreign_identity_claims(text: str, data: IdentityData | None = None) -> list
         return []
     data = data or default_data()
     text = text.replace("\u2019", "'")
-    if not data.any_foreign.search(text):
-        return []
+    # only the patterns whose screen the text passes: most replies name nobody, and a few substring tests
+    # say so where all the patterns cost ~50 us per reply (validation runs this on every one)
+    names, screen = data.foreign_screen
     found: list[tuple[int, int, str]] = []
-    for foreign in data.foreign:
-        for pattern in foreign.patterns:
-            found += [(m.start(), m.end(), foreign.name) for m in pattern.finditer(text) if m.end() > m.start()]
+    for i in screen.candidates(text):
+        found += [(m.start(), m.end(), names[i]) for m in screen.patterns[i].finditer(text) if m.end() > m.start()]
     if not found:
         return []
     found.sort()

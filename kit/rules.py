@@ -46,12 +46,12 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 from kit import paths
-from kit.facts import foreign_identity_claims  # the foreign names are data in knowledge/identity/
+from kit.facts import PatternScreen, foreign_identity_claims  # the foreign names are data in knowledge/identity/
 
 ROLES = ("user", "assistant")
 PART_TYPES = ("text", "python", "python_output")
@@ -133,6 +133,11 @@ class Rules:
     def severity_of(self, rule: str, recipe: Any = None) -> str:
         return self.recipes.get(recipe, {}).get(rule, self.severity[rule]) if isinstance(recipe, str) \
             else self.severity[rule]
+
+    @cached_property
+    def leakage_screen(self) -> PatternScreen:
+        """The leakage patterns behind their literal screens (kit.facts.PatternScreen)."""
+        return PatternScreen(self.leakage)
 
 
 def _check_severities(where: str, given: Any, required: bool) -> dict[str, str]:
@@ -217,9 +222,14 @@ _ASKS_IDENTITY = re.compile(
     r"|\bwho\s+am\s+i\s+(?:talking|speaking|chatting)\b|\bwhat\s+(?:should|do|can)\s+i\s+call\s+you\b"
     r"|\bintroduce\s+yourself\b|\bwhat\s+is\s+this\s*(?:[?!.]|$)",
     re.IGNORECASE)
+_ASKS_IDENTITY_SCREEN = PatternScreen([_ASKS_IDENTITY])
 _COUNT_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
                 "nine": 9, "ten": 10, "twelve": 12}
 _COUNT = re.compile(rf"\b(\d+|{'|'.join(_COUNT_WORDS)})\s+(messages?|rounds?)\b", re.IGNORECASE)
+
+
+def _asks_identity(text: str) -> bool:
+    return bool(_ASKS_IDENTITY_SCREEN.candidates(text)) and _ASKS_IDENTITY.search(text) is not None
 
 
 def dynamic_message_count(dynamic: Any) -> int | None:
@@ -249,8 +259,8 @@ def _words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-def _too_short(text: str, min_words: int) -> str | None:
-    w = _words(text)
+def _too_short(text: str, min_words: int, words: list[str] | None = None) -> str | None:
+    w = _words(text) if words is None else words
     if len(w) < min_words:
         return f"the reply has {len(w)} word{'s' * (len(w) != 1)}, under {min_words}: {text.strip()[:40]!r}"
     if not any(ch.isalpha() for word in w for ch in word):
@@ -280,9 +290,11 @@ def _repeated_sentence(text: str) -> str | None:
     return None
 
 
-def _leak(text: str, patterns: tuple[re.Pattern, ...]) -> str | None:
-    for pattern in patterns:
-        if found := pattern.search(text):
+def _leak(text: str, screen: PatternScreen) -> str | None:
+    """The first leakage pattern that matches (`Rules.leakage_screen`: most texts are ruled out by a few
+    substring tests, where the ten searches cost ~25 us)."""
+    for i in screen.candidates(text):
+        if found := screen.patterns[i].search(text):
             return f"the generator's instructions leak into the text: {found.group()[:40]!r}"
     return None
 
@@ -312,8 +324,9 @@ def _cut_off(text: str) -> str | None:
     return f"the reply stops mid-sentence: {text.strip()[-40:]!r}"
 
 
-def _copies(reply: str, user: str, threshold: float) -> str | None:
-    a, b = " ".join(_words(_TAG.sub(" ", user))), " ".join(_words(reply))
+def _copies(reply: str, user: str, threshold: float, reply_words: list[str] | None = None) -> str | None:
+    a = " ".join(_words(_TAG.sub(" ", user)))
+    b = " ".join(_words(reply) if reply_words is None else reply_words)
     if not a or not b or 2 * min(len(a), len(b)) < threshold * (len(a) + len(b)):  # lengths alone rule it out
         return None
     matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
@@ -362,7 +375,7 @@ def content_problems(messages: Any, meta: Any, rules: Rules) -> list[Problem]:
             add(i, "markup", reason)
         if reason := _mostly_symbols(prose):
             add(i, "degenerate", reason)
-        if reason := _leak(prose, rules.leakage):
+        if reason := _leak(prose, rules.leakage_screen):
             add(i, "leakage", reason)
         if reason := _fragment(prose):
             add(i, "fragment", reason)
@@ -372,20 +385,22 @@ def content_problems(messages: Any, meta: Any, rules: Rules) -> list[Problem]:
         text = _text(content)
         if isinstance(content, str) and (reason := _cut_off(content)):
             add(i, "cut_off", reason)
-        if reason := _too_short(text, rules.min_words):
+        words = _words(text)  # one reading for the rules below (prose is text unless there are parts)
+        if reason := _too_short(text, rules.min_words, words):
             add(i, "too_short", reason)
         if reason := _repeated_sentence(prose):
             add(i, "degenerate", reason)
-        key = " ".join(_words(text))
+        key = " ".join(words)
         if key and key in replies:
             add(i, "degenerate", f"the reply repeats an earlier reply: {text.strip()[:40]!r}")
         replies.add(key)
-        if last_user is not None and (reason := _copies(prose, last_user, rules.copy_similarity)):
+        if last_user is not None and (reason := _copies(prose, last_user, rules.copy_similarity,
+                                                        words if prose is text else None)):
             add(i, "degenerate", reason)
         if severity["identity"] != "off":
             for claim in foreign_identity_claims(text):
                 add(i, "identity", f"claims a foreign identity: {claim!r}")
-            if last_user is not None and _ASKS_IDENTITY.search(last_user) \
+            if last_user is not None and _asks_identity(last_user) \
                     and rules.identity_name.lower() not in text.lower():
                 add(i, "identity", f"asked who it is, the reply does not say {rules.identity_name!r}")
     return problems

@@ -23,7 +23,12 @@ page, `brackets_responder` replies with 1,200 `[` (a small model looping to its 
 gateways do).
 
 `python tests/fake_openai.py --latency 0.2` serves fixed-latency replies from its own process (the
-throughput benchmark runs the server there so that it does not share the client's interpreter).
+throughput benchmarks run the server there so that it does not share the client's interpreter);
+`--reply conversation` answers every request with a hand-written conversation from
+knowledge/reference/ that passes generate's checks (`conversation_responder`), so a benchmark can drive
+`kit generate` with every item accepted at the first ask. `GET /v1/fake/arrivals` lists the arrival
+times (time.monotonic(), one clock for every process on the machine) of the chat requests seen, so
+another process can time a run from its first request.
 """
 
 from __future__ import annotations
@@ -31,12 +36,14 @@ from __future__ import annotations
 import argparse
 import json
 import socket
+import zlib
 import sys
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Callable
 
 MODEL = "fake-model"
@@ -106,6 +113,19 @@ def brackets_responder(request: dict, n_seen: int) -> Reply:
     return Reply(content="[" * 1200, finish_reason="length")
 
 
+def conversation_responder(delay: float = 0.0) -> Responder:
+    """Each prompt answered with one of the reference identity conversations as `{"messages": [...]}`
+    (chosen by the prompt, so a repeated request gets the same one): replies of a real size that pass
+    generate's structure and content rules."""
+    path = Path(__file__).resolve().parents[1] / "knowledge" / "reference" / "identity.jsonl"
+    replies = [json.dumps({"messages": json.loads(line)["messages"]}, ensure_ascii=False)
+               for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+    def respond(request: dict, n_seen: int) -> Reply:
+        return Reply(content=replies[zlib.crc32(prompt_key(request).encode()) % len(replies)], delay=delay)
+    return respond
+
+
 def echo_key_responder(status: int = 500) -> Responder:
     return lambda request, n_seen: Reply(status=status, echo_key=True)
 
@@ -129,7 +149,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server.fake._record(self.path, None, _lower(self.headers))
-        if self.path.rstrip("/").endswith("/models"):
+        if self.path.rstrip("/").endswith("/fake/arrivals"):
+            self._send(200, {"monotonic": [r.at for r in self.server.fake.chat_requests]})
+        elif self.path.rstrip("/").endswith("/models"):
             self._send(200, {"object": "list", "data": [{"id": MODEL, "object": "model",
                                                           "owned_by": self.server.fake.owned_by}]})
         else:
@@ -297,9 +319,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="serve fixed-latency fake chat completions until killed")
     parser.add_argument("--latency", type=float, default=0.2, help="seconds each reply waits")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--reply", choices=("answer", "conversation"), default="answer",
+                        help='answer: {"answer": 42}; conversation: a reference conversation (conversation_responder)')
     args = parser.parse_args()
-    with FakeOpenAI(lambda request, n_seen: Reply(content='{"answer": 42}', delay=args.latency),
-                    port=args.port) as srv:
+    responder = conversation_responder(args.latency) if args.reply == "conversation" else \
+        (lambda request, n_seen: Reply(content='{"answer": 42}', delay=args.latency))
+    with FakeOpenAI(responder, port=args.port) as srv:
         print(srv.base_url, flush=True)
         threading.Event().wait()
 

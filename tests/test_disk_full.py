@@ -6,6 +6,10 @@ with its output there, and expects: a non-zero exit with one line that says the 
 the file (no traceback), the files of the run before intact, no temporary file left behind, and, once
 the ballast is deleted, the same command finishing with every item, none lost or asked twice.
 
+The reply cache is the exception: it only saves money, so a full disk under it is no reason to stop
+a run and lose the replies in flight. It says so once on stderr, naming its folder and the error, and
+the run goes on without caching (the last tests; one of them needs no mount).
+
 Mounting needs root or CAP_SYS_ADMIN (and Linux); where the machine does not allow it the tests are
 skipped with the reason, which `pytest -rs` prints. Patched writers (tests/test_reliability.py) show
 the same behaviour without a mount; these show it on a filesystem that returns ENOSPC by itself, in
@@ -14,6 +18,7 @@ the middle of a write, where the operating system chooses.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -99,12 +104,28 @@ def kit(*args, env: dict | None = None, timeout: float = 300) -> subprocess.Comp
                           capture_output=True, text=True, timeout=timeout)
 
 
-def assert_disk_full_line(done: subprocess.CompletedProcess, command: str, names: tuple[str, ...]) -> str:
+CACHE_WARNING = "kit: cannot write the reply cache in "
+
+
+def cache_warnings(stderr: str, cache: Path) -> list[str]:
+    """The reply cache's warnings in `stderr`, each checked: it names the cache folder and the error."""
+    found = [line for line in stderr.splitlines() if line.startswith(CACHE_WARNING)]
+    for line in found:
+        assert str(cache) in line and "[Errno 28] No space left on device" in line, line
+        assert "goes on without caching" in line, line
+    return found
+
+
+def assert_disk_full_line(done: subprocess.CompletedProcess, command: str, names: tuple[str, ...],
+                          cache: Path | None = None) -> str:
     """The run failed with one line, `kit COMMAND: ...`, that says the disk is full and names a file of
-    the run (one of `names`); no traceback."""
+    the run (one of `names`); no traceback. With `cache` (a reply cache folder on the full disk), the
+    cache's one warning may come before it."""
     assert done.returncode == 1, (done.returncode, done.stdout, done.stderr)
     assert "Traceback" not in done.stderr, done.stderr
     lines = done.stderr.strip().splitlines()
+    if cache is not None and len(cache_warnings(done.stderr, cache)) == 1:
+        lines = lines[1:]
     assert len(lines) == 1, done.stderr
     line = lines[0]
     assert line.startswith(f"kit {command}: "), line
@@ -160,8 +181,9 @@ def test_generate_on_a_full_disk_stops_with_one_line_keeps_what_it_had_and_resum
 
 
 def test_a_full_disk_under_the_reply_cache_loses_no_finished_item(small_disk, fake_openai):
-    """The reply cache (KIT_CACHE_DIR) on the same full disk as the output: the run stops with the
-    same one line, and nothing the journal finished is lost or asked again."""
+    """The reply cache (KIT_CACHE_DIR) on the same full disk as the output: the cache may warn once and
+    go on without caching, the journal then finds no room and the run stops with the same one line,
+    and nothing the journal finished is lost or asked again."""
     disk = small_disk("1m")
     srv = fake_openai(lambda request, n_seen: Reply(content=GOOD))
     out = disk.root / "data" / "c.jsonl"
@@ -172,8 +194,8 @@ def test_a_full_disk_under_the_reply_cache_loses_no_finished_item(small_disk, fa
     assert kit(*argv[:2], 2, *argv[3:], env=env).returncode == 0
     disk.fill(leave=8192)
     full = kit(*argv, env=env)
-    line = assert_disk_full_line(full, "generate", ("disk-0/",))
-    assert "data/c.jsonl" in line or "cache/" in line, line
+    line = assert_disk_full_line(full, "generate", ("disk-0/",), cache=disk.root / "cache")
+    assert "data/c.jsonl" in line, line  # the journal or the output stops the run, never the cache
     journal = Journal(file_paths(out)["journal"]).load(truncate=False)
     assert {0, 1} <= set(journal.entries)
     finished = {e["record"]["id"] for e in journal.entries.values()}
@@ -189,6 +211,56 @@ def test_a_full_disk_under_the_reply_cache_loses_no_finished_item(small_disk, fa
     assert not set(rerun) & {api_seed(0, i, 0) for i in journal.entries}  # finished: never asked again
     assert set(rerun.values()) <= {1}
     no_temporary_files(disk.root)
+
+
+def test_a_full_disk_under_the_reply_cache_alone_warns_once_and_the_run_finishes(small_disk, fake_openai, tmp_path):
+    """The reply cache on a full disk, the output on a roomy one: one warning naming the cache folder and
+    the error, then every item finished and written (the replies in flight are kept, not lost), exit 0."""
+    disk = small_disk("1m")
+    srv = fake_openai(lambda request, n_seen: Reply(content=GOOD))
+    cache = disk.root / "cache"
+    out = tmp_path / "data" / "c.jsonl"
+    disk.fill(leave=8192)  # room for an entry or two, not for 30
+    done = kit("generate", "--num", 30, "--output", out, "--endpoint", srv.base_url, "--model", MODEL,
+               "--workers", 4, "--no-progress", env={"KIT_CACHE_DIR": str(cache)})
+    assert done.returncode == 0, done.stderr
+    assert len(cache_warnings(done.stderr, cache)) == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert [r["id"] for r in read_records(out).records] == [f"v2-0-{i:06d}" for i in range(30)]
+    assert len(srv.chat_requests) == 30
+    no_temporary_files(disk.root)
+
+
+def test_a_failed_cache_write_warns_once_and_caches_nothing_more(tmp_path, monkeypatch, capsys):
+    """Without a mount: the cache's writer meets ENOSPC (os.replace patched). It warns once on stderr,
+    naming its folder and the error, leaves no temporary file, writes nothing more, and still answers
+    from the entries it had written."""
+    from kit.llm import cache as cache_module
+
+    cache = cache_module.ResponseCache(tmp_path / "cache")
+    cache.put("aa" + "0" * 62, {"text": "kept"})
+    cache.flush()
+    replace, calls = os.replace, []
+
+    def full(src, dst):
+        calls.append(dst)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cache_module.os, "replace", full)
+    for i in range(5):
+        cache.put(f"b{i}" + "0" * 62, {"text": f"lost {i}"})
+        cache.flush()
+    monkeypatch.setattr(cache_module.os, "replace", replace)
+    cache.put("cc" + "0" * 62, {"text": "after"})
+    cache.flush()
+
+    err = capsys.readouterr().err
+    assert err.count(CACHE_WARNING) == 1, err
+    assert cache_warnings(err, tmp_path / "cache") and str(tmp_path / "cache") in err
+    assert len(calls) == 1  # after the first failure no write is tried
+    assert isinstance(cache.write_error, OSError) and cache.write_error.errno == errno.ENOSPC
+    assert cache.get("aa" + "0" * 62) == {"text": "kept"}  # reading goes on
+    assert cache.get("b0" + "0" * 62) is None and cache.get("cc" + "0" * 62) is None
+    no_temporary_files(tmp_path / "cache")
 
 
 # --- judge ---------------------------------------------------------------------------------------

@@ -378,6 +378,22 @@ def test_recipe_v1_and_customjson_and_parquet_export(tmp_path, fake_openai, caps
     assert not (tmp_path / "x.jsonl").exists()
 
 
+def test_both_export_formats_scrub_a_key_written_into_a_message_by_hand(tmp_path, monkeypatch):
+    """A file the kit did not write (edited by hand, from elsewhere) may hold a key: neither export format
+    copies it, in a message or in meta."""
+    key = "sk-export-canary-0123456789"
+    monkeypatch.setenv("SOME_API_KEY", key)
+    src = tmp_path / "hand.jsonl"
+    record = {"id": "h1", "messages": [{"role": "user", "content": f"my key is {key}"},
+                                       {"role": "assistant", "content": "Please keep it private."}],
+              "meta": {"note": key}}
+    src.write_text(json.dumps(record) + "\n")
+    for fmt, name in (("customjson", "h.jsonl"), ("parquet", "h.parquet")):
+        assert export_main([str(src), "--format", fmt, "--output", str(tmp_path / name)]) == 0
+        assert key.encode() not in (tmp_path / name).read_bytes(), fmt
+    assert pq.read_table(tmp_path / "h.parquet").to_pylist()[0]["messages"][0]["content"] == "my key is <redacted>"
+
+
 def test_llamacpp_endpoints_get_the_grammar_schema(tmp_path, fake_openai):
     srv = fake_openai(lambda request, n_seen: Reply(content=GOOD))
     run(srv, tmp_path / "o.jsonl", 1)

@@ -42,6 +42,7 @@ def to_parquet(records: Iterable[dict], path: str | os.PathLike) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    secrets = secret_values()  # looked up once: a lookup reads the environment and .env
     rows = {"id": [], "messages": [], "meta": []}
     for record in records:
         for i, message in enumerate(record["messages"]):
@@ -51,8 +52,9 @@ def to_parquet(records: Iterable[dict], path: str | os.PathLike) -> int:
                 raise ValueError(f"record {record['id']}: message {i} has {kind}; parquet export "
                                  f"takes text content only (use --format customjson)")
         rows["id"].append(str(record["id"]))
-        rows["messages"].append([{"role": m["role"], "content": m["content"]} for m in record["messages"]])
-        rows["meta"].append(scrub_text(json.dumps(record.get("meta", {}), ensure_ascii=False)))
+        rows["messages"].append([{"role": m["role"], "content": scrub_text(m["content"], secrets)}
+                                 for m in record["messages"]])
+        rows["meta"].append(scrub_text(json.dumps(record.get("meta", {}), ensure_ascii=False), secrets))
     message = pa.struct([("role", pa.string()), ("content", pa.string())])
     schema = pa.schema([("id", pa.string()), ("messages", pa.list_(message)), ("meta", pa.string())])
     table = pa.Table.from_pydict(rows, schema=schema)

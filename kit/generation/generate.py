@@ -19,12 +19,14 @@ Files, all beside the output (`conversations.jsonl` here):
     conversations.manifest.json         the last call (and a history of all): counts, reasons, tokens, cost
 
 Crash safety. Each finished item (accepted or rejected) is appended to the journal as one line and
-flushed and fsynced before the next is recorded. The output and rejects files are never appended
-to: they are rewritten from the journal, atomically (temp file + rename), every FLUSH_EVERY_S
-seconds and when a run ends, so a reader or a SIGKILL never meets half a line. A kill can only cut
-the journal's last line short; the next run drops that fragment. Re-running the same command then
-requests only the indices the journal lacks (plus items rejected for API errors, which are worth
-another try); a finished index is never asked for again, even with the response cache off.
+flushed to the operating system before the next is recorded; a thread fsyncs the journal behind the
+run, many lines at a time (group commit, kit.generation.journal), so a power cut can lose only the
+last milliseconds of items, which the next run asks for again. The output and rejects files are never
+appended to: they are rewritten from the journal, once it is synced, atomically (temp file + rename),
+every FLUSH_EVERY_S seconds and when a run ends, so a reader or a SIGKILL never meets half a line. A
+kill can only cut the journal's last line short; the next run drops that fragment. Re-running the same
+command then requests only the indices the journal lacks (plus items rejected for API errors, which are
+worth another try); a finished index is never asked for again, even with the response cache off.
 
 Runs and indices. A journal remembers its seed and recipe and every range of indices asked of it.
 Without flags a run asks for indices 0..num-1; `append=True` asks for `num` new indices after the
@@ -59,12 +61,12 @@ from kit.locking import LockedError, exclusive
 from kit.manifest import now_iso, write_manifest
 from kit.progress import progress_bar
 from kit.generation.distill import DEFAULT_CANDIDATES, DEFAULT_TURN_TOKENS, OPENERS, DistillData, converse, load_distill_data
-from kit.generation.prompts import (SCHEMA_NAME, conversation_schema, instruction_lines, load_knowledge, reask_messages,
-                                    render_prompt)
+from kit.generation.prompts import SCHEMA_NAME, PromptFiles, conversation_schema
 from kit.generation.journal import Journal, file_paths
 from kit.records import read_records, write_jsonl, write_records
 from kit.generation.sampling import RECIPES, load_dimensions, sample_elements
 from kit.arguments import finite_float
+from kit.facts import default_data
 from kit.secrets import scrub_text
 from kit.rules import Problem, Rules, dynamic_message_count, errors, load_rules, validate_messages
 
@@ -141,6 +143,15 @@ class _ItemContext:
     rules: Rules = field(default_factory=load_rules)
     candidates: int = DEFAULT_CANDIDATES
     opener: str = "planned"
+    # the knowledge base and templates, read once per run rather than looked at again per item
+    prompts: PromptFiles = field(default_factory=PromptFiles)
+
+    def __post_init__(self) -> None:
+        # what the content rules read on first use (the identity files, the compiled screens), read
+        # before the first request rather than in the first reply's way
+        self.rules.leakage_screen
+        if self.rules.severity_of("identity", self.recipe) != "off":
+            default_data().foreign_screen
 
     @cached_property
     def distill(self) -> DistillData:
@@ -148,7 +159,7 @@ class _ItemContext:
 
     @cached_property
     def knowledge(self) -> str:
-        return load_knowledge()
+        return self.prompts.knowledge
 
     @cached_property
     def schema(self) -> dict:
@@ -176,8 +187,8 @@ async def make_item(ctx: _ItemContext, index: int) -> tuple[dict, int]:
     if ctx.recipe == "distill":
         return await _distill_item(ctx, index), 0
     elements = sample_elements(ctx.recipe, ctx.seed, index, ctx.dims)
-    prompt = render_prompt(elements)
-    instructions = instruction_lines(prompt, elements)
+    prompt = ctx.prompts.render(elements)
+    instructions = ctx.prompts.instructions(prompt, elements)
     messages = [{"role": "user", "content": prompt}]
     usage = Counter()
     attempts: list[dict] = []
@@ -211,7 +222,7 @@ async def make_item(ctx: _ItemContext, index: int) -> tuple[dict, int]:
         attempts.append({"finish_reason": completion.finish_reason, "rules": sorted({p.rule for p in failures}),
                          "reasons": reasons, "raw": completion.text})
         if attempt < ctx.reasks:
-            messages = reask_messages(prompt, completion.text, reasons)
+            messages = ctx.prompts.reask(prompt, completion.text, reasons)
     last = attempts[-1]
     reject = {"index": index, "id": record_id(ctx.recipe, ctx.seed, index), "rules": last["rules"],
               "reasons": last["reasons"], "raw": last["raw"], "attempts": attempts,
@@ -430,6 +441,7 @@ async def _agenerate_locked(files: dict[str, Path], num: int, *, workers, seed, 
     last_flush = time.monotonic()
 
     def rewrite_files() -> None:
+        journal.sync()  # the output never holds a record that a power cut could take from the journal
         records = journal.accepted()
         if not save_metadata:
             records = [{**r, "meta": {}} for r in records]

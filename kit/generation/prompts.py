@@ -10,6 +10,8 @@ constrains the shape (roles, at least two messages) wherever the endpoint enforc
 
 from __future__ import annotations
 
+import os
+from functools import cached_property, lru_cache
 from pathlib import Path
 from string import Template
 
@@ -26,11 +28,25 @@ def _folder(knowledge_dir: str | Path | None) -> Path:
     return Path(knowledge_dir) if knowledge_dir is not None else paths.knowledge_dir()
 
 
+# path -> ((mtime_ns, size, inode), stripped text): an edited file is read again, an unchanged one is not
+_read_cache: dict[Path, tuple[tuple[int, int, int], str]] = {}
+
+
+def _read_stripped(path: Path) -> str:
+    """The file's text, stripped, read again only when its mtime, size or inode changed."""
+    st = os.stat(path)
+    stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+    cached = _read_cache.get(path)
+    if cached is None or cached[0] != stamp:
+        cached = _read_cache[path] = (stamp, paths.read_utf8(path).strip())
+    return cached[1]
+
+
 def load_knowledge(knowledge_dir: str | Path | None = None) -> str:
     """The knowledge base (self_knowledge.md) as one string."""
     path = _folder(knowledge_dir) / "self_knowledge.md"
     try:
-        return paths.read_utf8(path).strip()
+        return _read_stripped(path)
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: knowledge base is missing") from None
 
@@ -38,9 +54,14 @@ def load_knowledge(knowledge_dir: str | Path | None = None) -> str:
 def load_template(name: str, knowledge_dir: str | Path | None = None) -> Template:
     path = _folder(knowledge_dir) / "prompts" / name
     try:
-        return Template(paths.read_utf8(path).strip())
+        return _template(_read_stripped(path))
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: prompt template is missing") from None
+
+
+@lru_cache(maxsize=32)
+def _template(text: str) -> Template:
+    return Template(text)
 
 
 def _fill(template: Template, name: str, **slots: str) -> str:
@@ -53,15 +74,57 @@ def _fill(template: Template, name: str, **slots: str) -> str:
         raise ValueError(f"prompt template {name}: {exc} (write a literal dollar sign as $$)") from None
 
 
+class PromptFiles:
+    """The knowledge base and templates of one knowledge folder, each read when first needed and then
+    kept. A bulk run holds one (kit.generation.generate): it renders a prompt per item from the same
+    files, and looking at them again per item cost more than the rest of building the prompt. The
+    module's functions below make a fresh one per call, so they see a file edited in between."""
+
+    def __init__(self, knowledge_dir: str | Path | None = None):
+        self.folder = _folder(knowledge_dir)
+        self._templates: dict[str, Template] = {}
+
+    @cached_property
+    def knowledge(self) -> str:
+        return load_knowledge(self.folder)
+
+    @cached_property
+    def knowledge_lines(self) -> frozenset[str]:
+        return frozenset(self.knowledge.splitlines())
+
+    def template(self, name: str) -> Template:
+        if name not in self._templates:
+            self._templates[name] = load_template(name, self.folder)
+        return self._templates[name]
+
+    def render(self, elements: dict) -> str:
+        """`render_prompt`."""
+        recipe = elements["recipe"]
+        name = TEMPLATES[recipe]
+        openers = "\n".join(f"- {m}" for m in elements["first_message_examples"])
+        slots = {"knowledge": self.knowledge, "first_message_examples": openers}
+        if recipe == "v2":
+            slots.update(topic=elements["topic"], persona=elements["persona"], dynamic=elements["dynamic"])
+        return _fill(self.template(name), name, **slots)
+
+    def instructions(self, prompt: str, elements: dict, min_chars: int = 20) -> list[str]:
+        """`instruction_lines`."""
+        left_out = self.knowledge_lines | {f"- {m}" for m in elements["first_message_examples"]}
+        lines = [line for line in prompt.splitlines() if line not in left_out]
+        return [text for line in lines if len(text := line.strip().removeprefix("- ").strip()) >= min_chars]
+
+    def reask(self, prompt: str, reply: str, problems: list[str]) -> list[dict]:
+        """`reask_messages`."""
+        listed = "\n".join(f"- {p}" for p in problems)
+        follow_up = _fill(self.template(REASK_TEMPLATE), REASK_TEMPLATE, problems=listed)
+        return [{"role": "user", "content": prompt},
+                {"role": "assistant", "content": reply},
+                {"role": "user", "content": follow_up}]
+
+
 def render_prompt(elements: dict, knowledge_dir: str | Path | None = None) -> str:
     """The generation prompt for one item, from its sampled elements (see kit.generation.sampling)."""
-    recipe = elements["recipe"]
-    name = TEMPLATES[recipe]
-    openers = "\n".join(f"- {m}" for m in elements["first_message_examples"])
-    slots = {"knowledge": load_knowledge(knowledge_dir), "first_message_examples": openers}
-    if recipe == "v2":
-        slots.update(topic=elements["topic"], persona=elements["persona"], dynamic=elements["dynamic"])
-    return _fill(load_template(name, knowledge_dir), name, **slots)
+    return PromptFiles(knowledge_dir).render(elements)
 
 
 def instruction_lines(prompt: str, elements: dict, knowledge_dir: str | Path | None = None,
@@ -70,19 +133,13 @@ def instruction_lines(prompt: str, elements: dict, knowledge_dir: str | Path | N
     `min_chars` characters that is neither the knowledge base nor an example opener. A conversation
     that contains one has copied its instructions ("The user is: a journalist ...") instead of
     following them; quoting the knowledge base is the point, and an opener is only a style example."""
-    left_out = set(load_knowledge(knowledge_dir).splitlines()) | {f"- {m}" for m in elements["first_message_examples"]}
-    lines = [line for line in prompt.splitlines() if line not in left_out]
-    return [text for line in lines if len(text := line.strip().removeprefix("- ").strip()) >= min_chars]
+    return PromptFiles(knowledge_dir).instructions(prompt, elements, min_chars)
 
 
 def reask_messages(prompt: str, reply: str, problems: list[str],
                    knowledge_dir: str | Path | None = None) -> list[dict]:
     """The conversation that asks again: the prompt, the unusable reply, and what was wrong with it."""
-    listed = "\n".join(f"- {p}" for p in problems)
-    follow_up = _fill(load_template(REASK_TEMPLATE, knowledge_dir), REASK_TEMPLATE, problems=listed)
-    return [{"role": "user", "content": prompt},
-            {"role": "assistant", "content": reply},
-            {"role": "user", "content": follow_up}]
+    return PromptFiles(knowledge_dir).reask(prompt, reply, problems)
 
 
 def conversation_schema(grammar: bool = False) -> dict:

@@ -14,10 +14,15 @@ Bulk generation sends thousands of small requests, so this module makes each one
   `item_timeout` for all attempts at one request, so a server that never answers costs minutes.
 - Error text is scrubbed of secrets where it is made (kit.secrets): some gateways echo the key.
 
-The `openai` package does the HTTP (its own retries off, so ours govern). We call its low-level
-`post` and read the JSON ourselves: validating the typed request and building the typed response
-cost more CPU than the rest of a request together, and a generator only needs the text, finish
-reason and usage.
+The HTTP is aiohttp's, posted directly: the JSON body out, the JSON reply read ourselves. The
+`openai` package's client (typed request, httpx request model, typed response, even over its aiohttp
+transport) cost more CPU per request than the rest of a request together, and CPU per request is what
+caps a generation run at high concurrency (tests/bench/test_bench_generate.py); a generator only
+needs the text, finish reason and usage. It is sent as the openai package sends it (POST
+`{base_url}/chat/completions`, `Authorization: Bearer <key>`, redirects followed, `timeout` for
+connecting and for each read, no proxy from the environment), and its failures are sorted the same way:
+a status that may pass (408, 409, 429, 5xx), a dropped or refused connection, a timeout and a body
+that is not a chat completion are retried, any other status is fatal.
 
 `run_sync(coro)` runs a coroutine from sync code, also inside Jupyter's running event loop, and
 `connect()` yields a ready client, starting the embedded model when no endpoint is configured.
@@ -38,9 +43,9 @@ from collections import deque
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Awaitable, Callable, Mapping, TypeVar
 
+import aiohttp
 import httpx
 import json_repair
-import openai
 
 from kit.llm.endpoints import Endpoint, endpoints_from_env
 from kit.paths import cache_dir
@@ -258,15 +263,16 @@ class LLMClient:
         self.limiter = AdaptiveLimiter(concurrency)
         self.stats = Stats()
         self._next_endpoint = 0
-        # The HTTP clients' connections belong to the event loop that opened them (Jupyter's run_sync
+        # The HTTP sessions' connections belong to the event loop that opened them (Jupyter's run_sync
         # uses a fresh loop per call), so each loop gets its own set.
-        self._sessions: dict[asyncio.AbstractEventLoop, list[openai.AsyncOpenAI]] = {}
+        self._sessions: dict[asyncio.AbstractEventLoop, list[aiohttp.ClientSession]] = {}
+        self._tls = None  # the certificate store, loaded once, for https endpoints only
         _live_clients.add(self)
 
     def __repr__(self) -> str:
         return f"LLMClient({[str(ep) for ep in self.endpoints]}, concurrency={self.concurrency})"
 
-    def _http_clients(self) -> list[openai.AsyncOpenAI]:
+    def _http_clients(self) -> list[aiohttp.ClientSession]:
         loop = asyncio.get_running_loop()
         clients = self._sessions.get(loop)
         if clients is None:
@@ -275,21 +281,30 @@ class LLMClient:
             clients = self._sessions[loop] = [self._open(ep) for ep in self.endpoints]
         return clients
 
-    def _open(self, ep: Endpoint) -> openai.AsyncOpenAI:
-        # aiohttp as the transport (openai's `aiohttp` extra): its C-accelerated HTTP handling costs a
-        # fraction of the CPU per request of the default httpx stack, whose connection pool also
-        # re-checks every idle connection on every request. CPU per request is what caps throughput
-        # at high concurrency on a small machine (tests/bench/test_bench_client.py).
+    def _open(self, ep: Endpoint) -> aiohttp.ClientSession:
+        # aiohttp: its C-accelerated HTTP handling costs a fraction of the CPU per request of the httpx
+        # stack, whose connection pool also re-checks every idle connection on every request (the
+        # openai package's own defaults: at most 1000 connections, idle ones kept 5 s).
         # A plain-http endpoint (vLLM, llama.cpp on loopback) never uses TLS: skipping the certificate
-        # store saves ~100 ms per event loop, and Jupyter's run_sync makes one per call.
-        tls = {"verify": False} if ep.base_url.startswith("http://") else {}
-        http = openai.DefaultAioHttpClient(timeout=self.timeout, **tls)
-        return openai.AsyncOpenAI(base_url=ep.base_url, api_key=ep.api_key, max_retries=0, timeout=self.timeout,
-                                  http_client=http)
+        # store saves ~100 ms, and Jupyter's run_sync makes a session per call.
+        if ep.base_url.startswith("http://"):
+            tls = False
+        else:
+            if self._tls is None:  # what the openai package (and httpx, for discover) verify with
+                self._tls = httpx.create_ssl_context()
+            tls = self._tls
+        connector = aiohttp.TCPConnector(limit=1000, keepalive_timeout=5.0, ssl=tls)
+        timeout = aiohttp.ClientTimeout(total=None, connect=self.timeout, sock_connect=self.timeout,
+                                        sock_read=self.timeout)
+        headers = {"Authorization": f"Bearer {ep.api_key}", "Content-Type": "application/json",
+                   "Accept": "application/json", "User-Agent": f"kit (aiohttp/{aiohttp.__version__})"}
+        return aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers)
 
     async def _close_session(self, loop: asyncio.AbstractEventLoop) -> None:
-        for client in self._sessions.pop(loop, []):
-            await client.close()
+        for session in self._sessions.pop(loop, []):
+            await session.close()
+        if self.cache is not None:  # the replies of this loop's requests, on disk before run_sync returns
+            self.cache.flush()
 
     async def aclose(self) -> None:
         await self._close_session(asyncio.get_running_loop())
@@ -380,32 +395,35 @@ class LLMClient:
             return None  # cached by an older kit before replies were checked: ask again
         return hit
 
-    async def _post_within(self, client: openai.AsyncOpenAI, ep: Endpoint, body: dict, seconds: float) -> dict:
+    async def _post_within(self, session: aiohttp.ClientSession, ep: Endpoint, body: dict, seconds: float) -> dict:
         """`_post` under a deadline for the whole exchange: the HTTP library's own timeout is per read,
         so a body arriving a byte at a time would never trip it."""
         try:
             async with asyncio.timeout(max(seconds, 0.001)):
-                return await self._post(client, ep, body)
+                return await self._post(session, ep, body)
         except TimeoutError:
             raise _Retry(f"timed out after {seconds:.3g} s at {ep.base_url} (no complete reply)") from None
 
-    async def _post(self, client: openai.AsyncOpenAI, ep: Endpoint, body: dict) -> dict:
+    async def _post(self, session: aiohttp.ClientSession, ep: Endpoint, body: dict) -> dict:
+        payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
         try:
-            text = await client.post("/chat/completions", body=body, cast_to=str)
-        except openai.APIStatusError as exc:
-            status = exc.status_code
-            if status in RETRYABLE_STATUS or status >= 500:
-                raise _Retry(f"{status} from {ep.base_url}: {_server_message(exc)}",
-                             _retry_after(exc.response.headers), rate_limited=status == 429) from None
-            raise FatalAPIError(_fatal_message(exc, ep), status) from None
-        except openai.APIConnectionError as exc:  # timeouts included
-            # the aiohttp transport reports a refused connection or an unknown host as a connect *timeout*;
-            # the causes say which (TimeoutError is an OSError too, so it is told apart)
+            async with session.post(f"{ep.base_url.rstrip('/')}/chat/completions", data=payload) as response:
+                raw = await response.read()
+                status, headers, charset = response.status, response.headers, response.charset
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:  # timeouts included
+            # a refused connection or an unknown host is an OSError among the causes; a timeout is one
+            # too (TimeoutError is an OSError), so it is told apart
             causes = _causes(exc)
             failed = any(isinstance(c, OSError) and not isinstance(c, TimeoutError) for c in causes)
-            if isinstance(exc, openai.APITimeoutError) and not failed:
+            if isinstance(exc, asyncio.TimeoutError) and not failed:
                 raise _Retry(f"timed out after {self.timeout:g} s at {ep.base_url}") from None
             raise _Retry(f"connection to {ep.base_url} failed: {causes[-1]}") from None
+        text = _decode(raw, charset)
+        if status >= 400:
+            if status in RETRYABLE_STATUS or status >= 500:
+                raise _Retry(f"{status} from {ep.base_url}: {_server_message(text)}",
+                             _retry_after(headers), rate_limited=status == 429) from None
+            raise FatalAPIError(_fatal_message(status, text, ep), status) from None
         try:
             data = json.loads(text)
             data["choices"][0]["message"]
@@ -465,17 +483,32 @@ def _causes(exc: BaseException) -> list[BaseException]:
     return chain
 
 
-def _server_message(exc: openai.APIStatusError) -> str:
-    body = exc.body
+def _decode(raw: bytes, charset: str | None) -> str:
+    """A response body as text: its declared charset, else UTF-8; undecodable bytes replaced."""
+    try:
+        return raw.decode(charset or "utf-8", errors="replace")
+    except LookupError:  # a charset Python does not know
+        return raw.decode("utf-8", errors="replace")
+
+
+def _server_message(text: str) -> str:
+    """What an error response says: the JSON body's message (under "error" where it is nested there,
+    as OpenAI nests it), else the first 300 characters of the body."""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        body = body.get("error", body)
     if isinstance(body, dict):
         message = body.get("message") or body.get("error") or body.get("detail")
         if message:
             return str(message)
-    return exc.response.text[:300] if exc.response is not None else str(exc)
+    return text[:300]
 
 
-def _fatal_message(exc: openai.APIStatusError, ep: Endpoint) -> str:
-    status, detail = exc.status_code, _server_message(exc)
+def _fatal_message(status: int, text: str, ep: Endpoint) -> str:
+    detail = _server_message(text)
     if status == 401:
         return (f"401 Unauthorized: bad or missing API key for {ep.base_url} "
                 f"(set OPENAI_API_KEY or OPENROUTER_API_KEY in the environment or .env): {detail}")

@@ -17,8 +17,9 @@ again once with its problem named (knowledge/prompts/judge_reask.txt); if the se
 better, the record is written as unjudged with the reason. Nothing is dropped: SCORES holds one
 line per record of FILE, in file order, joined to it by `id`.
 
-Crash safety is kit.generation.generate's: each finished record is one fsynced line in `SCORES.journal.jsonl`
-(its Journal), and SCORES is rewritten from it atomically. A killed run resumes without judging a
+Crash safety is kit.generation.generate's: each finished record is one line in `SCORES.journal.jsonl`
+(its Journal), written and flushed when the record finishes and fsynced by group commit in a background
+thread, and SCORES is rewritten from it atomically. A killed run resumes without judging a
 finished record again (a record that failed only with API errors is tried again); scores already in
 the journal are kept whichever judge gave them (each line names its `judge_model`), so judge with
 another model into another SCORES file. The run holds

@@ -9,8 +9,8 @@ best of a few rounds (the machine is shared; the best round is the one least dis
 
 Where the time goes (cProfile, C=64): with openai's default httpx transport most of a request's CPU
 is spent in the HTTP stack (httpx, httpcore's pool re-checking every idle connection, anyio, h11)
-and in building typed request/response objects; the kit sends through openai's aiohttp transport
-and reads the JSON itself, which cuts CPU per request by about 2.5x. The kit's own code is ~0.1 ms.
+and in building typed request/response objects; the kit posts the JSON body over aiohttp itself and
+reads the JSON reply itself, which cuts CPU per request several times. The kit's own code is ~0.1 ms.
 
 Run: make bench   (or: python -m pytest tests/bench/test_bench_client.py -s)
 """
