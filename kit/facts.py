@@ -33,10 +33,7 @@ import yaml
 
 from kit import paths
 
-try:  # the regular-expression parser (Python 3.11+ names it re._parser)
-    from re import _parser as _re_parser
-except ImportError:  # pragma: no cover - Python 3.10
-    import sre_parse as _re_parser
+from re import _parser as _re_parser  # the parse tree literal_screen reads (no public API gives it)
 
 IDENTITY_DIR = "identity"
 KINDS = ("direct", "indirect", "typo", "casual", "multilingual", "adversarial", "multiturn")

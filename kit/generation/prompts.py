@@ -10,8 +10,7 @@ constrains the shape (roles, at least two messages) wherever the endpoint enforc
 
 from __future__ import annotations
 
-import os
-from functools import cached_property, lru_cache
+from functools import cached_property
 from pathlib import Path
 from string import Template
 
@@ -28,25 +27,11 @@ def _folder(knowledge_dir: str | Path | None) -> Path:
     return Path(knowledge_dir) if knowledge_dir is not None else paths.knowledge_dir()
 
 
-# path -> ((mtime_ns, size, inode), stripped text): an edited file is read again, an unchanged one is not
-_read_cache: dict[Path, tuple[tuple[int, int, int], str]] = {}
-
-
-def _read_stripped(path: Path) -> str:
-    """The file's text, stripped, read again only when its mtime, size or inode changed."""
-    st = os.stat(path)
-    stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-    cached = _read_cache.get(path)
-    if cached is None or cached[0] != stamp:
-        cached = _read_cache[path] = (stamp, paths.read_utf8(path).strip())
-    return cached[1]
-
-
 def load_knowledge(knowledge_dir: str | Path | None = None) -> str:
     """The knowledge base (self_knowledge.md) as one string."""
     path = _folder(knowledge_dir) / "self_knowledge.md"
     try:
-        return _read_stripped(path)
+        return paths.read_utf8(path).strip()
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: knowledge base is missing") from None
 
@@ -54,14 +39,9 @@ def load_knowledge(knowledge_dir: str | Path | None = None) -> str:
 def load_template(name: str, knowledge_dir: str | Path | None = None) -> Template:
     path = _folder(knowledge_dir) / "prompts" / name
     try:
-        return _template(_read_stripped(path))
+        return Template(paths.read_utf8(path).strip())
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: prompt template is missing") from None
-
-
-@lru_cache(maxsize=32)
-def _template(text: str) -> Template:
-    return Template(text)
 
 
 def _fill(template: Template, name: str, **slots: str) -> str:
