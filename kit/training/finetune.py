@@ -52,7 +52,6 @@ import sys
 import time
 import uuid
 import warnings
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from itertools import accumulate
 from pathlib import Path
@@ -65,7 +64,7 @@ from kit.arguments import finite_float
 from kit.training.checkpoints import (CHECKPOINT, NAMES, CheckpointError, checkpoint_folder, read_checkpoint,
                                       remove_checkpoint, save_checkpoint, sha256_file)
 from kit.training.curves import save_loss_plot
-from kit.training.runtime import _cpu_threads, autocast, lr_at, package_versions, pick_device
+from kit.training.runtime import autocast, cpu_threads, lr_at, package_versions, pick_device
 from kit.paths import (TEMP_NAME, OutputError, argument, atomic_write, check_output, display_path, folder_problem,
                        os_errno, recover_folder, staging_path, switch_folder, write_error)
 
@@ -422,7 +421,7 @@ def finetune(data: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *, b
     config = replace(PRESETS[preset], method=method, **overrides)
     out = Path(out_dir)
     inputs = [*data, *(p for p, _ in mix), *([base] if base is not None else [])]
-    with exclusive(out), (_cpu_threads(config.cpu_threads) if dev.type == "cpu" else nullcontext()):
+    with exclusive(out), cpu_threads(dev, config.cpu_threads):
         recover_folder(out, complete=lambda folder: _finished(folder) is not None)
         try:
             check_output(out, inputs, force=force, ours=lambda folder: _finished(folder) is not None)

@@ -41,7 +41,7 @@ import sys
 import time
 import warnings
 from collections import Counter
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -57,7 +57,7 @@ from kit.training.checkpoints import (CHECKPOINT, NAMES, CheckpointError, checkp
 from kit.training.curves import save_loss_plot
 from kit.training.engine import samples
 from kit.training.model import GPT, GPTConfig
-from kit.training.runtime import _cpu_threads, autocast, lr_at, measure_matmul_flops, pick_device, sync
+from kit.training.runtime import autocast, cpu_threads, lr_at, measure_matmul_flops, pick_device, sync
 
 
 @dataclass
@@ -246,9 +246,7 @@ def midtrain(records: Sequence[dict], tokenizer, *, preset: str = "cpu-smoke", o
     if out_dir is not None and (problem := folder_problem(out_dir)):
         raise ValueError(problem)
     created = out_dir is not None and not Path(out_dir).exists()
-    # torch's CPU threads are shared with other work only where the loop runs on the CPU (kit.training.threads)
-    threads = _cpu_threads(config.cpu_threads) if pick_device(device).type == "cpu" else nullcontext()
-    with threads, _lock(out_dir):
+    with cpu_threads(pick_device(device), config.cpu_threads), _lock(out_dir):
         if out_dir is not None:
             check_output(out_dir, force=force, ours=_is_midtrain_folder)
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 
 import torch
 
@@ -82,14 +82,13 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-@contextmanager
-def _cpu_threads(n: int | None):
-    """torch's CPU threads for the run: `n` when set, else the cores free of other work, shared with
-    the kit's other torch loops and re-checked during the run (kit.training.threads). On 2 idle cores a
-    LoRA step took 1.7 s with 2 threads and 3.0 s with 1; two finetunes at once with every core each
-    stall each other (threads that wait for each other at every operation lose their cores in turn)."""
-    with Share(n):
-        yield
+def cpu_threads(device: torch.device, n: int | None):
+    """A context for a run on `device` that sets torch's CPU threads: `n` when set, else the cores free of
+    other work, shared with the kit's other torch loops and re-checked during the run (kit.training.threads).
+    On 2 idle cores a LoRA step took 1.7 s with 2 threads and 3.0 s with 1; two finetunes at once with every
+    core each stall each other. A GPU run sets nothing and holds no slot, so CPU loops beside it keep their
+    cores."""
+    return Share(n) if device.type == "cpu" else nullcontext()
 
 
 def package_versions(*packages: str) -> dict[str, str | None]:
