@@ -82,6 +82,8 @@ def sampling_settings(recipe: str, temperature: float | None, max_tokens: int | 
     defaults = RECIPE_DEFAULTS.get(recipe, {})
     return (defaults.get("temperature", DEFAULT_TEMPERATURE) if temperature is None else temperature,
             defaults.get("max_tokens", DEFAULT_MAX_TOKENS) if max_tokens is None else max_tokens)
+
+
 FLUSH_EVERY_S = 30.0
 API_ERROR = "api_error"
 
@@ -156,10 +158,6 @@ class _ItemContext:
     @cached_property
     def distill(self) -> DistillData:
         return load_distill_data(self.dims)
-
-    @cached_property
-    def knowledge(self) -> str:
-        return self.prompts.knowledge
 
     @cached_property
     def schema(self) -> dict:
@@ -242,7 +240,7 @@ async def _distill_item(ctx: _ItemContext, index: int) -> dict:
 
     try:
         outcome = await converse(complete, elements, ctx.distill, candidates=ctx.candidates, opener=ctx.opener,
-                                 rules=ctx.rules, knowledge=ctx.knowledge)
+                                 rules=ctx.rules, knowledge=ctx.prompts.knowledge)
     except RetriesExhausted as exc:
         reject = {"index": index, "id": rid, "rules": [API_ERROR], "reasons": [f"API error: {exc}"], "raw": "",
                   "attempts": [], "meta": meta}
