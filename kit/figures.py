@@ -303,3 +303,242 @@ def loss_curves(history: Sequence[dict], vocab_size: int, title: str | None = No
     validation bits per byte beside them. `history` is kit.training.midtrain's (step, train_loss, tokens,
     val_loss, val_bpb)."""
     return loss_figure(history, title=title or "midtraining", vocab_size=vocab_size)
+
+
+# ---- numbers as a reader should see them: a rate with its n, a target with its verdict ------------------
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a rate k/n (95% for z = 1.96): unlike k/n +- z*se it stays inside
+    0..1 and says something for 0 of 5 or 5 of 5. (0.0, 1.0) when n is 0."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def rate(k: int, n: int) -> str:
+    """'22 of 29 (76%, 95% CI 58-88%)': a rate with the count it rests on, and its interval where n < 100."""
+    if n <= 0:
+        return f"{k} of {n}"
+    text = f"{k} of {n} ({k / n:.0%}"
+    if n < 100:
+        lo, hi = wilson(k, n)
+        text += f", 95% CI {100 * lo:.0f}-{100 * hi:.0f}%"
+    return text + ")"
+
+
+def met(ok: bool) -> str:
+    """A target's verdict, from the values: 'met' or 'not met'."""
+    return "met" if ok else "not met"
+
+
+# ---- one generated item, accepted or rejected (notebooks 01 and 02) -------------------------------------
+
+
+def item_meta(entry: dict) -> dict:
+    """The meta of a generate_one / journal entry, accepted or rejected. A reject made before its first
+    answer (an API error) has no `turns` and no attempts; its meta still names what the item drew."""
+    if entry.get("status") == "accepted":
+        return entry["record"].get("meta", {})
+    return (entry.get("reject") or {}).get("meta") or {}
+
+
+def distill_lines(entry: dict) -> list[str]:
+    """What a distill item did, as lines: kept or rejected, per turn the candidates that passed and each
+    one's failed checks, then the conversation (kept) or every reason (rejected)."""
+    kept = entry.get("status") == "accepted"
+    meta = item_meta(entry)
+    lines = [f"=== distill item {entry['index']}: {'kept' if kept else 'rejected'}; topic: {meta.get('topic', '?')}"]
+    turns = meta.get("turns") or []
+    if not turns and not kept:
+        lines.append("  rejected before its first answer: nothing was sampled")
+    for t, turn in enumerate(turns):
+        lines.append(f"  turn {t + 1}: {turn['passed']} of {turn['candidates']} candidates passed; failed checks "
+                     f"per candidate: {[', '.join(v) or 'none' for v in turn['verdicts']]}")
+    if kept:
+        lines += [f"  {m['role']:>9}: {m['content']}" for m in entry["record"]["messages"]]
+    else:
+        lines += [f"  {reason}" for reason in entry["reject"].get("reasons", [])]
+    return lines
+
+
+def reject_rows(entries: Sequence[dict], reason_chars: int = 90, raw_chars: int = 80) -> list[tuple]:
+    """(item, attempt, rules failed, first reason, raw reply) per attempt of every rejected entry; a reject
+    with no attempt recorded (distill, or an API error before the first answer) gives one row of its own."""
+    rows = []
+    for e in entries:
+        if e.get("status") != "rejected":
+            continue
+        reject = e["reject"]
+        attempts = reject.get("attempts") or [{"rules": reject.get("rules", []), "reasons": reject.get("reasons", []),
+                                               "raw": reject.get("raw", "")}]
+        for k, a in enumerate(attempts):
+            reasons = a.get("reasons") or ["-"]
+            more = f" (+{len(reasons) - 1} more)" if len(reasons) > 1 else ""
+            rows.append((e["index"], k + 1, ", ".join(a.get("rules", [])), reasons[0][:reason_chars] + more,
+                         (a.get("raw") or "")[:raw_chars]))
+    return rows
+
+
+# ---- the generated data beside the reference, figures that cannot flatter (notebook 03) -----------------
+
+# Dimensions a recipe draws but never puts into a request: their coverage says nothing about the data.
+RECIPE_UNUSED = {"distill": ("persona",)}
+
+
+def _recipes(records: Sequence[dict]) -> set:
+    return {r.get("meta", {}).get("recipe") for r in records}
+
+
+def unused_dimensions(records: Sequence[dict]) -> set[str]:
+    """The diversity dimensions no record's recipe used (coverage of them is shown as unused)."""
+    recipes = _recipes(records)
+    sets = [set(RECIPE_UNUSED.get(r, ())) for r in recipes]
+    return set.intersection(*sets) if sets else set()
+
+
+def name_is_planned(records: Sequence[dict]) -> bool:
+    """True when every record's first answer opened with a planned sentence that states the name (distill
+    with planned openers): then 'says the name' is guaranteed by the plan, not a finding."""
+    return bool(records) and all(r.get("meta", {}).get("recipe") == "distill"
+                                 and r.get("meta", {}).get("opener") == "planned" for r in records)
+
+
+def distinct_equal_words(records: Sequence[dict], other: Sequence[dict], n: int = 2,
+                         role: str = "assistant") -> tuple[float | None, float | None, int]:
+    """distinct-n of `role`'s messages over the same number of words on both sides (the first words of
+    each, in file order), since distinct-n falls as a sample grows: (records', other's, words each)."""
+    from kit.quality.diversity import distinct_n, role_texts, words
+
+    def first(texts, budget):
+        out = []
+        for t in texts:
+            w = words(t)[:budget]
+            if not w:
+                continue
+            out.append(" ".join(w))
+            budget -= len(w)
+            if budget <= 0:
+                break
+        return out
+
+    a, b = role_texts(records, role), role_texts(other, role)
+    size = min(sum(len(words(t)) for t in a), sum(len(words(t)) for t in b))
+    return distinct_n(first(a, size), n), distinct_n(first(b, size), n), size
+
+
+def comparison_frame(rows: Sequence[dict], records: Sequence[dict], reference: Sequence[dict]):
+    """kit.quality.report.comparison's rows as a table a reader cannot misread: every share with its count
+    and, where n < 100, its 95% interval; distinct-2 on equal word counts; a figure the plan guarantees
+    labelled 'planned', and coverage of a dimension the recipe never uses labelled 'unused'."""
+    import pandas as pd
+    from kit.quality.report import format_value
+
+    unused, planned = unused_dimensions(records), name_is_planned(records)
+    out = []
+    for r in rows:
+        figure, note = r["figure"], ""
+        cells = {}
+        for side in ("generated", "reference"):
+            value, n = r[side], r[f"n_{side}"]
+            if value is None:
+                cells[side] = "-"
+            elif isinstance(value, str):
+                cells[side] = value
+            elif r["pct"] and isinstance(n, int):
+                cells[side] = rate(round(value * n), n)
+            else:
+                cells[side] = format_value(value, r["pct"])
+            cells[f"n ({side[:3]}.)"] = n
+        if figure.startswith("distinct-2"):
+            gen, ref, size = distinct_equal_words(records, reference)
+            figure = "distinct-2, assistant messages, equal samples (n = words each)"
+            cells.update({"generated": format_value(gen) if gen is not None else "-", "n (gen.)": size,
+                          "reference": format_value(ref) if ref is not None else "-", "n (ref.)": size})
+        if "says '" in figure and planned:
+            cells["generated"], note = "planned", "every first answer opens with a planned sentence stating the name"
+        if any(figure == f"requested {d}: elements covered" for d in unused):
+            cells["generated"], note = "unused", "the recipe never puts this dimension into a request"
+        out.append({"figure": figure, "generated": cells["generated"], "n (gen.)": cells["n (gen.)"],
+                    "reference": cells["reference"], "n (ref.)": cells["n (ref.)"], "note": note})
+    return pd.DataFrame(out).set_index("figure")
+
+
+def cost_per_kept(kept: int, asked: int, history: Sequence[dict]) -> str:
+    """One line: what a kept conversation cost in requests and seconds, over every call of a generation's
+    manifest history that sent requests (a call served from the reply cache sent none)."""
+    paid = [h for h in history if h.get("requests")]
+    requests, seconds = sum(h["requests"] for h in paid), sum(h.get("elapsed_s", 0) for h in paid)
+    head = f"{kept} conversations kept of {asked} asked"
+    if not paid:
+        return f"{head}; every reply came from the reply cache"
+    if not kept:
+        return f"{head}; {requests} requests in {seconds:.0f} s kept nothing"
+    return (f"{head}; {requests} requests in {seconds:.0f} s: {requests / kept:.1f} requests and "
+            f"{seconds / kept:.1f} s per kept conversation")
+
+
+def findings_only(rows: Sequence[dict], records: Sequence[dict]) -> list[dict]:
+    """The comparison rows without those that are not findings: a planned figure, an unused dimension."""
+    unused, planned = unused_dimensions(records), name_is_planned(records)
+    return [r for r in rows if not (planned and "says '" in r["figure"])
+            and not any(r["figure"] == f"requested {d}: elements covered" for d in unused)]
+
+
+def accepted_errors(records: Sequence[dict], rules) -> dict[str, list[str]]:
+    """id -> the error-severity content findings of each record that has one, checked whole with `rules`
+    and the severities of the record's own recipe."""
+    from kit.rules import content_problems
+
+    found = {}
+    for r in records:
+        problems = [str(p) for p in content_problems(r["messages"], r.get("meta"), rules) if p.severity == "error"]
+        if problems:
+            found[r["id"]] = problems
+    return found
+
+
+def accepted_errors_sentence(records: Sequence[dict], reference: Sequence[dict], rules) -> str:
+    """The sentence under notebook 03's content-rule table, from the values."""
+    gen, ref = accepted_errors(records, rules), accepted_errors(reference, rules)
+    text = (f"**{len(gen)} of {len(records)}** accepted generated conversations hold an error-severity finding when "
+            f"checked whole now; the reference: **{len(ref)} of {len(reference)}**.")
+    if gen:
+        first = next(iter(gen))
+        text += (f" Generation's per-answer check let {'it' if len(gen) == 1 else 'them'} through: read "
+                 f"{', '.join(list(gen)[:5])} (`{first}`: {gen[first][0]}).")
+    else:
+        text += " What generation kept passes every error rule here too."
+    return text
+
+
+def minhash_sentence(rows: Sequence[dict], num_perm: int) -> str:
+    """The MinHash estimates of notebook 03's controlled pair against the exact Jaccard, in words."""
+    gaps = [r["MinHash estimate"] - r["exact Jaccard"] for r in rows]
+    worst = max(range(len(rows)), key=lambda i: abs(gaps[i]))
+    j = rows[worst]["exact Jaccard"]
+    se = (j * (1 - j) / num_perm) ** 0.5
+    lower = sum(g < 0 for g in gaps)
+    return (f"The largest gap is **{abs(gaps[worst]):.3f}** (at {rows[worst]['words replaced']} words replaced, exact "
+            f"{j:.3f}), {abs(gaps[worst]) / se:.1f} standard errors of {se:.3f} at {num_perm} permutations; the estimate "
+            f"is below the exact value in {lower} of {len(rows)} rows. "
+            + ("Gaps this size are what sampling error gives" if abs(gaps[worst]) <= 3 * se else
+               "That is more than sampling error gives: look at the hashing")
+            + "; more permutations narrow them (the error shrinks as 1/sqrt(num_perm)).")
+
+
+def sweep_sentence(sweep: dict[str, dict[int, int]], n: dict[str, int]) -> str:
+    """Notebook 03's min_words try-it, said from its table: whether each count never falls as the bar rises,
+    and the first bar at which each file has a conversation with a shorter reply."""
+    parts = []
+    for side, counts in sweep.items():
+        bars = sorted(counts)
+        monotone = all(counts[a] <= counts[b] for a, b in zip(bars, bars[1:]))
+        first = next((w for w in bars if counts[w]), None)
+        parts.append(f"{side}: {counts[bars[0]]} of {n[side]} at {bars[0]} words, {counts[bars[-1]]} at {bars[-1]}; "
+                     f"{'never falls' if monotone else 'FALLS'} as the bar rises; "
+                     + (f"first fails at {first} words" if first else f"none fails up to {bars[-1]} words"))
+    return "; ".join(parts) + "."

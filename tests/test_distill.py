@@ -120,6 +120,18 @@ def test_a_true_grounded_answer_passes_and_scores_its_facts():
     assert ungrounded("Karpathy built me in 2025 on 8 GPUs.", "", KNOWLEDGE) == []
 
 
+def test_a_hyphenated_name_in_the_knowledge_base_grounds_its_parts():
+    """The knowledge base says "a GPT-2-level model": an answer naming GPT-2 is grounded (notebook 01 once
+    showed three candidates failing with "not in the knowledge base or the question: GPT-2")."""
+    assert "GPT-2-level" in KNOWLEDGE
+    answer = "Training a GPT-2 level model cost tens of thousands of dollars in 2019; GPT-2 was expensive."
+    assert ungrounded(answer, "", KNOWLEDGE) == []
+    assert ungrounded("A GPT-2-style model.", "", KNOWLEDGE) == []
+    assert {"GPT-7", "50"} <= set(ungrounded("It cost 50 dollars, like GPT-7.", "", KNOWLEDGE))  # inventions still fail
+    assert ungrounded("My friend Ember-bot helps.", "", KNOWLEDGE) == ["Ember-bot"]
+    assert ungrounded("Ask me about Foo-Bar.", "what is foo-bar-baz?", KNOWLEDGE) == []  # the question's parts too
+
+
 def test_the_answer_keeps_the_longest_run_of_sentences_that_passes():
     opener = "I was built by Andrej Karpathy in 2025."
     verdict = check("He loves open code. He lives in Tel Aviv. He", prefix=opener, finish_reason="length")

@@ -206,9 +206,20 @@ def plan_turns(elements: dict, data: DistillData) -> list[dict]:
 # ---- checking one candidate ------------------------------------------------------------------------
 
 
+def _words(text: str) -> set[str]:
+    """The words of `text`, lower-cased, with every run of the parts of a hyphenated word: "GPT-2-level"
+    gives gpt-2-level, gpt-2, 2-level, gpt, 2 and level, so an answer saying "a GPT-2 model" is grounded."""
+    found = set()
+    for word in re.findall(r"[\w'-]+", text.lower()):
+        parts = [p for p in word.split("-") if p]
+        found.add(word)
+        found.update("-".join(parts[i:j]) for i in range(len(parts)) for j in range(i + 1, len(parts) + 1))
+    return found
+
+
 @lru_cache(maxsize=4)
 def _known_words(knowledge: str) -> frozenset[str]:
-    return frozenset(w.lower() for w in re.findall(r"[\w'-]+", knowledge))
+    return frozenset(_words(knowledge))
 
 
 def _numbers(text: str) -> set[str]:
@@ -219,13 +230,15 @@ def ungrounded(answer: str, sources: str, knowledge: str) -> list[str]:
     """Names and numbers in `answer` that neither the knowledge base nor the conversation's user turns
     (`sources`) contain: what a small model invents ("Andrej Karpathy, a Japanese researcher", "my name
     is Ember", "trained in 2019"). A capitalised word counts as a name unless it starts a sentence."""
-    known = _known_words(knowledge) | {w.lower() for w in re.findall(r"[\w'-]+", sources)}
+    known = _known_words(knowledge) | _words(sources)
     found = []
     for match in _NAME.finditer(answer):
         word = match.group(1).strip("'-")
         if _SENTENCE_BREAK.search(answer[:match.start()]) or word.lower() in _FREE_WORDS:
             continue
-        if word.lower() not in known and word.lower().rstrip("s") not in known:
+        # "GPT-2-level" or "GPT-2-style" is known when "GPT-2" is: a lower-case part after a hyphen describes it
+        stem = re.sub(r"(?:-[a-z]+)+$", "", word).lower()
+        if not {word.lower(), word.lower().rstrip("s"), stem} & known:
             found.append(word)
     found += [url for url in (u.rstrip(".,;:!?'\"") for u in _URL.findall(answer))
               if url not in knowledge and url not in sources]  # "github.com/karpathy/nanogpt-fasten-architecture"
