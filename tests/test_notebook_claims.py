@@ -684,3 +684,22 @@ def test_a_sentence_that_contradicts_its_figures_fails():
             o["text"] = re.sub(r"balanced agreement [\d.]+", "balanced agreement 0.90", o["text"])
     with pytest.raises(AssertionError):
         judge_calibration_sentence_matches_its_counts(nb)
+
+
+def test_the_more_conversations_try_it_holds(tmp_path, fake_openai):
+    """02's try-it, run once on a loopback endpoint: `append=True` with `num = 2` asks two new indices after
+    the last one, and the output grows by the ones kept."""
+    from fake_openai import Reply
+    from kit.generation.generate import generate
+
+    srv = fake_openai(lambda request, n_seen: Reply(
+        content="My code is open source under the MIT license, and Andrej Karpathy built me in 2025."))
+    out = tmp_path / "conversations.jsonl"
+    common = dict(endpoint=srv.base_url, model="fake-model", recipe="distill", candidates=1, workers=1, progress=False)
+    first = generate(3, out, **common)
+    more = generate(2, out, append=True, **common)
+    assert (more.asked, more.already_done) == (first.asked + 2, first.asked), "the first run's indices are done"
+    assert more.accepted + more.rejected == 2 and more.in_output == first.in_output + more.accepted
+    try_it = next(m for m in markdown(nbformat.read(NOTEBOOKS / "02_bulk_generation.ipynb", as_version=4))
+                  if "Try it: more conversations" in m)
+    assert "summary to say 2 asked" not in try_it, "the summary counts every index, the first run's as already done"
