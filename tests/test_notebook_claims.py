@@ -434,6 +434,14 @@ def the_terminal_command_is_the_notebooks_run(nb):
     assert command and (command[1], int(command[2]), int(command[3])) == (params["recipe"], params["num"], params["candidates"])
 
 
+@claim("02_bulk_generation")
+def every_index_is_in_the_output_or_the_rejects(nb):
+    m = re.search(r"(\d+) accepted, (\d+) rejected .*?, (\d+) already done; (\d+) records in",
+                  output(cell(nb, starts="summary = generate(num, output")))
+    assert m, "notebook 02 prints no summary"
+    assert int(m[1]) + int(m[2]) + int(m[3]) == parameters(nb)["num"] and int(m[4]) == int(m[1]) + int(m[3])
+
+
 # ---------------------------------------------------------------- 04_tokens_and_masks (more)
 
 def _packing(nb) -> dict[str, list[str]]:
@@ -488,6 +496,12 @@ def a_small_vocabulary_needs_more_tokens_and_keeps_the_supervised_fraction(nb):
     assert abs(runs[512][1] - runs[4096][1]) <= 1.0, "the supervised fraction barely moves"
 
 
+@claim("04_tokens_and_masks")
+def the_tokenizer_sees_a_few_hundred_thousand_characters(nb):
+    m = re.search(r"trained on ([\d,]+) characters", output(cell(nb, starts="extra = [conversations_path]")))
+    assert m and 100_000 <= int(m[1].replace(",", "")) < 1_000_000, "'the few hundred thousand printed below'"
+
+
 # ---------------------------------------------------------------- 05_midtrain_smoke
 
 def _run_table(nb) -> dict[str, str]:
@@ -513,6 +527,13 @@ def the_size_and_time_said_are_the_runs(nb):
     if text is not None:
         m = re.search(r"\*\*([\d,]+) parameters\*\* trained for (\d+) steps in \*\*(\d+) s\*\*", text)
         assert m and int(m[1].replace(",", "")) == params and int(m[2]) == steps and abs(int(m[3]) - seconds) <= 1
+
+
+@claim("05_midtrain_smoke")
+def best_fit_with_padding_drops_nothing_that_fits(nb):
+    m = re.search(r"(\d+) tokens dropped \((\d+) conversations longer than a row\)",
+                  output(cell(nb, starts="packed = packing.pack_rows(sequences")))
+    assert m and (m[1] == "0" or m[2] != "0")
 
 
 @claim("05_midtrain_smoke")
