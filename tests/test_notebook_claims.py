@@ -724,3 +724,61 @@ def test_the_more_conversations_try_it_holds(tmp_path, fake_openai):
     try_it = next(m for m in markdown(nbformat.read(NOTEBOOKS / "02_bulk_generation.ipynb", as_version=4))
                   if "Try it: more conversations" in m)
     assert "summary to say 2 asked" not in try_it, "the summary counts every index, the first run's as already done"
+
+
+# ---------------------------------------------------------------- the display helpers the notebooks print through
+
+def test_a_rate_shows_its_count_and_an_interval_under_100():
+    from kit.figures import met, rate, wilson
+
+    assert rate(22, 29) == "22 of 29 (76%, 95% CI 58-88%)"
+    assert rate(120, 300) == "120 of 300 (40%)" and rate(0, 0) == "0 of 0"
+    lo, hi = wilson(0, 16)
+    assert lo == 0.0 and hi == pytest.approx(0.194, abs=0.001)  # the Wilson bound, not 0 +- 0
+    assert wilson(5, 5)[1] == pytest.approx(1.0) and wilson(5, 5)[0] == pytest.approx(0.566, abs=0.001)
+    assert (met(True), met(False)) == ("met", "not met")
+
+
+def test_rejects_made_before_any_answer_are_shown_like_the_others():
+    from kit.figures import distill_lines, item_meta, reject_rows
+
+    api = {"index": 3, "status": "rejected", "reject": {"index": 3, "rules": ["api_error"], "reasons": ["API error: 503"],
+                                                        "raw": "", "attempts": [], "meta": {"topic": "t"}}}
+    bare = {"index": 4, "status": "rejected", "reject": {"index": 4, "rules": ["api_error"], "reasons": ["API error"], "raw": ""}}
+    kept = {"index": 0, "status": "accepted", "record": {"messages": [{"role": "user", "content": "hi"},
+                                                                      {"role": "assistant", "content": "Hello."}],
+                                                         "meta": {"topic": "t", "turns": [
+                                                             {"passed": 1, "candidates": 2, "verdicts": [["grounded"], []]}]}}}
+    assert item_meta(bare) == {} and item_meta(kept)["topic"] == "t"
+    assert distill_lines(api) == ["=== distill item 3: rejected; topic: t",
+                                  "  rejected before its first answer: nothing was sampled", "  API error: 503"]
+    assert "  turn 1: 1 of 2 candidates passed; failed checks per candidate: ['grounded', 'none']" in distill_lines(kept)
+    assert distill_lines(bare)[0] == "=== distill item 4: rejected; topic: ?"
+    assert reject_rows([api, bare, kept]) == [(3, 1, "api_error", "API error: 503", ""), (4, 1, "api_error", "API error", "")]
+
+
+def test_the_comparison_labels_what_the_plan_guarantees_and_compares_distinct_n_on_equal_samples(tmp_path):
+    from kit.figures import comparison_frame, cost_per_kept, findings_only, sweep_sentence
+    from kit.quality import report as quality
+    from kit.records import read_records, write_records
+    from kit.rules import load_rules
+
+    reference_path = project_root() / "knowledge" / "reference" / "identity.jsonl"
+    reference = read_records(reference_path).records
+    generated = [dict(r, meta={**r["meta"], "recipe": "distill", "opener": "planned"}) for r in reference[:30]]
+    write_records(tmp_path / "g.jsonl", generated)
+    common = dict(threshold=0.8, num_perm=64, identity_name="nanochat", rules=load_rules())
+    report, records = quality.file_report(tmp_path / "g.jsonl", **common)
+    ref_report, ref_records = quality.file_report(reference_path, **common)
+    rows = quality.comparison(report, ref_report)
+    table = comparison_frame(rows, records, ref_records)
+    says = next(i for i in table.index if "the assistant says" in i)
+    assert table.loc[says, "generated"] == "planned" and table.loc["requested persona: elements covered", "generated"] == "unused"
+    distinct = next(i for i in table.index if i.startswith("distinct-2"))
+    assert table.loc[distinct, "n (gen.)"] == table.loc[distinct, "n (ref.)"] > 0
+    assert "95% CI" in table.loc["conversations with a content-rule finding", "generated"]  # n = 30
+    assert "95% CI" not in table.loc["conversations with a content-rule finding", "reference"]  # n = 132
+    assert len(findings_only(rows, records)) == len(rows) - 2
+    assert "FALLS" in sweep_sentence({"g": {3: 2, 8: 1}}, {"g": 10}) and "never falls" in sweep_sentence({"g": {3: 0, 8: 1}}, {"g": 10})
+    assert cost_per_kept(0, 4, [{"requests": 5, "elapsed_s": 3.0}]).endswith("kept nothing")
+    assert cost_per_kept(2, 4, []).endswith("every reply came from the reply cache")
