@@ -782,3 +782,15 @@ def test_the_comparison_labels_what_the_plan_guarantees_and_compares_distinct_n_
     assert "FALLS" in sweep_sentence({"g": {3: 2, 8: 1}}, {"g": 10}) and "never falls" in sweep_sentence({"g": {3: 0, 8: 1}}, {"g": 10})
     assert cost_per_kept(0, 4, [{"requests": 5, "elapsed_s": 3.0}]).endswith("kept nothing")
     assert cost_per_kept(2, 4, []).endswith("every reply came from the reply cache")
+
+
+def test_figures_quoted_from_the_readme_are_the_readmes():
+    """07's sampled-openings try-it quotes the README's measured kept counts."""
+    readme = (project_root() / "README.md").read_text(encoding="utf-8")
+    measured = {kind: (int(k), int(n)) for kind, n, k in
+                re.findall(r"\| distill, (planned openings|sampled answers) \| (\d+) \| (\d+) \(", readme)}
+    said = " ".join(markdown(nbformat.read(NOTEBOOKS / "07_identity_finetune.ipynb", as_version=4)))
+    quote = re.search(r"measured (\d+) of (\d+) on the embedded model against (\d+) of (\d+) with planned openings", said)
+    if quote:
+        assert measured["sampled answers"] == (int(quote[1]), int(quote[2]))
+        assert measured["planned openings"] == (int(quote[3]), int(quote[4]))
