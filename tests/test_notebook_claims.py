@@ -794,3 +794,17 @@ def test_figures_quoted_from_the_readme_are_the_readmes():
     if quote:
         assert measured["sampled answers"] == (int(quote[1]), int(quote[2]))
         assert measured["planned openings"] == (int(quote[3]), int(quote[4]))
+
+
+@pytest.mark.slow
+def test_the_more_steps_try_it_holds_on_a_tiny_model(trained_tokenizer):
+    """05's try-it, run once on a tiny model: more steps end at a lower train loss than fewer."""
+    from kit.training.midtrain import midtrain
+    from kit.training.tasks import default_mixture
+
+    records = list(default_mixture(None, seed=0, size=120))
+    tiny = dict(n_layer=2, n_head=2, n_embd=64, sequence_len=64, batch_size=4, device="cpu", progress=False,
+                cpu_threads=1, eval_every=1000)
+    short, more = (midtrain(records, trained_tokenizer, steps=steps, **tiny) for steps in (9, 60))
+    last = lambda r: sum(h["train_loss"] for h in r.history[-3:]) / 3
+    assert last(more) < last(short)
