@@ -103,15 +103,16 @@ def table_rows(text: str) -> list[list[str]]:
 _CALIBRATION = re.compile(
     r"The judge \((?P<model>[^)]*)\) called (?P<good_ok>\d+) of (?P<good>\d+) good conversations good and "
     r"(?P<bad_ok>\d+) of (?P<bad>\d+) bad ones bad \((?P<unjudged>\d+) unjudged\): balanced agreement "
-    r"(?P<balanced>[\d.]+) against the (?P<threshold>[\d.]+) required, so (?P<meaning>[^\n]*)")
+    r"(?P<balanced>[\d.]+) against the (?P<threshold>[\d.]+) required(?: \((?P<met>met|not met)\))?, so (?P<meaning>[^\n]*)")
 
 
 def _calibration(nb) -> dict | None:
     m = _CALIBRATION.search(output(cell(nb, tag="judge-calibration")))
     if m is None:
         return None
-    d = {k: float(v) if k not in ("model", "meaning") else v for k, v in m.groupdict().items()}
+    d = {k: float(v) if k not in ("model", "meaning", "met") else v for k, v in m.groupdict().items()}
     d["trusted"] = d["balanced"] >= d["threshold"]
+    assert d["met"] in (None, "met" if d["trusted"] else "not met"), "the threshold's verdict follows from the values"
     return d
 
 
