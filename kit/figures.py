@@ -542,3 +542,12 @@ def sweep_sentence(sweep: dict[str, dict[int, int]], n: dict[str, int]) -> str:
                      f"{'never falls' if monotone else 'FALLS'} as the bar rises; "
                      + (f"first fails at {first} words" if first else f"none fails up to {bars[-1]} words"))
     return "; ".join(parts) + "."
+
+
+def counts_caveat(n: int, seeds: int = 1) -> str:
+    """What counts over `n` prompts and `seeds` seeds can tell apart: the 95% interval around half of them."""
+    half = n // 2
+    lo, hi = wilson(half, n)
+    return (f"These counts rest on **{n} prompts and {seeds} seed{'s' if seeds != 1 else ''}**: a count of {half} of "
+            f"{n} has a 95% interval of {100 * lo:.0f}-{100 * hi:.0f}%, so a difference of one or two replies between "
+            f"the columns is noise, not a finding.")
