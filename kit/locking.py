@@ -4,7 +4,9 @@ Two runs on one output used to interleave their journals and overwrite each othe
 command that writes (generate, memory generate, judge, finetune, midtrain, a pipeline run) takes
 `exclusive(output)` first. The lock is `fcntl.flock` on a hidden file beside the output, so the
 operating system releases it when the holder dies, SIGKILL included: a stale lock file never blocks
-anyone. The file holds the holder's pid and command line, so the second run can say who holds it.
+anyone. The file holds the holder's pid and command line, so the second run can say who holds it;
+the command line is scrubbed of secrets first (kit.secrets), since an endpoint URL on it may carry a
+key in its query string and the lock file outlives the run.
 
     with exclusive("runs/x/data/conversations.jsonl"):
         ...  # write
@@ -20,6 +22,8 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from kit.secrets import scrub_text
 
 
 class LockedError(RuntimeError):
@@ -49,8 +53,10 @@ def exclusive(output: str | os.PathLike) -> Iterator[Path]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise LockedError(Path(output), os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()) from None
-        holder = f"{os.getpid()} ({' '.join(['python', *sys.argv])[:300]})"
+            # a lock file an older kit wrote holds its command line unscrubbed
+            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+            raise LockedError(Path(output), scrub_text(holder)) from None
+        holder = f"{os.getpid()} ({scrub_text(' '.join(['python', *sys.argv]))[:300]})"
         os.ftruncate(fd, 0)
         os.pwrite(fd, holder.encode(), 0)
         yield path

@@ -34,6 +34,7 @@ from fake_openai import MODEL, Reply
 from kit import paths
 from kit.generation.generate import api_seed
 from kit.generation.journal import Journal, file_paths
+from kit.quality.judge import ScoresJournal
 from kit.records import read_records, write_records
 
 GOOD = json.dumps({"messages": [{"role": "user", "content": "hi, who are you?"},
@@ -289,7 +290,7 @@ def test_judge_on_a_full_disk_stops_with_one_line_keeps_its_scores_and_resumes(s
     full = judge(data, "cache-2")
     assert_disk_full_line(full, "judge", (paths.display_path(out),))
     assert out.read_text().startswith(before) or out.read_text() == before
-    journal = Journal(journal_path).load(truncate=False)
+    journal = ScoresJournal(journal_path).load(truncate=False)
     assert {0, 1, 2, 3, 4} <= set(journal.entries) and len(journal.entries) < N, sorted(journal.entries)
     no_temporary_files(disk.root)
     judged = set(journal.entries)

@@ -34,9 +34,14 @@ highest one asked so far; `fresh=True` deletes the files and starts over. Every 
 indices an earlier, interrupted run had planned. The output always holds every accepted record the
 journal has, so asking for fewer than exist keeps the rest.
 
-Never deleting what the kit did not make: `fresh` deletes the four files only when the journal beside
-the output is this generator's; where there is none, an existing output (or rejects, manifest, or a
-journal of something else) is the user's, and `fresh` refuses it unless `force=True` (`--force`).
+Never writing over what the kit did not make (kit.generation.ownership): a run writes into a journal,
+rejects or manifest file only when it names this command and this output, and deletes (`fresh`) an
+output only when its journal is this generator's; anything else there is the user's, or another
+command's, and is replaced only with `force=True` (`--force`). Two outputs that would share their
+rejects and manifest (x.jsonl, x.json) are refused. Every check comes before the first byte is
+written, so a run refused (or a user's file with a broken line under `append`) leaves no file behind.
+`append` onto a user's file keeps each of its lines byte for byte, and a plan past
+kit.generation.journal.MAX_PLANNED indices is refused before it is recorded.
 """
 
 from __future__ import annotations
@@ -63,7 +68,8 @@ from kit.progress import progress_bar
 from kit.generation.distill import DEFAULT_CANDIDATES, DEFAULT_TURN_TOKENS, OPENERS, DistillData, converse, load_distill_data
 from kit.generation.prompts import SCHEMA_NAME, PromptFiles, conversation_schema
 from kit.generation.journal import Journal, file_paths
-from kit.records import read_records, write_jsonl, write_records
+from kit.generation.ownership import check_start
+from kit.records import write_jsonl, write_lines
 from kit.generation.sampling import RECIPES, load_dimensions, sample_elements
 from kit.arguments import finite_float
 from kit.facts import default_data
@@ -339,34 +345,6 @@ class RunSummary:
                 f"${self.cost_usd:.4f}; {self.elapsed_s:.1f} s")
 
 
-def _is_our_journal(path: Path) -> bool:
-    """Whether `path` opens with this generator's journal header (read, never truncated: it may be the user's)."""
-    try:
-        with open(path, "rb") as fh:
-            header = json.loads(fh.readline())
-    except (OSError, ValueError):
-        return False
-    return isinstance(header, dict) and header.get("journal") == "kit.generation.generate"
-
-
-def _refuse_foreign(files: dict[str, Path]) -> None:
-    """--fresh deletes a run's files; without this generator's journal an existing one is the user's."""
-    if _is_our_journal(files["journal"]):
-        return
-    for path in files.values():
-        if path.exists():
-            raise FileExistsError(f"--fresh would delete {paths.display_path(path)} ({paths.describe(path)}), which "
-                                  f"kit generate did not write (no journal {files['journal'].name} of its own); "
-                                  f"choose another --output, or add --force to delete it")
-
-
-def _adopt_existing(journal: Journal, output: Path) -> None:
-    """--append on a file the kit did not write (or whose journal is gone): keep its records."""
-    records = read_records(output).records
-    for i, record in enumerate(records):
-        journal.add({"index": i, "status": "accepted", "record": record})
-
-
 async def agenerate(num: int, output: str | Path = DEFAULT_OUTPUT, *, workers: int = 8, seed: int = 0,
                     recipe: str = "v2", endpoint: str | list[str] | None = None, model: str | None = None,
                     append: bool = False, fresh: bool = False, save_metadata: bool = True, reasks: int = 1,
@@ -391,6 +369,10 @@ async def agenerate(num: int, output: str | Path = DEFAULT_OUTPUT, *, workers: i
     if client is None:
         endpoints_from_env(endpoint, model)  # a URL that is not one is refused before any file is touched
     files = file_paths(output)
+    if problem := Journal(files["journal"]).plan_problem((0, num)):
+        raise ValueError(problem)
+    # refused before the lock file (or the output's folder) is made; checked again under the lock
+    check_start(files, append=append, fresh=fresh, force=force)
     with exclusive(files["output"]):
         return await _agenerate_locked(files, num, workers=workers, seed=seed, recipe=recipe, endpoint=endpoint,
                                        model=model, append=append, fresh=fresh, save_metadata=save_metadata,
@@ -403,29 +385,29 @@ async def agenerate(num: int, output: str | Path = DEFAULT_OUTPUT, *, workers: i
 async def _agenerate_locked(files: dict[str, Path], num: int, *, workers, seed, recipe, endpoint, model, append,
                             fresh, save_metadata, reasks, temperature, max_tokens, prices, progress, client, cache,
                             timeout, item_timeout, candidates, opener, force) -> RunSummary:
-    if fresh:
-        if not force:
-            _refuse_foreign(files)
-        for path in files.values():
-            path.unlink(missing_ok=True)
-    journal = Journal(files["journal"]).load()
+    begin = check_start(files, append=append, fresh=fresh, force=force)
+    journal = Journal(files["journal"])
+    if files["journal"] not in begin.replace:
+        journal.load()
     if journal.header and (journal.header["seed"], journal.header["recipe"]) != (seed, recipe):
         raise ValueError(f"{files['output']} was generated with seed {journal.header['seed']} and recipe "
                          f"{journal.header['recipe']}, not seed {seed} and recipe {recipe}; use those, "
                          f"another output, or --fresh to start over")
-    if journal.header is None and files["output"].exists():
-        if not append:
-            raise FileExistsError(f"{files['output']} exists but has no journal ({files['journal'].name}): "
-                                  f"pass --append to keep its records and add {num}, or --fresh to replace it")
-        journal.start(seed, recipe, (0, 0))
-        _adopt_existing(journal, files["output"])
     # what else decides a distill item's answers: another value would mix two recipes in one file
     settings = {"candidates": candidates, "opener": opener} if recipe == "distill" else {}
     for key, value in settings.items():
         if journal.header and journal.header.get(key, value) != value:
             raise ValueError(f"{files['output']} was generated with {key} {journal.header[key]!r}, not {value!r}; "
                              f"use that, another output, or --fresh to start over")
-    start = journal.next_index() if append else 0
+    start = max(journal.next_index(), len(begin.adopted)) if append else 0
+    if problem := journal.plan_problem((start, start + num)):
+        raise ValueError(problem)  # before it is recorded: a plan past the ceiling would stay for every later run
+    for path in begin.replace:  # every check passed: a refused run deletes nothing
+        path.unlink(missing_ok=True)
+    if begin.adopted:  # the user's records keep their lines, and indices 0.., in a journal of our own
+        journal.claim(seed=seed, recipe=recipe, **settings)
+        for entry in begin.adopted:
+            journal.add(entry)
     journal.start(seed, recipe, (start, start + num), settings)
     asked = sorted(set(range(start, start + num)) | journal.planned())
     todo = [i for i in asked if _needs_work(journal.entries.get(i))]
@@ -440,10 +422,7 @@ async def _agenerate_locked(files: dict[str, Path], num: int, *, workers, seed, 
 
     def rewrite_files() -> None:
         journal.sync()  # the output never holds a record that a power cut could take from the journal
-        records = journal.accepted()
-        if not save_metadata:
-            records = [{**r, "meta": {}} for r in records]
-        write_records(files["output"], records)
+        write_lines(files["output"], journal.output_lines(save_metadata))
         write_jsonl(files["rejects"], journal.rejected())
 
     bar = progress_bar(total=len(todo), desc="generate", unit="conv", disable=not progress or not todo, dynamic_ncols=True)
@@ -497,12 +476,13 @@ async def _agenerate_locked(files: dict[str, Path], num: int, *, workers, seed, 
         journal.close()
         rewrite_files()
         stats = _stats_delta(run_client, stats_before)
-        api_failed = [r for r in journal.rejected() if r["rules"] == [API_ERROR]]
+        api_failed = [(i, e["reject"].get("reasons") or [API_ERROR]) for i, e in sorted(journal.entries.items())
+                      if e["status"] == "rejected" and e["reject"]["rules"] == [API_ERROR]]
         summary = RunSummary(
             output=str(files["output"]), rejects=str(files["rejects"]), manifest=str(files["manifest"]),
             status=status, asked=len(asked), already_done=len(asked) - len(todo),
             accepted=counts["accepted"], rejected=counts["rejected"], reject_reasons=dict(reasons),
-            first_api_error=f"index {api_failed[0]['index']}: {api_failed[0]['reasons'][0]}" if api_failed else None,
+            first_api_error=f"index {api_failed[0][0]}: {api_failed[0][1][0]}" if api_failed else None,
             in_output=len(journal.accepted()), in_rejects=len(journal.rejected()),
             requests=stats["requests"], cache_hits=stats["cache_hits"], retries=stats["retries"],
             reasks=counts["reasks"], prompt_tokens=stats["prompt_tokens"],
@@ -551,7 +531,8 @@ def generate(num: int, output: str | Path = DEFAULT_OUTPUT, **kwargs: Any) -> Ru
     """Generate `num` conversations into `output` (see the module docstring); works in notebooks too.
 
     Keyword arguments: workers, seed, recipe ("v1"|"v2"|"distill"), endpoint (URL or list), model, append,
-    fresh (only a run this generator journaled, unless force=True), force, save_metadata, reasks,
+    fresh (only a run this generator journaled, unless force=True), force (replace files beside the
+    output that another command or output wrote), save_metadata, reasks,
     temperature and max_tokens (None: the recipe's default), candidates and
     opener ("planned"|"sampled"; distill only), prices ((in, out) dollars per million tokens),
     progress, client (an LLMClient to reuse; else one is connected, the embedded model by default),
@@ -571,7 +552,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--append", action="store_true", help="add --num new indices after the existing ones")
     parser.add_argument("--fresh", action="store_true",
                         help="delete earlier output, journal and rejects first (only files this command wrote)")
-    parser.add_argument("--force", action="store_true", help="let --fresh delete files this command did not write")
+    parser.add_argument("--force", action="store_true",
+                        help="replace files beside the output that this command did not write for it (with --fresh: "
+                             "delete them)")
     parser.add_argument("--save-metadata", action=argparse.BooleanOptionalAction, default=True,
                         help="keep sampled elements, model, usage in each record's meta (default on)")
     parser.add_argument("--seed", type=int, default=0)

@@ -18,8 +18,10 @@ better, the record is written as unjudged with the reason. Nothing is dropped: S
 line per record of FILE, in file order, joined to it by `id`.
 
 Crash safety is kit.generation.generate's: each finished record is one line in `SCORES.journal.jsonl`
-(its Journal), written and flushed when the record finishes and fsynced by group commit in a background
-thread, and SCORES is rewritten from it atomically. A killed run resumes without judging a
+(a ScoresJournal, whose header names this command and SCORES: an output with another command's journal
+beside it, such as a generation run's, is not replaced without --force), written and flushed when the
+record finishes and fsynced by group commit in a background thread, and SCORES is rewritten from it
+atomically. A killed run resumes without judging a
 finished record again (a record that failed only with API errors is tried again); scores already in
 the journal are kept whichever judge gave them (each line names its `judge_model`), so judge with
 another model into another SCORES file. The run holds
@@ -45,7 +47,8 @@ from typing import Any
 
 from kit import paths
 from kit.arguments import finite_float
-from kit.generation.generate import FLUSH_EVERY_S, Journal
+from kit.generation.generate import FLUSH_EVERY_S
+from kit.generation.journal import SUFFIX, Journal
 from kit.llm.client import FatalAPIError, LLMClient, RetriesExhausted, connect, parse_json_reply, run_sync, run_workers
 from kit.locking import LockedError, exclusive
 from kit.progress import progress_bar
@@ -187,11 +190,49 @@ def score_line_problem(obj: Any) -> str | None:
     return None
 
 
+class ScoresJournal(Journal):
+    """The judge's journal, SCORES.journal.jsonl: a header naming this command and SCORES, then one entry
+    per finished record {index, id, status: judged (scores) | unjudged (rule, reason), attempts, model}."""
+
+    COMMAND = "kit.quality.judge"
+    REPAIR = "fix or delete the line (its record is judged again)"
+    HEADER_REQUIRED = False  # a journal from before the header opens with its first entry
+
+    def headerless(self, first: Any) -> bool:
+        return isinstance(first, dict) and "index" in first and self.entry_problem(first) is None
+
+    def header_problem(self, obj: dict) -> str | None:
+        if obj["journal"] != self.COMMAND:
+            return f"a header of {obj['journal']!r}, not of {self.COMMAND}"
+        return None if isinstance(obj.get("output", ""), str) else "the header's output is not a file name"
+
+    def entry_problem(self, obj: dict) -> str | None:
+        index, status = obj["index"], obj.get("status")
+        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+            return f"index {json.dumps(index)} is not a whole number >= 0"
+        if not isinstance(obj.get("id"), str) or not isinstance(obj.get("model"), (str, type(None))):
+            return f"index {index}: no record id, or a model that is not a name"
+        if status == "judged":
+            if not isinstance(obj.get("scores"), dict):
+                return f"index {index}: judged without its scores"
+            return score_line_problem(score_line(obj))
+        if status == "unjudged":
+            if not isinstance(obj.get("reason"), str) or not isinstance(obj.get("rule", ""), str):
+                return f"index {index}: unjudged without a reason"
+            return None
+        return f"index {index}: status {json.dumps(status)}, expected \"judged\" or \"unjudged\""
+
+
+def _journal(out: Path) -> ScoresJournal:
+    return ScoresJournal(out.with_name(out.name + SUFFIX))
+
+
 def _is_scores_file(path: Path) -> bool:
-    """Whether `path` is what judge writes (its journal beside it, or score lines only): replacing it
-    loses nothing the journal or a re-run cannot give back."""
-    if path.with_name(path.name + ".journal.jsonl").is_file():
-        return True
+    """Whether `path` is what judge writes (its own journal beside it, or score lines only): replacing it
+    loses nothing the journal or a re-run cannot give back. A journal of another command (kit generate's
+    beside its conversations) makes it that command's output."""
+    if (journal := _journal(path)).path.is_file():
+        return journal.owner_problem() is None
     try:
         return bool(load_scores(path))
     except (OSError, ValueError):
@@ -262,6 +303,10 @@ async def ajudge(path: str | Path, out: str | Path, *, endpoint: str | list[str]
         raise FileNotFoundError(problem)
     records = read_records(path).records
     paths.check_output(out, force=force, ours=_is_scores_file, option="--out")
+    # a journal beside a missing output is still another command's: judge entries must not join it
+    foreign_journal = _journal(out).owner_problem()
+    paths.check_output(_journal(out).path, force=force, ours=lambda _: foreign_journal is None,
+                       option=f"--out {out.name}: its journal")
     if filtered_out is not None:
         paths.check_output(filtered_out, force=force, ours=lambda p: _holds_only(p, records), option="--filtered-out")
     ids = [r["id"] for r in records]
@@ -269,8 +314,13 @@ async def ajudge(path: str | Path, out: str | Path, *, endpoint: str | list[str]
         twice = next(i for i in ids if ids.count(i) > 1)
         raise ValueError(f"{path}: record id {twice!r} appears more than once; scores are joined by id")
     with exclusive(out):
-        journal = Journal(out.with_name(out.name + ".journal.jsonl")).load()
+        journal = _journal(out)
+        if journal.owner_problem() is not None:  # another command's, and --force said to replace it
+            journal.path.unlink()
+        journal.load()
         todo = [i for i, r in enumerate(records) if _needs_work(journal.entries.get(i), r["id"])]
+        if todo:
+            journal.claim()
         t0, status, reasks_done = time.perf_counter(), "complete", 0
         stats_before: dict = {}
         used: LLMClient | None = client
