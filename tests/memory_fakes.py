@@ -14,7 +14,7 @@ import re
 
 from fake_openai import Reply
 
-EXPENSE_LINE = re.compile(r"^- ([\d.]+) for (.+)$", re.M)
+EXPENSE_LINE = re.compile(r"^- ([\d.]+) for (.+) \(category: (.+)\)$", re.M)
 # What a small model was seen to write, and what must never reach a dialogue.
 PLANTED = {
     "json": 'Sure}}}\n\nThe user has a JSON response for "role": "assistant"',
@@ -22,6 +22,8 @@ PLANTED = {
     "leak": "Respond to the user's request with just one word: thank them again.",
     "cut": "Saving a little every week is a good way to start and you can",
 }
+# A reply the 135M model wrote to "It had been ages since I went to the movies.": fine alone, no answer.
+OFF_TOPIC = "Yesterday was a memorable one."
 GOOD_TURNS = ["That sounds like a sensible plan for this month.", "Small steps add up, you are doing well.",
               "I will keep everything organized for you.", "It helps to look at your spending each week.",
               "Let me know whenever you have more to add.", "A little planning goes a long way.",
@@ -36,8 +38,8 @@ GOOD_TURNS = ["That sounds like a sensible plan for this month.", "Small steps a
               "Happy to help you stay on track.", "Good habits start with small wins like this."]
 
 
-def planned_expenses(prompt: str) -> list[tuple[str, str]]:
-    """(amount, item) of every expense a one-call session prompt asks for."""
+def planned_expenses(prompt: str) -> list[tuple[str, str, str]]:
+    """(amount, item, category) of every expense a one-call session prompt asks for."""
     return EXPENSE_LINE.findall(prompt)
 
 
@@ -49,9 +51,9 @@ def session_reply(prompt: str, seed: int, mode: str = "valid") -> str:
     rng = random.Random(seed)
     dialogue = [{"role": "user", "content": "Hi, I want to record today's spending."},
                 {"role": "assistant", "content": "Of course, tell me what you spent."}]
-    for n, (amount, item) in enumerate(planned_expenses(prompt)):
+    for n, (amount, item, category) in enumerate(planned_expenses(prompt)):
         said = "12345.67" if mode == "wrong_amount" and n == 0 else amount
-        dialogue += [{"role": "user", "content": f"I paid {said} for {item}."},
+        dialogue += [{"role": "user", "content": f"I paid {said} for {item}, under {category}."},
                      {"role": "assistant", "content": f"Recorded {item}, {said}. {rng.choice(GOOD_TURNS)}"}]
     if mode == "extra_amount":
         dialogue += [{"role": "user", "content": "My friend paid 77 for hers."},
@@ -70,11 +72,15 @@ def is_turn_request(request: dict) -> bool:
 
 
 def turn_reply(request: dict, mode: str = "valid") -> Reply:
-    """One assistant turn: a good sentence chosen by the request's seed, or the planted fault `mode`."""
+    """One assistant turn: a good sentence chosen by the request's seed and one on the longest word of
+    the message it answers (so it answers it), or the planted fault `mode`."""
     if mode in PLANTED:
         return Reply(content=PLANTED[mode], finish_reason="length" if mode == "cut" else "stop")
+    if mode == "off_topic":
+        return Reply(content=OFF_TOPIC)
     rng = random.Random(request.get("seed", 0))
-    return Reply(content=rng.choice(GOOD_TURNS))
+    topic = max(re.findall(r"[A-Za-z]+", request["messages"][-1]["content"]), key=len)
+    return Reply(content=f"{rng.choice(GOOD_TURNS)} {topic.capitalize()} matters.")
 
 
 def rephrase_reply(prompt: str) -> str:

@@ -28,8 +28,10 @@ CONFIG = MemoryConfig(num_sessions=40, min_turns=20, max_turns=30, min_scenes=2,
 def test_amounts_match_whatever_their_formatting():
     assert amounts_in("I paid 45.5 yuan, then $1,234.50 and 7.") == {4550, 123450, 700}
     assert amounts_in("On 2024-01-15 nothing.") == set()  # the date's digits are not amounts
-    assert states("Coffee: a latte, 4.50 in all.", PLAN.expenses[0])
-    assert not states("A latte, 5.4.", PLAN.expenses[0]) and not states("Coffee for 4.5.", PLAN.expenses[0])
+    assert states("Coffee: a latte, 4.50 in all, under dining.", PLAN.expenses[0])
+    assert not states("A latte, 5.4, Dining.", PLAN.expenses[0])
+    assert not states("Dining: coffee, 4.5.", PLAN.expenses[0])
+    assert not states("A latte for 4.5.", PLAN.expenses[0])  # questions name the category: the user must say it
 
 
 def test_the_ledger_is_drawn_from_the_catalogue_and_the_plan_is_seeded():
@@ -52,8 +54,9 @@ def test_a_bad_catalogue_entry_is_named(tmp_path):
     bad.write_text(text)
     with pytest.raises(ScenesError, match=r"scenes.yaml: Dining / Coffee: price must be \[low, high\]"):
         load_catalogue(bad)
-    bad.write_text(CATALOGUE.path.read_text().replace('"I paid $amount for $item."', '"I paid for $item."'))
-    with pytest.raises(ScenesError, match=r"phrasings: expense: 'I paid for \$item.' must use every one of"):
+    bad.write_text(CATALOGUE.path.read_text().replace('"Please record $amount for $item under $category."',
+                                                      '"Please record $amount for $item."'))
+    with pytest.raises(ScenesError, match=r"expense: 'Please record \$amount for \$item.' must use every one"):
         load_catalogue(bad)
 
 

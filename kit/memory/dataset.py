@@ -40,7 +40,7 @@ from kit.memory.rephrase import rephrase_questions
 from kit.memory.scenes import Catalogue, load_catalogue
 from kit.memory.sessions import (YEAR_DAYS, SessionPlan, SessionResult, generate_session_one_call, plan_sessions,
                                  render_chunk, to_transactions)
-from kit.memory.turns import RESERVED_TURNS, generate_session_turns
+from kit.memory.turns import RESERVED_TURNS, draw_user_lines, generate_session_turns
 from kit.paths import atomic_write, cache_dir
 from kit.progress import progress_bar
 from kit.records import load_json
@@ -135,10 +135,12 @@ async def generate_record(client: LLMClient, config: MemoryConfig, record_seed: 
     """One benchmark record (see the module docstring for its layout)."""
     started = time.perf_counter()
     plans = plan_sessions(config, catalogue, record_seed, RESERVED_TURNS if recipe == "turns" else 0)
+    lines = draw_user_lines(plans, catalogue, record_seed) if recipe == "turns" else []  # no line said twice
 
     async def one(plan: SessionPlan) -> SessionResult:
         if recipe == "turns":
-            result = await generate_session_turns(client, plan, catalogue, record_seed, config.max_attempts)
+            result = await generate_session_turns(client, plan, catalogue, record_seed, config.max_attempts,
+                                                  lines[plan.index])
         else:
             result = await generate_session_one_call(client, plan, record_seed, config.min_turns, config.max_turns,
                                                      config.max_attempts)

@@ -15,6 +15,8 @@ Deliberate choices, so that every question has exactly one right answer:
 - Several sessions on one date are one date: counts and totals include all of them.
 - Duplicates (the same query text) are dropped; a type whose distinct questions run out before its
   quota is asked fewer times, and `draw_questions` reports the shortfall.
+- A category is named as the user files expenses under it ("... under Dining", kit.memory.turns), and
+  the top-category question says "category", the user's word, not the seed's "consumption scene".
 - `position` is the index of the last chunk (session, in date order) dated on or before the end of
   the question's range: after reading it, everything needed is known. Whole-history questions
   (types 5 and 8) have the last chunk as position.
@@ -160,7 +162,7 @@ class _Drawer:
         if len(top) != 1:  # empty range or a tie
             return None
         return Question("max_scene",
-                        f"Which consumption scene did I spend the most on from {start} to {end}?",
+                        f"Which category did I spend the most on from {start} to {end}?",
                         top[0], self.position(end), (start, end))
 
     def max_frequency_date(self) -> Question | None:

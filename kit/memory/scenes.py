@@ -14,12 +14,12 @@ from string import Template
 
 import yaml
 
-from kit.memory.rules import turn_problems
+from kit.memory.rules import subjects, topic_index, turn_problems
 from kit.paths import knowledge_dir
 
 SCENES_FILE = "memory_scenes.yaml"
-PHRASING_SLOTS = {"greeting_first": set(), "greeting_later": set(), "expense": {"amount", "item"},
-                  "confirm": {"amount", "item"}, "closing": set()}
+PHRASING_SLOTS = {"greeting_first": set(), "greeting_later": set(), "expense": {"amount", "item", "category"},
+                  "confirm": {"amount", "item", "category"}, "closing": set()}
 
 
 class ScenesError(ValueError):
@@ -38,9 +38,10 @@ class SubScene:
 class Catalogue:
     subscenes: tuple[SubScene, ...]
     personas: dict[str, tuple[str, ...]]
-    small_talk: dict[str, tuple[str, ...]]  # scene (or "general") -> lines
+    small_talk: dict[str, tuple[str, ...]]  # "general", a scene or a sub-scene -> lines
     phrasings: dict[str, tuple[str, ...]]
     path: Path
+    reply_topics: dict[str, frozenset[str]]  # word stem -> topics (kit.memory.rules.topic_index)
 
     @property
     def scenes(self) -> dict[str, list[str]]:
@@ -108,10 +109,14 @@ def load_catalogue(path: str | Path | None = None) -> Catalogue:
     if not personas:
         raise ScenesError(f"{path}: 'personas' needs at least one persona with lines")
     talk = {str(k): _strings(path, f"small_talk: {k}", v, set()) for k, v in (data.get("small_talk") or {}).items()}
-    unknown = set(talk) - scene_names - {"general"}
+    unknown = set(talk) - scene_names - {s.name for s in subscenes} - {"general"}
     if unknown or "general" not in talk:
-        raise ScenesError(f"{path}: small_talk needs 'general' and only scene names as keys"
+        raise ScenesError(f"{path}: small_talk needs 'general' and only scene or sub-scene names as keys"
                           + (f" (unknown: {sorted(unknown)})" if unknown else ""))
+    raw_topics = data.get("reply_topics")
+    if not isinstance(raw_topics, dict) or not raw_topics:
+        raise ScenesError(f"{path}: 'reply_topics' needs at least one topic with its words")
+    topics = topic_index({str(k): _strings(path, f"reply_topics: {k}", v) for k, v in raw_topics.items()})
     raw = data.get("phrasings") or {}
     missing = set(PHRASING_SLOTS) - set(raw)
     if missing:
@@ -120,14 +125,21 @@ def load_catalogue(path: str | Path | None = None) -> Catalogue:
     _check_turn_rules(path, {**{f"personas: {k}": v for k, v in personas.items()},
                              **{f"small_talk: {k}": v for k, v in talk.items()},
                              **{f"phrasings: {k}": v for k, v in phrasings.items()}})
-    return Catalogue(tuple(subscenes), personas, talk, phrasings, path)
+    answered = {**{f"personas: {k}": v for k, v in personas.items()},
+                **{f"small_talk: {k}": v for k, v in talk.items()},
+                **{f"phrasings: {k}": phrasings[k] for k in ("greeting_first", "greeting_later", "closing")}}
+    for where, texts in answered.items():
+        for text in texts:
+            if not subjects(text, topics):  # no reply could share a subject with it (kit.memory.rules.off_topic)
+                raise ScenesError(f"{path}: {where}: {text!r} names no subject a reply could answer")
+    return Catalogue(tuple(subscenes), personas, talk, phrasings, path, topics)
 
 
 def _check_turn_rules(path: Path, lines: dict[str, tuple[str, ...]]) -> None:
     """A line the kit says in a dialogue must pass the same turn rules as a model's (kit.memory.rules)."""
     for where, texts in lines.items():
         for text in texts:
-            filled = Template(text).safe_substitute(amount="12.5", item="a latte")
+            filled = Template(text).safe_substitute(amount="12.5", item="a latte", category="Dining")
             problems = turn_problems(filled, [])
             if problems:
                 raise ScenesError(f"{path}: {where}: {text!r} breaks a turn rule: {'; '.join(problems)}")

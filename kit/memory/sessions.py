@@ -7,9 +7,9 @@ dialogue is then written to carry them, and checked to say each one. Two recipes
 - `turns` (kit.memory.turns): one turn at a time, for a model that cannot write a whole session
   (the embedded SmolLM2-135M);
 - `one-call` (here): the whole session in one JSON reply, as the seed asks of a large model. The
-  checks (`check_dialogue`) trust nothing: every planned expense must be stated, amount and item,
-  in one user turn (that turn and the assistant's confirming reply are its evidence), no amount the
-  ledger does not hold may be said, and every turn passes the turn rules (kit.memory.rules'
+  checks (`check_dialogue`) trust nothing: every planned expense must be stated, amount, item and
+  category, in one user turn (that turn and the assistant's confirming reply are its evidence), no
+  amount the ledger does not hold may be said, and every turn passes the turn rules (kit.memory.rules'
   `turn_problems`: no JSON or markup fragments, no copy of an earlier turn). A session with problems
   is asked again with a fresh seed, at most `max_attempts` times; one that never passes is flagged
   and left out of the record, with its problems in the metadata.
@@ -157,13 +157,15 @@ def words_in(text: str) -> set[str]:
 
 
 def states(text: str, expense: Expense) -> bool:
-    """Does `text` say this expense: its amount (any formatting) and every content word of its item?"""
-    return to_cents(expense.amount) in amounts_in(text) and words_in(expense.item) <= words_in(text)
+    """Does `text` say this expense: its amount (any formatting), every content word of its item, and
+    its category by name? Questions name categories, so the user must have said which one it was."""
+    return (to_cents(expense.amount) in amounts_in(text) and words_in(expense.item) <= words_in(text)
+            and re.search(rf"\b{re.escape(expense.scene)}\b", text, re.I) is not None)
 
 
 def session_prompt(plan: SessionPlan) -> str:
     opening = load_prompt("memory_opening_first.txt" if plan.first else "memory_opening_later.txt").template
-    expenses = "\n".join(f"- {e.amount} for {e.item}" for e in plan.expenses)
+    expenses = "\n".join(f"- {e.amount} for {e.item} (category: {e.scene})" for e in plan.expenses)
     return fill(load_prompt("memory_session.txt"), "memory_session.txt", date=plan.date, opening=opening,
                 expenses=expenses, turns=plan.turns)
 

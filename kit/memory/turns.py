@@ -5,24 +5,28 @@ and the reply is cut), but it can answer one user message in a sentence or two. 
 session out from its plan (kit.memory.sessions) and writes what must be exact itself:
 
     user: greeting (first session: wants to track spending)      assistant: reply  <- model
-    user: an expense, "I paid 12.5 for a latte."                 assistant: confirmation, amount and item
-    user: small talk on the persona or an expense's scene        assistant: reply  <- model
+    user: an expense, "I paid 12.5 for a latte, under Dining."   assistant: confirmation, amount, item, category
+    user: small talk: general, the persona's, or on an expense    assistant: reply  <- model
+          already recorded in this session
     ... expenses and small talk interleaved ...
     user: closing                                                 assistant: reply  <- model
 
 User turns and confirmations are filled from phrasing templates in knowledge/memory_scenes.yaml
 (measured: asked to write "I spent 12.50 on a latte", the 135M model stated the amount and item in
 about one reply in four, while a template always does; the rule check runs on template turns too).
+The user's greetings, closings and small talk are drawn for the whole record at once
+(`draw_user_lines`): no line is said twice in a record while the catalogue has unsaid ones, and a
+line about a kind of purchase comes only after that purchase is recorded.
 The model writes only the assistant's conversational replies, each from a short system prompt, one
-example exchange and the user message it answers, at most TURN_TOKENS tokens; a reply is trimmed to its last complete
-sentence and must pass kit.memory.rules with no digits (an invented amount would contradict the
-ledger), and must not open with the words of an earlier reply (or of a confirmation). Up to
-`max_attempts` candidates per turn, each with its own seed (so a re-run replays them from the reply
-cache); if none passes, the user's line before it (small talk, greeting, closing) is swapped for another
-of the catalogue and the reply asked again, at most MAX_SWAPS times (measured: some lines draw "I'm sorry
-for your loss" from the 135M model again and again); then the session is rejected with every
-candidate's reasons. `turn_funnel`
-counts candidates asked, kept and rejected per rule.
+example exchange and the user message it answers, at most TURN_TOKENS tokens; a reply is trimmed to
+its last complete sentence and must pass kit.memory.rules with no digits (an invented amount would
+contradict the ledger), must share a subject with the user's line (`off_topic`), and must not open
+with the words of an earlier reply (or of a confirmation). Up to `max_attempts` candidates per turn,
+each with its own seed (so a re-run replays them from the reply cache); if none passes, the user's
+line before it (small talk, greeting, closing) is swapped for another of its record's spare lines
+and the reply asked again, at most MAX_SWAPS times (measured: some lines draw "I'm sorry for your
+loss" from the 135M model again and again); then the session is rejected with every candidate's
+reasons. `turn_funnel` counts candidates asked, kept and rejected per rule.
 """
 
 from __future__ import annotations
@@ -33,9 +37,9 @@ from dataclasses import dataclass
 from string import Template
 
 from kit.llm.client import LLMClient, RetriesExhausted
-from kit.memory.rules import rule_name, trim_to_sentence, turn_problems
+from kit.memory.rules import off_topic, rule_name, trim_to_sentence, turn_problems
 from kit.memory.scenes import Catalogue
-from kit.memory.sessions import SessionPlan, SessionResult, attempt_seed, load_prompt, states
+from kit.memory.sessions import SessionPlan, SessionResult, attempt_seed, load_prompt, states, words_in
 
 TURN_TOKENS = 40
 TEMPERATURE = 0.8
@@ -55,33 +59,97 @@ class Slot:
     alternatives: tuple[str, ...] = ()  # other lines this user turn may say if no reply to it passes
 
 
-def layout(plan: SessionPlan, catalogue: Catalogue, seed: int | str) -> list[Slot]:
-    """The session's turns: fixed texts where the kit writes them, model slots where the model does."""
+@dataclass(frozen=True)
+class UserLines:
+    """What the user says in one session besides the expenses, drawn for the whole record (dataset)
+    at once so that no line is said twice while the catalogue holds unsaid ones."""
+
+    greeting: tuple[str, ...]  # the line said, then the ones to swap in
+    closing: tuple[str, ...]
+    talk: tuple[tuple[str, frozenset[int]], ...]  # (line, expenses it must come after)
+    spare: tuple[str, ...]  # small talk tied to no expense, to swap in
+
+
+class _Pool:
+    """Lines handed out least-said first, in a seeded order among equals: a record repeats a line
+    only once every line of its pool has been said (a record longer than the catalogue allows)."""
+
+    def __init__(self, rng: random.Random):
+        self.rng = rng
+        self.said: Counter = Counter()
+        self.order: dict[str, float] = {}
+
+    def take(self, lines: list[str], n: int) -> list[str]:
+        for line in lines:
+            self.order.setdefault(line, self.rng.random())
+        picked = sorted(dict.fromkeys(lines), key=lambda line: (self.said[line], self.order[line]))[:max(0, n)]
+        self.said.update(picked)
+        return picked
+
+
+def talk_count(plan: SessionPlan) -> int:
+    return (plan.turns - RESERVED_TURNS) // 2 - len(plan.expenses)
+
+
+def _ties(line: str, plan: SessionPlan) -> frozenset[int]:
+    """Expenses a line speaks of by a word of their item or sub-scene: it must come after them."""
+    said = words_in(line)
+    return frozenset(n for n, e in enumerate(plan.expenses) if said & (words_in(e.item) | words_in(e.subscene)))
+
+
+def draw_user_lines(plans: list[SessionPlan], catalogue: Catalogue, seed: int | str) -> list[UserLines]:
+    """Greetings, closings and small talk of every session of one record (see UserLines).
+
+    Small talk under a category or sub-scene (knowledge/memory_scenes.yaml) is a candidate only in a
+    session holding such an expense, and comes after it; so does a general line that names an item
+    of the session ("a trip" before the trip is paid would announce it)."""
+    pool = _Pool(random.Random(f"{seed}:user_lines"))
+    phr, talk = catalogue.phrasings, catalogue.small_talk
+    mains = []
+    for plan in plans:
+        greeting = pool.take(list(phr["greeting_first" if plan.first else "greeting_later"]), 1)
+        closing = pool.take(list(phr["closing"]), 1)
+        tied: dict[str, frozenset[int]] = {}
+        for n, e in enumerate(plan.expenses):
+            for line in talk.get(e.scene, ()) + talk.get(e.subscene, ()):
+                tied.setdefault(line, frozenset({n}) | _ties(line, plan))
+        free = [line for line in talk["general"] + catalogue.personas[plan.persona] if line not in tied]
+        lines = pool.take(list(tied) + free, talk_count(plan))
+        mains.append((greeting, closing, tuple((line, tied.get(line) or _ties(line, plan)) for line in lines)))
+    out = []
+    for plan, (greeting, closing, lines) in zip(plans, mains):  # swaps draw from what no session says
+        free = [line for line in talk["general"] + catalogue.personas[plan.persona] if not _ties(line, plan)]
+        out.append(UserLines(tuple(greeting + pool.take(list(phr["greeting_first" if plan.first else "greeting_later"]),
+                                                        MAX_SWAPS)),
+                             tuple(closing + pool.take(list(phr["closing"]), MAX_SWAPS)),
+                             lines, tuple(pool.take(free, MAX_SWAPS))))
+    return out
+
+
+def layout(plan: SessionPlan, catalogue: Catalogue, seed: int | str, lines: UserLines | None = None) -> list[Slot]:
+    """The session's turns: fixed texts where the kit writes them, model slots where the model does.
+    `lines`: this session's share of draw_user_lines over the whole record (default: drawn for this
+    session alone)."""
+    lines = lines or draw_user_lines([plan], catalogue, seed)[0]
     rng = random.Random(f"{seed}:layout:{plan.index}")
     phr = catalogue.phrasings
-    pairs: list[list[Slot]] = []
+    order = list(range(len(plan.expenses)))
+    rng.shuffle(order)
+    place = {n: p for p, n in enumerate(order)}
+    keyed: list[tuple[float, list[Slot]]] = []
     for n, e in enumerate(plan.expenses):
-        said = {"amount": e.amount, "item": e.item}
-        pairs.append([Slot("user", "expense", Template(rng.choice(phr["expense"])).substitute(said), n),
-                      Slot("assistant", "confirm", Template(rng.choice(phr["confirm"])).substitute(said), n)])
-    talk_pool = list(catalogue.small_talk["general"]) + list(catalogue.personas[plan.persona])
-    for e in plan.expenses:
-        talk_pool += catalogue.small_talk.get(e.scene, ())
-    rng.shuffle(talk_pool)
-    talk_pool = list(dict.fromkeys(talk_pool))  # a line is said once per session
-    talks = (plan.turns - RESERVED_TURNS) // 2 - len(pairs)
-    spare = tuple(talk_pool[talks:])
-    for i in range(talks):
-        pairs.append([Slot("user", "talk", talk_pool[i % len(talk_pool)], alternatives=spare[i::max(1, talks)]),
-                      Slot("assistant", "reply")])
-    rng.shuffle(pairs)
-    greetings = list(phr["greeting_first"] if plan.first else phr["greeting_later"])
-    closings = list(phr["closing"])
-    rng.shuffle(greetings)
-    rng.shuffle(closings)
-    return ([Slot("user", "greeting", greetings[0], alternatives=tuple(greetings[1:])), Slot("assistant", "reply")]
-            + [slot for pair in pairs for slot in pair]
-            + [Slot("user", "closing", closings[0], alternatives=tuple(closings[1:])), Slot("assistant", "reply")])
+        said = {"amount": e.amount, "item": e.item, "category": e.scene}
+        keyed.append((place[n], [
+            Slot("user", "expense", Template(rng.choice(phr["expense"])).substitute(said), n),
+            Slot("assistant", "confirm", Template(rng.choice(phr["confirm"])).substitute(said), n)]))
+    for line, after in lines.talk:
+        low = max((place[n] + 0.5 for n in after), default=-0.5)  # after every expense it speaks of
+        keyed.append((rng.uniform(low, len(order)), [Slot("user", "talk", line, alternatives=lines.spare),
+                                                     Slot("assistant", "reply")]))
+    keyed.sort(key=lambda pair: pair[0])
+    return ([Slot("user", "greeting", lines.greeting[0], alternatives=lines.greeting[1:]), Slot("assistant", "reply")]
+            + [slot for _, pair in keyed for slot in pair]
+            + [Slot("user", "closing", lines.closing[0], alternatives=lines.closing[1:]), Slot("assistant", "reply")])
 
 
 def _opening(text: str) -> str:
@@ -104,8 +172,10 @@ def turn_messages(system: str, dialogue: list[dict], example: list[dict]) -> lis
 
 
 async def write_reply(client: LLMClient, system: str, dialogue: list[dict], seed: int | str, plan: SessionPlan,
-                      turn: int, max_attempts: int, funnel: Counter, swap: int = 0) -> tuple[str | None, list[str]]:
-    """The first of up to `max_attempts` model candidates that passes the rules, or None and why not."""
+                      turn: int, max_attempts: int, funnel: Counter, topics: dict[str, frozenset[str]],
+                      swap: int = 0) -> tuple[str | None, list[str]]:
+    """The first of up to `max_attempts` model candidates that passes the rules and answers the user's
+    line (kit.memory.rules.off_topic, with the catalogue's reply topics), or None and why not."""
     reasons = []
     example = example_exchange()
     earlier = [m["content"] for m in example + dialogue]  # a copy of the example is a copy too
@@ -124,6 +194,9 @@ async def write_reply(client: LLMClient, system: str, dialogue: list[dict], seed
         problems = turn_problems(text or completion.text, earlier, numbers=False, reply=True)
         if text and _opening(text) in openings:
             problems.append(f"repeat_opening: {_opening(text)!r} opens an earlier reply")
+        unanswered = off_topic(text, dialogue[-1]["content"], topics) if text else None
+        if unanswered:
+            problems.append(unanswered)
         if not problems:
             funnel["kept"] += 1
             return text, reasons
@@ -134,22 +207,27 @@ async def write_reply(client: LLMClient, system: str, dialogue: list[dict], seed
 
 
 async def generate_session_turns(client: LLMClient, plan: SessionPlan, catalogue: Catalogue, seed: int | str,
-                                 max_attempts: int = 3) -> SessionResult:
-    """Write one session turn by turn (see the module doc); rejected if a turn finds no good candidate."""
+                                 max_attempts: int = 3, lines: UserLines | None = None) -> SessionResult:
+    """Write one session turn by turn (see the module doc); rejected if a turn finds no good candidate.
+    `lines`: the session's share of draw_user_lines over its record (default: drawn for it alone)."""
     system = load_prompt("memory_turn_system.txt").template
     dialogue: list[dict] = []
     evidence: list[list[int]] = [[] for _ in plan.expenses]
     funnel: Counter = Counter()
     previous = Slot("user", "none")
-    for turn, slot in enumerate(layout(plan, catalogue, seed)):
+    topics = catalogue.reply_topics
+    for turn, slot in enumerate(layout(plan, catalogue, seed, lines)):
         if slot.text is None:
-            text, reasons = await write_reply(client, system, dialogue, seed, plan, turn, max_attempts, funnel)
-            for swap, line in enumerate(previous.alternatives[:MAX_SWAPS], 1):
+            text, reasons = await write_reply(client, system, dialogue, seed, plan, turn, max_attempts, funnel, topics)
+            said = {m["content"] for m in dialogue}  # the talk slots of a session share their spare lines
+            unsaid = [line for line in previous.alternatives if line not in said]
+            for swap, line in enumerate(unsaid[:MAX_SWAPS], 1):
                 if text is not None:
                     break
                 funnel["user_line_swapped"] += 1  # the model found no good answer to that line: say another
                 dialogue[-1] = {"role": "user", "content": line}
-                text, more = await write_reply(client, system, dialogue, seed, plan, turn, max_attempts, funnel, swap)
+                text, more = await write_reply(client, system, dialogue, seed, plan, turn, max_attempts, funnel,
+                                               topics, swap)
                 reasons += more
             if text is None:
                 return SessionResult(plan, "rejected", funnel["asked"], dialogue,
@@ -159,7 +237,7 @@ async def generate_session_turns(client: LLMClient, plan: SessionPlan, catalogue
             text = slot.text
             problems = turn_problems(text, [])  # templates repeat their own shape by design: no copy check
             if slot.expense is not None and not states(text, plan.expenses[slot.expense]):
-                problems.append("expense: does not state its amount and item")
+                problems.append("expense: does not state its amount, item and category")
             if problems:  # a template in the YAML file that breaks a rule: say which
                 return SessionResult(plan, "rejected", funnel["asked"], dialogue,
                                      problems=[f"turn {turn} ({slot.kind} template {text!r}): {'; '.join(problems)}"],
