@@ -24,6 +24,7 @@ COMMANDS = {
     "finetune": ("kit.training.finetune", "finetune a real chat model (default: the embedded SmolLM2-135M) on conversation files"),
     "memory": ("kit.memory.cli", "generate and evaluate the expense-tracking memory benchmark"),
     "identity": ("kit.training.identity", "ask the held-out identity probes and score what a model says about itself"),
+    "doctor": ("kit.doctor", "check the embedded model's llama.cpp build against torch; versions, CPU features, tokens/s"),
     "run": ("kit.pipeline", "execute the notebooks in order with papermill into runs/<run-id>/"),
 }
 

@@ -28,13 +28,17 @@ throughput benchmarks run the server there so that it does not share the client'
 knowledge/reference/ that passes generate's checks (`conversation_responder`), so a benchmark can drive
 `kit generate` with every item accepted at the first ask. `GET /v1/fake/arrivals` lists the arrival
 times (time.monotonic(), one clock for every process on the machine) of the chat requests seen, so
-another process can time a run from its first request.
+another process can time a run from its first request. `--crash-after N` makes the process kill itself
+with SIGSEGV when its Nth chat request arrives (a crashing llama.cpp build, tests/test_server_death.py),
+and it announces itself the way uvicorn does, so kit.llm.local_server takes it for a started server.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import socket
 import zlib
 import sys
@@ -321,11 +325,21 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--reply", choices=("answer", "conversation"), default="answer",
                         help='answer: {"answer": 42}; conversation: a reference conversation (conversation_responder)')
+    parser.add_argument("--crash-after", type=int, default=0, help="die by SIGSEGV at the Nth chat request (0: never)")
     args = parser.parse_args()
-    responder = conversation_responder(args.latency) if args.reply == "conversation" else \
+    respond = conversation_responder(args.latency) if args.reply == "conversation" else \
         (lambda request, n_seen: Reply(content='{"answer": 42}', delay=args.latency))
+    seen = iter(range(1, 2**62))
+
+    def responder(request: dict, n_seen: int) -> Reply:
+        if next(seen) == args.crash_after:
+            os.kill(os.getpid(), signal.SIGSEGV)
+            time.sleep(60)  # the signal may reach another thread a moment later: never answer this request
+        return respond(request, n_seen)
+
     with FakeOpenAI(responder, port=args.port) as srv:
         print(srv.base_url, flush=True)
+        print(f"INFO:     Uvicorn running on {srv.base_url.removesuffix('/v1')}", file=sys.stderr, flush=True)
         threading.Event().wait()
 
 

@@ -173,7 +173,7 @@ def test_the_picture_lists_every_module_and_only_real_ones():
 
 def test_the_stage_order_is_the_documented_one():
     assert [s for s, _ in STAGES] == ["foundations", "llm", "generation", "tokens", "quality", "training",
-                                      "memory", "figures", "pipeline"]
+                                      "memory", "figures", "doctor", "pipeline"]
 
 
 def test_no_circle_between_modules():

@@ -74,6 +74,11 @@ class FatalAPIError(LLMError):
         self.status = status
 
 
+class ServerGone(FatalAPIError):
+    """The server the kit started for this run has exited (a crashed engine): nothing can answer, and no
+    item is to blame. The run stops; its finished work is kept and a re-run asks the rest again."""
+
+
 class RetriesExhausted(LLMError):
     """Every attempt failed with a retryable error; `last_error` says what the last one was."""
 
@@ -342,6 +347,9 @@ class LLMClient:
             if schema is not None:
                 body["response_format"] = response_format(schema, schema_name, ep.schema_style)
             epoch = await self.limiter.acquire()
+            if ep.gone is not None and (why := ep.gone(0.0)):
+                self.limiter.release(epoch)
+                raise ServerGone(why)
             started = time.perf_counter()
             deadline = deadline or time.monotonic() + self.item_timeout
             try:
@@ -365,6 +373,8 @@ class LLMClient:
                     self.cache.put(key, {**asdict(completion), "cached": False})
                 return completion
             last_error = str(failure)
+            if ep.gone is not None and (why := await asyncio.to_thread(ep.gone, 1.0)):
+                raise ServerGone(why)
             self.stats.rate_limited += failure.rate_limited
             if attempt == self.max_retries:
                 break

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlsplit
 
 from dotenv import load_dotenv
@@ -48,6 +49,9 @@ class Endpoint:
     # What the reply cache calls this server. None: its URL. A server the kit starts itself listens on a
     # new port each time; naming it by its model file lets a re-run reuse the replies it already paid for.
     cache_name: str | None = field(default=None, compare=False)
+    # For a server the kit started itself: `gone(wait)` says why it has stopped (its exit and last log
+    # line), None while it runs. The client asks it so a dead engine stops a run instead of being retried.
+    gone: Callable[[float], str | None] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.schema_style not in SCHEMA_STYLES:

@@ -17,7 +17,11 @@ so a JupyterLab session can point the kit at it through OPENAI_BASE_URL.
 
 A file that is not a GGUF is refused before any process starts (llama.cpp would answer with a page of
 traceback), and the server's temporary log folder is removed on every exit, a failed start included
-(its tail is in the error message).
+(its last words are in the error message).
+
+A server that dies is said so at once: the Endpoint carries `gone`, which the client asks before each
+request and after a failed connection, so a crashed engine (signal 11) stops the run with its exit and
+log line instead of seven retries against a closed port and an item rejected for it.
 """
 
 from __future__ import annotations
@@ -32,10 +36,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import re
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import httpx
 
@@ -76,12 +81,54 @@ def free_port(port: int = 0) -> int:
         return s.getsockname()[1]
 
 
-def _log_tail(log: Path, lines: int = 25) -> str:
+def _log_text(log: Path) -> str:
     try:
-        text = log.read_text(encoding="utf-8", errors="replace").splitlines()
+        return log.read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return "(no log)"
-    return "\n".join(text[-lines:]) or "(empty log)"
+        return ""
+
+
+def last_words(log: Path) -> str:
+    """The log's last error line (a Python exception, uvicorn's "error while attempting to bind"), else
+    its last line: what a one-line message needs of a log that may hold a page of llama.cpp output."""
+    lines = [line.strip() for line in _log_text(log).splitlines() if line.strip()]
+    for line in reversed(lines):
+        if re.match(r"([A-Za-z_.]+(Error|Exception)\b|ERROR\b|error\b)", line):
+            return line[:300]
+    return lines[-1][:300] if lines else "(empty log)"
+
+
+def exit_text(code: int) -> str:
+    """'exited with code 1' or 'exited (signal 11: segmentation fault)' for a process's return code."""
+    if code >= 0:
+        return f"exited with code {code}"
+    try:
+        name = signal.strsignal(-code) or signal.Signals(-code).name
+    except ValueError:
+        name = "unknown signal"
+    return f"exited (signal {-code}: {name.lower()})"
+
+
+def _gone_check(proc: subprocess.Popen, log_path: Path) -> Callable[[float], str | None]:
+    """`gone(wait)`: None while the server runs, else why it stopped. `wait` gives an exit already under
+    way (a reset connection arrives before the kernel reports the process dead) that long to show."""
+    said: list[str] = []
+
+    def gone(wait: float = 0.0) -> str | None:
+        if said:
+            return said[0]
+        code = proc.poll()
+        if code is None and wait > 0:
+            try:
+                code = proc.wait(timeout=wait)
+            except subprocess.TimeoutExpired:
+                return None
+        if code is None:
+            return None
+        said.append(f"the embedded model server {exit_text(code)}; its log ends: {last_words(log_path)}")
+        return said[0]
+
+    return gone
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -175,19 +222,22 @@ def _start(gguf: Path, port: int, alias: str, n_ctx: int, n_threads: int, log_pa
 
 
 def _wait_ready(proc: subprocess.Popen, base_url: str, log_path: Path, timeout: float) -> None:
+    """Until our server answers. An answer counts only once our own log says uvicorn is listening: a
+    server already on the port (another `kit serve` that started first) would answer for us."""
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
-            raise LocalServerError(f"the model server exited with code {proc.returncode} before it answered; "
-                                   f"its log ends:\n{_log_tail(log_path)}")
+            raise LocalServerError(f"the model server {exit_text(proc.returncode)} before it answered: "
+                                   f"{last_words(log_path)}")
         try:
-            if httpx.get(f"{base_url}/models", timeout=2.0).status_code == 200:
+            if httpx.get(f"{base_url}/models", timeout=2.0).status_code == 200 \
+                    and "Uvicorn running on" in _log_text(log_path):
                 return
         except httpx.HTTPError:
             pass
         if time.monotonic() > deadline:
-            raise LocalServerError(f"the model server did not answer {base_url}/models within {timeout:g} s; "
-                                   f"its log ends:\n{_log_tail(log_path)}")
+            raise LocalServerError(f"the model server did not answer {base_url}/models within {timeout:g} s: "
+                                   f"{last_words(log_path)}")
         time.sleep(0.1)
 
 
@@ -217,7 +267,8 @@ def _serve(gguf: str | os.PathLike | None, port: int | None, alias: str | None, 
         # name alone would mix their answers; a rewritten file (new mtime) is a new model
         stat = path.resolve().stat()
         name = f"local:{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-        yield Endpoint(base_url, alias, NO_KEY, schema_style="llamacpp", cache_name=name), proc, log_path
+        yield Endpoint(base_url, alias, NO_KEY, schema_style="llamacpp", cache_name=name,
+                       gone=_gone_check(proc, log_path)), proc, log_path
     finally:
         _stop(proc)
         shutil.rmtree(log_dir, ignore_errors=True)  # a failed start's tail is in its error message
@@ -232,11 +283,22 @@ def local_server(gguf: str | os.PathLike | None = None, port: int | None = None,
         yield endpoint
 
 
+def port_number(text: str) -> int:
+    """argparse type: a TCP port, 0 to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, not {value}")
+    return value
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m kit serve",
                                      description="Serve a local GGUF model as an OpenAI-compatible API on loopback.")
     parser.add_argument("--gguf", type=argument, help="model file (default: the embedded SmolLM2-135M-Instruct)")
-    parser.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default 8080; 0 picks a free one)")
+    parser.add_argument("--port", type=port_number, default=8080, help="port on 127.0.0.1 (default 8080; 0 picks a free one)")
     parser.add_argument("--n-ctx", type=int, default=DEFAULT_CONTEXT, help="context length in tokens")
     parser.add_argument("--threads", type=int, help=f"CPU threads (default: all cores but one, here {default_threads()})")
     args = parser.parse_args(argv)
@@ -246,8 +308,8 @@ def main(argv: list[str]) -> int:
                   f"point the kit at it (shell, or a .env file):\n"
                   f"  export OPENAI_BASE_URL={ep.base_url} OPENAI_MODEL={ep.model} KIT_SCHEMA_STYLE=llamacpp\n"
                   f"Ctrl-C stops it.", flush=True)
-            code = proc.wait()
-            print(f"kit serve: the model server exited with code {code}:\n{_log_tail(log_path)}", file=sys.stderr)
+            proc.wait()
+            print(f"kit serve: {ep.gone()}", file=sys.stderr)
             return 1
     except LocalServerError as exc:
         print(f"kit serve: {exc}", file=sys.stderr)
