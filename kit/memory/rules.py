@@ -10,7 +10,9 @@ A reply must also answer the user's line (`off_topic`): the 135M model, shown "S
 and some are really slow.", wrote "If you can't get rid of those few weeks, it's time to have a chat
 with your bank". What counts as a subject is data (reply_topics in knowledge/memory_scenes.yaml); how
 well this catches a non sequitur is measured on real replies, labelled by hand, in
-tests/fixtures/memory_replies.jsonl (tests/test_memory_dialogue.py).
+tests/fixtures/memory_replies.jsonl (tests/test_memory_dialogue.py): about two flags in three are
+right, and about one non sequitur in three is caught; a reply that takes up the line's words and
+misreads them passes.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ _FILLER = frozenset("""
     through time to too up us very want wants was way we well were what when where which while who why will
     with would yes yet you you'd you'll you're you've your yours absolutely certainly definitely wonderful
     amazing awesome fantastic idea ideas sounds sound lovely okay ok oh bit won't wasn't aren't couldn't
-    wouldn't shouldn't haven't hasn't there's here's what's
+    wouldn't shouldn't haven't hasn't there's here's what's hope hoping
     """.split())
 
 
