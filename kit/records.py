@@ -79,6 +79,13 @@ def parse_record(obj: Any, *, default_id: str) -> dict:
             raise ValueError(f"message {i} is a {type(message).__name__}, not an object")
         if "role" not in message or "content" not in message:
             raise ValueError(f"message {i} lacks 'role' or 'content'")
+        if isinstance(message["content"], list):
+            # every reader takes a part's text as a string (message_text joins them); a number there is
+            # a problem of its line, not a TypeError in whichever command reads the file
+            for j, part in enumerate(message["content"]):
+                if isinstance(part, dict) and not isinstance(part.get("text", ""), str):
+                    raise ValueError(f"message {i} content part {j}: 'text' is not a string "
+                                     f"({json.dumps(part['text'])[:40]})")
     return record
 
 

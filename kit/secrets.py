@@ -12,12 +12,18 @@ What counts as a secret:
   whether or not they were loaded into the environment; values shorter than 8 characters are left
   alone (they would blank out ordinary words);
 - the credentials part of a URL: `https://user:pass@host/...` becomes `https://***@host/...`.
+
+Not only a whole key is cut out: every run of text made of pieces of a key, 8 characters or longer, in
+any case, is. A server that echoes the Authorization header hands the key to code that splits text
+into words ("Bearer, sk, test, CANARY123"), lowercases it or quotes a part of it, and each such piece
+is as good as the key to a reader who knows its prefix.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -64,11 +70,44 @@ def secret_values() -> list[str]:
     return sorted(values, key=len, reverse=True)
 
 
+@lru_cache(maxsize=256)
+def _pieces(secret: str) -> tuple[tuple[str, ...], re.Pattern]:
+    """What finds `secret`'s pieces: its aligned 4-character blocks (lowercased), one of which every
+    piece of MIN_SECRET_LEN characters holds, so that text holding none costs a few substring searches;
+    and a pattern matching, at each position, a window of MIN_SECRET_LEN characters of the secret (a
+    longer piece is a chain of overlapping windows)."""
+    blocks = tuple(secret[i:i + 4].lower() for i in range(0, len(secret) - 3, 4))
+    windows = {secret[i:i + MIN_SECRET_LEN] for i in range(len(secret) - MIN_SECRET_LEN + 1)}
+    return blocks, re.compile(f"(?=({'|'.join(re.escape(w) for w in sorted(windows))}))", re.I)
+
+
+def _cut(text: str, lowered: str, secret: str) -> str:
+    """`text` (`lowered` is its lowercase) with every piece of `secret` replaced."""
+    blocks, pattern = _pieces(secret)
+    if not any(block in lowered for block in blocks):
+        return text
+    spans: list[list[int]] = []
+    for match in pattern.finditer(text):
+        start, end = match.start(), match.end(1)
+        if spans and start <= spans[-1][1]:
+            spans[-1][1] = end
+        else:
+            spans.append([start, end])
+    kept, last = [], 0
+    for start, end in spans:
+        kept += [text[last:start], REDACTED]
+        last = end
+    return "".join(kept) + text[last:]
+
+
 def scrub_text(text: str, secrets: list[str] | None = None) -> str:
-    """`text` with every secret value and every URL's credentials replaced."""
-    for secret in secret_values() if secrets is None else secrets:
-        if secret in text:
-            text = text.replace(secret, REDACTED)
+    """`text` with every secret value, every piece of one of MIN_SECRET_LEN characters or more (in any
+    case), and every URL's credentials replaced."""
+    secrets = secret_values() if secrets is None else secrets
+    lowered = text.lower() if secrets else text
+    for secret in secrets:
+        if (cut := _cut(text, lowered, secret)) is not text:
+            text, lowered = cut, cut.lower()
     return _URL_CREDENTIALS.sub(r"\1***@", text) if "@" in text else text
 
 

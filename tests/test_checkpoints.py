@@ -89,9 +89,14 @@ def step_with_random_gradients(model, optimizer, steps: int) -> None:
     optimizer.zero_grad(set_to_none=True)
 
 
+def trained(step: int) -> dict:
+    """The least state a checkpoint holds after `step` steps: the step and one history entry per step."""
+    return {"step": step, "history": [{"step": s + 1} for s in range(step)]}
+
+
 def save(loop: str, root, model, optimizer, step: int, tokenizer_dir) -> None:
     """What each loop calls to checkpoint (midtraining adds its tokenizer and its identity)."""
-    history = [{"step": s + 1} for s in range(step)]
+    history = trained(step)["history"]
     if loop == "midtrain":
         from kit.tokens.tokenizer import Tokenizer
 
@@ -208,7 +213,7 @@ def test_any_optimizer_state_round_trips_exactly_and_trains_on_the_same(make, tm
     model = GPT(GPT_CONFIG)
     optimizer = make(model.parameters())
     step_with_random_gradients(model, optimizer, 3)
-    save_checkpoint(tmp_path, model, optimizer, {"step": 3})
+    save_checkpoint(tmp_path, model, optimizer, trained(3))
 
     torch.manual_seed(1)  # other weights, a fresh optimizer: all of it must come from the checkpoint
     loaded = GPT(GPT_CONFIG)
@@ -229,7 +234,7 @@ def test_a_damaged_file_is_named_and_nothing_is_loaded(tmp_path, damage, name):
     model = GPT(GPT_CONFIG)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     step_with_random_gradients(model, optimizer, 2)
-    save_checkpoint(tmp_path, model, optimizer, {"step": 2})
+    save_checkpoint(tmp_path, model, optimizer, trained(2))
     path = tmp_path / CHECKPOINT / name
     data = bytearray(path.read_bytes())
     if damage == "flip a byte":
@@ -248,7 +253,7 @@ def test_a_damaged_file_is_named_and_nothing_is_loaded(tmp_path, damage, name):
 
 def test_a_checkpoint_of_another_model_is_refused_before_anything_changes(tmp_path):
     model = GPT(GPT_CONFIG)
-    save_checkpoint(tmp_path, model, torch.optim.AdamW(model.parameters()), {"step": 0})
+    save_checkpoint(tmp_path, model, torch.optim.AdamW(model.parameters()), trained(0))
     other = GPT(GPTConfig(vocab_size=64, sequence_len=16, n_layer=2, n_head=2, n_embd=32))
     before = {n: p.detach().clone() for n, p in other.named_parameters()}
     with pytest.raises(CheckpointError, match="do not match this model's trainable parameters"):
@@ -258,17 +263,17 @@ def test_a_checkpoint_of_another_model_is_refused_before_anything_changes(tmp_pa
 
 def test_the_config_is_json_with_the_loops_state_and_a_digest_per_file(tmp_path):
     model = GPT(GPT_CONFIG)
-    save_checkpoint(tmp_path, model, torch.optim.AdamW(model.parameters()), {"step": 7, "history": []},
+    save_checkpoint(tmp_path, model, torch.optim.AdamW(model.parameters()), trained(7),
                     extra=lambda folder: (folder / "notes.txt").write_text("kept"))
     config = json.loads((tmp_path / CHECKPOINT / CONFIG_FILE).read_text())
     assert config["step"] == 7 and set(config["sha256"]) == {MODEL_FILE, OPTIMIZER_FILE, "notes.txt"}
-    assert read_checkpoint(tmp_path).state == {"step": 7, "history": []}
+    assert read_checkpoint(tmp_path).state == trained(7)
     assert sorted(p.name for p in tmp_path.iterdir()) == [CHECKPOINT]  # no staging or old folder left
 
 
 def test_a_checkpoint_without_digests_is_refused_with_a_reason(tmp_path):
     model = GPT(GPT_CONFIG)
-    save_checkpoint(tmp_path, model, torch.optim.AdamW(model.parameters()), {"step": 1})
+    save_checkpoint(tmp_path, model, torch.optim.AdamW(model.parameters()), trained(1))
     config = tmp_path / CHECKPOINT / CONFIG_FILE
     config.write_text(json.dumps({"step": 1, "optimizer_groups": []}))  # the layout midtrain wrote before
     with pytest.raises(CheckpointError, match="unreadable checkpoint .*written by an older kit"):

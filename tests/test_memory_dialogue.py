@@ -62,6 +62,17 @@ def test_no_user_line_but_an_expense_is_said_twice_in_a_smoke_size_record(seed):
     assert [line for line, n in said.items() if n > 1] == []
 
 
+@pytest.mark.parametrize("seed", range(12))
+def test_even_a_swapped_in_line_is_no_other_sessions_at_smoke_size(seed):
+    """A line swapped in when no reply to the planned one passes must not be another session's either
+    (seen: two sessions closing with "Thanks a lot, talk soon." after a swap)."""
+    plans = plan_sessions(SMOKE, CATALOGUE, str(seed), RESERVED_TURNS)
+    owner: dict[str, int] = {}
+    for plan, share in zip(plans, draw_user_lines(plans, CATALOGUE, seed)):
+        for line in {*share.greeting, *share.closing, *(line for line, _ in share.talk), *share.spare}:
+            assert owner.setdefault(line, plan.index) == plan.index, (line, owner[line], plan.index)
+
+
 def test_the_generated_smoke_record_repeats_no_user_line(smoke_record):
     assert len(smoke_record["chunks"]) == SMOKE.num_sessions
     said = Counter(line for chunk in smoke_record["chunks"] for line in USER_LINE.findall(chunk)

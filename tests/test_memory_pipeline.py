@@ -185,11 +185,11 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     assert "num_sessions must be 1..366" in capsys.readouterr().err
     bad = tmp_path / "bad.json"
     bad.write_text('{"task_id": "t", "questions": [{"qid": "a"}], "chunks": []}')
-    assert main(["eval", str(bad)]) == 1
+    assert main(["eval", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "question 0 lacks" in err and "Traceback" not in err
     bad.write_text(json.dumps([TINY, {**TINY, "chunks": ["ok", 123]}]))
-    assert main(["eval", str(bad)]) == 1
+    assert main(["eval", str(bad)]) == 2
     err = capsys.readouterr().err
     assert err == f"kit memory eval: error: {bad}: record 1: chunk 1 is not a string (it is 123)\n"
 
@@ -322,4 +322,4 @@ def test_eval_asks_with_the_sessions_its_context_names(fake_openai, tmp_path):
                      "--no-cache", "--context", context, "--out", str(out)]) == 0
         result = json.loads(out.read_text())
         assert [i["chunks_selected"] for i in result["items"]] == given and result["context"] == context
-    assert main(["eval", str(dataset), "--context", "bm25"]) == 1
+    assert main(["eval", str(dataset), "--context", "bm25"]) == 2

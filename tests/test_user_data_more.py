@@ -84,7 +84,7 @@ def test_generate_and_memory_take_relative_paths_from_the_working_directory(tmp_
     assert (tmp_path / "c.jsonl").is_file()
     capsys.readouterr()
     (tmp_path / "D.json").write_text("not json")
-    assert memory_main(["eval", "D.json", "--endpoint", NOWHERE]) == 1
+    assert memory_main(["eval", "D.json", "--endpoint", NOWHERE]) == 2
     assert str(tmp_path / "D.json") in one_line(capsys.readouterr().err)
 
 

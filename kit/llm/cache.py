@@ -11,7 +11,8 @@ and an fsync ~3 ms, which in the event loop were the largest costs of a generati
 saves money; what a run has finished is its journal's to keep. An entry waiting for the thread is served
 from memory (`get` sees every `put`), and `flush()` waits for the thread (LLMClient's close calls it).
 An entry the thread had not written when the process was killed is missing, and after a power cut one
-may be empty or cut short; each of those reads as a miss, so the request is asked again.
+may be empty or cut short; each of those, and an entry edited into something else (a number for its
+text), reads as a miss, so the request is asked again.
 
 A write that fails (a full disk, a folder turned read-only) is no reason to stop a run and lose the
 replies in flight, paid for already: the cache says so once on stderr, naming its folder and the error,
@@ -40,6 +41,15 @@ def cache_key(request: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+def _whole(entry: Any) -> bool:
+    """Whether an entry holds a reply's fields (kit.llm.client.Completion's), each of its type: an edit by
+    hand or another program may have put a number in its text or "many" in its token counts."""
+    return (isinstance(entry, dict) and isinstance(entry.get("text"), str)
+            and isinstance(entry.get("finish_reason"), (str, type(None)))
+            and isinstance(entry.get("model"), str) and isinstance(entry.get("endpoint"), str)
+            and all(type(entry.get(n)) is int and entry[n] >= 0 for n in ("prompt_tokens", "completion_tokens")))
+
+
 class ResponseCache:
     def __init__(self, folder: str | os.PathLike):
         self.folder = Path(folder)
@@ -54,17 +64,19 @@ class ResponseCache:
         return f"{self._root}/{key[:2]}/{key}.json"  # a plain string: a miss costs one failed open
 
     def get(self, key: str) -> dict | None:
+        """The entry under `key`, or None when there is none or it is not whole (`_whole`)."""
         with self._lock:
             text = self._pending.get(key)
         try:
             if text is None:
                 with open(self._path(key), encoding="utf-8") as fh:
                     text = fh.read()
-            return load_json(text)
+            entry = load_json(text)
         except FileNotFoundError:
             return None
         except (ValueError, OSError):  # unreadable entry (disk trouble, hand edit): ask again and overwrite it
             return None
+        return entry if _whole(entry) else None
 
     def put(self, key: str, value: dict) -> None:
         """Queue an entry for the writer thread (nothing, once a write has failed)."""

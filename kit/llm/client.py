@@ -41,6 +41,7 @@ import time
 import weakref
 from collections import deque
 from dataclasses import asdict, dataclass, replace
+from functools import cached_property
 from typing import Any, Awaitable, Callable, Mapping, TypeVar
 
 import aiohttp
@@ -51,12 +52,13 @@ from kit.llm.endpoints import Endpoint, endpoints_from_env
 from kit.paths import cache_dir
 from kit.records import MAX_DEPTH, deeper_than, load_json
 from kit.llm.cache import ResponseCache, cache_key
-from kit.secrets import scrub_text
+from kit.secrets import scrub_text, secret_values
 
 T = TypeVar("T")
 RETRYABLE_STATUS = frozenset({408, 409, 429})
 MAX_REPLY_CHARS = 2**20  # a chat reply is a few thousand tokens; beyond this it is a runaway
 MAX_REPAIR_CHARS = 2**16  # almost-JSON worth repairing is a reply of a few thousand tokens
+MAX_TOKEN_COUNT = 2**40  # a count in a reply's usage beyond this is garbage, not a bill
 _BRACKET_OR_STRING = re.compile(r'"(?:[^"\\]|\\.)*"?|[\[\]{}]')
 DEFAULT_TIMEOUT_S = 120.0  # one request, body included
 DEFAULT_ITEM_TIMEOUT_S = 600.0  # one complete() call: every attempt and back-off together
@@ -435,18 +437,26 @@ class LLMClient:
                              _retry_after(headers), rate_limited=status == 429) from None
             raise FatalAPIError(_fatal_message(status, text, ep), status) from None
         try:
-            data = json.loads(text)
-            data["choices"][0]["message"]
-        except (ValueError, KeyError, IndexError, TypeError):
-            raise _Retry(f"malformed response from {ep.base_url} (not an OpenAI chat completion): "
+            data = load_json(text)
+        except ValueError as exc:
+            problem = f"not JSON: {exc}"
+        else:
+            problem = _completion_problem(data)
+        if problem is not None:
+            raise _Retry(f"malformed response from {ep.base_url} (not an OpenAI chat completion: {problem}): "
                          f"{' '.join(text[:200].split())!r}") from None
         return data
 
+    @cached_property
+    def _secrets(self) -> list[str]:
+        return secret_values()  # once per client: a look-up costs ~100 us, a reply would pay it twice
+
     def _completion(self, data: dict, ep: Endpoint, attempt: int, latency: float) -> Completion:
+        """A reply `_post` has checked, as a Completion. Its text and model name are scrubbed here, where
+        they enter the kit: a server may echo the key, and every file and stream downstream gets them."""
         choice = data["choices"][0]
-        usage = data.get("usage") or {}
-        prompt_tokens = int(usage.get("prompt_tokens") or 0)
-        completion_tokens = int(usage.get("completion_tokens") or 0)
+        prompt_tokens = _token_count(data.get("usage"), "prompt_tokens")
+        completion_tokens = _token_count(data.get("usage"), "completion_tokens")
         cost = 0.0
         if self.prices:
             cost = (prompt_tokens * self.prices[0] + completion_tokens * self.prices[1]) / 1e6
@@ -454,9 +464,11 @@ class LLMClient:
         self.stats.prompt_tokens += prompt_tokens
         self.stats.completion_tokens += completion_tokens
         self.stats.cost_usd += cost
-        return Completion(text=(choice.get("message") or {}).get("content") or "",
+        model = data.get("model")
+        return Completion(text=scrub_text(choice["message"].get("content") or "", self._secrets),
                           finish_reason=choice.get("finish_reason"), prompt_tokens=prompt_tokens,
-                          completion_tokens=completion_tokens, cost_usd=cost, model=data.get("model") or ep.model,
+                          completion_tokens=completion_tokens, cost_usd=cost,
+                          model=scrub_text(model, self._secrets) if isinstance(model, str) and model else ep.model,
                           endpoint=ep.base_url, retries=attempt, latency_s=latency)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
@@ -464,6 +476,39 @@ class LLMClient:
             return min(retry_after, self.backoff_max)
         ceiling = min(self.backoff_max, self.backoff_base * 2 ** attempt)
         return random.uniform(ceiling / 2, ceiling)  # jitter spreads out clients that failed together
+
+
+def _completion_problem(data: Any) -> str | None:
+    """Why a decoded reply body is not a chat completion the kit can read, or None. Only what a
+    Completion takes is checked; a bad `usage` is no reason to ask again (`_token_count`)."""
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return "no choices[0] object"
+    message = choices[0].get("message")
+    if not isinstance(message, dict):
+        return f"choices[0].message is {_kind(message)}, not an object"
+    if not isinstance(message.get("content"), (str, type(None))):
+        return f"message content is {_kind(message['content'])}, not a string"
+    if not isinstance(choices[0].get("finish_reason"), (str, type(None))):
+        return f"finish_reason is {_kind(choices[0]['finish_reason'])}, not a string"
+    return None
+
+
+def _kind(value: Any) -> str:
+    """A JSON value's type as a reply's reader would say it ("an array", "missing")."""
+    if value is None:
+        return "missing"
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array", dict: "an object"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _token_count(usage: Any, name: str) -> int:
+    """A token count from a reply's `usage`; 0 when it is not a count (a string, NaN, 1e999, a negative):
+    the reply's text is good, only the accounting is lost."""
+    value = usage.get(name) if isinstance(usage, dict) else None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return value if type(value) is int and 0 <= value < MAX_TOKEN_COUNT else 0
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
@@ -505,7 +550,7 @@ def _server_message(text: str) -> str:
     """What an error response says: the JSON body's message (under "error" where it is nested there,
     as OpenAI nests it), else the first 300 characters of the body."""
     try:
-        body = json.loads(text)
+        body = load_json(text)
     except ValueError:
         body = None
     if isinstance(body, dict):

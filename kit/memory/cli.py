@@ -26,7 +26,7 @@ from kit.arguments import finite_float
 from kit.llm.client import DEFAULT_ITEM_TIMEOUT_S, DEFAULT_TIMEOUT_S, LLMError
 from kit.llm.local_server import LocalServerError
 from kit.locking import LockedError
-from kit.memory.dataset import FAST, RECIPES, MemoryConfig, cache_note, generate, summary_lines
+from kit.memory.dataset import FAST, RECIPES, DatasetError, MemoryConfig, cache_note, generate, summary_lines
 from kit.secrets import scrub_text
 
 _CONFIG_HELP = {
@@ -134,9 +134,27 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_input_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with eval's options, found before anything is read or asked, or None."""
+    from kit.memory.evaluate import parse_context
+
+    if args.context_tokens is not None and args.context_tokens < 0:
+        return f"--context_tokens must be 0 (unbounded) or more, got {args.context_tokens}"
+    if args.llm_concurrency < 1:
+        return f"--llm_concurrency must be at least 1, got {args.llm_concurrency}"
+    try:
+        parse_context(args.context)
+    except ValueError as exc:
+        return f"--context: {exc}"
+    return None
+
+
 def _eval(args: argparse.Namespace) -> int:
     from kit.memory.evaluate import accuracy_table, evaluate
 
+    if problem := _eval_input_problem(args):
+        print(f"kit memory eval: error: {problem}", file=sys.stderr)
+        return 2
     out = args.out or args.dataset.with_name("eval.json")
     paths.check_output(out, [args.dataset], force=args.force, ours=_is_evaluation)
     context = "auto" if args.context_tokens is None else (args.context_tokens or None)
@@ -161,6 +179,9 @@ def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     try:
         return _generate(args) if args.command == "generate" else _eval(args)
+    except DatasetError as exc:  # bad input: the file is not a benchmark
+        print(f"kit memory {args.command}: error: {scrub_text(str(exc))}", file=sys.stderr)
+        return 2
     except (ValueError, OSError, LLMError, LocalServerError, LockedError) as exc:
         print(f"kit memory {args.command}: error: {scrub_text(str(exc))}", file=sys.stderr)
         return 1

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import random
 import time
@@ -35,7 +36,7 @@ from kit.llm.endpoints import endpoints_from_env
 from kit.llm.client import DEFAULT_ITEM_TIMEOUT_S, DEFAULT_TIMEOUT_S, LLMClient, LLMError, connect, run_sync
 from kit.locking import exclusive
 from kit.memory.ledger import Transaction, format_cents, spent_cents
-from kit.memory.questions import CATEGORIES, draw_questions
+from kit.memory.questions import ANSWER_KIND, CATEGORIES, ISO_DATE, draw_questions
 from kit.memory.rephrase import rephrase_questions
 from kit.memory.scenes import Catalogue, load_catalogue
 from kit.memory.sessions import (YEAR_DAYS, SessionPlan, SessionResult, generate_session_one_call, plan_sessions,
@@ -216,32 +217,63 @@ def write_dataset(path: str | Path, records: list[dict]) -> Path:
     return write_json_atomic(path, records[0] if len(records) == 1 else records)
 
 
+class DatasetError(ValueError):
+    """A dataset file that is not one `memory generate` writes: names the file, the record and the place."""
+
+
 def read_dataset(path: str | Path) -> list[dict]:
-    """The records of a dataset file (object or list), with a clear error for anything else."""
+    """The records of a dataset file (object or list), every field a scorer reads checked for its type
+    and range (a DatasetError naming the place for anything else)."""
     path = Path(path)
     try:
         data = load_json(path.read_text(encoding="utf-8-sig"))
     except OSError as exc:
-        raise ValueError(f"{path}: cannot read ({exc.strerror})") from None
+        raise DatasetError(f"{path}: cannot read ({exc.strerror})") from None
     except ValueError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+        raise DatasetError(f"{path}: not valid JSON ({exc})") from None
     records = data if isinstance(data, list) else [data]
     for r, record in enumerate(records):
         where = f"{path}: record {r}" if isinstance(data, list) else str(path)
         if not isinstance(record, dict):
-            raise ValueError(f"{where}: a record must be a JSON object")
+            raise DatasetError(f"{where}: a record must be a JSON object")
         for key, kind in (("task_id", str), ("questions", list), ("chunks", list)):
             if not isinstance(record.get(key), kind):
-                raise ValueError(f"{where}: missing or malformed '{key}'")
+                raise DatasetError(f"{where}: missing or malformed '{key}'")
         for c, chunk in enumerate(record["chunks"]):
             if not isinstance(chunk, str):
-                raise ValueError(f"{where}: chunk {c} is not a string (it is {json.dumps(chunk)[:40]})")
+                raise DatasetError(f"{where}: chunk {c} is not a string (it is {json.dumps(chunk)[:40]})")
         for i, q in enumerate(record["questions"]):
-            if not isinstance(q, dict) or not {"qid", "query", "answer", "position", "category"} <= q.keys():
-                raise ValueError(f"{where}: question {i} lacks qid/query/answer/position/category")
-            if not isinstance(q["position"], int) or not 0 <= q["position"] < len(record["chunks"]):
-                raise ValueError(f"{where}: question {i} has position {q['position']!r} outside the chunks")
+            if problem := _question_problem(q, len(record["chunks"])):
+                raise DatasetError(f"{where}: question {i} {problem}")
     return records
+
+
+def _question_problem(q: object, chunks: int) -> str | None:
+    """Why a question cannot be asked and scored, or None: its answer is scored by its category's kind
+    (an amount is read as a number, a date compared as YYYY-MM-DD)."""
+    if not isinstance(q, dict) or not {"qid", "query", "answer", "position", "category"} <= q.keys():
+        return "lacks qid/query/answer/position/category"
+    for key in ("qid", "query", "answer", "category"):
+        if not isinstance(q[key], str):
+            return f"has {key} {json.dumps(q[key])[:40]}, not a string"
+    if q["category"] not in ANSWER_KIND:
+        return f"has category {q['category']!r}, not one of {', '.join(ANSWER_KIND)}"
+    position = q["position"]
+    if isinstance(position, bool) or not isinstance(position, int) or not 0 <= position < chunks:
+        return f"has position {json.dumps(position)[:40]} outside the chunks"
+    kind = ANSWER_KIND[q["category"]]
+    if kind == "amount" and not _is_amount(q["answer"]):
+        return f"has answer {q['answer'][:40]!r}, not an amount"
+    if kind == "date" and not ISO_DATE.fullmatch(q["answer"]):
+        return f"has answer {q['answer'][:40]!r}, not a date (YYYY-MM-DD)"
+    return None
+
+
+def _is_amount(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 def summary_lines(record: dict, index: int, total: int) -> list[str]:

@@ -27,6 +27,9 @@ _EMPTY = np.uint32(0xFFFFFFFF)  # the signature value of an empty set, as in dat
 _MASK64 = (1 << 64) - 1
 _SHINGLE_MULT = 0x9E3779B97F4A7C15
 _CHUNK_SHINGLES = 1 << 15  # shingles per numpy block: 32k x 128 perms x 4 bytes = 16 MiB
+# Fewer permutations than this cannot be banded by LSH at common thresholds; more than this buys no
+# precision worth its memory (each record holds num_perm numbers; 10^8 asked for 159 GiB).
+MIN_NUM_PERM, MAX_NUM_PERM = 16, 1024
 
 
 def _fmix32(h: np.ndarray) -> np.ndarray:
@@ -205,6 +208,22 @@ def _snippet(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 3] + "..."
 
 
+def lsh_index(threshold: float, num_perm: int):
+    """datasketch's MinHashLSH for these settings, or a ValueError that says which to change (the
+    quality CLI calls it before it reads anything)."""
+    from datasketch import MinHashLSH
+
+    if isinstance(num_perm, bool) or not isinstance(num_perm, int) or not MIN_NUM_PERM <= num_perm <= MAX_NUM_PERM:
+        raise ValueError(f"num_perm must be {MIN_NUM_PERM}..{MAX_NUM_PERM}, got {num_perm!r}")
+    # LSH only proposes candidates; above ~0.98 datasketch cannot band the signature (b < 2), and a
+    # lower candidate threshold loses nothing: each pair is kept only if its estimate reaches `threshold`
+    try:
+        return MinHashLSH(threshold=min(threshold, 0.95), num_perm=num_perm)
+    except ValueError as exc:
+        raise ValueError(f"num_perm {num_perm} is too few for a threshold of {threshold:g} ({exc}); "
+                         f"use 64 or more") from None
+
+
 def near_duplicates(
     records: Sequence[dict], threshold: float = 0.8, num_perm: int = 128, shingle: int = 3, seed: int = 1
 ) -> NearDuplicates:
@@ -216,13 +235,11 @@ def near_duplicates(
     is found about half the time, a pair 0.1 above it almost always (tests/bench/test_bench_dedup.py
     measures this). Records without words are left out.
     """
-    from datasketch import LeanMinHash, MinHashLSH
+    from datasketch import LeanMinHash
 
+    lsh = lsh_index(threshold, num_perm)  # first: a bad num_perm fails before any signature is computed
     sig = minhash_signatures((conversation_text(r) for r in records), num_perm=num_perm, k=shingle, seed=seed)
     empty = np.all(sig == _EMPTY, axis=1)
-    # LSH only proposes candidates; above ~0.98 datasketch cannot band the signature (b < 2), and a
-    # lower candidate threshold loses nothing: each pair is kept only if its estimate reaches `threshold`
-    lsh = MinHashLSH(threshold=min(threshold, 0.95), num_perm=num_perm)
     keep = np.flatnonzero(~empty)
     with lsh.insertion_session() as session:
         for i in keep:

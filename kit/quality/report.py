@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from kit.arguments import finite_float
-from kit.paths import argument, output_problem
-from kit.records import RecordError, file_problem, read_records, write_records
+from kit.paths import argument, output_problem, read_utf8, read_yaml
+from kit.records import RecordError, file_problem, load_json, read_records, write_records
 from kit.rules import CONTENT_RULES, Rules, content_problems, errors, load_rules, validate_messages
 from kit.tokens.tokenizer import Tokenizer
 # The figures and the near-duplicate finder live in their own modules; their names are re-exported here,
@@ -31,7 +31,7 @@ from kit.tokens.tokenizer import Tokenizer
 from kit.quality.diversity import (DIMENSIONS, _ratio, cost, coverage, distinct, distinct_n, first_message_duplicate_rate,
                                    first_messages, first_user_message, guess_language, lengths, realised_counts,
                                    recipe_targets, role_texts, style, summarise, words)
-from kit.quality.neardup import (NearDuplicates, _snippet, conversation_text, dedup, minhash_signatures,
+from kit.quality.neardup import (NearDuplicates, _snippet, conversation_text, dedup, lsh_index, minhash_signatures,
                                  near_duplicates, shingle_hash, shingles, word_hash)
 
 
@@ -323,18 +323,36 @@ def _error_dict(error: RecordError) -> dict:
 
 
 def load_targets(spec: str) -> dict:
-    """--targets: a JSON/YAML file {dimension: {element: share}}, or a recipe name for kit.generation.sampling."""
+    """--targets: a JSON/YAML file {dimension: {element: share}}, or a recipe name for kit.generation.sampling.
+    A file that does not hold that shape is a ValueError naming the file and the place."""
     path = Path(spec)
     if path.suffix in (".json", ".yaml", ".yml") or path.exists():
-        text = path.read_text(encoding="utf-8")
-        if path.suffix == ".json":
-            return json.loads(text)
-        import yaml
-
-        return yaml.safe_load(text)
+        if path.suffix != ".json":
+            return _checked_targets(read_yaml(path, "the target shares"), path)
+        text = read_utf8(path)
+        try:
+            data = load_json(text)
+        except ValueError as exc:
+            raise ValueError(f"{path}: not valid JSON ({exc})") from None
+        return _checked_targets(data, path)
     from kit.generation.sampling import target_shares
 
     return target_shares(spec)
+
+
+def _checked_targets(data: Any, path: Path) -> dict[str, dict[str, float]]:
+    def shown(value: Any) -> str:
+        return json.dumps(value)[:40] if isinstance(value, (int, float, str, type(None))) else type(value).__name__
+
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected {{dimension: {{element: share}}}}, got {shown(data)}")
+    for dim, shares in data.items():
+        if not isinstance(shares, dict):
+            raise ValueError(f"{path}: {dim}: expected {{element: share}}, got {shown(shares)}")
+        for element, share in shares.items():
+            if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+                raise ValueError(f"{path}: {dim}: {element}: a share is a number from 0 to 1, got {shown(share)}")
+    return {str(dim): {str(e): float(share) for e, share in shares.items()} for dim, shares in data.items()}
 
 
 # ---- the table ------------------------------------------------------------------------------------
@@ -467,6 +485,11 @@ def main(argv: list[str]) -> int:
     if not 0 < args.threshold <= 1:
         print(f"kit quality: --threshold must be in (0, 1], got {args.threshold}", file=sys.stderr)
         return 2
+    try:
+        lsh_index(args.threshold, args.num_perm)
+    except ValueError as exc:
+        print(f"kit quality: --num-perm: {exc}", file=sys.stderr)
+        return 2
     tokenizer = targets = scores = calibration = None
     try:
         if args.tokenizer:
@@ -506,6 +529,7 @@ def main(argv: list[str]) -> int:
         print(format_report(report))
         if args.dedup_out:
             print(f"\nwrote {report['dedup_out']['kept']} records to {args.dedup_out} ({report['dedup_out']['removed']} near-duplicates removed)")
-    for e in report["read_errors"]:
+    read_errors = report["read_errors"] + report.get("reference", {}).get("read_errors", [])
+    for e in read_errors:
         print(f"{e['file']}:{e['line']}: {e['reason']}", file=sys.stderr)
-    return 1 if report["read_errors"] else 0
+    return 1 if read_errors else 0

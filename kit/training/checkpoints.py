@@ -19,6 +19,10 @@ kit.paths.switch_folder (every file fsynced, then one atomic swap, or two rename
 completes or undoes): a reader finds the previous checkpoint or the new one, never files of two steps.
 A reader checks every file against its sha256 before it loads anything, so a damaged checkpoint is a
 CheckpointError naming the file. safetensors and JSON only: loading never executes code.
+
+The state must hold `step` (steps trained) and `history` (one object per step, each with its `step`),
+and they must agree: a config.json edited by hand to say step 999 after 2 steps would otherwise resume
+into a run that reports 999 steps done. A reader refuses a state that breaks this (CheckpointError).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import safetensors.torch
 import torch
 
 from kit.paths import old_path, recover_folder, staging_path, switch_folder, write_error
+from kit.records import load_json
 
 CHECKPOINT = "checkpoint"
 MODEL_FILE, OPTIMIZER_FILE, CONFIG_FILE = "model.safetensors", "optimizer.safetensors", "config.json"
@@ -67,6 +72,8 @@ def save_checkpoint(root: str | os.PathLike, model, optimizer, state: dict,
     A failed write (a full disk) leaves the previous checkpoint and raises an OSError naming the folder."""
     if clash := set(state) & set(_OURS):
         raise ValueError(f"checkpoint state keys {sorted(clash)} are the checkpoint's own")
+    if problem := state_problem(state):
+        raise ValueError(f"checkpoint state: {problem}")
     dest = Path(root) / CHECKPOINT
     staging = staging_path(dest)
     try:
@@ -89,6 +96,23 @@ def save_checkpoint(root: str | os.PathLike, model, optimizer, state: dict,
         shutil.rmtree(staging, ignore_errors=True)
         raise write_error(exc, dest) from None
     return dest
+
+
+def state_problem(state: dict) -> str | None:
+    """Why a loop's state cannot be resumed from (see the module docstring), or None."""
+    step, history = state.get("step"), state.get("history")
+    if not _whole(step):
+        return f"'step' is {json.dumps(step)[:40]}, not a number of steps"
+    if not isinstance(history, list) or not all(isinstance(h, dict) and _whole(h.get("step")) for h in history):
+        return "'history' is not a list of objects with a 'step' each"
+    last = history[-1]["step"] if history else 0
+    if last != step:
+        return f"'step' is {step} but the history ends at step {last}"
+    return None
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _split(value, tensors: dict[str, torch.Tensor]):
@@ -169,13 +193,15 @@ class Checkpoint:
 def _open(folder: Path) -> Checkpoint:
     path = folder / CONFIG_FILE
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
+        config = load_json(path.read_text(encoding="utf-8"))
         sha256, tree = config.get("sha256"), config.get("optimizer")
         if not isinstance(sha256, dict) or not {MODEL_FILE, OPTIMIZER_FILE} <= set(sha256) or tree is None:
             raise ValueError(f"no sha256 of {MODEL_FILE} and {OPTIMIZER_FILE}, or no optimizer state: "
                              f"written by an older kit, or not a checkpoint")
     except (OSError, ValueError, AttributeError) as exc:
         raise CheckpointError(f"{path}: unreadable checkpoint ({exc})") from None
+    if problem := state_problem(config):
+        raise CheckpointError(f"{path}: refused: {problem}")
     return Checkpoint(folder, {k: v for k, v in config.items() if k not in _OURS}, sha256, tree)
 
 

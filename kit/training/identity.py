@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from kit import paths
+from kit.secrets import scrub, scrub_text
 # The facts, probes and claim rules live at the foundations (validation uses them too); their public
 # names stay importable from here, where the notebooks and tests have always found them.
 from kit.facts import (KINDS, NEW_CHECKS, NO_FOREIGN, Contradiction, Fact, ForeignName, IdentityData,  # noqa: F401
@@ -310,7 +311,7 @@ def evaluate_identity(*, endpoint: str | None = None, model: str | None = None,
 
 def _write_json(path: str | Path, value: dict) -> None:
     with paths.atomic_write(paths.resolve(path)) as tmp:
-        tmp.write_text(json.dumps(value, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        tmp.write_text(json.dumps(scrub(value), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 # ---------------------------------------------------------------- retention
@@ -452,12 +453,14 @@ def main(argv: list[str]) -> int:
                                    knowledge=args.knowledge, max_tokens=args.max_tokens, out=args.out,
                                    limit=args.limit, show_progress=not args.no_progress)
     except (ValueError, OSError, LLMError, LocalServerError) as exc:
-        print(f"kit identity eval: error: {exc}", file=sys.stderr)
+        print(f"kit identity eval: error: {scrub_text(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("kit identity eval: interrupted", file=sys.stderr)
         return 130
-    print(json.dumps(result.as_dict(), indent=1, ensure_ascii=False) if args.json else format_result(result))
+    # the answers and the endpoint come from a server and a command line: scrubbed like every file
+    shown = json.dumps(result.as_dict(), indent=1, ensure_ascii=False) if args.json else format_result(result)
+    print(scrub_text(shown))
     if args.out:
         print(f"written: {args.out}", file=sys.stderr)
     if result.not_scored:
