@@ -134,11 +134,12 @@ def test_a_hyphenated_name_in_the_knowledge_base_grounds_its_parts():
 
 def test_the_answer_keeps_the_longest_run_of_sentences_that_passes():
     opener = "I was built by Andrej Karpathy in 2025."
-    verdict = check("He loves open code. He lives in Tel Aviv. He", prefix=opener, finish_reason="length")
-    assert verdict.passed and verdict.text == f"{opener} He loves open code." and verdict.dropped == 1
+    # the model's sentences must be supported by the knowledge base (kit.truth): "He loves open code" no longer is
+    verdict = check("He built it small and hackable. He lives in Tel Aviv. He", prefix=opener, finish_reason="length")
+    assert verdict.passed and verdict.text == f"{opener} He built it small and hackable." and verdict.dropped == 1
     assert not check("Tel Aviv is where he works.", prefix=opener).passed  # at least one sentence of the model's
-    long = check("He loves open code. He wrote it in Python. He likes GPUs. He is busy.", prefix=opener)
-    assert long.passed and long.dropped == 2 and long.text.endswith("He wrote it in Python.")  # MAX_SENTENCES
+    long = check("He built it small and hackable. It is open source. He likes GPUs. He is busy.", prefix=opener)
+    assert long.passed and long.dropped == 2 and long.text.endswith("It is open source.")  # MAX_SENTENCES
     empty = check("and then", prefix=opener, finish_reason="length")
     assert empty.failed == {"finished": ["no full sentence before the token limit"]}
 

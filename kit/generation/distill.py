@@ -13,8 +13,11 @@ plans the conversation as data and the model only answers:
 - every candidate goes through `verify`: the content rules of kit.rules, grounding (every
   capitalised name and every number also appears in the knowledge base or the user's words), the facts
   the turn must state (kit.facts.fact_verdict: asserted; no fact denied, nothing contradicting the knowledge
-  base, no foreign identity claimed), and one of the topic's words. The best passing candidate is kept (`score`); a turn with none rejects the item
-  with every candidate's reasons;
+  base, no foreign identity claimed), every sentence supported (kit.truth: no invented capability,
+  person, year..., no contradiction, no flattery, nothing said again from an earlier turn), and one of the
+  topic's words. The best passing candidate is kept (`score`); a turn with none rejects the item
+  with every candidate's reasons. A planned user turn that the content rules call degenerate ("YO!!!")
+  rejects the item before anything is asked;
 - the record has no system prompt: the knowledge is what a student trained on it must learn (context
   distillation with rejection sampling). Its meta keeps every candidate's verdict and the chosen score.
 
@@ -28,7 +31,6 @@ import random
 import re
 from collections import Counter
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,7 @@ from kit import paths
 from kit.facts import default_data, fact_verdict, facts_stated, knowledge_prompt
 from kit.generation.sampling import Dimensions, item_rng
 from kit.rules import Rules, dynamic_message_count, errors, validate_messages
+from kit.truth import check_conversation, split_sentences, ungrounded  # noqa: F401 (ungrounded: importable here as before)
 
 OPENERS = ("planned", "sampled")
 DEFAULT_CANDIDATES = 4
@@ -45,15 +48,7 @@ DEFAULT_TURN_TOKENS = 48
 MAX_SENTENCES = 2
 DISTILL_FILE = "distill.yaml"
 # the checks in the order the funnel reports them; a candidate is counted under the first it fails
-CHECKS = ("finished", "content rules", "grounded", "facts", "on topic")
-# words a reply may capitalise that need no source: pronouns, greetings, the commonest sentence openers
-_FREE_WORDS = frozenset("""i i'm i've i'll i'd im ok okay hi hey hello yes no sure thanks thank great good
-well so oh ah wow nice cool sorry absolutely of ai llm llms""".split())
-_NAME = re.compile(r"(?<![\w'])([A-Z][\w'-]*)")
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
-_URL = re.compile(r"https?://[^\s)\]]+")
-_SENTENCE_BREAK = re.compile(r"(?:^|[.!?:;]\s+|\n+)\W*$")
-_SENTENCE_END = re.compile(r"[.!?]+[\"')\]]*(?=\s|$)")
+CHECKS = ("finished", "content rules", "grounded", "facts", "supported", "on topic")
 
 
 @dataclass(frozen=True)
@@ -206,57 +201,6 @@ def plan_turns(elements: dict, data: DistillData) -> list[dict]:
 # ---- checking one candidate ------------------------------------------------------------------------
 
 
-def _words(text: str) -> set[str]:
-    """The words of `text`, lower-cased, with every run of the parts of a hyphenated word: "GPT-2-level"
-    gives gpt-2-level, gpt-2, 2-level, gpt, 2 and level, so an answer saying "a GPT-2 model" is grounded."""
-    found = set()
-    for word in re.findall(r"[\w'-]+", text.lower()):
-        parts = [p for p in word.split("-") if p]
-        found.add(word)
-        found.update("-".join(parts[i:j]) for i in range(len(parts)) for j in range(i + 1, len(parts) + 1))
-    return found
-
-
-@lru_cache(maxsize=4)
-def _known_words(knowledge: str) -> frozenset[str]:
-    return frozenset(_words(knowledge))
-
-
-def _numbers(text: str) -> set[str]:
-    return {n.replace(",", "") for n in _NUMBER.findall(text)}
-
-
-def ungrounded(answer: str, sources: str, knowledge: str) -> list[str]:
-    """Names and numbers in `answer` that neither the knowledge base nor the conversation's user turns
-    (`sources`) contain: what a small model invents ("Andrej Karpathy, a Japanese researcher", "my name
-    is Ember", "trained in 2019"). A capitalised word counts as a name unless it starts a sentence."""
-    known = _known_words(knowledge) | _words(sources)
-    found = []
-    for match in _NAME.finditer(answer):
-        word = match.group(1).strip("'-")
-        if _SENTENCE_BREAK.search(answer[:match.start()]) or word.lower() in _FREE_WORDS:
-            continue
-        # "GPT-2-level" or "GPT-2-style" is known when "GPT-2" is: a lower-case part after a hyphen describes it
-        stem = re.sub(r"(?:-[a-z]+)+$", "", word).lower()
-        if not {word.lower(), word.lower().rstrip("s"), stem} & known:
-            found.append(word)
-    found += [url for url in (u.rstrip(".,;:!?'\"") for u in _URL.findall(answer))
-              if url not in knowledge and url not in sources]  # "github.com/karpathy/nanogpt-fasten-architecture"
-    numbers = _numbers(knowledge) | _numbers(sources)
-    found += [n for n in _numbers(_URL.sub(" ", answer)) if n not in numbers]
-    return found
-
-
-def split_sentences(text: str) -> tuple[list[str], str]:
-    """(the full sentences of `text` in order, the words after the last one)."""
-    found, start = [], 0
-    for end in _SENTENCE_END.finditer(text):
-        if sentence := text[start:end.end()].strip():
-            found.append(sentence)
-        start = end.end()
-    return found, text[start:].strip()
-
-
 @dataclass
 class Verdict:
     text: str
@@ -277,7 +221,8 @@ def score(text: str) -> float:
     return sum(facts_stated(text, list(default_data().facts)).values()) + length
 
 
-def _failures(text: str, turn: dict, history: list[dict], rules: Rules, knowledge: str, meta: dict) -> dict:
+def _failures(text: str, turn: dict, history: list[dict], rules: Rules, knowledge: str, meta: dict,
+              prefix: str | None = None) -> dict:
     failed: dict[str, list[str]] = {}
     messages = history + [{"role": "assistant", "content": text}]
     problems = [p for p in errors(validate_messages(messages, rules=rules, meta=meta))
@@ -294,6 +239,13 @@ def _failures(text: str, turn: dict, history: list[dict], rules: Rules, knowledg
     facts += [f"claims a foreign identity: {name}" for name in verdict["foreign"]]
     if facts:
         failed["facts"] = facts
+    # the model's own sentences, held to generation's bar; the planned opening is the plan's (true by
+    # construction, tests/test_truth.py) and supports the words the model continues it with
+    said = text[len(prefix):].strip() if prefix and text.startswith(prefix) else text
+    checked = history + [{"role": "assistant", "content": said}]
+    if untrue := [v for i, v in check_conversation(checked, knowledge=knowledge, strict=True, sources=prefix or "")
+                  if i == len(checked) - 1 and not v.kept]:
+        failed["supported"] = [f"{v.verdict}: {v.sentence!r}, {v.reason}" for v in untrue]
     if turn["mention"] and not any(re.search(p, text, re.IGNORECASE) for p in turn["mention"]):
         failed["on topic"] = ["uses none of the topic's words"]
     return {check: failed[check] for check in CHECKS if check in failed}
@@ -319,7 +271,7 @@ def verify(reply: str, finish_reason: str | None, turn: dict, history: list[dict
         return Verdict(join(0), {"finished": ["no full sentence before the token limit"]}, 0.0, 0)
     first_failure = None
     for n in range(len(said), 0, -1):
-        failed = _failures(join(n), turn, history, rules, knowledge, meta)
+        failed = _failures(join(n), turn, history, rules, knowledge, meta, prefix)
         if not failed:
             return Verdict(join(n), {}, score(join(n)), len(said) - n + beyond)
         first_failure = first_failure or failed
@@ -398,6 +350,11 @@ async def converse(complete, elements: dict, data: DistillData, *, candidates: i
     source: dict = {"model": None, "endpoint": None}
     for t, turn in enumerate(plan_turns(elements, data)):
         history.append({"role": "user", "content": turn["user"]})
+        # the plan's own words must pass the rules a reader applies to the kept conversation (notebook 03)
+        if degenerate := [p.message for p in errors(validate_messages(history, rules=rules, meta=elements))
+                          if p.index == len(history) - 1 and p.rule == "degenerate"]:
+            return Outcome(None, turns_meta, [f"turn {t + 1}, the planned user turn: {m}" for m in degenerate],
+                           ["content rules"], [turn["user"]], usage, source)
         prefix = turn["opener"] if opener == "planned" else None
         messages = [{"role": "system", "content": system}, *history]
         if prefix:

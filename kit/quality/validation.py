@@ -3,7 +3,10 @@
 The rules themselves live in `kit.rules` (below every stage, since the generator, export and the token
 views apply them too); this module reads a whole JSONL file in any record format `kit.records` reads,
 one conversation per line, and makes a line that is not one (bad JSON, bad UTF-8, absurdly long) a
-problem of that line. The CLI exits 1 if any problem is an error.
+problem of that line. With `--knowledge FILE` every assistant sentence is also checked against that
+knowledge base (kit.truth): each one that is not kept is a problem named by its verdict
+(`message[1]: unsupported: "It is only able to work with integers.", ...`). The CLI exits 1 if any
+problem is an error.
 """
 
 from __future__ import annotations
@@ -13,12 +16,15 @@ import json
 import sys
 from pathlib import Path
 
+from kit import paths
 from kit.records import LINE_TOO_LONG, decode_line, file_problem, iter_lines, load_json
 from kit.rules import RULES_FILE, Problem, Rules, load_rules, validate_messages
+from kit.truth import load_knowledge, truth_problems
 
 
-def _line_problems(line: str, rules: Rules | None = None) -> list[Problem]:
-    """Problems of one JSONL line in any of the record formats kit.records reads."""
+def _line_problems(line: str, rules: Rules | None = None, knowledge: str | None = None) -> list[Problem]:
+    """Problems of one JSONL line in any of the record formats kit.records reads; with `knowledge` (a
+    knowledge base's text) also every assistant sentence it does not support."""
     try:
         obj = load_json(line)  # bounded: a 5,000-deep `meta` is a problem of its line, not a RecursionError
     except json.JSONDecodeError as exc:
@@ -26,17 +32,25 @@ def _line_problems(line: str, rules: Rules | None = None) -> list[Problem]:
     except ValueError as exc:
         return [Problem(None, "json", str(exc))]
     if isinstance(obj, list):
-        return validate_messages(obj, rules=rules)
-    if isinstance(obj, dict) and "messages" in obj:
+        messages, problems = obj, validate_messages(obj, rules=rules)
+    elif isinstance(obj, dict) and "messages" in obj:
         meta = obj.get("meta", obj.get("metadata"))
         finish = meta.get("finish_reason") if isinstance(meta, dict) else None
-        return validate_messages(obj["messages"], finish_reason=finish, rules=rules, meta=meta)
-    return [Problem(None, "shape", "expected a record object with 'messages' or a bare array of messages")]
+        messages = obj["messages"]
+        problems = validate_messages(messages, finish_reason=finish, rules=rules, meta=meta)
+    else:
+        return [Problem(None, "shape", "expected a record object with 'messages' or a bare array of messages")]
+    if knowledge is not None:
+        problems += truth_problems(messages, knowledge=knowledge)
+        problems.sort(key=lambda p: (-1 if p.index is None else p.index))
+    return problems
 
 
-def validate_file(path: str | Path, rules: Rules | None = None) -> tuple[int, list[tuple[int, Problem]]]:
+def validate_file(path: str | Path, rules: Rules | None = None,
+                  knowledge: str | None = None) -> tuple[int, list[tuple[int, Problem]]]:
     """(number of non-blank lines, [(line number, problem), ...]) for a JSONL file: each line should be
-    one conversation, and one that is not is a problem of its line. `rules`: also the content rules."""
+    one conversation, and one that is not is a problem of its line. `rules`: also the content rules;
+    `knowledge` (a knowledge base's text): also the truth check of every assistant sentence."""
     n, found = 0, []
     with open(path, "rb") as fh:
         for lineno, raw in iter_lines(fh):  # a BOM at the start dropped, absurd lines reported
@@ -52,7 +66,7 @@ def validate_file(path: str | Path, rules: Rules | None = None) -> tuple[int, li
             except ValueError as exc:
                 found.append((lineno, Problem(None, "utf8", str(exc))))
                 continue
-            found += [(lineno, p) for p in _line_problems(line, rules)]
+            found += [(lineno, p) for p in _line_problems(line, rules, knowledge)]
     return n, found
 
 
@@ -64,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rules", help=f"content-rule settings (default knowledge/{RULES_FILE})")
     parser.add_argument("--structure-only", action="store_true",
                         help="check only the structure (what training's readers require), not the content rules")
+    parser.add_argument("--knowledge", type=paths.argument,
+                        help="a knowledge base (e.g. knowledge/self_knowledge.md): also report every assistant "
+                             "sentence it does not support (kit.truth)")
     args = parser.parse_args(argv)
     path = Path(args.file)
     if problem := file_problem(path):
@@ -71,10 +88,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         rules = None if args.structure_only else load_rules(args.rules)
+        knowledge = None if args.knowledge is None else load_knowledge(args.knowledge)
     except (OSError, ValueError) as exc:
         print(f"kit validate: {exc}", file=sys.stderr)
         return 2
-    n, found = validate_file(path, rules)
+    n, found = validate_file(path, rules, knowledge)
     if args.no_ascii:
         found = [(ln, p) for ln, p in found if p.rule != "ascii"]
     for lineno, problem in found:
