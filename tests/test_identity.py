@@ -242,10 +242,11 @@ def test_the_reference_replies_deny_and_contradict_nothing():
 
 
 def test_which_check_turned_the_answer():
-    assert score_answer(probe("direct-01"), "I'm not nanochat.")["flipped_by"] == ["negation"]
-    assert score_answer(probe("direct-02"), "Karpathy built me in 2019.")["flipped_by"] == ["contradiction"]
+    # the truth check reads the same sentences (kit.truth uses kit.facts), so it fails them too
+    assert score_answer(probe("direct-01"), "I'm not nanochat.")["flipped_by"] == ["negation", "truth"]
+    assert score_answer(probe("direct-02"), "Karpathy built me in 2019.")["flipped_by"] == ["contradiction", "truth"]
     assert score_answer(probe("direct-11"), "No, not under the MIT license. You can't read the code.")["flipped_by"] == \
-        ["negation", "contradiction"]
+        ["negation", "contradiction", "truth"]
     assert score_answer(probe("direct-01"), "I'm ChatGPT, not nanochat.")["flipped_by"] == []  # failed before too
 
 
@@ -278,9 +279,9 @@ def test_summary_counts_what_each_check_turned():
     s = identity.summarize(rows, DATA)
     assert (s["passed"], s["passed_mentioned"], s["scored"]) == (2, 4, 4)
     assert (s["score"], s["score_mentioned"]) == (0.5, 1.0)
-    assert s["flipped"] == {"negation": 1, "contradiction": 1, "any": 2}
+    assert s["flipped"] == {"negation": 1, "contradiction": 1, "truth": 2, "any": 2}
     old = [{**r, "facts": r["mentioned"], "pass": r["pass_mentioned"]} for r in rows]
-    for key in ("denied", "contradicted", "mentioned", "pass_mentioned", "flipped_by"):
+    for key in ("denied", "contradicted", "mentioned", "pass_mentioned", "flipped_by", "untrue"):
         for r in old:
             r.pop(key)
     assert [r["pass"] for r in identity.rescore(old, DATA)] == [False, False, True, True]
@@ -406,11 +407,12 @@ def test_cli_shows_every_answer_in_full_and_what_the_new_checks_turned(tmp_path,
     assert max(len(line) for line in out.splitlines() if line.startswith("    ")) <= 100
     assert re.search(r"^license\s+no\s+license-.*not license.*closed_source.*passed before: negation\+contradiction", out, re.M)
     assert "identity score 0.50 (2/4 probes passed)" in out
-    assert ("before the negation and contradiction checks: 1.00 (4/4); answers each check turned from pass to fail: "
-            "negation 2, contradiction 1 (2 in all)") in out
+    assert ("before the negation, contradiction and truth checks: 1.00 (4/4); answers each check turned from pass to "
+            "fail: negation 2, contradiction 1, truth 2 (2 in all)") in out
     assert identity.main(["eval", "--endpoint", srv.base_url, "--model", "fake-model", "--json", "--no-progress"]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed["flipped"] == {"negation": 2, "contradiction": 1, "any": 2} and printed["score_mentioned"] == 1.0
+    assert printed["flipped"] == {"negation": 2, "contradiction": 1, "truth": 2, "any": 2} \
+        and printed["score_mentioned"] == 1.0
 
 
 def test_cli_bad_input_is_one_line(tmp_path, fake_openai, capsys):

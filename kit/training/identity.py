@@ -11,9 +11,13 @@ Scoring, per answer (kit.facts.fact_verdict):
   (knowledge/identity/contradictions.yaml: "trained ... in 2019", "closed source", "I can browse the web");
 - no fact at all is denied or contradicted, and no foreign identity is claimed (`foreign_identity_claims`:
   "I am X", "my name is X", "made by X", "As X, ..."; "I'm not ChatGPT" and "far behind GPT-4" pass);
+- every sentence of the answer is kept by the truth check (kit.truth, the check generation and `kit validate
+  --knowledge` apply): an answer that states the asked fact but adds a claim the knowledge base does not
+  make ("trained by Andrej Karpathy's team at Stanford University", "in 2019"), contradicts it or flatters
+  fails, whatever the probe; `untrue` lists each such sentence and why;
 - the probe passes when all hold. The identity score is the share of scored probes that pass. The score
-  before the negation and contradiction checks is kept beside it (`score_mentioned`), with the number of
-  answers each check turned from pass to fail (`flipped`), so the two scorers compare on the same answers.
+  before the negation, contradiction and truth checks is kept beside it (`score_mentioned`), with the number
+  of answers each check turned from pass to fail (`flipped`), so the two scorers compare on the same answers.
 A probe whose request failed is not scored (it says why), so a down endpoint never reads as a model
 that answers everything wrong.
 
@@ -44,8 +48,10 @@ from kit.secrets import scrub, scrub_text
 # names stay importable from here, where the notebooks and tests have always found them.
 from kit.facts import (KINDS, NEW_CHECKS, NO_FOREIGN, Contradiction, Fact, ForeignName, IdentityData,  # noqa: F401
                        Probe, contradictions, fact_verdict, facts_stated, foreign_identity_claims,
-                       knowledge_system_prompt, load_identity_data, score_answer)
+                       knowledge_system_prompt, load_identity_data)
 from kit.facts import default_data as _default_data
+from kit.facts import score_answer as _fact_score
+from kit.truth import false_sentences
 
 # The system prompt training uses, so the model is evaluated as it was taught. SmolLM2's chat template
 # inserts "You are a helpful AI assistant named SmolLM, trained by Hugging Face" when a conversation
@@ -53,9 +59,22 @@ from kit.facts import default_data as _default_data
 # identity leaves the answer to what the weights learnt.
 DEFAULT_SYSTEM_PROMPT = "You are a helpful AI assistant."
 MAX_TOKENS = 96
+# the checks that can turn an answer whose words are there from pass to fail, as `identity eval` reports them
+CHECKS = (*NEW_CHECKS, "truth")
 
 
 # ---------------------------------------------------------------- scoring
+
+def score_answer(probe: Probe, answer: str, data: IdentityData | None = None) -> dict:
+    """kit.facts.score_answer, and the truth check of every sentence (kit.truth, against the knowledge base
+    and the probe's user turns): `untrue` is [{sentence, verdict, reason, k_precision}] of the sentences it
+    does not keep; any fails the answer, and `flipped_by` gains "truth" when the answer passed before the checks."""
+    scored = _fact_score(probe, answer, data)
+    sources = " ".join([m["content"] for m in probe.history if m["role"] == "user"] + [probe.question])
+    untrue = [v.as_dict() for v in false_sentences(answer, sources=sources)]
+    flipped_by = scored["flipped_by"] + (["truth"] if untrue and scored["pass_mentioned"] else [])
+    return {**scored, "pass": scored["pass"] and not untrue, "untrue": untrue, "flipped_by": flipped_by}
+
 
 def summarize(rows: list[dict], data: IdentityData | None = None) -> dict:
     """Score (share of scored probes passed), per fact and per kind, from rows `evaluate_identity` makes.
@@ -75,12 +94,14 @@ def summarize(rows: list[dict], data: IdentityData | None = None) -> dict:
     passed = sum(r["pass"] for r in scored)
     # the scoring before the negation and contradiction checks, on the same answers, and what each check changed
     passed_mentioned = sum(r.get("pass_mentioned", r["pass"]) for r in scored)
-    flipped = {check: sum(check in r.get("flipped_by", ()) for r in scored) for check in NEW_CHECKS}
+    flipped = {check: sum(check in r.get("flipped_by", ()) for r in scored) for check in CHECKS}
     flipped["any"] = sum(bool(r.get("flipped_by")) for r in scored)
+    untrue = sum(bool(r.get("untrue")) for r in scored)
     return {"score": passed / len(scored) if scored else None, "passed": passed, "scored": len(scored),
             "not_scored": len(rows) - len(scored), "per_fact": per_fact, "per_kind": per_kind,
             "score_mentioned": passed_mentioned / len(scored) if scored else None,
-            "passed_mentioned": passed_mentioned, "flipped": flipped}
+            "passed_mentioned": passed_mentioned, "flipped": flipped,
+            "untrue": untrue, "untrue_share": untrue / len(scored) if scored else None}
 
 
 def rescore(rows: list[dict], data: IdentityData | None = None) -> list[dict]:
@@ -100,8 +121,9 @@ def rescore(rows: list[dict], data: IdentityData | None = None) -> list[dict]:
 
 @dataclass
 class IdentityResult:
-    """Per-probe rows (probe, kind, question, answer, facts, foreign, denied, contradicted, pass, mentioned,
-    pass_mentioned, flipped_by, error) and the figures."""
+    """Per-probe rows (probe, kind, question, answer, facts, foreign, denied, contradicted, untrue, pass,
+    mentioned, pass_mentioned, flipped_by, error) and the figures; `untrue_share`: the share of scored answers
+    with a sentence the truth check does not keep."""
 
     rows: list[dict]
     score: float | None
@@ -118,6 +140,8 @@ class IdentityResult:
     score_mentioned: float | None = None  # the score before the negation and contradiction checks
     passed_mentioned: int = 0
     flipped: dict = field(default_factory=dict)  # check -> answers it turned from pass to fail
+    untrue: int = 0  # answers with a sentence the truth check does not keep
+    untrue_share: float | None = None
 
     def table(self):
         """One row per probe as a DataFrame: facts as `name+ creator-`, foreign claims, pass."""
@@ -128,6 +152,7 @@ class IdentityResult:
             "facts": " ".join(f"{f}{'+' if ok else '-'}" for f, ok in r["facts"].items()),
             "foreign": ", ".join(r["foreign"]),
             "wrong": ", ".join([f"not {f}" for f in r.get("denied", ())] + list(r.get("contradicted", ()))),
+            "untrue": " | ".join(f"{u['verdict']}: {u['sentence']} ({u['reason']})" for u in r.get("untrue", ())),
             "pass": None if r["error"] else r["pass"],
             "pass_before_checks": None if r["error"] else r.get("pass_mentioned", r["pass"]),
             "error": r["error"] or ""} for r in self.rows])
@@ -142,7 +167,8 @@ class IdentityResult:
     def as_dict(self) -> dict:
         return {"score": self.score, "passed": self.passed, "scored": self.scored, "not_scored": self.not_scored,
                 "per_fact": self.per_fact, "per_kind": self.per_kind, "score_mentioned": self.score_mentioned,
-                "passed_mentioned": self.passed_mentioned, "flipped": self.flipped,
+                "passed_mentioned": self.passed_mentioned, "flipped": self.flipped, "untrue": self.untrue,
+                "untrue_share": self.untrue_share,
                 "model": self.model, "source": self.source,
                 "system_prompt": self.system_prompt, "elapsed_s": self.elapsed_s, **self.meta, "rows": self.rows}
 
@@ -152,13 +178,14 @@ class IdentityResult:
         return line + (f"; {self.not_scored} not scored (request failed)" if self.not_scored else "")
 
     def checks_summary(self) -> str:
-        """What the negation and contradiction checks changed, on the same answers."""
+        """What the negation, contradiction and truth checks changed, on the same answers."""
         if self.score_mentioned is None:
             return "no answers scored"
-        turned = ", ".join(f"{check} {self.flipped.get(check, 0)}" for check in NEW_CHECKS)
-        return (f"before the negation and contradiction checks: {self.score_mentioned:.2f} "
+        turned = ", ".join(f"{check} {self.flipped.get(check, 0)}" for check in CHECKS)
+        return (f"before the negation, contradiction and truth checks: {self.score_mentioned:.2f} "
                 f"({self.passed_mentioned}/{self.scored}); answers each check turned from pass to fail: {turned} "
-                f"({self.flipped.get('any', 0)} in all)")
+                f"({self.flipped.get('any', 0)} in all); answers with a sentence the truth check does not keep: "
+                f"{self.untrue}/{self.scored}")
 
 
 # ---------------------------------------------------------------- asking a model
@@ -296,7 +323,8 @@ def evaluate_identity(*, endpoint: str | None = None, model: str | None = None,
             row.update(score_answer(probe, answer, data))
         else:
             row.update({"facts": {f: False for f in probe.checks}, "foreign": [], "denied": [], "contradicted": [],
-                        "pass": False, "mentioned": {f: False for f in probe.checks}, "pass_mentioned": False,
+                        "untrue": [], "pass": False, "mentioned": {f: False for f in probe.checks},
+                        "pass_mentioned": False,
                         "flipped_by": []})
         rows.append(row)
     result = IdentityResult(rows=rows, model=model_name, source=source, system_prompt=system,
@@ -368,6 +396,8 @@ def format_result(result: IdentityResult, answer_width: int = 100) -> str:
         turned = f" (passed before: {'+'.join(r['flipped_by'])})" if r.get("flipped_by") else ""
         lines.append(f"{r['probe']:<16} {mark:<4} {facts:<24} {', '.join(r['foreign']):<14} {wrong}{turned}".rstrip())
         lines += _wrapped(f"(not scored: {r['error']})" if r["error"] else r["answer"], answer_width)
+        for u in r.get("untrue", ()):  # the sentence that failed and why, under the answer
+            lines += _wrapped(f"{u['verdict']}: {u['sentence']!r}, {u['reason']}", answer_width, indent="      ! ")
     lines += ["", f"{'fact':<14} {'stated':>8}  share"]
     for name, v in list(result.per_fact.items()) + [("", None)] + list(result.per_kind.items()):
         if v is None:
