@@ -42,8 +42,8 @@ KNOWLEDGE_FILE = "self_knowledge.md"
 VERDICTS = ("supported", "social", "unsupported", "contradicts", "flattery", "repeated", "degenerate")
 KEPT = ("supported", "social")
 CLAIM_VERDICTS = ("contradicts", "flattery", "unsupported")
-_SETTINGS = {"min_k_precision", "strict_k_precision", "min_content_words", "stem_chars", "self_patterns", "arithmetic", "free_names",
-             "stopwords", "known_words", "social", "claims"}
+_SETTINGS = {"min_k_precision", "strict_k_precision", "min_content_words", "stem_chars", "self_patterns",
+             "arithmetic", "free_names", "stopwords", "known_words", "social", "claims"}
 
 # grounding: a capitalised word, a number, a URL
 _NAME = re.compile(r"(?<![\w'])([A-Z][\w'-]*)")
@@ -397,7 +397,8 @@ def keepable(messages: Any, *, knowledge: str | None = None) -> bool:
 def keepable_share(records: Any, *, knowledge: str | None = None) -> tuple[int, int]:
     """(conversations every sentence of which is kept, conversations): how many a careful reader would keep."""
     records = list(records)
-    return sum(keepable(r.get("messages") if isinstance(r, dict) else r, knowledge=knowledge) for r in records), len(records)
+    kept = sum(keepable(r.get("messages") if isinstance(r, dict) else r, knowledge=knowledge) for r in records)
+    return kept, len(records)
 
 
 def sentence_table(record: Any, *, knowledge: str | None = None):
