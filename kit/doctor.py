@@ -6,8 +6,9 @@ of next tokens, and every notebook then taught from noise. So the engine is chec
 reference the kit already has: the torch model of the same GGUF (`kit.training.base_model.load_base`,
 weights dequantized). Both read the same token ids of a few fixed chat conversations; at each
 position we compare the most likely next token (top-1 agreement) and the mean negative
-log-likelihood of the token that comes next (NLL, nats). A sound build differs from torch only by the
-GGUF's 8-bit weights; a broken one is far off on both.
+log-likelihood of the token that comes next (NLL, nats). Both use the same 4-bit weights; a sound build
+differs from torch only where llama.cpp rounds its activations to 8 bits for the quantized products
+and sums in another order, a few hundredths of a nat; a broken one is far off on both.
 
 The engine runs in a child process: a build that crashes (signal 11) is a finding, not a dead doctor.
 It is the same compiled library the server loads (`llama_cpp`), asked for logits at every position

@@ -51,7 +51,7 @@ def test_a_file_that_is_not_a_model_is_one_line_before_any_server_starts(tmp_pat
 
 
 @pytest.mark.embedded
-def test_a_server_that_fails_to_start_shows_its_log_and_leaves_no_temp_folder(tmp_path, monkeypatch):
+def test_a_server_that_fails_to_start_says_why_in_one_line_and_leaves_no_temp_folder(tmp_path, monkeypatch):
     import tempfile
 
     bad = tmp_path / "broken.gguf"
@@ -62,7 +62,8 @@ def test_a_server_that_fails_to_start_shows_its_log_and_leaves_no_temp_folder(tm
         with ls.local_server(bad, startup_timeout=60):
             pass
     message = str(info.value)
-    assert "exited with code" in message and "its log ends" in message and str(bad) in message
+    assert message.startswith(f"the model server for {bad} exited with code 1 before it answered: ")
+    assert "Failed to load model" in message and "\n" not in message
     assert set(ls._running) == before
     assert not list(tmp_path.glob("kit-llama-server-*"))
 
@@ -140,3 +141,54 @@ def test_the_server_does_not_outlive_a_killed_owner():
             pass  # caught mid-shutdown: the socket still accepted but the process is going
         time.sleep(0.1)
     pytest.fail(f"the model server at {base_url} outlived its killed owner")
+
+
+def test_serve_refuses_a_port_that_does_not_exist(capsys):
+    with pytest.raises(SystemExit) as info:
+        ls.main(["--port", "99999"])
+    assert info.value.code == 2 and "a port is 0 to 65535, not 99999" in capsys.readouterr().err
+
+
+@pytest.mark.embedded
+def test_a_server_that_cannot_have_its_port_does_not_take_another_for_its_own(fake_openai, monkeypatch):
+    # Two `kit serve` started at the same moment both find the port free; the one that loses it must say
+    # so, not take the winner's answers for its own readiness.
+    other = fake_openai()
+    busy = int(other.base_url.split(":")[2].split("/")[0])
+    monkeypatch.setattr(ls, "free_port", lambda port=0: busy)
+    with pytest.raises(ls.LocalServerError, match="exited with code [0-9]+ before it answered: .*address already in use"):
+        with ls.local_server(port=busy, startup_timeout=60):
+            pass
+
+
+@pytest.mark.embedded
+def test_servers_on_every_core_answer_as_one_server_does(monkeypatch):
+    asks = [[{"role": "user", "content": f"Give me one word that rhymes with number {i}."}] for i in range(4)]
+
+    def answers(count: int) -> tuple[list[str], set[str]]:
+        with ls.local_servers(count) as endpoints:
+            client = LLMClient(endpoints, concurrency=len(endpoints), cache_dir=None)
+
+            async def ask_all():
+                import asyncio
+                return await asyncio.gather(*(client.complete(m, temperature=0.8, max_tokens=12, seed=i)
+                                              for i, m in enumerate(asks)))
+
+            replies = run_sync(ask_all())
+        return [r.text for r in replies], {r.endpoint for r in replies}
+
+    one, where_one = answers(1)
+    two, where_two = answers(2)
+    assert one == two  # the seed decides the reply, not the server
+    assert len(where_one) == 1 and len(where_two) == 2  # both servers worked
+
+
+def test_kit_servers_sets_the_number_of_servers(monkeypatch):
+    monkeypatch.setenv("KIT_SERVERS", "3")
+    assert ls.default_servers() == 3
+    monkeypatch.setenv("KIT_SERVERS", "zero")
+    with pytest.raises(ls.LocalServerError, match="KIT_SERVERS must be a whole number from 1 to 8"):
+        ls.default_servers()
+    monkeypatch.delenv("KIT_SERVERS")
+    monkeypatch.setattr(ls, "free_cores", lambda: 64)
+    assert ls.default_servers() == ls.MAX_SERVERS

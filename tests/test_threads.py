@@ -10,6 +10,7 @@ import sys
 import pytest
 import torch
 
+from kit import cores
 from kit.training import threads
 from kit.training.threads import Share, Slot, choose
 
@@ -33,20 +34,19 @@ def test_choose(cores, others, peers, expected):
 
 def test_measurements_are_sane():
     assert 1 <= threads.usable_cores() <= (os.cpu_count() or 1)
-    assert threads.others_running() >= 0
-    assert threads._own_running() >= 1
+    assert cores.own_running() >= 1
 
 
 def test_others_running_without_proc(monkeypatch):
-    real = threads.Path.read_text
+    real = cores.Path.read_text
 
     def read_text(self, *a, **k):
         if str(self) == "/proc/loadavg":
             raise FileNotFoundError(self)
         return real(self, *a, **k)
 
-    monkeypatch.setattr(threads.Path, "read_text", read_text)
-    assert threads.others_running() == 0
+    monkeypatch.setattr(cores.Path, "read_text", read_text)
+    assert cores.others_running() == 0
 
 
 def test_slots_in_one_process(tmp_path):

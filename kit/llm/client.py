@@ -270,6 +270,7 @@ class LLMClient:
         self.limiter = AdaptiveLimiter(concurrency)
         self.stats = Stats()
         self._next_endpoint = 0
+        self._in_flight = [0] * len(self.endpoints)
         # The HTTP sessions' connections belong to the event loop that opened them (Jupyter's run_sync
         # uses a fresh loop per call), so each loop gets its own set.
         self._sessions: dict[asyncio.AbstractEventLoop, list[aiohttp.ClientSession]] = {}
@@ -340,20 +341,20 @@ class LLMClient:
         last_error = ""
         deadline: float | None = None
         for attempt in range(self.max_retries + 1):
-            index = self._next_endpoint % len(self.endpoints)
-            self._next_endpoint += 1
+            epoch = await self.limiter.acquire()
+            index = self._pick_endpoint()
             ep = self.endpoints[index]
+            if ep.gone is not None and (why := ep.gone(0.0)):
+                self.limiter.release(epoch)
+                raise ServerGone(why)
             body = {"model": ep.model, "messages": messages, **params}
             if messages and messages[-1].get("role") == "assistant":  # continue it (vLLM's spelling; llama.cpp does so anyway)
                 body.update(continue_final_message=True, add_generation_prompt=False)
             if schema is not None:
                 body["response_format"] = response_format(schema, schema_name, ep.schema_style)
-            epoch = await self.limiter.acquire()
-            if ep.gone is not None and (why := ep.gone(0.0)):
-                self.limiter.release(epoch)
-                raise ServerGone(why)
             started = time.perf_counter()
             deadline = deadline or time.monotonic() + self.item_timeout
+            self._in_flight[index] += 1
             try:
                 data = await self._post_within(clients[index], ep, body, min(self.timeout, deadline - time.monotonic()))
             except _Retry as exc:
@@ -366,6 +367,7 @@ class LLMClient:
                 failure = None
                 self.limiter.release(epoch, success=True)
             finally:
+                self._in_flight[index] -= 1
                 self.stats.requests += 1
             if failure is None:
                 completion = self._completion(data, ep, attempt, time.perf_counter() - started)
@@ -386,6 +388,16 @@ class LLMClient:
             self.stats.retries += 1
             await asyncio.sleep(pause)
         raise RetriesExhausted(self.max_retries + 1, last_error)
+
+    def _pick_endpoint(self) -> int:
+        """The endpoint with the fewest requests in flight, round-robin among equals: several local model
+        servers each answer one request at a time, so a long reply on one must not hold the next request
+        while another idles. A retry moves on to the next endpoint, as plain round-robin did."""
+        n = len(self.endpoints)
+        start = self._next_endpoint
+        offset = min(range(n), key=lambda k: self._in_flight[(start + k) % n])
+        self._next_endpoint = start + offset + 1
+        return (start + offset) % n
 
     def cache_key(self, messages: list[dict], params: dict, schema: dict | None, schema_name: str) -> str:
         """The reply cache's key: the request and where it goes. The servers are the sorted set of all
@@ -696,14 +708,14 @@ class connect:
         self._client_kwargs.setdefault("cache_dir", cache_dir())
         endpoints = [] if self._gguf is not None else endpoints_from_env(*self._args)
         if not endpoints:
-            from kit.llm.local_server import local_server
+            from kit.llm.local_server import local_servers
 
-            self._server = local_server(gguf=self._gguf)
-            endpoints = [self._server.__enter__()]
-            # llama.cpp's Python server answers one request at a time: more in flight would only wait
-            # in its queue, run into the client's timeout there and be computed twice. The caller's
-            # concurrency is meant for remote endpoints, so it is overridden here.
-            self._client_kwargs["concurrency"] = 1
+            self._server = local_servers(gguf=self._gguf)
+            endpoints = self._server.__enter__()
+            # llama.cpp's Python server answers one request at a time: more in flight than servers would
+            # only wait in their queues, run into the client's timeout there and be computed twice. The
+            # caller's concurrency is meant for remote endpoints, so it is overridden here.
+            self._client_kwargs["concurrency"] = len(endpoints)
         try:
             self.client = LLMClient([discover(ep) for ep in endpoints], **self._client_kwargs)
         except BaseException:

@@ -38,17 +38,19 @@ import sys
 import tempfile
 import re
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
 import httpx
 
+from kit.cores import free_cores
 from kit.llm.endpoints import NO_KEY, Endpoint
 from kit.paths import argument
 
 DEFAULT_ALIAS = "smollm2-135m-instruct"
 DEFAULT_CONTEXT = 4096
+MAX_SERVERS = 8  # each holds the model and its context (~300 MB); past this a machine is better served by vLLM
 GGUF_MAGIC = b"GGUF"  # the first bytes of every GGUF file
 _running: set[subprocess.Popen] = set()
 
@@ -89,10 +91,11 @@ def _log_text(log: Path) -> str:
 
 
 def last_words(log: Path) -> str:
-    """The log's last error line (a Python exception, uvicorn's "error while attempting to bind"), else
-    its last line: what a one-line message needs of a log that may hold a page of llama.cpp output."""
+    """The log's first error line (a Python exception, llama.cpp's "error loading model", uvicorn's "error
+    while attempting to bind"), else its last line: what a one-line message needs of a log that may hold
+    a page of llama.cpp output. The first, because a failed load is followed by errors of the teardown."""
     lines = [line.strip() for line in _log_text(log).splitlines() if line.strip()]
-    for line in reversed(lines):
+    for line in lines:
         if re.match(r"([A-Za-z_.]+(Error|Exception)\b|ERROR\b|error\b)", line):
             return line[:300]
     return lines[-1][:300] if lines else "(empty log)"
@@ -161,6 +164,18 @@ def default_threads() -> int:
     return max(1, (os.cpu_count() or 2) - 1)
 
 
+def default_servers() -> int:
+    """How many one-thread servers the embedded model runs as: one per core other programs leave free
+    (kit.cores), at most MAX_SERVERS. A llama.cpp server answers one request at a time and a 135M model
+    gains little from a second thread, so separate servers are what puts every free core to work.
+    KIT_SERVERS=N in the environment sets the number (1: one server, as before)."""
+    if wanted := os.environ.get("KIT_SERVERS", "").strip():
+        if not wanted.isdigit() or not 1 <= int(wanted) <= MAX_SERVERS:
+            raise LocalServerError(f"KIT_SERVERS must be a whole number from 1 to {MAX_SERVERS}, not {wanted!r}")
+        return int(wanted)
+    return max(1, min(MAX_SERVERS, free_cores()))
+
+
 def _continue_final_assistant() -> None:
     """Make the server continue a final assistant message. The chat template renders the conversation
     without the generation prompt and the prompt is cut right after the last message's text, so the
@@ -221,13 +236,13 @@ def _start(gguf: Path, port: int, alias: str, n_ctx: int, n_threads: int, log_pa
     return proc
 
 
-def _wait_ready(proc: subprocess.Popen, base_url: str, log_path: Path, timeout: float) -> None:
+def _wait_ready(proc: subprocess.Popen, base_url: str, log_path: Path, timeout: float, gguf: Path) -> None:
     """Until our server answers. An answer counts only once our own log says uvicorn is listening: a
     server already on the port (another `kit serve` that started first) would answer for us."""
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
-            raise LocalServerError(f"the model server {exit_text(proc.returncode)} before it answered: "
+            raise LocalServerError(f"the model server for {gguf} {exit_text(proc.returncode)} before it answered: "
                                    f"{last_words(log_path)}")
         try:
             if httpx.get(f"{base_url}/models", timeout=2.0).status_code == 200 \
@@ -236,7 +251,7 @@ def _wait_ready(proc: subprocess.Popen, base_url: str, log_path: Path, timeout: 
         except httpx.HTTPError:
             pass
         if time.monotonic() > deadline:
-            raise LocalServerError(f"the model server did not answer {base_url}/models within {timeout:g} s: "
+            raise LocalServerError(f"the model server for {gguf} did not answer {base_url}/models within {timeout:g} s: "
                                    f"{last_words(log_path)}")
         time.sleep(0.1)
 
@@ -262,7 +277,7 @@ def _serve(gguf: str | os.PathLike | None, port: int | None, alias: str | None, 
         shutil.rmtree(log_dir, ignore_errors=True)
         raise
     try:
-        _wait_ready(proc, base_url, log_path, startup_timeout)
+        _wait_ready(proc, base_url, log_path, startup_timeout, path)
         # the file itself names the model for the reply cache: every finetune writes a `model.gguf`, so the
         # name alone would mix their answers; a rewritten file (new mtime) is a new model
         stat = path.resolve().stat()
@@ -292,6 +307,16 @@ def port_number(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"a port is 0 to 65535, not {value}")
     return value
+
+
+@contextmanager
+def local_servers(count: int | None = None, gguf: str | os.PathLike | None = None, n_ctx: int = DEFAULT_CONTEXT,
+                  startup_timeout: float = 120.0) -> Iterator[list[Endpoint]]:
+    """`count` one-thread servers of the same GGUF (default: `default_servers()`); yields their Endpoints.
+    They share one reply-cache name, so which server answered never changes a cache key."""
+    with ExitStack() as stack:
+        yield [stack.enter_context(local_server(gguf, n_ctx=n_ctx, n_threads=1, startup_timeout=startup_timeout))
+               for _ in range(count or default_servers())]
 
 
 def main(argv: list[str]) -> int:

@@ -37,50 +37,15 @@ from pathlib import Path
 import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
+from kit.cores import others_running, usable_cores
+
 RECHECK_S = 5.0  # seconds between re-checks during a loop
-SAMPLES = 3  # /proc/loadavg readings per check, 10 ms apart; the least counts
 
 
 def choose(cores: int, others_running: int, peers: int) -> int:
     """Threads for one loop: `cores` shared evenly with `peers` (the kit's other loops), no more than the
     cores that `others_running` (runnable threads of other processes) leave free, and at least 1."""
     return max(1, min(cores // (peers + 1), cores - others_running))
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its affinity mask; all of them where the OS has none)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def others_running(samples: int = SAMPLES, gap: float = 0.01) -> int:
-    """Runnable threads of other processes now: the running count of /proc/loadavg (every thread on the
-    machine that runs or waits for a core, the reader included) less this process's own, the least of
-    `samples` readings. 0 where /proc is missing."""
-    counts = []
-    for i in range(samples):
-        if i:
-            time.sleep(gap)
-        try:
-            running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
-        except (OSError, ValueError, IndexError):
-            return 0
-        counts.append(running - _own_running())
-    return max(0, min(counts))
-
-
-def _own_running() -> int:
-    """This process's threads in state R (torch's workers may still spin after an operation)."""
-    n = 0
-    for stat in Path("/proc/self/task").glob("*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue  # the thread ended
-        n += text[text.rindex(")") + 2] == "R"
-    return max(1, n)  # the reader itself runs
 
 
 def registry() -> Path:
