@@ -181,14 +181,39 @@ class OutputError(ValueError):
     """An output the kit will not write: one of the command's inputs, or something the kit did not make."""
 
 
+YAML_MAX_DEPTH = 64  # as kit.records.MAX_DEPTH for JSON: no data file the kit reads nests deeper
+
+
+class TooDeep(ValueError):
+    """YAML nested deeper than YAML_MAX_DEPTH: bad input, not a string that merely fails to parse."""
+
+
+class BoundedLoader(yaml.SafeLoader):
+    """safe_load with its nesting bounded: PyYAML builds nodes recursively, so `[[[...]]]` 1,000 deep (a
+    parameter, a rules file) would end in a RecursionError instead of a line naming the file."""
+
+    def __init__(self, stream) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        self._depth += 1
+        try:
+            if self._depth > YAML_MAX_DEPTH:
+                raise TooDeep(f"nested more than {YAML_MAX_DEPTH} levels deep")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
 def read_yaml(path: str | os.PathLike, what: str):
-    """A YAML data file parsed (safe_load); a missing file says `what` it should hold, a malformed one is
-    a ValueError naming the file (knowledge files are data a person edits)."""
+    """A YAML data file parsed (safe, nesting bounded); a missing file says `what` it should hold, a
+    malformed one is a ValueError naming the file (knowledge files are data a person edits)."""
     try:
-        return yaml.safe_load(read_utf8(path))
+        return yaml.load(read_utf8(path), Loader=BoundedLoader)
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: {what} is missing") from None
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, TooDeep) as exc:
         raise ValueError(f"{path}: not valid YAML: {exc}") from None
 
 

@@ -45,9 +45,9 @@ import yaml
 
 from kit.locking import LockedError, exclusive
 from kit.manifest import now_iso, read_manifest, write_manifest
-from kit.records import MAX_DEPTH
 from kit.secrets import scrub_text, secret_values
-from kit.paths import PACKAGE_DIR, argument, atomic_write, display_path, knowledge_dir, project_root, runs_dir
+from kit.paths import (PACKAGE_DIR, BoundedLoader, TooDeep, argument, atomic_write, display_path, knowledge_dir,
+                       project_root, runs_dir)
 from kit.progress import no_progress_bars
 
 PRESETS_DIR = PACKAGE_DIR / "presets"
@@ -70,27 +70,8 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _LITERAL_TYPES = (str, int, float, bool, type(None), list, dict)
 
 
-class _Loader(yaml.SafeLoader):
-    """YAML as people write it for ML: PyYAML (YAML 1.1) reads 1e-3 as a string; this reads a float.
-    Nesting is bounded: PyYAML builds nodes recursively, and `-p "seed=[[[...]]]"` 1,000 deep would end
-    in a RecursionError."""
-
-    def __init__(self, stream) -> None:
-        super().__init__(stream)
-        self._depth = 0
-
-    def compose_node(self, parent, index):
-        self._depth += 1
-        try:
-            if self._depth > MAX_DEPTH:
-                raise _TooDeep(f"nested more than {MAX_DEPTH} levels deep")
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-
-class _TooDeep(ValueError):
-    """YAML nested deeper than MAX_DEPTH: bad input, not a string that merely fails to parse."""
+class _Loader(BoundedLoader):
+    """YAML as people write it for ML: PyYAML (YAML 1.1) reads 1e-3 as a string; this reads a float."""
 
 
 _Loader.add_implicit_resolver(
@@ -176,7 +157,7 @@ def parse_value(text: str) -> Any:
         value = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError:
         return text
-    except _TooDeep as exc:
+    except TooDeep as exc:
         raise PipelineError(str(exc)) from None
     return value if isinstance(value, _LITERAL_TYPES) else text  # e.g. dates stay strings
 
@@ -202,7 +183,7 @@ def load_yaml_params(path: Path) -> dict:
         raise PipelineError(f"{path}: cannot read ({exc.strerror})") from None
     except UnicodeDecodeError as exc:
         raise PipelineError(f"{path}: not a text file (byte 0x{exc.object[exc.start]:02x} is not UTF-8)") from None
-    except (yaml.YAMLError, _TooDeep) as exc:
+    except (yaml.YAMLError, TooDeep) as exc:
         raise PipelineError(f"{path}: not valid YAML: {exc}") from None
     if data is None:
         return {}

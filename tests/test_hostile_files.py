@@ -179,7 +179,6 @@ def test_run_refuses_a_parameters_file_nested_too_deep(tmp_path, capsys):
     assert code == 2 and one_line(err).startswith(f"kit run: {params}: not valid YAML: nested more than 64")
 
 
-@pytest.mark.xfail(strict=True, reason="kit.paths.read_yaml (another part of issue 28) must bound nesting too")
 def test_validate_refuses_rules_nested_too_deep(number_text, tmp_path, capsys):
     rules = tmp_path / "rules.yaml"
     rules.write_text(f"too_short: {DEEP}\n")
