@@ -206,6 +206,23 @@ def test_sigkill_then_resume_from_checkpoint_and_never_a_damaged_one(tiny, tmp_p
 
 
 @pytest.mark.slow
+def test_a_hand_edited_checkpoint_without_its_seconds_starts_clean_in_one_line(tiny, tmp_path, capfd):
+    out = tmp_path / "edited"
+    proc = _start(tiny, out, steps=60)
+    _wait_for_checkpoint(proc, out, 2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    config = staging_path(out) / CHECKPOINT / CONFIG_FILE
+    saved = json.loads(config.read_text())
+    del saved["train_seconds"]
+    config.write_text(json.dumps(saved))
+    result = finetune([IDENTITY], out, base=tiny, steps=60, lr=3e-3, batch_tokens=256, checkpoint_every=2,
+                      progress=True)  # the same parameters: only the edit stops the resume
+    assert result.resumed_from is None and len(result.history) == 60
+    assert "'train_seconds' is None, not a number of seconds; starting clean" in capfd.readouterr().out
+
+
+@pytest.mark.slow
 def test_ctrl_c_saves_and_exits_130_then_other_parameters_start_clean(tiny, tmp_path, capfd):
     out = tmp_path / "interrupted"
     proc = _start(tiny, out, steps=200)

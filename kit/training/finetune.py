@@ -512,9 +512,13 @@ def _run(data, out: Path, base, config: FinetuneConfig, lr: float, dev: torch.de
                 log(f"finetune: the checkpoint at step {saved.state.get('step')} was made with other parameters or "
                     f"data; starting clean", flush=True)
             elif saved is not None:
-                saved.restore(model, optimizer)
                 state = saved.state
-                start_step, resumed_from, history, spent = state["step"], state["step"], state["history"], state["train_seconds"]
+                seconds = state.get("train_seconds")
+                if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < math.inf:
+                    raise CheckpointError(f"{saved.folder / 'config.json'}: 'train_seconds' is {seconds!r}, "
+                                          f"not a number of seconds")
+                saved.restore(model, optimizer)
+                start_step, resumed_from, history, spent = state["step"], state["step"], state["history"], seconds
                 log(f"finetune: resuming from step {start_step} ({saved.folder})", flush=True)
         except CheckpointError as exc:
             log(f"finetune: {exc}; starting clean", flush=True)
