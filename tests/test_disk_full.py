@@ -237,8 +237,12 @@ def test_a_failed_cache_write_warns_once_and_caches_nothing_more(tmp_path, monke
     from the entries it had written."""
     from kit.llm import cache as cache_module
 
+    def reply(text: str) -> dict:  # what the client stores: a whole reply, or the cache reads a miss
+        return {"text": text, "finish_reason": "stop", "model": "m", "endpoint": "http://127.0.0.1:1/v1",
+                "prompt_tokens": 1, "completion_tokens": 1}
+
     cache = cache_module.ResponseCache(tmp_path / "cache")
-    cache.put("aa" + "0" * 62, {"text": "kept"})
+    cache.put("aa" + "0" * 62, reply("kept"))
     cache.flush()
     replace, calls = os.replace, []
 
@@ -248,10 +252,10 @@ def test_a_failed_cache_write_warns_once_and_caches_nothing_more(tmp_path, monke
 
     monkeypatch.setattr(cache_module.os, "replace", full)
     for i in range(5):
-        cache.put(f"b{i}" + "0" * 62, {"text": f"lost {i}"})
+        cache.put(f"b{i}" + "0" * 62, reply(f"lost {i}"))
         cache.flush()
     monkeypatch.setattr(cache_module.os, "replace", replace)
-    cache.put("cc" + "0" * 62, {"text": "after"})
+    cache.put("cc" + "0" * 62, reply("after"))
     cache.flush()
 
     err = capsys.readouterr().err
@@ -259,7 +263,7 @@ def test_a_failed_cache_write_warns_once_and_caches_nothing_more(tmp_path, monke
     assert cache_warnings(err, tmp_path / "cache") and str(tmp_path / "cache") in err
     assert len(calls) == 1  # after the first failure no write is tried
     assert isinstance(cache.write_error, OSError) and cache.write_error.errno == errno.ENOSPC
-    assert cache.get("aa" + "0" * 62) == {"text": "kept"}  # reading goes on
+    assert cache.get("aa" + "0" * 62) == reply("kept")  # reading goes on
     assert cache.get("b0" + "0" * 62) is None and cache.get("cc" + "0" * 62) is None
     no_temporary_files(tmp_path / "cache")
 

@@ -40,6 +40,7 @@ def stand_in(monkeypatch):
         return proc
 
     monkeypatch.setattr(local_server, "_start", start)
+    monkeypatch.setenv("KIT_SERVERS", "1")  # the crash comes at a known request: each server counts its own
 
     def set_crash(n: int) -> None:
         crash_after["n"] = n
