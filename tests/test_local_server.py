@@ -79,17 +79,21 @@ def test_structured_reply_is_valid_json(embedded_endpoint):
 
 
 @pytest.mark.embedded
-def test_connect_starts_the_embedded_model_and_stops_it_even_on_ctrl_c():
+def test_connect_starts_the_embedded_model_and_stops_it_even_on_ctrl_c(monkeypatch):
+    monkeypatch.setenv("KIT_SERVERS", "2")
     before = set(ls._running)
     with pytest.raises(KeyboardInterrupt):
         with connect() as client:
-            [proc] = set(ls._running) - before
+            procs = set(ls._running) - before
+            assert len(procs) == 2 and client.concurrency == 2  # one request in flight per server
             reply = run_sync(client.complete(ASK, max_tokens=8, temperature=0.0))
             assert reply.text and client.endpoints[0].model == ls.DEFAULT_ALIAS
             raise KeyboardInterrupt
-    assert gone(proc.pid) and proc not in ls._running
-    with pytest.raises(httpx.ConnectError):
-        httpx.get(f"{client.endpoints[0].base_url}/models", timeout=2)
+    for proc in procs:
+        assert gone(proc.pid) and proc not in ls._running
+    for ep in client.endpoints:
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{ep.base_url}/models", timeout=2)
 
 
 @pytest.mark.embedded

@@ -38,7 +38,8 @@ import sys
 import tempfile
 import re
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -256,9 +257,36 @@ def _wait_ready(proc: subprocess.Popen, base_url: str, log_path: Path, timeout: 
         time.sleep(0.1)
 
 
-@contextmanager
-def _serve(gguf: str | os.PathLike | None, port: int | None, alias: str | None, n_ctx: int,
-           n_threads: int | None, startup_timeout: float) -> Iterator[tuple[Endpoint, subprocess.Popen, Path]]:
+@dataclass
+class _Launched:
+    """A server process started and not yet known to answer."""
+
+    path: Path
+    alias: str
+    base_url: str
+    log_dir: Path
+    proc: subprocess.Popen
+
+    @property
+    def log_path(self) -> Path:
+        return self.log_dir / "server.log"
+
+    def ready(self, startup_timeout: float) -> Endpoint:
+        _wait_ready(self.proc, self.base_url, self.log_path, startup_timeout, self.path)
+        # the file itself names the model for the reply cache: every finetune writes a `model.gguf`, so the
+        # name alone would mix their answers; a rewritten file (new mtime) is a new model
+        stat = self.path.resolve().stat()
+        name = f"local:{self.path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+        return Endpoint(self.base_url, self.alias, NO_KEY, schema_style="llamacpp", cache_name=name,
+                        gone=_gone_check(self.proc, self.log_path))
+
+    def close(self) -> None:
+        _stop(self.proc)
+        shutil.rmtree(self.log_dir, ignore_errors=True)  # a failed start's tail is in its error message
+
+
+def _launch(gguf: str | os.PathLike | None, port: int | None, alias: str | None, n_ctx: int,
+            n_threads: int | None) -> _Launched:
     path = Path(gguf).expanduser() if gguf else default_gguf()
     if not path.is_file():
         raise LocalServerError(f"GGUF model file not found: {path}")
@@ -268,25 +296,23 @@ def _serve(gguf: str | os.PathLike | None, port: int | None, alias: str | None, 
         raise LocalServerError(f"{path} is not a GGUF model file (it starts with {magic!r}, not {GGUF_MAGIC!r})")
     alias = alias or (DEFAULT_ALIAS if gguf is None else path.stem.lower())
     port = free_port(port or 0)
-    base_url = f"http://127.0.0.1:{port}/v1"
     log_dir = Path(tempfile.mkdtemp(prefix="kit-llama-server-"))
-    log_path = log_dir / "server.log"
     try:
-        proc = _start(path, port, alias, n_ctx, n_threads or default_threads(), log_path)
+        proc = _start(path, port, alias, n_ctx, n_threads or default_threads(), log_dir / "server.log")
     except BaseException:
         shutil.rmtree(log_dir, ignore_errors=True)
         raise
+    return _Launched(path, alias, f"http://127.0.0.1:{port}/v1", log_dir, proc)
+
+
+@contextmanager
+def _serve(gguf: str | os.PathLike | None, port: int | None, alias: str | None, n_ctx: int,
+           n_threads: int | None, startup_timeout: float) -> Iterator[tuple[Endpoint, subprocess.Popen, Path]]:
+    server = _launch(gguf, port, alias, n_ctx, n_threads)
     try:
-        _wait_ready(proc, base_url, log_path, startup_timeout, path)
-        # the file itself names the model for the reply cache: every finetune writes a `model.gguf`, so the
-        # name alone would mix their answers; a rewritten file (new mtime) is a new model
-        stat = path.resolve().stat()
-        name = f"local:{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-        yield Endpoint(base_url, alias, NO_KEY, schema_style="llamacpp", cache_name=name,
-                       gone=_gone_check(proc, log_path)), proc, log_path
+        yield server.ready(startup_timeout), server.proc, server.log_path
     finally:
-        _stop(proc)
-        shutil.rmtree(log_dir, ignore_errors=True)  # a failed start's tail is in its error message
+        server.close()
 
 
 @contextmanager
@@ -312,11 +338,17 @@ def port_number(text: str) -> int:
 @contextmanager
 def local_servers(count: int | None = None, gguf: str | os.PathLike | None = None, n_ctx: int = DEFAULT_CONTEXT,
                   startup_timeout: float = 120.0) -> Iterator[list[Endpoint]]:
-    """`count` one-thread servers of the same GGUF (default: `default_servers()`); yields their Endpoints.
-    They share one reply-cache name, so which server answered never changes a cache key."""
-    with ExitStack() as stack:
-        yield [stack.enter_context(local_server(gguf, n_ctx=n_ctx, n_threads=1, startup_timeout=startup_timeout))
-               for _ in range(count or default_servers())]
+    """`count` one-thread servers of the same GGUF (default: `default_servers()`), all started before any
+    is waited for; yields their Endpoints. They share one reply-cache name, so which server answered
+    never changes a cache key."""
+    launched: list[_Launched] = []
+    try:
+        for _ in range(count or default_servers()):
+            launched.append(_launch(gguf, None, None, n_ctx, 1))
+        yield [server.ready(startup_timeout) for server in launched]
+    finally:
+        for server in launched:
+            server.close()
 
 
 def main(argv: list[str]) -> int:
