@@ -809,3 +809,13 @@ def test_the_more_steps_try_it_holds_on_a_tiny_model(trained_tokenizer):
     short, more = (midtrain(records, trained_tokenizer, steps=steps, **tiny) for steps in (9, 60))
     last = lambda r: sum(h["train_loss"] for h in r.history[-3:]) / 3
     assert last(more) < last(short)
+
+
+def test_a_sentence_02_quotes_from_its_ten_conversations_is_printed_there():
+    """02 names a false sentence the truth check kept: it must be one the notebook printed."""
+    nb = nbformat.read(NOTEBOOKS / "02_bulk_generation.ipynb", as_version=4)
+    said = " ".join(markdown(nb))
+    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" and "sentence_table" in c.source
+                      for o in c.get("outputs", []))
+    for quote in re.findall(r'in the committed run it\s+kept "([^"]+)"', said):
+        assert quote in printed, quote
