@@ -196,3 +196,23 @@ def test_kit_servers_sets_the_number_of_servers(monkeypatch):
     monkeypatch.delenv("KIT_SERVERS")
     monkeypatch.setattr(ls, "free_cores", lambda: 64)
     assert ls.default_servers() == ls.MAX_SERVERS
+
+
+@pytest.mark.embedded
+def test_a_reply_does_not_depend_on_what_the_server_answered_before():
+    # A second turn whose prompt holds the first turn's reply: a server that had just written that reply
+    # must answer it as a fresh server does (reusing the reply's tokens changed the logits by up to 0.6).
+    first = [{"role": "user", "content": "Name one animal that lives in the sea."}]
+
+    def second_turn_reply(warm: bool) -> str:
+        with ls.local_server(n_threads=1) as ep:
+            client = LLMClient(ep, cache_dir=None)
+            reply = run_sync(client.complete(first, temperature=0.0, max_tokens=24, seed=1)).text
+            if not warm:
+                run_sync(client.complete([{"role": "user", "content": "Something else entirely."}],
+                                         temperature=0.0, max_tokens=8, seed=2))
+            then = first + [{"role": "assistant", "content": reply},
+                            {"role": "user", "content": "Tell me one more thing about it."}]
+            return run_sync(client.complete(then, temperature=0.9, max_tokens=40, seed=3)).text
+
+    assert second_turn_reply(warm=True) == second_turn_reply(warm=False)

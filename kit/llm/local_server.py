@@ -22,6 +22,9 @@ traceback), and the server's temporary log folder is removed on every exit, a fa
 A server that dies is said so at once: the Endpoint carries `gone`, which the client asks before each
 request and after a failed connection, so a crashed engine (signal 11) stops the run with its exit and
 log line instead of seven retries against a closed port and an item rejected for it.
+
+A server reuses the previous request's prompt as a prefix but never its reply (`_reuse_prompts_only`), so
+a reply does not depend on what the server answered before, nor on which of several servers answered.
 """
 
 from __future__ import annotations
@@ -203,6 +206,38 @@ def _continue_final_assistant() -> None:
     llama_chat_format.Jinja2ChatFormatter.__call__ = call
 
 
+PREFIX_BLOCK = 16  # the server reads prompts in batches of this many tokens, each starting at a multiple of it
+
+
+def _reuse_prompts_only() -> None:
+    """Make a reply independent of what the server computed before, so that several servers answer as
+    one does. llama.cpp's numbers for a token depend on the batch it was read in: a reply's tokens are
+    read one at a time, and a prompt that reuses them got logits up to 0.6 apart from one that reads them
+    fresh (measured), while a reused prompt prefix cut at an arbitrary point changes how the rest is
+    batched. So only prompts are kept for reuse, never replies, and the reused prefix is cut to a
+    multiple of PREFIX_BLOCK (the server's batch size): every prompt is then read in the same batches,
+    whatever came before. The shared system prompt is still read once per server."""
+    from llama_cpp import llama
+
+    generate = llama.Llama.generate
+
+    def prompt_only(self, tokens, *args, **kwargs):
+        prompt = list(tokens)
+        held = self._input_ids.tolist()
+        common = 0
+        for a, b in zip(held, prompt[:-1]):
+            if a != b:
+                break
+            common += 1
+        self.n_tokens = common - common % PREFIX_BLOCK
+        try:
+            yield from generate(self, prompt, *args, **kwargs)
+        finally:
+            self.n_tokens = min(self.n_tokens, len(prompt))
+
+    llama.Llama.generate = prompt_only
+
+
 def _orphan_guard_main() -> None:
     """Entry point of the server process: llama_cpp.server, plus a watchdog that exits when the process
     that started us is gone. atexit cannot run when the kit's process is SIGKILLed (a killed test run,
@@ -219,6 +254,7 @@ def _orphan_guard_main() -> None:
 
     threading.Thread(target=watch, daemon=True).start()
     _continue_final_assistant()
+    _reuse_prompts_only()
     sys.argv[0] = "llama_cpp.server"
     runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
 
@@ -228,6 +264,7 @@ def _start(gguf: Path, port: int, alias: str, n_ctx: int, n_threads: int, log_pa
                str(os.getpid()), "--model", str(gguf), "--model_alias", alias,
                "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx),
                "--n_threads", str(n_threads), "--n_threads_batch", str(n_threads),
+               "--n_batch", str(PREFIX_BLOCK),  # prompts read in the same batches whatever came before
                # logits for every position (the server's default) cost n_ctx x vocab floats; we need none
                "--logits_all", "false"]
     with open(log_path, "wb") as log:
