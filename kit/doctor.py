@@ -28,10 +28,10 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
 
 from kit.llm.local_server import default_gguf, default_threads, exit_text
+from kit.manifest import package_versions
 
 # Measured on a portable build (the Makefile's flags) of llama-cpp-python 0.3.16 on an AMD EPYC with
 # AVX-512: 97.7% agreement, NLL 0.01 nats from torch's. The broken native build on the Xeon: 21.5%
@@ -163,13 +163,8 @@ def _cpu_features(system_info: str) -> str:
 
 
 def versions() -> dict[str, str]:
-    found = {}
-    for name in PACKAGES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = "not installed"
-    return found
+    installed = package_versions(PACKAGES)
+    return {name: installed.get(name, "not installed") for name in PACKAGES}
 
 
 def main(argv: list[str]) -> int:

@@ -36,13 +36,19 @@ def git_commit() -> str | None:
         return None
 
 
-def environment_info() -> dict:
+def package_versions(names) -> dict[str, str]:
+    """The installed version of each of `names` (distribution names); one not installed is left out."""
     versions = {}
-    for name in _TRACKED_PACKAGES:
+    for name in names:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             pass
+    return versions
+
+
+def environment_info() -> dict:
+    versions = package_versions(_TRACKED_PACKAGES)
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),

@@ -176,15 +176,20 @@ def _wait_for_checkpoint(proc, out: Path, min_step: int, timeout: float = 120) -
     raise AssertionError("no checkpoint in time")
 
 
+def _killed_after_a_checkpoint(tiny, out: Path, steps: int, min_step: int) -> None:
+    """A finetune SIGKILLed once it has saved a checkpoint at `min_step` or later (left in its partial folder)."""
+    proc = _start(tiny, out, steps=steps)
+    _wait_for_checkpoint(proc, out, min_step)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
 @pytest.mark.slow
 def test_sigkill_then_resume_from_checkpoint_and_never_a_damaged_one(tiny, tmp_path):
     import shutil
 
     out = tmp_path / "killed"
-    proc = _start(tiny, out, steps=60)
-    _wait_for_checkpoint(proc, out, 4)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    _killed_after_a_checkpoint(tiny, out, steps=60, min_step=4)
     partial = staging_path(out)
     assert not out.exists()  # a kill leaves no half-made output folder, only the partial one beside it
     step = json.loads((partial / CHECKPOINT / CONFIG_FILE).read_text())["step"]
@@ -208,10 +213,7 @@ def test_sigkill_then_resume_from_checkpoint_and_never_a_damaged_one(tiny, tmp_p
 @pytest.mark.slow
 def test_a_hand_edited_checkpoint_without_its_seconds_starts_clean_in_one_line(tiny, tmp_path, capfd):
     out = tmp_path / "edited"
-    proc = _start(tiny, out, steps=60)
-    _wait_for_checkpoint(proc, out, 2)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    _killed_after_a_checkpoint(tiny, out, steps=60, min_step=2)
     config = staging_path(out) / CHECKPOINT / CONFIG_FILE
     saved = json.loads(config.read_text())
     del saved["train_seconds"]
