@@ -355,8 +355,9 @@ class LLMClient:
             started = time.perf_counter()
             deadline = deadline or time.monotonic() + self.item_timeout
             self._in_flight[index] += 1
+            allotted = min(self.timeout, deadline - time.monotonic())
             try:
-                data = await self._post_within(clients[index], ep, body, min(self.timeout, deadline - time.monotonic()))
+                data = await self._post_within(clients[index], ep, body, allotted)
             except _Retry as exc:
                 failure = exc
                 self.limiter.release(epoch, rate_limited=exc.rate_limited)
@@ -376,6 +377,10 @@ class LLMClient:
                 if cacheable and (schema is None or parse_json_reply(completion.text).error is None):
                     self.cache.put(key, {**asdict(completion), "cached": False})
                 return completion
+            if allotted < self.timeout and last_error:
+                # the item deadline, not the server, cut this attempt short: the error worth telling is
+                # the last attempt that had its full time
+                raise RetriesExhausted(attempt + 1, last_error, f" within the {self.item_timeout:g} s item deadline")
             last_error = str(failure)
             if ep.gone is not None and (why := await asyncio.to_thread(ep.gone, 1.0)):
                 raise ServerGone(why)
