@@ -130,10 +130,10 @@ def stages_from_doc(doc: Path = DOC) -> list[tuple[str, set[str]]]:
             package = "kit"
             stages.append(("foundations", set()))
             rest = head.group(1)
-        elif head := re.match(r"  ([a-z_]+)/\s+(.*)", listed):
+        elif head := re.match(r"  ([a-z_]+)/(?:\s+(.*))?$", listed):
             package = f"kit.{head.group(1)}"
             stages.append((head.group(1), {package}))
-            rest = head.group(2)
+            rest = head.group(2) or ""
         elif head := re.match(r"  ([a-z_]+)(?:\s|$)", listed):
             package = None
             stages.append((head.group(1), {f"kit.{head.group(1)}"}))
@@ -173,7 +173,7 @@ def test_the_picture_lists_every_module_and_only_real_ones():
 
 def test_the_stage_order_is_the_documented_one():
     assert [s for s, _ in STAGES] == ["foundations", "llm", "generation", "tokens", "quality", "training",
-                                      "memory", "figures", "doctor", "pipeline"]
+                                      "memory", "figures", "doctor", "pipeline", "commands"]
 
 
 def test_no_circle_between_modules():
