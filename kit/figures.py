@@ -335,6 +335,28 @@ def met(ok: bool) -> str:
     return "met" if ok else "not met"
 
 
+def paired_gain(a: Sequence[bool], b: Sequence[bool], draws: int = 10_000, seed: int = 0) -> dict:
+    """How much more often `a` passes than `b` on the same items (a[i] and b[i] are one probe), with a 95%
+    interval from resampling the items (paired bootstrap): two models asked the same 29 probes differ
+    by chance on the probes where exactly one passes, and only those move the difference.
+    Returns {n, gain, lo, hi, a_only, b_only}."""
+    if len(a) != len(b) or not a:
+        raise ValueError(f"paired_gain needs two equally long, non-empty lists, got {len(a)} and {len(b)}")
+    diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    picks = np.random.default_rng(seed).integers(0, len(diff), size=(draws, len(diff)))
+    lo, hi = np.percentile(diff[picks].mean(axis=1), [2.5, 97.5])
+    return {"n": len(diff), "gain": float(diff.mean()), "lo": float(lo), "hi": float(hi),
+            "a_only": int((diff > 0).sum()), "b_only": int((diff < 0).sum())}
+
+
+def gain_sentence(name_a: str, name_b: str, gain: dict) -> str:
+    """'+0.21 (95% CI +0.03 to +0.38; 9 probes only the student passed, 3 only the teacher)', and whether
+    the interval leaves out zero: inside it, the two are a tie at this n."""
+    verdict = "a real difference" if gain["lo"] > 0 or gain["hi"] < 0 else "a tie at this n (the interval holds 0)"
+    return (f"{name_a} minus {name_b}: {gain['gain']:+.2f} over {gain['n']} probes (95% CI {gain['lo']:+.2f} to "
+            f"{gain['hi']:+.2f}; {gain['a_only']} passed by {name_a} only, {gain['b_only']} by {name_b} only): {verdict}")
+
+
 # ---- one generated item, accepted or rejected (notebooks 01 and 02) -------------------------------------
 
 

@@ -112,3 +112,23 @@ def test_memory_timeline_and_accuracy_with_an_oracle_bar(tmp_path):
     assert set(labels) == set(reference["per_category"])  # every category the oracle answered has a row
     widths = sorted(p.get_width() for p in fig.axes[0].patches)
     assert widths.count(100.0) == len(reference["per_category"]) and 50.0 in widths
+
+
+def test_paired_gain_counts_only_the_probes_where_the_two_differ():
+    a = [True] * 10 + [False] * 10
+    same = figures.paired_gain(a, a)
+    assert same == {"n": 20, "gain": 0.0, "lo": 0.0, "hi": 0.0, "a_only": 0, "b_only": 0}
+    assert "a tie" in figures.gain_sentence("A", "B", same)
+    clear = figures.paired_gain([True] * 18 + [False] * 2, [False] * 18 + [True] * 2)
+    assert clear["a_only"] == 18 and clear["b_only"] == 2 and 0.4 < clear["lo"] < clear["gain"] == pytest.approx(0.8)
+    assert "a real difference" in figures.gain_sentence("A", "B", clear)
+    # 14 of 29 against 8 of 29 with 6 probes passed by one only: the notebook-07 case is a tie
+    close = figures.paired_gain([True] * 14 + [False] * 15, [True] * 8 + [False] * 21)
+    assert close["lo"] > 0  # every differing probe favours A here, so even 6 of 29 clear zero
+    mixed = figures.paired_gain([True] * 10 + [False] * 4 + [False] * 15, [True] * 4 + [True] * 4 + [False] * 21)
+    assert mixed["lo"] <= 0 <= mixed["hi"]
+
+
+def test_paired_gain_refuses_lists_of_different_lengths():
+    with pytest.raises(ValueError, match="equally long"):
+        figures.paired_gain([True], [True, False])

@@ -428,3 +428,19 @@ def test_a_threshold_of_one_finds_only_exact_copies():
     exact = quality.near_duplicates(records, threshold=1.0)
     assert exact.removable <= quality.near_duplicates(records, threshold=0.8).removable
     assert quality.main([str(NEAR_DUPS), "--threshold", "1", "--json"]) == 0
+
+
+def test_the_comparison_chart_shows_the_rows_that_differ_and_leaves_empty_ones_to_the_table():
+    from kit.quality import plots as quality_plots
+
+    def row(figure, gen, ref, pct=True):
+        return {"figure": figure, "generated": gen, "reference": ref, "n_generated": 23, "n_reference": 132, "pct": pct}
+
+    rows = [row("markup", 0.0, 0.0), row("says it", 1.0, 0.87), row("requested topic: elements covered", "20 of 58", None, False),
+            row("messages per conversation (mean)", 3.1, 4.2, False)]
+    fig = quality_plots.comparison_bars(rows)
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == ["says it", "requested topic: elements covered"]
+    assert "1 rows at 0% on both sides" in fig.axes[0].get_title(loc="left")
+    assert "20 of 58 elements" in [t.get_text() for t in fig.axes[0].texts]
+    assert quality_plots.comparison_bars([row("markup", 0.0, 0.0), row("shape", 0.0, None)]) is None

@@ -8,6 +8,8 @@ which notebook 03 runs: a kernel that never imported pyplot has no PNG display f
 
 from __future__ import annotations
 
+import re
+
 from typing import Sequence
 
 from matplotlib.figure import Figure
@@ -145,23 +147,42 @@ def plan_heatmap(records: Sequence[dict], rows: str = "topic_category", cols: st
     return fig
 
 
-def comparison_bars(rows: Sequence[dict], names: tuple[str, str] = ("generated", "reference")) -> Figure:
-    """The share-valued rows of kit.quality.report.comparison as paired bars, each labelled with its n."""
-    shown = [r for r in rows if r["pct"] and (r["generated"] is not None or r["reference"] is not None)]
+def _as_share(row: dict, side: str) -> tuple[float, str] | None:
+    """A comparison row's value on one side as (share, label), or None: shares as they are, coverage
+    ("8 of 9" elements) as the share of elements covered."""
+    value, n = row[side], row[f"n_{side}"]
+    if row["pct"] and value is not None:
+        return value, f"{100 * value:.0f}% (n={n})"
+    if isinstance(value, str) and (m := re.fullmatch(r"(\d+) of (\d+)", value)) and int(m[2]):
+        return int(m[1]) / int(m[2]), f"{value} elements"
+    return None
+
+
+def comparison_bars(rows: Sequence[dict], names: tuple[str, str] = ("generated", "reference")) -> Figure | None:
+    """The rows of kit.quality.report.comparison that are shares (coverage as the share of elements
+    covered) as paired bars, each labelled with its n. A row at 0% on both sides is left to the table: a
+    chart of empty bars hides the rows that differ. None when no row is left."""
+    sides = ("generated", "reference")
+    shares = [(r, [_as_share(r, side) for side in sides]) for r in rows]
+    shown = [(r, v) for r, v in shares if any(v) and any(x and x[0] > 0 for x in v)]
+    if not shown:
+        return None
     fig = Figure(figsize=(9, 0.9 + 0.45 * max(len(shown), 2)))
     ax = fig.add_subplot()
-    for k, (side, color) in enumerate(zip(("generated", "reference"), ("tab:orange", "tab:green"))):
+    for k, (side, color) in enumerate(zip(sides, ("tab:orange", "tab:green"))):
         y = [i + (k - 0.5) * 0.38 for i in range(len(shown))]
-        values = [r[side] or 0.0 for r in shown]
-        ax.barh(y, values, height=0.36, color=color, alpha=0.8, label=names[k])
-        for yy, value, r in zip(y, values, shown):
-            ax.text(value + 0.01, yy, f"{100 * value:.0f}% (n={r[f'n_{side}']})", va="center", fontsize=7)
-    ax.set_yticks(range(len(shown)), [r["figure"].strip() for r in shown], fontsize=8)
+        for yy, (r, values) in zip(y, shown):
+            value, label = values[k] or (0.0, "-")
+            ax.barh(yy, value, height=0.36, color=color, alpha=0.8, label=names[k] if yy == y[0] else None)
+            ax.text(value + 0.01, yy, label, va="center", fontsize=7)
+    ax.set_yticks(range(len(shown)), [r["figure"].strip() for r, _ in shown], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(0, 1.25)
     ax.xaxis.set_major_formatter(PercentFormatter(1.0))
-    ax.legend(loc="lower right", fontsize=8)
-    ax.set_title("Generated data beside the reference (share of conversations or messages)", fontsize=10, loc="left")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    left = sum(1 for _, v in shares if any(v)) - len(shown)
+    ax.set_title(f"Generated data beside the reference: share of conversations, messages or elements\n"
+                 f"({left} rows at 0% on both sides are in the table only)", fontsize=9, loc="left")
     fig.tight_layout()
     return fig
 

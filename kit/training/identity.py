@@ -157,6 +157,13 @@ class IdentityResult:
             "pass_before_checks": None if r["error"] else r.get("pass_mentioned", r["pass"]),
             "error": r["error"] or ""} for r in self.rows])
 
+    def paired_with(self, other: "IdentityResult") -> tuple[list[bool], list[bool]]:
+        """Pass/fail of this result and `other` on the probes both scored, in one order: the input of
+        `kit.figures.paired_gain`, which compares two models on the same probes."""
+        theirs = {r["probe"]: r["pass"] for r in other.rows if r["error"] is None}
+        both = [r for r in self.rows if r["error"] is None and r["probe"] in theirs]
+        return [bool(r["pass"]) for r in both], [bool(theirs[r["probe"]]) for r in both]
+
     def facts_table(self):
         """Per fact (and no_foreign): how many answers were asked for it, how many stated it, the share."""
         import pandas as pd
@@ -393,7 +400,7 @@ def format_result(result: IdentityResult, answer_width: int = 100) -> str:
         mark = "-" if r["error"] else ("yes" if r["pass"] else "no")
         facts = " ".join(f"{f}{'+' if ok else '-'}" for f, ok in r["facts"].items())
         wrong = ", ".join([f"not {f}" for f in r.get("denied", ())] + list(r.get("contradicted", ())))
-        turned = f" (passed before: {'+'.join(r['flipped_by'])})" if r.get("flipped_by") else ""
+        turned = f" (fails only by the {' and '.join(r['flipped_by'])} check)" if r.get("flipped_by") else ""
         lines.append(f"{r['probe']:<16} {mark:<4} {facts:<24} {', '.join(r['foreign']):<14} {wrong}{turned}".rstrip())
         lines += _wrapped(f"(not scored: {r['error']})" if r["error"] else r["answer"], answer_width)
         for u in r.get("untrue", ()):  # the sentence that failed and why, under the answer
