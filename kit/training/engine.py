@@ -22,12 +22,21 @@ def chat(model: GPT, tokenizer, prompt: str | list[dict], *, max_new_tokens: int
     """The assistant's reply to a user message (or a conversation ending with one), stopping at
     <|assistant_end|>. A python tool call the model writes is run through kit.training.calculator and its output
     is fed back between <|output_start|> and <|output_end|>, as the tasks taught it."""
+    return chat_with_calls(model, tokenizer, prompt, max_new_tokens=max_new_tokens, temperature=temperature,
+                           top_k=top_k, seed=seed)[0]
+
+
+def chat_with_calls(model: GPT, tokenizer, prompt: str | list[dict], *, max_new_tokens: int = 96,
+                    temperature: float = 0.0, top_k: int | None = None, seed: int = 0) -> tuple[str, list[dict]]:
+    """`chat`, and the calls the calculator ran as [{expression, output}]: a small model also writes
+    <|output_start|> itself, after no call, and only this list tells the two apart."""
     messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
     context = tokenizer.render_for_completion(messages)
     start = len(context)
     sid = tokenizer.special_id
     assistant_end, python_start, python_end = sid("<|assistant_end|>"), sid("<|python_start|>"), sid("<|python_end|>")
     generator = torch.Generator().manual_seed(seed)
+    calls = []
     budget = max_new_tokens
     while budget > 0:
         new = list(model.generate(context, budget, temperature=temperature, top_k=top_k,
@@ -46,15 +55,17 @@ def chat(model: GPT, tokenizer, prompt: str | list[dict], *, max_new_tokens: int
             output = format_result(evaluate(expression))
         except CalculatorError as exc:
             output = f"error: {exc}"
+        calls.append({"expression": expression, "output": output})
         context += [sid("<|output_start|>"), *tokenizer.encode(output), sid("<|output_end|>")]
     reply = context[start:]
     if reply and reply[-1] == assistant_end:
         reply = reply[:-1]
-    return tokenizer.decode(reply)
+    return tokenizer.decode(reply), calls
 
 
 def samples(model: GPT, tokenizer, prompts: Sequence[str], max_new_tokens: int) -> list[dict]:
-    """Greedy replies to `prompts` as [{prompt, reply}] (none when `max_new_tokens` is 0)."""
+    """Greedy replies to `prompts` as [{prompt, reply, calls}] (none when `max_new_tokens` is 0)."""
     if max_new_tokens <= 0:
         return []
-    return [{"prompt": p, "reply": chat(model, tokenizer, p, max_new_tokens=max_new_tokens)} for p in prompts]
+    replies = [chat_with_calls(model, tokenizer, p, max_new_tokens=max_new_tokens) for p in prompts]
+    return [{"prompt": p, "reply": reply, "calls": calls} for p, (reply, calls) in zip(prompts, replies)]
