@@ -11,8 +11,8 @@ import pytest
 
 from fake_openai import MODEL, Reply
 from kit.llm.endpoints import Endpoint
-from kit.llm.client import (AdaptiveLimiter, FatalAPIError, LLMClient, RetriesExhausted, _retry_after, connect,
-                            parse_json_reply, response_format, run_sync)
+from kit.llm.client import AdaptiveLimiter, FatalAPIError, LLMClient, RetriesExhausted, connect, response_format, run_sync
+from kit.llm.reply import parse_json_reply, retry_delay
 
 USER = [{"role": "user", "content": "hello"}]
 SCHEMA = {"type": "object", "properties": {"answer": {"type": "integer"}}, "required": ["answer"]}
@@ -60,12 +60,12 @@ def test_429_is_retried_after_the_retry_after_delay(fake_openai):
 
 
 def test_retry_after_accepts_seconds_milliseconds_and_http_dates():
-    assert _retry_after(httpx.Headers({"Retry-After": "2.5"})) == 2.5
-    assert _retry_after(httpx.Headers({"retry-after-ms": "250"})) == 0.25
+    assert retry_delay(httpx.Headers({"Retry-After": "2.5"})) == 2.5
+    assert retry_delay(httpx.Headers({"retry-after-ms": "250"})) == 0.25
     in_ten = email.utils.formatdate(time.time() + 10, usegmt=True)
-    assert 8 <= _retry_after(httpx.Headers({"Retry-After": in_ten})) <= 10
-    assert _retry_after(httpx.Headers({"Retry-After": "soon"})) is None
-    assert _retry_after(httpx.Headers()) is None
+    assert 8 <= retry_delay(httpx.Headers({"Retry-After": in_ten})) <= 10
+    assert retry_delay(httpx.Headers({"Retry-After": "soon"})) is None
+    assert retry_delay(httpx.Headers()) is None
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 408, 409])

@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from kit.llm import local_server as ls
-from kit.llm.client import LLMClient, connect, parse_json_reply, run_sync
+from kit.llm.client import LLMClient, connect, run_sync
+from kit.llm.reply import parse_json_reply
 
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}, "country": {"type": "string"}},
           "required": ["city", "country"]}

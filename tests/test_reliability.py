@@ -22,7 +22,8 @@ from kit.llm.endpoints import Endpoint
 from kit.generation.export import main as export_main
 from kit.generation.generate import Journal, file_paths, generate
 from kit.generation.generate import main as generate_main
-from kit.llm.client import LLMClient, RetriesExhausted, parse_json_reply, run_sync
+from kit.llm.client import LLMClient, RetriesExhausted, run_sync
+from kit.llm.reply import parse_json_reply
 from kit.locking import LockedError, exclusive
 from kit.memory.cli import main as memory_main
 from kit.pipeline import NotebookFailed, RunResult, failure_message

@@ -42,7 +42,7 @@ def cache_key(request: dict[str, Any]) -> str:
 
 
 def _whole(entry: Any) -> bool:
-    """Whether an entry holds a reply's fields (kit.llm.client.Completion's), each of its type: an edit by
+    """Whether an entry holds a reply's fields (kit.llm.reply.Completion's), each of its type: an edit by
     hand or another program may have put a number in its text or "many" in its token counts."""
     return (isinstance(entry, dict) and isinstance(entry.get("text"), str)
             and isinstance(entry.get("finish_reason"), (str, type(None)))

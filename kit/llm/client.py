@@ -31,35 +31,30 @@ that is not a chat completion are retried, any other status is fatal.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import os
 import random
-import re
 import threading
 import time
 import weakref
 from collections import deque
 from dataclasses import asdict, dataclass, replace
 from functools import cached_property
-from typing import Any, Awaitable, Callable, Mapping, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar
 
 import aiohttp
 import httpx
-import json_repair
 
 from kit.llm.endpoints import Endpoint, endpoints_from_env
 from kit.paths import cache_dir
-from kit.records import MAX_DEPTH, deeper_than, load_json
+from kit.records import load_json
 from kit.llm.cache import ResponseCache, cache_key
+from kit.llm.reply import (Completion, completion_problem, decode_body, fatal_message, parse_json_reply, retry_delay,
+                           server_message, token_count)
 from kit.secrets import scrub_text, secret_values
 
 T = TypeVar("T")
 RETRYABLE_STATUS = frozenset({408, 409, 429})
-MAX_REPLY_CHARS = 2**20  # a chat reply is a few thousand tokens; beyond this it is a runaway
-MAX_REPAIR_CHARS = 2**16  # almost-JSON worth repairing is a reply of a few thousand tokens
-MAX_TOKEN_COUNT = 2**40  # a count in a reply's usage beyond this is garbage, not a bill
-_BRACKET_OR_STRING = re.compile(r'"(?:[^"\\]|\\.)*"?|[\[\]{}]')
 DEFAULT_TIMEOUT_S = 120.0  # one request, body included
 DEFAULT_ITEM_TIMEOUT_S = 600.0  # one complete() call: every attempt and back-off together
 
@@ -91,20 +86,6 @@ class RetriesExhausted(LLMError):
         self.last_error = last_error
 
 
-@dataclass(frozen=True)
-class Completion:
-    text: str
-    finish_reason: str | None
-    prompt_tokens: int
-    completion_tokens: int
-    cost_usd: float
-    model: str
-    endpoint: str
-    retries: int = 0
-    latency_s: float = 0.0
-    cached: bool = False
-
-
 @dataclass
 class Stats:
     """Running totals. Cached completions count as cache_hits only: they cost no tokens."""
@@ -121,53 +102,6 @@ class Stats:
     def as_dict(self) -> dict:
         return asdict(self)
 
-
-@dataclass(frozen=True)
-class JsonReply:
-    value: Any
-    error: str | None
-    repaired: bool
-
-
-def parse_json_reply(text: str | None) -> JsonReply:
-    """The JSON value in a model's reply. Small models often emit almost-JSON (a trailing comma, a
-    missing brace, a code fence): json-repair fixes those; `repaired` says it had to. Never raises:
-    a degenerate reply (1,200 `[` from a model looping to its token limit, megabytes of text) is an
-    error like any other (kit.records.load_json's limits)."""
-    if text is None or not text.strip():
-        return JsonReply(None, "empty reply", False)
-    if len(text) > MAX_REPLY_CHARS:
-        return JsonReply(None, f"{len(text):,} characters long (more than {MAX_REPLY_CHARS:,})", False)
-    try:
-        return JsonReply(load_json(text), None, False)
-    except json.JSONDecodeError as exc:
-        first_error = f"not valid JSON ({exc})"
-    except ValueError as exc:  # too deep, a lone surrogate: repairing would not make it sane
-        return JsonReply(None, f"not usable JSON ({exc})", False)
-    # json-repair takes seconds to minutes on long or deeply bracketed garbage (100,000 `{`: 25 s), and
-    # an almost-JSON reply worth repairing is neither
-    if len(text) > MAX_REPAIR_CHARS or _bracket_depth(text) > MAX_DEPTH:
-        return JsonReply(None, first_error, False)
-    try:
-        value = json_repair.loads(text)
-    except (RecursionError, MemoryError, ValueError):
-        return JsonReply(None, first_error, False)
-    if not isinstance(value, (dict, list)) or not value or deeper_than(value, MAX_DEPTH):
-        return JsonReply(None, first_error, False)
-    return JsonReply(value, None, True)
-
-
-def _bracket_depth(text: str) -> int:
-    """The deepest nesting of brackets outside JSON strings (a loop over the brackets only)."""
-    depth = deepest = 0
-    for match in _BRACKET_OR_STRING.finditer(text):
-        token = match.group()
-        if token in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif token in "]}":
-            depth -= 1
-    return deepest
 
 
 def response_format(schema: dict, name: str, style: str) -> dict:
@@ -447,18 +381,18 @@ class LLMClient:
             if isinstance(exc, asyncio.TimeoutError) and not failed:
                 raise _Retry(f"timed out after {self.timeout:g} s at {ep.base_url}") from None
             raise _Retry(f"connection to {ep.base_url} failed: {causes[-1]}") from None
-        text = _decode(raw, charset)
+        text = decode_body(raw, charset)
         if status >= 400:
             if status in RETRYABLE_STATUS or status >= 500:
-                raise _Retry(f"{status} from {ep.base_url}: {_server_message(text)}",
-                             _retry_after(headers), rate_limited=status == 429) from None
-            raise FatalAPIError(_fatal_message(status, text, ep), status) from None
+                raise _Retry(f"{status} from {ep.base_url}: {server_message(text)}",
+                             retry_delay(headers), rate_limited=status == 429) from None
+            raise FatalAPIError(fatal_message(status, text, ep), status) from None
         try:
             data = load_json(text)
         except ValueError as exc:
             problem = f"not JSON: {exc}"
         else:
-            problem = _completion_problem(data)
+            problem = completion_problem(data)
         if problem is not None:
             raise _Retry(f"malformed response from {ep.base_url} (not an OpenAI chat completion: {problem}): "
                          f"{' '.join(text[:200].split())!r}") from None
@@ -472,8 +406,8 @@ class LLMClient:
         """A reply `_post` has checked, as a Completion. Its text and model name are scrubbed here, where
         they enter the kit: a server may echo the key, and every file and stream downstream gets them."""
         choice = data["choices"][0]
-        prompt_tokens = _token_count(data.get("usage"), "prompt_tokens")
-        completion_tokens = _token_count(data.get("usage"), "completion_tokens")
+        prompt_tokens = token_count(data.get("usage"), "prompt_tokens")
+        completion_tokens = token_count(data.get("usage"), "completion_tokens")
         cost = 0.0
         if self.prices:
             cost = (prompt_tokens * self.prices[0] + completion_tokens * self.prices[1]) / 1e6
@@ -495,59 +429,6 @@ class LLMClient:
         return random.uniform(ceiling / 2, ceiling)  # jitter spreads out clients that failed together
 
 
-def _completion_problem(data: Any) -> str | None:
-    """Why a decoded reply body is not a chat completion the kit can read, or None. Only what a
-    Completion takes is checked; a bad `usage` is no reason to ask again (`_token_count`)."""
-    choices = data.get("choices") if isinstance(data, dict) else None
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        return "no choices[0] object"
-    message = choices[0].get("message")
-    if not isinstance(message, dict):
-        return f"choices[0].message is {_kind(message)}, not an object"
-    if not isinstance(message.get("content"), (str, type(None))):
-        return f"message content is {_kind(message['content'])}, not a string"
-    if not isinstance(choices[0].get("finish_reason"), (str, type(None))):
-        return f"finish_reason is {_kind(choices[0]['finish_reason'])}, not a string"
-    return None
-
-
-def _kind(value: Any) -> str:
-    """A JSON value's type as a reply's reader would say it ("an array", "missing")."""
-    if value is None:
-        return "missing"
-    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array", dict: "an object"}
-    return names.get(type(value), type(value).__name__)
-
-
-def _token_count(usage: Any, name: str) -> int:
-    """A token count from a reply's `usage`; 0 when it is not a count (a string, NaN, 1e999, a negative):
-    the reply's text is good, only the accounting is lost."""
-    value = usage.get(name) if isinstance(usage, dict) else None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return value if type(value) is int and 0 <= value < MAX_TOKEN_COUNT else 0
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait from `retry-after-ms` or `Retry-After` (seconds or an HTTP date), if given."""
-    if value := headers.get("retry-after-ms"):
-        try:
-            return max(0.0, float(value) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
-
-
 def _causes(exc: BaseException) -> list[BaseException]:
     chain = [exc]
     while chain[-1].__cause__ is not None and len(chain) < 10:
@@ -555,43 +436,6 @@ def _causes(exc: BaseException) -> list[BaseException]:
     return chain
 
 
-def _decode(raw: bytes, charset: str | None) -> str:
-    """A response body as text: its declared charset, else UTF-8; undecodable bytes replaced."""
-    try:
-        return raw.decode(charset or "utf-8", errors="replace")
-    except LookupError:  # a charset Python does not know
-        return raw.decode("utf-8", errors="replace")
-
-
-def _server_message(text: str) -> str:
-    """What an error response says: the JSON body's message (under "error" where it is nested there,
-    as OpenAI nests it), else the first 300 characters of the body."""
-    try:
-        body = load_json(text)
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        body = body.get("error", body)
-    if isinstance(body, dict):
-        message = body.get("message") or body.get("error") or body.get("detail")
-        if message:
-            return str(message)
-    return text[:300]
-
-
-def _fatal_message(status: int, text: str, ep: Endpoint) -> str:
-    detail = _server_message(text)
-    if status == 401:
-        return (f"401 Unauthorized: bad or missing API key for {ep.base_url} "
-                f"(set OPENAI_API_KEY or OPENROUTER_API_KEY in the environment or .env): {detail}")
-    if status == 403:
-        return f"403 Forbidden: the API key for {ep.base_url} may not use model '{ep.model}': {detail}"
-    if status == 404:
-        return (f"404: unknown model '{ep.model}' at {ep.base_url} (or no chat API there; "
-                f"does the URL end in /v1?): {detail}")
-    if status == 400:
-        return f"400 bad request: {detail}"
-    return f"{status} from {ep.base_url}: {detail}"
 
 
 async def close_loop_clients() -> None:

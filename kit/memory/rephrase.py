@@ -12,7 +12,8 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 
-from kit.llm.client import LLMClient, RetriesExhausted, parse_json_reply
+from kit.llm.client import LLMClient, RetriesExhausted
+from kit.llm.reply import parse_json_reply
 from kit.memory.questions import Question, check_rewrite
 from kit.memory.sessions import fill, load_prompt
 

@@ -25,7 +25,8 @@ from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from string import Template
 
-from kit.llm.client import LLMClient, RetriesExhausted, parse_json_reply
+from kit.llm.client import LLMClient, RetriesExhausted
+from kit.llm.reply import parse_json_reply
 from kit.memory.ledger import Transaction, to_cents
 from kit.memory.rules import turn_problems
 from kit.memory.scenes import Catalogue
