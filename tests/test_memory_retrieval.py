@@ -99,3 +99,14 @@ def test_evidence_recall_at_k_by_hand():
 def test_recall_needs_a_positive_k():
     with pytest.raises(ValueError, match="k must be at least 1"):
         evidence_recall([record([])], k=0)
+
+
+def test_a_right_date_from_a_one_session_prompt_is_counted_as_copied():
+    from kit.memory.retrieval import copied_dates
+
+    items = [{"category": "max_frequency_date", "correct": True, "chunks_given": 1},   # the only date in sight
+             {"category": "max_frequency_date", "correct": True, "chunks_given": 3},   # chosen among three
+             {"category": "max_frequency_date", "correct": False, "chunks_given": 1},
+             {"category": "total_amount", "correct": True, "chunks_given": 1},         # an amount is not a copy
+             {"category": "max_frequency_date", "correct": None, "error": "timed out"}]
+    assert copied_dates(items) == [items[0]]

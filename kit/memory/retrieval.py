@@ -13,6 +13,8 @@ scenes it names); a retriever ranks the sessions the question may see (0..positi
 the share of the evidence among its top k. Retrievers: `bm25` (the question's words and dates
 against each session's text, a small numpy BM25), `recent` (the newest sessions first) and `all`
 (every visible session, whatever k: recall 1 at the price of the longest context).
+
+`copied_dates` finds the right answers that need no reading: a date asked with one session in the prompt.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import numpy as np
 
 from kit.memory.evaluate import score, summarize
 from kit.memory.ledger import Transaction, busiest_dates, format_cents, largest_cents, spent_cents, top_scenes
-from kit.memory.questions import CATEGORIES, ISO_DATE
+from kit.memory.questions import ANSWER_KIND, CATEGORIES, ISO_DATE
 from kit.memory.rankers import RETRIEVERS, bm25_scores, rank  # noqa: F401 (bm25_scores: public here too)
 from kit.memory.scenes import load_scenes
 
@@ -119,3 +121,11 @@ def evidence_recall(records: list[dict], k: int = 1, retrievers: tuple[str, ...]
     return {"k": k, "per_category": {c: table[c] for c in order}, "overall": table["overall"],
             "questions_without_evidence": sum(i["recall"] is None for i in items) // max(1, len(retrievers)),
             "items": items}
+
+
+def copied_dates(items: list[dict]) -> list[dict]:
+    """The right answers to date questions asked with one session in the prompt: every line there starts
+    with that session's date, so writing the only date in sight is right whenever the retriever put the
+    busiest date's session first. Such a hit credits the retriever, not the model's counting."""
+    return [i for i in items if i.get("correct") and ANSWER_KIND.get(i["category"]) == "date"
+            and i.get("chunks_given") == 1]
