@@ -479,6 +479,23 @@ def the_worked_example_has_nanochats_regions(nb):
 
 
 @claim("04_tokens_and_masks")
+def nanochats_token_counts_are_the_fixtures(nb):
+    """The counts quoted for nanochat's own tokenizer come from the seed's token table, for this very
+    conversation (the notebook writes it inline; the fixture holds the seed's copy)."""
+    import json
+
+    fixture = json.loads((project_root() / "tests" / "fixtures" / "gsm8k_example.json").read_text())
+    table = fixture["seed_table"]
+    said = re.search(r"nanochat's own tokenizer, 65,536 tokens, made (\d+) tokens of this conversation, (\d+) of them "
+                     r"supervised", "\n".join(markdown(nb)))
+    assert said and (int(said[1]), int(said[2])) == (len(table), sum(mask for _, _, mask in table))
+    source = cell(nb, starts="gsm8k = {").source
+    for message in fixture["conversation"]["messages"]:
+        parts = message["content"] if isinstance(message["content"], list) else [{"text": message["content"]}]
+        assert all(json.dumps(part["text"]) in source for part in parts), "the notebook's conversation is the fixture's"
+
+
+@claim("04_tokens_and_masks")
 def the_wrong_shift_moves_only_region_boundaries(nb):
     text = output(cell(nb, starts="wrong = rendered.mask[:-1]"))
     moved = re.findall(r"^\s+\d+\s+('.*?')\s+->\s+('.*?')\s+[01]\s+[01]$", text, re.M)
