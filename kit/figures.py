@@ -14,6 +14,7 @@ loses its colours there: `token_figure` is its picture twin).
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Sequence
@@ -385,6 +386,23 @@ def distill_lines(entry: dict) -> list[str]:
     else:
         lines += [f"  {reason}" for reason in entry["reject"].get("reasons", [])]
     return lines
+
+
+_PLAIN = {"about", "with", "from", "that", "this", "what", "when", "where", "which", "your", "their", "does",
+          "doing", "being", "into", "over", "more", "than", "they", "them", "have", "will"}
+
+
+def topic_words_said(record: dict) -> tuple[list[str], list[str]]:
+    """(said, unsaid): the content words of an item's planned topic that its conversation uses, and those
+    it never uses, matched on their first five letters ("arithmetic" finds "arithmetically"). A rough
+    first look at whether a well-formed conversation is about what was asked: the content rules check
+    form, and a reply can pass them all while it answers nothing."""
+    topic = (record.get("meta") or {}).get("topic") or ""
+    words = dict.fromkeys(w for w in re.findall(r"[a-z]{4,}", topic.lower()) if w not in _PLAIN)
+    text = " ".join(str(m.get("content", "")) for m in record.get("messages", [])).lower()
+    stems = {w[:5] for w in re.findall(r"[a-z]{4,}", text)}
+    said = [w for w in words if w[:5] in stems]
+    return said, [w for w in words if w not in said]
 
 
 def reject_rows(entries: Sequence[dict], reason_chars: int = 90, raw_chars: int = 80) -> list[tuple]:

@@ -132,3 +132,13 @@ def test_paired_gain_counts_only_the_probes_where_the_two_differ():
 def test_paired_gain_refuses_lists_of_different_lengths():
     with pytest.raises(ValueError, match="equally long"):
         figures.paired_gain([True], [True, False])
+
+
+def test_topic_words_said_finds_a_conversation_that_never_touches_its_topic():
+    junk = {"meta": {"topic": "doing arithmetic with the calculator tool"},
+            "messages": [{"role": "user", "content": "Hello nanochat!"}, {"role": "assistant", "content": "Hi! What's a math?"}]}
+    assert figures.topic_words_said(junk) == ([], ["arithmetic", "calculator", "tool"])
+    good = {"meta": {"topic": "doing arithmetic with the calculator tool"},
+            "messages": [{"role": "user", "content": "Can you add big numbers?"},
+                         {"role": "assistant", "content": "Yes: arithmetically I lean on my built-in calculator."}]}
+    assert figures.topic_words_said(good) == (["arithmetic", "calculator"], ["tool"])
