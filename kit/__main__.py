@@ -12,7 +12,7 @@ import sys
 
 # command -> (module, one-line help). Each module exposes `main(argv: list[str]) -> int`.
 COMMANDS = {
-    "serve": ("kit.llm.local_server", "serve a local GGUF (default: the embedded SmolLM2-135M) as an OpenAI-compatible API"),
+    "serve": ("kit.commands.serve", "serve a local GGUF (default: the embedded SmolLM2-135M) as an OpenAI-compatible API"),
     "generate": ("kit.generation.generate", "generate synthetic conversations in bulk (resumable)"),
     "export": ("kit.generation.export", "convert a conversation file to nanochat CustomJSON lines or parquet"),
     "validate": ("kit.quality.validation", "check a conversation file and list every problem"),
@@ -24,8 +24,8 @@ COMMANDS = {
     "finetune": ("kit.training.finetune", "finetune a real chat model (default: the embedded SmolLM2-135M) on conversation files"),
     "memory": ("kit.memory.cli", "generate and evaluate the expense-tracking memory benchmark"),
     "identity": ("kit.training.identity", "ask the held-out identity probes and score what a model says about itself"),
-    "doctor": ("kit.doctor", "check the embedded model's llama.cpp build against torch; versions, CPU features, tokens/s"),
-    "run": ("kit.pipeline", "execute the notebooks in order with papermill into runs/<run-id>/"),
+    "doctor": ("kit.commands.doctor", "check the embedded model's llama.cpp build against torch; versions, CPU features, tokens/s"),
+    "run": ("kit.commands.run", "execute the notebooks in order with papermill into runs/<run-id>/"),
 }
 
 

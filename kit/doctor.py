@@ -1,4 +1,4 @@
-"""`python -m kit doctor`: is the embedded model computing what the model computes, on this machine?
+"""`python -m kit doctor` (kit.commands.doctor): is the embedded model computing what the model computes, on this machine?
 
 llama.cpp is compiled on the machine that installs it, and a build can be wrong without failing:
 one made for an AVX-512/AMX Xeon with llama.cpp's default `GGML_NATIVE` agreed with the model on 22%
@@ -21,13 +21,12 @@ nothing of generation or training beyond loading the two models.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from kit.llm.local_server import default_gguf, default_threads, exit_text
@@ -156,7 +155,7 @@ def check_engine(gguf: str | Path | None = None, threads: int | None = None) -> 
                         engine["system_info"].strip(), time.perf_counter() - started)
 
 
-def _cpu_features(system_info: str) -> str:
+def cpu_features(system_info: str) -> str:
     """The instruction sets llama.cpp says it uses ('AVX2 = 1' and the like), as one short list."""
     on = [part.split("=")[0].split(":")[-1].strip() for part in system_info.split("|") if part.strip().endswith("= 1")]
     return ", ".join(on) or system_info or "(not reported)"
@@ -165,29 +164,3 @@ def _cpu_features(system_info: str) -> str:
 def versions() -> dict[str, str]:
     installed = package_versions(PACKAGES)
     return {name: installed.get(name, "not installed") for name in PACKAGES}
-
-
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kit doctor",
-                                     description="Check the embedded model's llama.cpp build against the torch model "
-                                                 "of the same GGUF; print versions, CPU features and tokens/s.")
-    parser.add_argument("--gguf", help="model file (default: the embedded SmolLM2-135M-Instruct)")
-    parser.add_argument("--json", action="store_true", help="print the measurement as JSON")
-    args = parser.parse_args(argv)
-    print("packages: " + ", ".join(f"{k} {v}" for k, v in versions().items()), flush=True)
-    try:
-        report = check_engine(args.gguf)
-    except (EngineError, OSError, ValueError) as exc:  # BaseModelError is a ValueError
-        print(f"kit doctor: FAILED: {exc}; {REBUILD}", file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps({**asdict(report), "problems": report.problems()}))
-    print(f"llama.cpp uses: {_cpu_features(report.system_info)}")
-    print(f"generation: {report.tokens_per_s:.0f} tokens/s (64 tokens, greedy)")
-    problems = report.problems()
-    if problems:
-        print(f"kit doctor: FAILED: the embedded model computes the wrong numbers: {'; '.join(problems)} "
-              f"({report.positions} positions); {REBUILD}", file=sys.stderr)
-        return 1
-    print(f"kit doctor: ok: {report.summary()} ({report.seconds:.0f} s)")
-    return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from kit import doctor
+from kit.commands import doctor as doctor_command
 from kit.llm.local_server import exit_text
 
 
@@ -18,7 +19,7 @@ def report(agreement: float, nll_engine: float, nll_torch: float = 3.30) -> doct
 
 @pytest.mark.embedded
 def test_this_build_computes_what_torch_computes(capsys):
-    assert doctor.main([]) == 0
+    assert doctor_command.main([]) == 0
     out = capsys.readouterr().out
     assert "kit doctor: ok: llama.cpp vs torch" in out and "tokens/s" in out and "llama_cpp_python" in out
 
@@ -34,8 +35,8 @@ def test_verdict_on_known_builds(agreement, nll, broken):
 
 
 def test_a_wrong_build_fails_setup_in_one_line(monkeypatch, capsys):
-    monkeypatch.setattr(doctor, "check_engine", lambda gguf=None: report(0.215, 6.36))
-    assert doctor.main([]) == 1
+    monkeypatch.setattr(doctor_command, "check_engine", lambda gguf=None: report(0.215, 6.36))
+    assert doctor_command.main([]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert "top-1 agreement 21.5% < 90%" in err[0] and "gap +3.06" in err[0] and "make setup" in err[0]
@@ -45,6 +46,6 @@ def test_a_crashing_engine_is_a_finding(monkeypatch, capsys):
     def crash(gguf=None):
         raise doctor.EngineError(f"the llama.cpp engine {exit_text(-11)}; its output ends: (nothing)")
 
-    monkeypatch.setattr(doctor, "check_engine", crash)
-    assert doctor.main([]) == 1
+    monkeypatch.setattr(doctor_command, "check_engine", crash)
+    assert doctor_command.main([]) == 1
     assert "exited (signal 11: segmentation fault)" in capsys.readouterr().err

@@ -11,6 +11,7 @@ import time
 import httpx
 import pytest
 
+from kit.commands import serve
 from kit.llm import local_server as ls
 from kit.llm.client import LLMClient, connect, run_sync
 from kit.llm.reply import parse_json_reply
@@ -150,7 +151,7 @@ def test_the_server_does_not_outlive_a_killed_owner():
 
 def test_serve_refuses_a_port_that_does_not_exist(capsys):
     with pytest.raises(SystemExit) as info:
-        ls.main(["--port", "99999"])
+        serve.main(["--port", "99999"])
     assert info.value.code == 2 and "a port is 0 to 65535, not 99999" in capsys.readouterr().err
 
 

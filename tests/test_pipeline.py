@@ -16,6 +16,7 @@ import nbformat
 import pytest
 
 from kit import pipeline
+from kit.commands import run as run_command
 from kit.paths import project_root
 from kit.pipeline import Notebook, PipelineError, parse_assignments, parse_value, resolve_parameters
 
@@ -141,7 +142,7 @@ def test_unknown_preset_lists_the_presets():
 
 def test_only_selects_by_number_or_name():
     assert [nb.name for nb in pipeline.select(FAKE, ["3", "01_gen"])] == ["03_plot", "01_gen"]
-    assert pipeline._parser().parse_args(["--only", "02", "--only", "03", "04"]).only == ["02", "03", "04"]
+    assert run_command.parser().parse_args(["--only", "02", "--only", "03", "04"]).only == ["02", "03", "04"]
     with pytest.raises(PipelineError, match="--only: section '09'"):
         pipeline.select(FAKE, ["9"])
 
@@ -197,7 +198,7 @@ def test_progress_bars_are_off_in_kernels_the_pipeline_starts(monkeypatch):
 
 
 def test_cli_rejects_an_unknown_parameter_before_running_anything(capsys):
-    assert pipeline.main(["-p", "no_such_parameter=1", "--run-id", "never-made"]) == 2
+    assert run_command.main(["-p", "no_such_parameter=1", "--run-id", "never-made"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("kit run: -p: unknown parameter 'no_such_parameter'") and "valid: " in err
     assert "Traceback" not in err and not (project_root() / "runs" / "never-made").exists()

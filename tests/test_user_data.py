@@ -19,6 +19,7 @@ import pytest
 from tiny_lm import IDENTITY, make_tiny_model
 
 from kit import paths, pipeline
+from kit.commands import run as run_command
 from kit.generation.export import main as export_main
 from kit.manifest import write_manifest
 from kit.quality.judge import main as judge_main
@@ -269,7 +270,7 @@ def test_manifests_are_strict_json(tmp_path):
 @pytest.mark.parametrize("value", ["8080", "[1, 2]"])
 def test_kit_run_refuses_an_endpoint_that_is_not_text_before_making_the_run_folder(tmp_path, capsys, monkeypatch, value):
     monkeypatch.setattr(pipeline, "runs_dir", lambda: tmp_path)
-    assert pipeline.main(["-p", f"endpoint={value}", "--run-id", "bad-endpoint"]) == 2
+    assert run_command.main(["-p", f"endpoint={value}", "--run-id", "bad-endpoint"]) == 2
     assert "expected text or a list of texts" in one_line(capsys.readouterr().err)
     assert not (tmp_path / "bad-endpoint").exists()
 
@@ -387,7 +388,7 @@ def test_a_resume_with_other_options_says_what_changed_and_the_hint_repeats_the_
     message = pipeline.failure_message(result)
     assert "resume with `python -m kit run --preset smoke -p n=7 --only 02 --run-id r1`" in message
     argv = ["--preset", "full", "-p", "num=3", "-f", "my params.yaml", "--only", "03", "04"]
-    assert pipeline.command_line(argv, "r2") == \
+    assert run_command.command_line(argv, "r2") == \
         "python -m kit run --preset full -p num=3 -f 'my params.yaml' --only 03 04 --run-id r2"
-    assert pipeline.command_line(pipeline._without_only(argv), "r2") == \
+    assert run_command.command_line(run_command._without_only(argv), "r2") == \
         "python -m kit run --preset full -p num=3 -f 'my params.yaml' --run-id r2"

@@ -12,7 +12,7 @@ that message's text (response prefilling), as llama.cpp's own server does and vL
 process renders such a prompt itself (`_continue_final_assistant`). The distill recipe opens answers
 with a planned sentence this way.
 
-`python -m kit serve [--gguf PATH] [--port N]` runs the same server in the foreground (any local GGUF),
+`python -m kit serve [--gguf PATH] [--port N]` (kit.commands.serve) runs the same server in the foreground (any local GGUF),
 so a JupyterLab session can point the kit at it through OPENAI_BASE_URL.
 
 A file that is not a GGUF is refused before any process starts (llama.cpp would answer with a page of
@@ -29,7 +29,6 @@ a reply does not depend on what the server answered before, nor on which of seve
 
 from __future__ import annotations
 
-import argparse
 import atexit
 import importlib.util
 import os
@@ -50,7 +49,6 @@ import httpx
 
 from kit.cores import free_cores
 from kit.llm.endpoints import NO_KEY, Endpoint
-from kit.paths import argument
 
 DEFAULT_ALIAS = "smollm2-135m-instruct"
 DEFAULT_CONTEXT = 4096
@@ -343,8 +341,10 @@ def _launch(gguf: str | os.PathLike | None, port: int | None, alias: str | None,
 
 
 @contextmanager
-def _serve(gguf: str | os.PathLike | None, port: int | None, alias: str | None, n_ctx: int,
-           n_threads: int | None, startup_timeout: float) -> Iterator[tuple[Endpoint, subprocess.Popen, Path]]:
+def serving(gguf: str | os.PathLike | None, port: int | None, alias: str | None, n_ctx: int,
+            n_threads: int | None, startup_timeout: float) -> Iterator[tuple[Endpoint, subprocess.Popen, Path]]:
+    """One server started and ready: yields its Endpoint, its process and its log (`kit serve` waits on the
+    process); stopped on exit."""
     server = _launch(gguf, port, alias, n_ctx, n_threads)
     try:
         yield server.ready(startup_timeout), server.proc, server.log_path
@@ -357,19 +357,8 @@ def local_server(gguf: str | os.PathLike | None = None, port: int | None = None,
                  n_ctx: int = DEFAULT_CONTEXT, n_threads: int | None = None,
                  startup_timeout: float = 120.0) -> Iterator[Endpoint]:
     """Serve a GGUF (default: the embedded SmolLM2-135M-Instruct) on loopback; yields its Endpoint."""
-    with _serve(gguf, port, alias, n_ctx, n_threads, startup_timeout) as (endpoint, _, _):
+    with serving(gguf, port, alias, n_ctx, n_threads, startup_timeout) as (endpoint, _, _):
         yield endpoint
-
-
-def port_number(text: str) -> int:
-    """argparse type: a TCP port, 0 to 65535."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, not {value}")
-    return value
 
 
 @contextmanager
@@ -386,28 +375,3 @@ def local_servers(count: int | None = None, gguf: str | os.PathLike | None = Non
     finally:
         for server in launched:
             server.close()
-
-
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kit serve",
-                                     description="Serve a local GGUF model as an OpenAI-compatible API on loopback.")
-    parser.add_argument("--gguf", type=argument, help="model file (default: the embedded SmolLM2-135M-Instruct)")
-    parser.add_argument("--port", type=port_number, default=8080, help="port on 127.0.0.1 (default 8080; 0 picks a free one)")
-    parser.add_argument("--n-ctx", type=int, default=DEFAULT_CONTEXT, help="context length in tokens")
-    parser.add_argument("--threads", type=int, help=f"CPU threads (default: all cores but one, here {default_threads()})")
-    args = parser.parse_args(argv)
-    try:
-        with _serve(args.gguf, args.port or None, None, args.n_ctx, args.threads, 120.0) as (ep, proc, log_path):
-            print(f"serving {ep.model} at {ep.base_url}\n"
-                  f"point the kit at it (shell, or a .env file):\n"
-                  f"  export OPENAI_BASE_URL={ep.base_url} OPENAI_MODEL={ep.model} KIT_SCHEMA_STYLE=llamacpp\n"
-                  f"Ctrl-C stops it.", flush=True)
-            proc.wait()
-            print(f"kit serve: {ep.gone()}", file=sys.stderr)
-            return 1
-    except LocalServerError as exc:
-        print(f"kit serve: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("stopped")
-        return 0
