@@ -21,6 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
+from kit.paths import save_figure
 from kit.tokens import packing
 from kit.training.curves import loss_figure
 
@@ -33,14 +34,6 @@ def _plt():
     return plt
 
 
-def save(fig, path: str | Path) -> Path:
-    """Write `fig` as a PNG (folders made as needed) and return the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    return path
-
-
 def show(fig, path: str | Path | None = None):
     """In a notebook: store `fig` as one image/png output (saved to `path` too when given) and close it,
     so the figure is neither shown twice nor kept as text."""
@@ -49,7 +42,7 @@ def show(fig, path: str | Path | None = None):
     from IPython.display import Image, display
 
     if path is not None:
-        save(fig, path)
+        save_figure(fig, path, bbox_inches="tight")
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     _plt().close(fig)

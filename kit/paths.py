@@ -109,6 +109,15 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def save_figure(fig, path: str | os.PathLike, **options) -> Path:
+    """A matplotlib Figure written to `path` through `atomic_write` (folders made as needed) at 110 dpi, in
+    the format the suffix names (PNG without one); `options` go on to `savefig` (e.g. bbox_inches)."""
+    path = Path(path)
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, **{"dpi": 110, "format": path.suffix[1:].lower() or "png", **options})
+    return path
+
+
 def fsync_file(path: str | os.PathLike) -> None:
     """Flush a file (or a folder's entries) to disk; a path that is gone was written by no one to wait for."""
     try:

@@ -12,6 +12,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from kit import figures
+from kit.paths import save_figure
 from kit.tokens import packing
 from kit.memory.plot import plot_accuracy, plot_timeline
 from kit.memory.retrieval import oracle
@@ -45,7 +46,7 @@ def test_packing_grid_marks_padding_and_dropped_tokens(tmp_path):
     words = texts(fig)
     assert {"✂ 4 dropped", "✂ 11 dropped"} <= set(words)  # greedy: the rest of conversation 2, and 5 but its BOS
     assert any(w.startswith("best_fit_pad: 4 rows of 10, 2 tokens dropped, 7 padding") for w in words)
-    assert figures.save(fig, tmp_path / "toy.png").stat().st_size > 1000
+    assert save_figure(fig, tmp_path / "toy.png", bbox_inches="tight").stat().st_size > 1000
 
 
 def test_packing_grid_of_real_rows_shows_the_first_rows(trained_tokenizer):
@@ -72,7 +73,7 @@ def test_token_and_shift_figures(trained_tokenizer, gsm8k_example, tmp_path):
     mask_row = cells[12:18]
     assert mask_row == [str(rendered.mask[t + 1]) for t in range(start - 2, start + 4)]
     assert mask_row[1] == "0" and mask_row[2] == "1"  # <|user_end|> -> assistant_start (0), then the answer (1)
-    assert figures.save(fig, tmp_path / "shift.png").exists()
+    assert save_figure(fig, tmp_path / "shift.png", bbox_inches="tight").exists()
 
 
 def test_generation_funnel_counts():
@@ -142,3 +143,12 @@ def test_topic_words_said_finds_a_conversation_that_never_touches_its_topic():
             "messages": [{"role": "user", "content": "Can you add big numbers?"},
                          {"role": "assistant", "content": "Yes: arithmetically I lean on my built-in calculator."}]}
     assert figures.topic_words_said(good) == (["arithmetic", "calculator"], ["tool"])
+
+
+def test_a_figure_is_written_whole_or_not_at_all(tmp_path):
+    fig = Figure()
+    fig.add_subplot().plot([0, 1], [1, 0])
+    assert save_figure(fig, tmp_path / "deep" / "line.svg").read_text().lstrip().startswith("<?xml")
+    with pytest.raises(ValueError):
+        save_figure(fig, tmp_path / "line.png", format="no-such-format")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deep"]  # neither the file nor a temporary one

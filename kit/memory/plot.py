@@ -6,19 +6,13 @@ from datetime import date
 from pathlib import Path
 
 from kit.memory.questions import CATEGORIES, ISO_DATE
+from kit.paths import save_figure
 
 # Short labels so a question's row fits beside the timeline.
 SHORT = {"time_range_scene_amount": "range, scene", "time_range_multiple_scenes_amount": "range, scenes",
          "time_range_total_amount": "range, total", "max_scene": "top scene", "max_frequency_date": "busiest date",
          "max_single_amount": "largest expense", "single_date_scene_amount": "day, scene",
          "total_amount": "overall total"}
-
-
-def _save(fig, path: str | Path | None):
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110)
-    return fig
 
 
 def plot_timeline(record: dict, path: str | Path | None = None, title: str | None = None):
@@ -65,7 +59,9 @@ def plot_timeline(record: dict, path: str | Path | None = None, title: str | Non
     bottom.set_xlabel("date")
     fig.autofmt_xdate()
     fig.tight_layout()
-    return _save(fig, path)
+    if path is not None:
+        save_figure(fig, path)
+    return fig
 
 
 def plot_accuracy(result: dict, path: str | Path | None = None, title: str | None = None,
@@ -103,4 +99,6 @@ def plot_accuracy(result: dict, path: str | Path | None = None, title: str | Non
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     ax.set_title(title or f"Memory benchmark: {result.get('model', 'model')}")
     fig.tight_layout()
-    return _save(fig, path)
+    if path is not None:
+        save_figure(fig, path)
+    return fig

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from kit.paths import atomic_write
+from kit.paths import save_figure
 
 
 def loss_figure(history: Sequence[dict], *, title: str, vocab_size: int | None = None):
@@ -69,8 +69,6 @@ def save_loss_plot(history: Sequence[dict], path: str | os.PathLike, *, title: s
 
     fig = loss_figure(history, title=title, vocab_size=vocab_size)
     try:
-        with atomic_write(path) as tmp:
-            fig.savefig(tmp, dpi=110, format="png")
+        return save_figure(fig, path)
     finally:
         plt.close(fig)
-    return Path(path)
