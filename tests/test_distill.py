@@ -19,7 +19,7 @@ from kit.generation.journal import journal_entries
 from kit.generation.sampling import load_dimensions, sample_elements
 from kit.llm.client import connect, run_sync
 from kit.rules import errors, load_rules, validate_messages
-from kit.quality.validation import main as validate_main
+from kit.commands.validate import main as validate_main
 from kit.records import read_records
 from test_generate import fast_client, lines_of
 

@@ -18,9 +18,9 @@ import pytest
 from fake_openai import MODEL, Reply
 from kit import paths
 from kit.llm.endpoints import Endpoint
-from kit.generation.export import main as export_main
+from kit.commands.export import main as export_main
 from kit.generation.generate import Journal, file_paths, generate
-from kit.generation.generate import main as generate_main
+from kit.commands.generate import main as generate_main
 from kit.llm.client import FatalAPIError, LLMClient
 from kit.manifest import read_manifest
 from kit.generation.prompts import render_prompt

@@ -98,7 +98,7 @@ def test_a_cache_entry_edited_into_wrong_types_is_a_miss(edit, fake_openai, tmp_
 
 
 def test_generate_finishes_when_first_replies_are_wrongly_typed(tmp_path, fake_openai, capsys):
-    from kit.generation.generate import main as generate_main
+    from kit.commands.generate import main as generate_main
     from kit.records import read_records
 
     good = conversation_responder()

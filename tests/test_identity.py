@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from fake_openai import Reply
+from kit.commands import identity as identity_command
 from kit.training import identity
 from kit.training.identity import (KINDS, NO_FOREIGN, evaluate_identity, foreign_identity_claims, load_identity_data,
                           score_answer, select_probes)
@@ -373,7 +374,7 @@ def test_a_failed_request_is_not_scored_and_the_cli_exits_1(tmp_path, fake_opena
     assert result.per_fact["creator"] == {"hit": 0, "asked": 0, "rate": None}
 
     monkeypatch.setattr(identity, "_default_data", lambda: data)
-    rc = identity.main(["eval", "--endpoint", srv.base_url, "--model", "fake-model", "--no-progress"])
+    rc = identity_command.main(["eval", "--endpoint", srv.base_url, "--model", "fake-model", "--no-progress"])
     out, err = capsys.readouterr()
     assert rc == 1
     assert "1 of 4 probes were not scored" in err and "maker" in err
@@ -384,11 +385,11 @@ def test_cli_prints_table_and_json(tmp_path, fake_openai, capsys, monkeypatch):
     data = _small_data(tmp_path)
     monkeypatch.setattr(identity, "_default_data", lambda: data)
     srv = fake_openai(lambda request, n: Reply(content=GOOD))
-    assert identity.main(["eval", "--endpoint", srv.base_url, "--model", "fake-model", "--no-progress"]) == 0
+    assert identity_command.main(["eval", "--endpoint", srv.base_url, "--model", "fake-model", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"^name\s+yes\s+name\+", out, re.M) and re.search(r"^license\s+no\s+license-", out, re.M)
     assert "no_foreign" in out and "identity score 0.75 (3/4 probes passed)" in out
-    assert identity.main(["eval", "--endpoint", srv.base_url, "--model", "fake-model", "--json", "--limit", "2",
+    assert identity_command.main(["eval", "--endpoint", srv.base_url, "--model", "fake-model", "--json", "--limit", "2",
                           "--no-progress"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["scored"] == 2 and [r["probe"] for r in printed["rows"]] == ["name", "license"]
@@ -401,7 +402,7 @@ def test_cli_shows_every_answer_in_full_and_what_the_new_checks_turned(tmp_path,
                    "again, because it belongs to a company that keeps its models to itself forever.")
     srv = fake_openai(_responder({"Name please?": Reply(content="I'm not nanochat."), "who mde u": Reply(content=GOOD),
                                   "Your license?": Reply(content=long_denial), "And who are you?": Reply(content=GOOD)}))
-    assert identity.main(["eval", "--endpoint", srv.base_url, "--model", "fake-model", "--no-progress"]) == 0
+    assert identity_command.main(["eval", "--endpoint", srv.base_url, "--model", "fake-model", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert " ".join(out.split()).count(long_denial) == 1, "the answer is shown whole, wrapped, not cut"
     assert max(len(line) for line in out.splitlines() if line.startswith("    ")) <= 100
@@ -409,26 +410,26 @@ def test_cli_shows_every_answer_in_full_and_what_the_new_checks_turned(tmp_path,
     assert "identity score 0.50 (2/4 probes passed)" in out
     assert ("before the negation, contradiction and truth checks: 1.00 (4/4); answers each check turned from pass to "
             "fail: negation 2, contradiction 1, truth 2 (2 in all)") in out
-    assert identity.main(["eval", "--endpoint", srv.base_url, "--model", "fake-model", "--json", "--no-progress"]) == 0
+    assert identity_command.main(["eval", "--endpoint", srv.base_url, "--model", "fake-model", "--json", "--no-progress"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["flipped"] == {"negation": 2, "contradiction": 1, "truth": 2, "any": 2} \
         and printed["score_mentioned"] == 1.0
 
 
 def test_cli_bad_input_is_one_line(tmp_path, fake_openai, capsys):
-    assert identity.main(["eval", "--checkpoint", str(tmp_path / "nope")]) == 2
+    assert identity_command.main(["eval", "--checkpoint", str(tmp_path / "nope")]) == 2
     assert capsys.readouterr().err.strip() == f"kit identity eval: checkpoint not found: {tmp_path / 'nope'}"
-    assert identity.main(["eval", "--gguf", str(tmp_path / "model.gguf")]) == 2
+    assert identity_command.main(["eval", "--gguf", str(tmp_path / "model.gguf")]) == 2
     assert capsys.readouterr().err.strip() == f"kit identity eval: gguf not found: {tmp_path / 'model.gguf'}"
-    assert identity.main(["eval", "--limit", "0"]) == 2
+    assert identity_command.main(["eval", "--limit", "0"]) == 2
     assert capsys.readouterr().err.strip() == "kit identity eval: --limit must be at least 1, got 0"
     for argv in (["eval", "--checkpoint", str(tmp_path), "--model", "m"], ["eval", "--gguf", "a", "--checkpoint", "b"]):
         with pytest.raises(SystemExit) as exited:
-            identity.main(argv)
+            identity_command.main(argv)
         assert exited.value.code == 2
     assert "--model goes with --endpoint" in capsys.readouterr().err
     srv = fake_openai(lambda request, n: Reply(status=401))
-    assert identity.main(["eval", "--endpoint", srv.base_url, "--model", "fake-model", "--no-progress"]) == 1
+    assert identity_command.main(["eval", "--endpoint", srv.base_url, "--model", "fake-model", "--no-progress"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("kit identity eval: error: 401")
 

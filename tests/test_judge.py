@@ -15,7 +15,7 @@ from fake_openai import MODEL, Reply
 from kit import paths
 from kit.llm.endpoints import Endpoint
 from kit.quality.judge import check_grade, judge, judge_prompt, load_scores
-from kit.quality.judge import main as judge_main
+from kit.commands.judge import main as judge_main
 from kit.llm.client import LLMClient
 from kit.locking import LockedError, exclusive
 from kit.records import read_records, write_records

@@ -18,7 +18,7 @@ import pytest
 
 from kit.llm.endpoints import Endpoint
 from kit.llm.client import LLMClient, run_sync
-from kit.memory.cli import main
+from kit.commands.memory import main
 from kit.memory.dataset import MemoryConfig, generate_records, plan_sessions, read_dataset
 from kit.memory.evaluate import dates_in, fit_context, score
 from kit.memory.retrieval import oracle

@@ -14,10 +14,10 @@ import json
 import pytest
 
 from fake_openai import MODEL, Reply
-from kit.generation.generate import main as generate_main
+from kit.commands.generate import main as generate_main
 from kit.generation.journal import MAX_PLANNED
 from kit.locking import exclusive, lock_path
-from kit.quality.judge import main as judge_main
+from kit.commands.judge import main as judge_main
 from kit.records import read_records, write_records
 
 GOOD = json.dumps({"messages": [{"role": "user", "content": "hi, who are you?"},

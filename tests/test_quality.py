@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from kit.quality import neardup
+from kit.commands import quality as quality_command
 from kit.quality import report as quality
 from kit.records import read_records
 
@@ -280,7 +281,7 @@ def test_rejects_are_counted_by_rule(tmp_path):
 
 
 def test_cli_json_reports_bad_lines_with_file_and_line(capsys):
-    rc = quality.main([str(COVERAGE), "--json"])
+    rc = quality_command.main([str(COVERAGE), "--json"])
     out, err = capsys.readouterr()
     report = json.loads(out)
     assert rc == 1  # the file has a bad line
@@ -291,7 +292,7 @@ def test_cli_json_reports_bad_lines_with_file_and_line(capsys):
 
 def test_cli_table_and_dedup_export(tmp_path, capsys):
     out_file = tmp_path / "dedup.jsonl"
-    rc = quality.main([str(NEAR_DUPS), "--dedup-out", str(out_file), "--threshold", "0.8"])
+    rc = quality_command.main([str(NEAR_DUPS), "--dedup-out", str(out_file), "--threshold", "0.8"])
     out, _ = capsys.readouterr()
     assert rc == 0
     assert "near-duplicates" in out and "31.6%" in out and "distinct-1" in out
@@ -299,7 +300,7 @@ def test_cli_table_and_dedup_export(tmp_path, capsys):
 
 
 def test_cli_with_tokenizer(tokenizer_dir, capsys):
-    assert quality.main([str(NEAR_DUPS), "--tokenizer", str(tokenizer_dir), "--json"]) == 0
+    assert quality_command.main([str(NEAR_DUPS), "--tokenizer", str(tokenizer_dir), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["lengths"]["assistant_tokens"]["n"] == 19
 
@@ -314,7 +315,7 @@ def test_cli_with_tokenizer(tokenizer_dir, capsys):
     ],
 )
 def test_cli_user_errors_are_one_line(argv, message, capsys):
-    assert quality.main(argv) == 2
+    assert quality_command.main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and err.count("\n") == 1
 
@@ -386,7 +387,7 @@ def test_reference_identity_file_covers_every_element_with_no_near_duplicates(ca
         assert report["coverage"]["dimensions"][dim]["missing"] == [], dim
     assert report["near_duplicate_rate"] == 0
     assert report["content_rules"]["records_flagged"] == 0
-    assert quality.main([str(REFERENCE)]) == 0
+    assert quality_command.main([str(REFERENCE)]) == 0
     out = capsys.readouterr().out
     assert "beside the reference" not in out  # the reference is not compared with itself
     assert "  topic                    covered" in out
@@ -396,14 +397,14 @@ def test_cli_shows_the_file_beside_the_reference_with_sample_sizes(tmp_path, cap
     scores = tmp_path / "scores.jsonl"
     records = read_records(BAD).records
     scores.write_text("\n".join(json.dumps(s) for s in scores_for(records, **{"bad-shape": {"on_topic": 1}}).values()) + "\n")
-    assert quality.main([str(BAD), "--reference", str(NEAR_DUPS), "--scores", str(scores)]) == 0
+    assert quality_command.main([str(BAD), "--reference", str(NEAR_DUPS), "--scores", str(scores)]) == 0
     out = capsys.readouterr().out
     assert f"{BAD} beside the reference {NEAR_DUPS}" in out
     assert any(line.startswith("conversations with a content-rule finding") and "100.0% (n=3)" in line for line in out.splitlines())
     assert any(line.startswith("  markup") and "66.7% (n=3)" in line and "0.0% (n=19)" in line for line in out.splitlines())
     assert "realized topic_category: elements covered" in out
     assert "judge  3 of 3 judged" in out and "realized coverage (judged records holding their element" in out
-    assert quality.main([str(BAD), "--reference", str(NEAR_DUPS), "--json"]) == 0
+    assert quality_command.main([str(BAD), "--reference", str(NEAR_DUPS), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["reference"]["n_records"] == 19
     assert {row["figure"] for row in report["comparison"]} >= {"near-duplicate rate", "conversations"}
@@ -427,7 +428,7 @@ def test_a_threshold_of_one_finds_only_exact_copies():
     records = read_records(NEAR_DUPS).records
     exact = quality.near_duplicates(records, threshold=1.0)
     assert exact.removable <= quality.near_duplicates(records, threshold=0.8).removable
-    assert quality.main([str(NEAR_DUPS), "--threshold", "1", "--json"]) == 0
+    assert quality_command.main([str(NEAR_DUPS), "--threshold", "1", "--json"]) == 0
 
 
 def test_the_comparison_chart_shows_the_rows_that_differ_and_leaves_empty_ones_to_the_table():

@@ -107,7 +107,7 @@ def test_customjson_line_and_message_text():
 
 
 def test_export_names_a_folder_given_as_a_file_and_leaves_no_litter(tmp_path, capsys):
-    from kit.generation.export import main as export
+    from kit.commands.export import main as export
 
     data = write_lines(tmp_path / "c.jsonl", [json.dumps(CONVERSATION)])
     (tmp_path / "out").mkdir()

@@ -19,17 +19,17 @@ from fake_openai import (MODEL, Reply, brackets_responder, echo_key_responder, h
                          trickle_responder)
 from kit import paths
 from kit.llm.endpoints import Endpoint
-from kit.generation.export import main as export_main
+from kit.commands.export import main as export_main
 from kit.generation.generate import Journal, file_paths, generate
-from kit.generation.generate import main as generate_main
+from kit.commands.generate import main as generate_main
 from kit.llm.client import LLMClient, RetriesExhausted, run_sync
 from kit.llm.reply import parse_json_reply
 from kit.locking import LockedError, exclusive
-from kit.memory.cli import main as memory_main
+from kit.commands.memory import main as memory_main
 from kit.pipeline import NotebookFailed, RunResult, failure_message
 from kit.records import load_json, read_records
 from kit.secrets import scrub, scrub_text
-from kit.quality.validation import main as validate_main
+from kit.commands.validate import main as validate_main
 from memory_fakes import model_responder
 
 GOOD = json.dumps({"messages": [{"role": "user", "content": "hi, who are you?"},
@@ -183,7 +183,7 @@ def test_deeply_nested_input_is_a_problem_of_its_line_in_every_reader(tmp_path, 
     assert validate_main([str(bad)]) == 1
     captured = capsys.readouterr()
     assert f"{bad}:1: " in captured.out and "nested more than" in captured.out
-    from kit.quality.report import main as quality_main
+    from kit.commands.quality import main as quality_main
     from kit.tokens.view import main as tokens_main
     from kit.training.midtrain import main as midtrain_main
 

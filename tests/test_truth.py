@@ -17,7 +17,7 @@ import yaml
 from kit import paths, truth
 from kit.generation.distill import converse, load_distill_data, plan_turns, verify
 from kit.generation.sampling import load_dimensions, sample_elements
-from kit.quality.validation import main as validate_main
+from kit.commands.validate import main as validate_main
 from kit.rules import load_rules
 
 FIXTURE = paths.project_root() / "tests" / "fixtures" / "truth_sentences.jsonl"

@@ -20,12 +20,12 @@ from tiny_lm import IDENTITY, make_tiny_model
 
 from kit import paths, pipeline
 from kit.commands import run as run_command
-from kit.generation.export import main as export_main
+from kit.commands.export import main as export_main
 from kit.manifest import write_manifest
-from kit.quality.judge import main as judge_main
-from kit.quality.report import main as quality_main
+from kit.commands.judge import main as judge_main
+from kit.commands.quality import main as quality_main
 from kit.training import finetune as ft
-from kit.training.identity import main as identity_main
+from kit.commands.identity import main as identity_main
 from kit.training.midtrain import main as midtrain_main
 
 RECORD = {"id": "a", "messages": [{"role": "user", "content": "Who are you?"},

@@ -12,8 +12,8 @@ import json
 import pytest
 
 from fake_openai import Reply
-from kit.generation.generate import main as generate_main
-from kit.memory.cli import main as memory_main
+from kit.commands.generate import main as generate_main
+from kit.commands.memory import main as memory_main
 from kit.tokens.tokenizer import main as tokenizer_main
 
 GOOD = json.dumps({"messages": [{"role": "user", "content": "hi, who are you?"},

@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kit import paths
-from kit.quality.validation import main, validate_file
+from kit.commands.validate import main
+from kit.quality.validation import validate_file
 from kit.rules import CONTENT_RULES, Problem, dynamic_message_count, errors, load_rules, validate_messages
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -16,15 +16,12 @@ the kit cannot tell its own earlier export from the user's file.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
-from pathlib import Path
 from typing import Iterable
 
-from kit.paths import argument, atomic_write, display_path, output_problem
-from kit.records import file_problem, read_records, to_customjson_line, write_lines
+from kit.paths import atomic_write
+from kit.records import to_customjson_line, write_lines
 from kit.secrets import scrub_text, secret_values
 from kit.rules import errors, validate_messages
 
@@ -61,51 +58,6 @@ def to_parquet(records: Iterable[dict], path: str | os.PathLike) -> int:
     with atomic_write(path) as tmp:
         pq.write_table(table, tmp)
     return table.num_rows
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kit export",
-                                     description="Convert a conversation file to CustomJSON lines or parquet.")
-    parser.add_argument("input", type=argument, help="conversation file (JSONL in any format kit.records reads)")
-    parser.add_argument("--format", choices=FORMATS, required=True)
-    parser.add_argument("--output", required=True, type=argument, help="file to write")
-    parser.add_argument("--skip-invalid", action="store_true",
-                        help="leave out conversations `kit validate` calls errors (counted) instead of refusing")
-    parser.add_argument("--force", action="store_true", help="replace an existing --output file")
-    args = parser.parse_args(argv)
-    source = Path(args.input)
-    if problem := output_problem(args.output, [source], force=args.force, option="--output"):
-        print(f"kit export: {problem}", file=sys.stderr)
-        return 2
-    if problem := file_problem(source):
-        print(f"kit export: {problem}", file=sys.stderr)
-        return 2
-    result = read_records(source, strict=False)
-    if result.errors:
-        for err in result.errors:
-            print(f"kit export: {err}", file=sys.stderr)
-        print(f"kit export: {len(result.errors)} unreadable lines; nothing written", file=sys.stderr)
-        return 1
-    invalid = [(record, problems) for record in result.records
-               if (problems := invalid_problems(record, text_only=args.format == "parquet"))]
-    if invalid and not args.skip_invalid:
-        for record, problems in invalid:
-            print(f"kit export: {source}: record {record['id']}: {problems[0]}"
-                  + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""), file=sys.stderr)
-        print(f"kit export: {len(invalid)} invalid conversations (see `python -m kit validate {source}`); "
-              f"nothing written; --skip-invalid leaves them out", file=sys.stderr)
-        return 1
-    skipped = {id(record) for record, _ in invalid}
-    records = [r for r in result.records if id(r) not in skipped]
-    writer = to_customjson if args.format == "customjson" else to_parquet
-    try:
-        n = writer(records, args.output)
-    except (OSError, ValueError) as exc:
-        print(f"kit export: {exc}", file=sys.stderr)
-        return 1
-    print(f"wrote {n} conversations to {display_path(args.output)} ({args.format})"
-          + (f"; left out {len(invalid)} invalid ones (--skip-invalid)" if invalid else ""))
-    return 0
 
 
 def invalid_problems(record: dict, text_only: bool = False) -> list[str]:

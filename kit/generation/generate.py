@@ -46,11 +46,8 @@ kit.generation.journal.MAX_PLANNED indices is refused before it is recorded.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import json
 import random
-import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -58,23 +55,19 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from kit import paths
 from kit.llm.endpoints import endpoints_from_env
-from kit.llm.client import (DEFAULT_ITEM_TIMEOUT_S, DEFAULT_TIMEOUT_S, FatalAPIError, LLMClient, RetriesExhausted,
-                            connect, run_sync, run_workers)
+from kit.llm.client import DEFAULT_ITEM_TIMEOUT_S, DEFAULT_TIMEOUT_S, LLMClient, RetriesExhausted, run_sync
 from kit.llm.reply import parse_json_reply
-from kit.locking import LockedError, exclusive
+from kit.locking import exclusive
 from kit.manifest import now_iso, write_manifest
-from kit.progress import progress_bar
 from kit.generation.distill import DEFAULT_CANDIDATES, DEFAULT_TURN_TOKENS, OPENERS, DistillData, converse, load_distill_data
 from kit.generation.prompts import SCHEMA_NAME, PromptFiles, conversation_schema
-from kit.generation.journal import Journal, file_paths
+from kit.generation.jobs import JobLoop, needs_work
+from kit.generation.journal import API_ERROR, Journal, file_paths
 from kit.generation.ownership import check_start
 from kit.records import write_jsonl, write_lines
 from kit.generation.sampling import RECIPES, load_dimensions, sample_elements
-from kit.arguments import finite_float
 from kit.facts import default_data
-from kit.secrets import scrub_text
 from kit.rules import Problem, Rules, dynamic_message_count, errors, load_rules, validate_messages
 
 DEFAULT_OUTPUT = "runs/interactive/data/conversations.jsonl"
@@ -91,10 +84,6 @@ def sampling_settings(recipe: str, temperature: float | None, max_tokens: int | 
             defaults.get("max_tokens", DEFAULT_MAX_TOKENS) if max_tokens is None else max_tokens)
 
 
-FLUSH_EVERY_S = 30.0
-API_ERROR = "api_error"
-
-
 def record_id(recipe: str, seed: int, index: int) -> str:
     return f"{recipe}-{seed}-{index:06d}"
 
@@ -102,11 +91,6 @@ def record_id(recipe: str, seed: int, index: int) -> str:
 def api_seed(seed: int, index: int, attempt: int) -> int:
     """The `seed` sent with a request: sampling servers (llama.cpp, vLLM) then repeat their reply."""
     return random.Random(f"{seed}:{index}:{attempt}").randrange(2**31)
-
-
-def _needs_work(entry: dict | None) -> bool:
-    """Not finished yet, or rejected only because the API failed (worth another try)."""
-    return entry is None or (entry["status"] == "rejected" and entry["reject"]["rules"] == [API_ERROR])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -374,133 +358,131 @@ async def agenerate(num: int, output: str | Path = DEFAULT_OUTPUT, *, workers: i
         raise ValueError(problem)
     # refused before the lock file (or the output's folder) is made; checked again under the lock
     check_start(files, append=append, fresh=fresh, force=force)
+    run = _Run(num, workers, seed, recipe, append, fresh, save_metadata, reasks, temperature, max_tokens,
+               candidates, opener, prices, progress, cache, timeout, item_timeout, force)
     with exclusive(files["output"]):
-        return await _agenerate_locked(files, num, workers=workers, seed=seed, recipe=recipe, endpoint=endpoint,
-                                       model=model, append=append, fresh=fresh, save_metadata=save_metadata,
-                                       reasks=reasks, temperature=temperature, max_tokens=max_tokens,
-                                       prices=prices, progress=progress, client=client, cache=cache,
-                                       timeout=timeout, item_timeout=item_timeout, candidates=candidates,
-                                       opener=opener, force=force)
+        return await _agenerate_locked(files, run, client, endpoint, model)
 
 
-async def _agenerate_locked(files: dict[str, Path], num: int, *, workers, seed, recipe, endpoint, model, append,
-                            fresh, save_metadata, reasks, temperature, max_tokens, prices, progress, client, cache,
-                            timeout, item_timeout, candidates, opener, force) -> RunSummary:
-    begin = check_start(files, append=append, fresh=fresh, force=force)
+@dataclass(frozen=True)
+class _Run:
+    """The settings of one generation call, checked (`agenerate`'s arguments but the endpoint and client)."""
+
+    num: int
+    workers: int
+    seed: int
+    recipe: str
+    append: bool
+    fresh: bool
+    save_metadata: bool
+    reasks: int
+    temperature: float
+    max_tokens: int
+    candidates: int
+    opener: str
+    prices: tuple[float, float] | None
+    progress: bool
+    cache: bool
+    timeout: float
+    item_timeout: float
+    force: bool
+
+    @property
+    def distill_settings(self) -> dict:
+        """What else decides a distill item's answers: another value would mix two recipes in one file."""
+        return {"candidates": self.candidates, "opener": self.opener} if self.recipe == "distill" else {}
+
+    def parameters(self) -> dict:
+        """The manifest's record of them."""
+        distill = self.recipe == "distill"
+        return {"num": self.num, "workers": self.workers, "seed": self.seed, "recipe": self.recipe,
+                "append": self.append, "fresh": self.fresh, "save_metadata": self.save_metadata,
+                "reasks": self.reasks, "candidates": self.candidates if distill else None,
+                "opener": self.opener if distill else None, "temperature": self.temperature,
+                "max_tokens": self.max_tokens, "cache": self.cache, "timeout_s": self.timeout,
+                "item_timeout_s": self.item_timeout,
+                "prices_per_million": list(self.prices) if self.prices else None}
+
+
+def _open_journal(files: dict[str, Path], run: _Run) -> tuple[Journal, list[int]]:
+    """The output's journal, its plan recorded, and the indices this call answers for. Every check comes
+    before the first byte is written or deleted."""
+    begin = check_start(files, append=run.append, fresh=run.fresh, force=run.force)
     journal = Journal(files["journal"])
     if files["journal"] not in begin.replace:
         journal.load()
-    if journal.header and (journal.header["seed"], journal.header["recipe"]) != (seed, recipe):
+    if journal.header and (journal.header["seed"], journal.header["recipe"]) != (run.seed, run.recipe):
         raise ValueError(f"{files['output']} was generated with seed {journal.header['seed']} and recipe "
-                         f"{journal.header['recipe']}, not seed {seed} and recipe {recipe}; use those, "
+                         f"{journal.header['recipe']}, not seed {run.seed} and recipe {run.recipe}; use those, "
                          f"another output, or --fresh to start over")
-    # what else decides a distill item's answers: another value would mix two recipes in one file
-    settings = {"candidates": candidates, "opener": opener} if recipe == "distill" else {}
+    settings = run.distill_settings
     for key, value in settings.items():
         if journal.header and journal.header.get(key, value) != value:
             raise ValueError(f"{files['output']} was generated with {key} {journal.header[key]!r}, not {value!r}; "
                              f"use that, another output, or --fresh to start over")
-    start = max(journal.next_index(), len(begin.adopted)) if append else 0
-    if problem := journal.plan_problem((start, start + num)):
+    start = max(journal.next_index(), len(begin.adopted)) if run.append else 0
+    plan = (start, start + run.num)
+    if problem := journal.plan_problem(plan):
         raise ValueError(problem)  # before it is recorded: a plan past the ceiling would stay for every later run
     for path in begin.replace:  # every check passed: a refused run deletes nothing
         path.unlink(missing_ok=True)
     if begin.adopted:  # the user's records keep their lines, and indices 0.., in a journal of our own
-        journal.claim(seed=seed, recipe=recipe, **settings)
+        journal.claim(seed=run.seed, recipe=run.recipe, **settings)
         for entry in begin.adopted:
             journal.add(entry)
-    journal.start(seed, recipe, (start, start + num), settings)
-    asked = sorted(set(range(start, start + num)) | journal.planned())
-    todo = [i for i in asked if _needs_work(journal.entries.get(i))]
+    journal.start(run.seed, run.recipe, plan, settings)
+    return journal, sorted(set(range(*plan)) | journal.planned())
 
+
+async def _agenerate_locked(files: dict[str, Path], run: _Run, client: LLMClient | None,
+                            endpoint: str | list[str] | None, model: str | None) -> RunSummary:
+    journal, asked = _open_journal(files, run)
+    todo = [i for i in asked if needs_work(journal, i)]
     started_at, t0 = now_iso(), time.perf_counter()
-    counts = Counter()
     reasons: Counter[str] = Counter()
-    status = "complete"
-    stats_before = client.stats.as_dict() if client else {}
-    run_client: LLMClient | None = client
-    last_flush = time.monotonic()
 
-    def rewrite_files() -> None:
-        journal.sync()  # the output never holds a record that a power cut could take from the journal
-        write_lines(files["output"], journal.output_lines(save_metadata))
+    def rewrite() -> None:
+        write_lines(files["output"], journal.output_lines(run.save_metadata))
         write_jsonl(files["rejects"], journal.rejected())
 
-    bar = progress_bar(total=len(todo), desc="generate", unit="conv", disable=not progress or not todo, dynamic_ncols=True)
-
-    def finish(entry: dict, n_reasks: int) -> None:
-        nonlocal last_flush
-        journal.add(entry)
-        counts[entry["status"]] += 1
-        counts["reasks"] += n_reasks
+    def on_finish(entry: dict) -> None:
         if entry["status"] == "rejected":
             reasons.update(entry["reject"]["rules"])
-        if time.monotonic() - last_flush > FLUSH_EVERY_S:
-            rewrite_files()
-            last_flush = time.monotonic()
-        stats = run_client.stats
-        bar.set_postfix(ok=counts["accepted"], rejected=counts["rejected"],
-                        retries=stats.retries - stats_before.get("retries", 0) + counts["reasks"],
-                        tokens=stats.prompt_tokens + stats.completion_tokens
-                        - stats_before.get("prompt_tokens", 0) - stats_before.get("completion_tokens", 0),
-                        refresh=False)
-        bar.update(1)
+        usage, counts = loop.usage(), loop.counts
+        loop.bar.set_postfix(ok=counts["accepted"], rejected=counts["rejected"],
+                             retries=usage["retries"] + counts["reasks"],
+                             tokens=usage["prompt_tokens"] + usage["completion_tokens"], refresh=False)
 
-    async def work(c: LLMClient) -> None:
-        nonlocal run_client, stats_before
+    def start(c: LLMClient):
         journal.bind_model(c.endpoints[0].model)
-        run_client = c
-        stats_before = stats_before or c.stats.as_dict()
-        ctx = _ItemContext(c, recipe, seed, reasks, temperature, max_tokens, load_dimensions(),
-                           candidates=candidates, opener=opener)
+        ctx = _ItemContext(c, run.recipe, run.seed, run.reasks, run.temperature, run.max_tokens, load_dimensions(),
+                           candidates=run.candidates, opener=run.opener)
+        return lambda index: make_item(ctx, index)
 
-        async def one(index: int) -> None:
-            finish(*await make_item(ctx, index))
-
-        await run_workers(todo, workers, one)
-
+    loop = JobLoop(journal, todo, rewrite=rewrite, desc="generate", progress=run.progress, client=client,
+                   on_finish=on_finish)
     try:
-        if todo and client is not None:
-            await work(client)
-        elif todo:
-            async with connect(endpoint, model, concurrency=workers, prices=prices, timeout=timeout,
-                               item_timeout=item_timeout, cache_dir=str(paths.cache_dir()) if cache else None) as c:
-                await work(c)
-    except FatalAPIError:
-        status = "failed"
-        raise
-    except (asyncio.CancelledError, KeyboardInterrupt):
-        status = "interrupted"
-        raise
+        await loop.run(start, workers=run.workers, endpoint=endpoint, model=model, cache=run.cache,
+                       prices=run.prices, timeout=run.timeout, item_timeout=run.item_timeout)
     finally:
-        bar.close()
-        journal.close()
-        rewrite_files()
-        stats = _stats_delta(run_client, stats_before)
+        stats, used = loop.usage(), loop.client
         api_failed = [(i, e["reject"].get("reasons") or [API_ERROR]) for i, e in sorted(journal.entries.items())
-                      if e["status"] == "rejected" and e["reject"]["rules"] == [API_ERROR]]
+                      if journal.api_failed(e)]
         summary = RunSummary(
             output=str(files["output"]), rejects=str(files["rejects"]), manifest=str(files["manifest"]),
-            status=status, asked=len(asked), already_done=len(asked) - len(todo),
-            accepted=counts["accepted"], rejected=counts["rejected"], reject_reasons=dict(reasons),
+            status=loop.status, asked=len(asked), already_done=len(asked) - len(todo),
+            accepted=loop.counts["accepted"], rejected=loop.counts["rejected"], reject_reasons=dict(reasons),
             first_api_error=f"index {api_failed[0][0]}: {api_failed[0][1][0]}" if api_failed else None,
             in_output=len(journal.accepted()), in_rejects=len(journal.rejected()),
             requests=stats["requests"], cache_hits=stats["cache_hits"], retries=stats["retries"],
-            reasks=counts["reasks"], prompt_tokens=stats["prompt_tokens"],
+            reasks=loop.counts["reasks"], prompt_tokens=stats["prompt_tokens"],
             completion_tokens=stats["completion_tokens"], cost_usd=round(stats["cost_usd"], 6),
-            elapsed_s=round(time.perf_counter() - t0, 3),
-            model=run_client.endpoints[0].model if run_client else None)
+            elapsed_s=round(time.perf_counter() - t0, 3), model=used.endpoints[0].model if used else None)
         write_manifest(files["manifest"], {
             "kind": "generation",
-            "parameters": {"num": num, "workers": workers, "seed": seed, "recipe": recipe, "append": append,
-                           "fresh": fresh, "save_metadata": save_metadata, "reasks": reasks,
-                           "candidates": candidates if recipe == "distill" else None,
-                           "opener": opener if recipe == "distill" else None,
-                           "temperature": temperature, "max_tokens": max_tokens, "cache": cache,
-                           "timeout_s": timeout, "item_timeout_s": item_timeout,
-                           "prices_per_million": list(prices) if prices else None},
-            "endpoints": [ep.base_url for ep in run_client.endpoints] if run_client else [],
-            "model": run_client.endpoints[0].model if run_client else None,
+            "parameters": run.parameters(),
+            "endpoints": [ep.base_url for ep in used.endpoints] if used else [],
+            "model": used.endpoints[0].model if used else None,
             "summary": summary.as_dict(),
             "history": _previous_runs(files["manifest"]) + [summary.as_dict()],
             "totals": {"in_output": summary.in_output, "in_rejects": summary.in_rejects,
@@ -521,13 +503,6 @@ def _previous_runs(manifest: Path) -> list[dict]:
         return []
 
 
-def _stats_delta(client: LLMClient | None, before: dict) -> dict:
-    now = client.stats.as_dict() if client else {}
-    keys = ("requests", "completions", "retries", "rate_limited", "cache_hits", "prompt_tokens",
-            "completion_tokens", "cost_usd")
-    return {k: now.get(k, 0) - before.get(k, 0) for k in keys}
-
-
 def generate(num: int, output: str | Path = DEFAULT_OUTPUT, **kwargs: Any) -> RunSummary:
     """Generate `num` conversations into `output` (see the module docstring); works in notebooks too.
 
@@ -541,78 +516,3 @@ def generate(num: int, output: str | Path = DEFAULT_OUTPUT, **kwargs: Any) -> Ru
     body included), item_timeout (seconds for all attempts at one request).
     """
     return run_sync(agenerate(num, output, **kwargs))
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kit generate",
-                                     description="Generate identity conversations in bulk (resumable; see kit/generation/generate.py).")
-    parser.add_argument("--num", type=int, required=True, help="conversations to ask for")
-    parser.add_argument("--workers", type=int, default=8, help="requests in flight at once (default 8)")
-    parser.add_argument("--output", type=paths.argument, default=str(paths.resolve(DEFAULT_OUTPUT)),
-                        help=f"JSONL output, taken from the working directory (default {DEFAULT_OUTPUT} in the project)")
-    parser.add_argument("--append", action="store_true", help="add --num new indices after the existing ones")
-    parser.add_argument("--fresh", action="store_true",
-                        help="delete earlier output, journal and rejects first (only files this command wrote)")
-    parser.add_argument("--force", action="store_true",
-                        help="replace files beside the output that this command did not write for it (with --fresh: "
-                             "delete them)")
-    parser.add_argument("--save-metadata", action=argparse.BooleanOptionalAction, default=True,
-                        help="keep sampled elements, model, usage in each record's meta (default on)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--recipe", choices=RECIPES, default="v2",
-                        help="v2: the model writes whole conversations (capable models); distill: the kit plans "
-                             "them and the model answers one verified turn at a time (small models)")
-    parser.add_argument("--candidates", type=int, default=DEFAULT_CANDIDATES,
-                        help=f"distill: answers sampled per turn, the best passing one kept (default {DEFAULT_CANDIDATES})")
-    parser.add_argument("--opener", choices=OPENERS, default="planned",
-                        help="distill: 'planned' opens each answer with a sentence stating its fact, which the "
-                             "model continues (needs a server that continues a final assistant message: the "
-                             "embedded one, llama.cpp, vLLM); 'sampled' leaves the whole answer to the model")
-    parser.add_argument("--endpoint", action="append", help="OpenAI-compatible base URL (repeatable); "
-                        "default: OPENAI_BASE_URL / OPENAI_API_KEY / OPENROUTER_API_KEY, else the embedded model")
-    parser.add_argument("--model", help="model name at the endpoint")
-    parser.add_argument("--reasks", type=int, default=1, help="times a failing item is asked again (default 1)")
-    parser.add_argument("--temperature", type=finite_float, help="sampling temperature (default 1.0; distill 0.8)")
-    parser.add_argument("--max-tokens", type=int,
-                        help=f"tokens per reply (default {DEFAULT_MAX_TOKENS}; distill {DEFAULT_TURN_TOKENS} per answer)")
-    parser.add_argument("--price-in", type=finite_float, help="dollars per million prompt tokens")
-    parser.add_argument("--price-out", type=finite_float, help="dollars per million completion tokens")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--no-cache", action="store_true", help="ask the server even for replies in the reply cache")
-    parser.add_argument("--timeout", type=finite_float, default=DEFAULT_TIMEOUT_S,
-                        help=f"seconds one request may take, body included (default {DEFAULT_TIMEOUT_S:g})")
-    parser.add_argument("--item-timeout", type=finite_float, default=DEFAULT_ITEM_TIMEOUT_S,
-                        help=f"seconds for all attempts at one request (default {DEFAULT_ITEM_TIMEOUT_S:g})")
-    args = parser.parse_args(argv)
-    for name, least in (("timeout", 1e-3), ("item_timeout", 1e-3)):
-        if getattr(args, name) < least:
-            parser.error(f"--{name.replace('_', '-')} must be > 0 seconds, got {getattr(args, name)}")
-    for name, least in (("num", 1), ("workers", 1), ("reasks", 0), ("max_tokens", 1), ("temperature", 0),
-                        ("candidates", 1)):
-        if getattr(args, name) is not None and getattr(args, name) < least:
-            parser.error(f"--{name.replace('_', '-')} must be >= {least}, got {getattr(args, name)}")
-    if (args.price_in is None) != (args.price_out is None):
-        parser.error("give both --price-in and --price-out, or neither")
-    prices = (args.price_in, args.price_out) if args.price_in is not None else None
-    try:
-        summary = generate(args.num, args.output, workers=args.workers, seed=args.seed, recipe=args.recipe,
-                           endpoint=args.endpoint, model=args.model, append=args.append, fresh=args.fresh,
-                           save_metadata=args.save_metadata, reasks=args.reasks, temperature=args.temperature,
-                           max_tokens=args.max_tokens, prices=prices, progress=not args.no_progress,
-                           candidates=args.candidates, opener=args.opener,
-                           cache=not args.no_cache, timeout=args.timeout, item_timeout=args.item_timeout,
-                           force=args.force)
-    except (ValueError, OSError, FatalAPIError, LockedError) as exc:  # OSError: a full disk, names the file
-        print(f"kit generate: {scrub_text(str(exc))}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("kit generate: interrupted; finished items are kept, run the same command again to resume",
-              file=sys.stderr)
-        return 130
-    print(summary)
-    if note := summary.cache_note():
-        print(note)
-    if failure := summary.api_failure():
-        print(f"kit generate: {scrub_text(failure)}", file=sys.stderr)
-        return 1
-    return 0

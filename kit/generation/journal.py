@@ -38,6 +38,7 @@ from kit.records import decode_line, dumps_record, iter_lines, load_json
 from kit.secrets import scrub_text, secret_values
 
 JOURNAL_VERSION = 1
+API_ERROR = "api_error"  # the rule of an item that failed only because the API did: asked again next run
 SUFFIX = ".journal.jsonl"
 # The most indices one output may plan. A run holds its planned indices as a set and a work list in
 # memory (~100 bytes each) and every finished one as a journal entry (~2 KB on disk, more in memory),
@@ -46,11 +47,16 @@ SUFFIX = ".journal.jsonl"
 MAX_PLANNED = 1_000_000
 
 
+def journal_path(output: Path) -> Path:
+    """Where the journal of `output` lives: beside it, OUTPUT.journal.jsonl (every command's kind)."""
+    return output.with_name(output.name + SUFFIX)
+
+
 def file_paths(output: str | Path) -> dict[str, Path]:
     """The files of a run, named from its output path."""
     out = paths.resolve(output)
     return {"output": out,
-            "journal": out.with_name(out.name + SUFFIX),
+            "journal": journal_path(out),
             "rejects": out.with_name(out.stem + ".rejects.jsonl"),
             "manifest": out.with_name(out.stem + ".manifest.json")}
 
@@ -342,6 +348,10 @@ class Journal:
             else:
                 record = entry["record"]
                 yield dumps_record(record if save_metadata else {**record, "meta": {}}, secrets)
+
+    def api_failed(self, entry: dict) -> bool:
+        """Whether a finished entry failed only because the API did (worth another try)."""
+        return entry["status"] == "rejected" and entry["reject"]["rules"] == [API_ERROR]
 
     def rejected(self) -> list[dict]:
         return [e["reject"] for _, e in sorted(self.entries.items()) if e["status"] == "rejected"]

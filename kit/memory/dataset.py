@@ -221,6 +221,22 @@ class DatasetError(ValueError):
     """A dataset file that is not one `memory generate` writes: names the file, the record and the place."""
 
 
+def holds_json_keys(path: Path, keys: set[str]) -> bool:
+    """Whether `path` is JSON whose object (or every object of its list) has `keys`: how a memory
+    command recognises its own earlier output, which it may replace without --force."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    items = value if isinstance(value, list) and value else [value]
+    return all(isinstance(item, dict) and keys <= set(item) for item in items)
+
+
+def is_dataset(path: Path) -> bool:
+    """Whether `path` holds what `generate` writes (a benchmark dataset)."""
+    return holds_json_keys(path, {"task_id", "questions", "chunks", "generator"})
+
+
 def read_dataset(path: str | Path) -> list[dict]:
     """The records of a dataset file (object or list), every field a scorer reads checked for its type
     and range (a DatasetError naming the place for anything else)."""

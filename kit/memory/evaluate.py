@@ -33,7 +33,7 @@ from kit.llm.client import (DEFAULT_ITEM_TIMEOUT_S, DEFAULT_TIMEOUT_S, FatalAPIE
                             connect, run_sync)
 from kit.llm.reply import parse_json_reply
 from kit.llm.local_server import DEFAULT_CONTEXT, default_gguf
-from kit.memory.dataset import read_dataset, write_json_atomic
+from kit.memory.dataset import holds_json_keys, read_dataset, write_json_atomic
 from kit.memory.questions import ANSWER_KIND, CATEGORIES
 from kit.memory.rankers import RETRIEVERS, rank
 from kit.memory.scenes import load_scenes
@@ -299,6 +299,11 @@ def evaluate(dataset: str | Path, endpoint: str | None = None, model: str | None
     if out is not None:
         write_json_atomic(out, result)
     return result
+
+
+def is_evaluation(path: Path) -> bool:
+    """Whether `path` holds what `evaluate` writes (replacing it loses one evaluation)."""
+    return holds_json_keys(path, {"dataset", "scoring", "items"})
 
 
 def accuracy_table(result: dict) -> str:

@@ -17,15 +17,14 @@ again once with its problem named (knowledge/prompts/judge_reask.txt); if the se
 better, the record is written as unjudged with the reason. Nothing is dropped: SCORES holds one
 line per record of FILE, in file order, joined to it by `id`.
 
-Crash safety is kit.generation.generate's: each finished record is one line in `SCORES.journal.jsonl`
-(a ScoresJournal, whose header names this command and SCORES: an output with another command's journal
-beside it, such as a generation run's, is not replaced without --force), written and flushed when the
-record finishes and fsynced by group commit in a background thread, and SCORES is rewritten from it
-atomically. A killed run resumes without judging a
-finished record again (a record that failed only with API errors is tried again); scores already in
-the journal are kept whichever judge gave them (each line names its `judge_model`), so judge with
-another model into another SCORES file. The run holds
-kit.locking.exclusive(SCORES). With `min_score`, the records whose overall score reaches it are
+Crash safety is generation's, through the same job loop (kit.generation.jobs): each finished record is
+one line in `SCORES.journal.jsonl` (a ScoresJournal, whose header names this command and SCORES: an
+output with another command's journal beside it, such as a generation run's, is not replaced without
+--force), written and flushed when the record finishes and fsynced by group commit in a background
+thread, and SCORES is rewritten from it atomically. A killed run resumes without judging a finished
+record again (a record that failed only with API errors is tried again); scores already in the journal
+are kept whichever judge gave them (each line names its `judge_model`), so judge with another model
+into another SCORES file. The run holds kit.locking.exclusive(SCORES). With `min_score`, the records whose overall score reaches it are
 written to `filtered_out`.
 
 A judge is checked before it is believed: `calibrate` judges a labelled set (`calibration_set`: reference
@@ -36,23 +35,18 @@ measures how often its verdict agrees with the labels. Below AGREEMENT_THRESHOLD
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import json
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from kit import paths
-from kit.arguments import finite_float
-from kit.generation.generate import FLUSH_EVERY_S
-from kit.generation.journal import SUFFIX, Journal
-from kit.llm.client import FatalAPIError, LLMClient, RetriesExhausted, connect, run_sync, run_workers
+from kit.generation.jobs import JobLoop, needs_work
+from kit.generation.journal import API_ERROR, Journal, journal_path
+from kit.llm.client import DEFAULT_ITEM_TIMEOUT_S, DEFAULT_TIMEOUT_S, LLMClient, RetriesExhausted, run_sync
 from kit.llm.reply import parse_json_reply
-from kit.locking import LockedError, exclusive
-from kit.progress import progress_bar
+from kit.locking import exclusive
 from kit.generation.prompts import _fill, load_knowledge, load_template
 from kit.records import file_problem, message_text, read_records, write_jsonl, write_records
 
@@ -60,7 +54,6 @@ CRITERIA = ("on_topic", "persona_followed", "consistent", "natural", "overall")
 TEMPLATE = "judge.txt"
 REASK_TEMPLATE = "judge_reask.txt"
 SCHEMA_NAME = "grade"
-API_ERROR = "api_error"
 MAX_TOKENS = 256
 ROLE_NAMES = {"user": "User", "assistant": "nanochat", "system": "System"}
 
@@ -202,6 +195,9 @@ class ScoresJournal(Journal):
     def headerless(self, first: Any) -> bool:
         return isinstance(first, dict) and "index" in first and self.entry_problem(first) is None
 
+    def api_failed(self, entry: dict) -> bool:
+        return entry.get("rule") == API_ERROR
+
     def header_problem(self, obj: dict) -> str | None:
         if obj["journal"] != self.COMMAND:
             return f"a header of {obj['journal']!r}, not of {self.COMMAND}"
@@ -225,7 +221,7 @@ class ScoresJournal(Journal):
 
 
 def _journal(out: Path) -> ScoresJournal:
-    return ScoresJournal(out.with_name(out.name + SUFFIX))
+    return ScoresJournal(journal_path(out))
 
 
 def _is_scores_file(path: Path) -> bool:
@@ -249,11 +245,6 @@ def _holds_only(path: Path, records: list[dict]) -> bool:
         return False
     known = {json.dumps(r, sort_keys=True) for r in records}
     return all(json.dumps(r, sort_keys=True) in known for r in kept)
-
-
-def _needs_work(entry: dict | None, record_id: str) -> bool:
-    """Not judged yet, judged for another record at this position, or failed only with API errors."""
-    return entry is None or entry.get("id") != record_id or entry.get("rule") == API_ERROR
 
 
 @dataclass
@@ -285,7 +276,8 @@ class JudgeSummary:
 async def ajudge(path: str | Path, out: str | Path, *, endpoint: str | list[str] | None = None,
                  model: str | None = None, workers: int = 4, reasks: int = 1, max_tokens: int = MAX_TOKENS,
                  min_score: float | None = None, filtered_out: str | Path | None = None,
-                 progress: bool = True, client: LLMClient | None = None, force: bool = False) -> JudgeSummary:
+                 progress: bool = True, client: LLMClient | None = None, force: bool = False, cache: bool = True,
+                 timeout: float = DEFAULT_TIMEOUT_S, item_timeout: float = DEFAULT_ITEM_TIMEOUT_S) -> JudgeSummary:
     """The async core of `judge` (same arguments)."""
     if workers < 1 or reasks < 0:
         raise ValueError(f"workers must be >= 1 and reasks >= 0, got {workers} and {reasks}")
@@ -319,77 +311,59 @@ async def ajudge(path: str | Path, out: str | Path, *, endpoint: str | list[str]
         if journal.owner_problem() is not None:  # another command's, and --force said to replace it
             journal.path.unlink()
         journal.load()
-        todo = [i for i, r in enumerate(records) if _needs_work(journal.entries.get(i), r["id"])]
+        todo = [i for i, r in enumerate(records) if needs_work(journal, i, r["id"])]
         if todo:
             journal.claim()
-        t0, status, reasks_done = time.perf_counter(), "complete", 0
-        stats_before: dict = {}
-        used: LLMClient | None = client
-        last_flush = time.monotonic()
+        t0 = time.perf_counter()
 
         def entries() -> list[dict]:
             return [journal.entries[i] for i, r in enumerate(records)
                     if i in journal.entries and journal.entries[i].get("id") == r["id"]]
 
-        def rewrite() -> None:
-            write_jsonl(out, [score_line(e) for e in entries()])
-
-        bar = progress_bar(total=len(todo), desc="judge", unit="conv", disable=not progress or not todo,
-                           dynamic_ncols=True)
-
-        async def work(c: LLMClient) -> None:
-            nonlocal used, stats_before
-            used, stats_before = c, c.stats.as_dict()
+        def start(c: LLMClient):
             ctx = _Context(c, reasks, max_tokens)
-            async def one(index: int) -> None:
-                nonlocal last_flush, reasks_done
+
+            async def one(index: int) -> tuple[dict, int]:
                 entry = await judge_record(ctx, index, records[index])
-                journal.add(entry)
                 attempts = entry["attempts"]
-                reasks_done += (attempts if isinstance(attempts, int) else len(attempts)) - 1
-                bar.update(1)
-                if time.monotonic() - last_flush > FLUSH_EVERY_S:
-                    rewrite()
-                    last_flush = time.monotonic()
+                return entry, (attempts if isinstance(attempts, int) else len(attempts)) - 1
 
-            await run_workers(todo, workers, one)
+            return one
 
-        try:
-            if todo and client is not None:
-                await work(client)
-            elif todo:
-                async with connect(endpoint, model, concurrency=workers, cache_dir=str(paths.cache_dir())) as c:
-                    await work(c)
-        except FatalAPIError:
-            status = "failed"
-            raise
-        except (asyncio.CancelledError, KeyboardInterrupt):
-            status = "interrupted"
-            raise
-        finally:
-            bar.close()
-            journal.close()
-            rewrite()
+        loop = JobLoop(journal, todo, rewrite=lambda: write_jsonl(out, [score_line(e) for e in entries()]),
+                       desc="judge", progress=progress, client=client)
+        await loop.run(start, workers=workers, endpoint=endpoint, model=model, cache=cache, timeout=timeout,
+                       item_timeout=item_timeout)
         done = entries()
         judged = [e for e in done if e["status"] == "judged"]
         kept = None
         if min_score is not None:
             good = {e["id"] for e in judged if e["scores"]["overall"] >= min_score}
             kept = write_records(filtered_out, [r for r in records if r["id"] in good])
-        now = used.stats.as_dict() if used else {}
+        usage = loop.usage()
         return JudgeSummary(
-            scores=str(out), status=status, records=len(records), already_done=len(records) - len(todo),
-            judged=len(judged), unjudged=len(done) - len(judged), reasks=reasks_done,
-            requests=now.get("requests", 0) - stats_before.get("requests", 0),
-            cache_hits=now.get("cache_hits", 0) - stats_before.get("cache_hits", 0),
+            scores=str(out), status=loop.status, records=len(records), already_done=len(records) - len(todo),
+            judged=len(judged), unjudged=len(done) - len(judged), reasks=loop.counts["reasks"],
+            requests=usage["requests"], cache_hits=usage["cache_hits"],
             filtered_out=str(filtered_out) if filtered_out is not None else None, kept=kept,
             elapsed_s=round(time.perf_counter() - t0, 3))
+
+def api_failure(scores: str | Path) -> str | None:
+    """What went wrong when records of a scores file are unjudged for API errors, else None: they were
+    never answered, and judging the same file again retries exactly them."""
+    failed = [e for e in load_scores(scores).values() if e["status"] == "unjudged" and e["reason"].startswith("API error")]
+    if not failed:
+        return None
+    return (f"{len(failed)} records failed with API errors (first, {failed[0]['id']}: {failed[0]['reason']}); "
+            f"run the same command again to retry them")
 
 
 def judge(path: str | Path, out: str | Path, **kwargs: Any) -> JudgeSummary:
     """Judge every record of `path` into the scores file `out` (see the module docstring); works in
     notebooks too. Keyword arguments: endpoint, model, workers, reasks, max_tokens, min_score,
-    filtered_out, progress, client, force (replace an existing output that is not the judge's)."""
+    filtered_out, progress, client, force (replace an existing output that is not the judge's), cache
+    (False: ask the server even for replies in the reply cache), timeout (seconds per request, body
+    included), item_timeout (seconds for all attempts at one request)."""
     return run_sync(ajudge(path, out, **kwargs))
 
 
@@ -533,50 +507,3 @@ def judge_refusal(scores: dict[str, dict], calibration: dict | None) -> str | No
                 f"{', '.join(sorted(models))}: calibrate the judge that gave them")
     return None
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kit judge",
-                                     description="Score each conversation with an LLM judge (resumable; see kit/quality/judge.py).")
-    parser.add_argument("file", type=paths.argument, help="conversation file (.jsonl)")
-    parser.add_argument("--out", required=True, type=paths.argument, help="scores file: one JSON line per record id")
-    parser.add_argument("--endpoint", action="append", help="OpenAI-compatible base URL (repeatable); "
-                        "default: OPENAI_BASE_URL / OPENAI_API_KEY / OPENROUTER_API_KEY, else the embedded model")
-    parser.add_argument("--model", help="model name at the endpoint")
-    parser.add_argument("--workers", type=int, default=4, help="requests in flight at once (default 4)")
-    parser.add_argument("--min-score", type=finite_float, help="with --filtered-out: keep records whose overall score reaches this")
-    parser.add_argument("--filtered-out", type=paths.argument, help="file for the records that reach --min-score")
-    parser.add_argument("--force", action="store_true", help="replace an existing --out or --filtered-out that "
-                        "the judge did not write")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--calibrate", action="store_true",
-                        help="FILE is a labelled set (meta.label good|bad, see calibration_set): print how often the "
-                             f"judge agrees with the labels and write SCORES's .calibration.json (threshold: balanced "
-                             f"agreement {AGREEMENT_THRESHOLD}; `kit quality --calibration` refuses realized coverage below it)")
-    args = parser.parse_args(argv)
-    if args.calibrate and (args.min_score is not None or args.filtered_out):
-        parser.error("--calibrate judges a labelled set: --min-score/--filtered-out do not apply")
-    try:
-        if args.calibrate:
-            result = calibrate(args.file, args.out, endpoint=args.endpoint, model=args.model, workers=args.workers,
-                               progress=not args.no_progress)
-        else:
-            summary = judge(args.file, args.out, endpoint=args.endpoint, model=args.model, workers=args.workers,
-                            min_score=args.min_score, filtered_out=args.filtered_out, progress=not args.no_progress,
-                            force=args.force)
-    except (ValueError, OSError, FatalAPIError, LockedError) as exc:  # RecordError is a ValueError
-        print(f"kit judge: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("kit judge: interrupted; judged records are kept, run the same command again to resume", file=sys.stderr)
-        return 130
-    if args.calibrate:
-        print(result)
-        print(f"written: {paths.display_path(calibration_path(paths.resolve(args.out)))}")
-        return 0
-    print(summary)
-    api_failed = [e for e in load_scores(args.out).values() if e["status"] == "unjudged" and e["reason"].startswith("API error")]
-    if api_failed:
-        print(f"kit judge: {len(api_failed)} records failed with API errors (first, {api_failed[0]['id']}: "
-              f"{api_failed[0]['reason']}); run the same command again to retry them", file=sys.stderr)
-        return 1
-    return 0

@@ -1,25 +1,22 @@
-"""`python -m kit validate FILE`: every problem of a conversation file, as `file:line: message[i]: reason`.
+"""Every problem of a conversation file, as `file:line: message[i]: reason` (`python -m kit validate FILE`,
+kit.commands.validate).
 
 The rules themselves live in `kit.rules` (below every stage, since the generator, export and the token
 views apply them too); this module reads a whole JSONL file in any record format `kit.records` reads,
 one conversation per line, and makes a line that is not one (bad JSON, bad UTF-8, absurdly long) a
 problem of that line. With `--knowledge FILE` every assistant sentence is also checked against that
 knowledge base (kit.truth): each one that is not kept is a problem named by its verdict
-(`message[1]: unsupported: "It is only able to work with integers.", ...`). The CLI exits 1 if any
-problem is an error.
+(`message[1]: unsupported: "It is only able to work with integers.", ...`).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
-from kit import paths
-from kit.records import LINE_TOO_LONG, decode_line, file_problem, iter_lines, load_json
-from kit.rules import RULES_FILE, Problem, Rules, load_rules, validate_messages
-from kit.truth import load_knowledge, truth_problems
+from kit.records import LINE_TOO_LONG, decode_line, iter_lines, load_json
+from kit.rules import Problem, Rules, validate_messages
+from kit.truth import truth_problems
 
 
 def _line_problems(line: str, rules: Rules | None = None, knowledge: str | None = None) -> list[Problem]:
@@ -69,36 +66,3 @@ def validate_file(path: str | Path, rules: Rules | None = None,
             found += [(lineno, p) for p in _line_problems(line, rules, knowledge)]
     return n, found
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kit validate",
-                                     description="List every problem in a conversation file (JSONL).")
-    parser.add_argument("file", help="conversation file: kit records, CustomJSON lines or {messages, metadata} lines")
-    parser.add_argument("--no-ascii", action="store_true", help="do not warn about non-ASCII text")
-    parser.add_argument("--rules", help=f"content-rule settings (default knowledge/{RULES_FILE})")
-    parser.add_argument("--structure-only", action="store_true",
-                        help="check only the structure (what training's readers require), not the content rules")
-    parser.add_argument("--knowledge", type=paths.argument,
-                        help="a knowledge base (e.g. knowledge/self_knowledge.md): also report every assistant "
-                             "sentence it does not support (kit.truth)")
-    args = parser.parse_args(argv)
-    path = Path(args.file)
-    if problem := file_problem(path):
-        print(f"kit validate: {problem}", file=sys.stderr)
-        return 2
-    try:
-        rules = None if args.structure_only else load_rules(args.rules)
-        knowledge = None if args.knowledge is None else load_knowledge(args.knowledge)
-    except (OSError, ValueError) as exc:
-        print(f"kit validate: {exc}", file=sys.stderr)
-        return 2
-    n, found = validate_file(path, rules, knowledge)
-    if args.no_ascii:
-        found = [(ln, p) for ln, p in found if p.rule != "ascii"]
-    for lineno, problem in found:
-        print(f"{path}:{lineno}: {problem}")
-    n_err = sum(p.severity == "error" for _, p in found)
-    bad_lines = len({ln for ln, p in found if p.severity == "error"})
-    print(f"{path}: {n} lines, {bad_lines} with errors, {n_err} errors, {len(found) - n_err} warnings",
-          file=sys.stderr)
-    return 1 if n_err else 0

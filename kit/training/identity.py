@@ -32,10 +32,8 @@ conversations, before and after.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
-import sys
 import textwrap
 import time
 from dataclasses import dataclass, field
@@ -43,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from kit import paths
-from kit.secrets import scrub, scrub_text
+from kit.secrets import scrub
 # The facts, probes and claim rules live at the foundations (validation uses them too); their public
 # names stay importable from here, where the notebooks and tests have always found them.
 from kit.facts import (KINDS, NEW_CHECKS, NO_FOREIGN, Contradiction, Fact, ForeignName, IdentityData,  # noqa: F401
@@ -53,11 +51,6 @@ from kit.facts import default_data as _default_data
 from kit.facts import score_answer as _fact_score
 from kit.truth import false_sentences
 
-# The system prompt training uses, so the model is evaluated as it was taught. SmolLM2's chat template
-# inserts "You are a helpful AI assistant named SmolLM, trained by Hugging Face" when a conversation
-# has no system message, which would tell the model a foreign identity; a neutral one that names no
-# identity leaves the answer to what the weights learnt.
-DEFAULT_SYSTEM_PROMPT = "You are a helpful AI assistant."
 MAX_TOKENS = 96
 # the checks that can turn an answer whose words are there from pass to fail, as `identity eval` reports them
 CHECKS = (*NEW_CHECKS, "truth")
@@ -198,8 +191,11 @@ class IdentityResult:
 # ---------------------------------------------------------------- asking a model
 
 def default_system_prompt() -> str:
-    """The system prompt training uses (kit.training.base_model.SYSTEM_PROMPT), imported here only when asked:
-    base_model loads torch, and scoring saved answers needs none."""
+    """The system prompt training uses (kit.training.base_model.SYSTEM_PROMPT), so the model is evaluated as
+    it was taught: SmolLM2's chat template inserts "You are a helpful AI assistant named SmolLM, trained by
+    Hugging Face" when a conversation has no system message, a foreign identity; the neutral prompt names
+    none and leaves the answer to what the weights learnt. Imported here only when asked: base_model
+    loads torch, and scoring saved answers needs none."""
     from kit.training.base_model import SYSTEM_PROMPT
 
     return SYSTEM_PROMPT
@@ -276,7 +272,8 @@ def evaluate_identity(*, endpoint: str | None = None, model: str | None = None,
                       checkpoint: str | Path | tuple | None = None, gguf: str | Path | None = None,
                       system_prompt: str | None = None, knowledge: bool = False, max_tokens: int = MAX_TOKENS,
                       out: str | Path | None = None, limit: int | None = None, concurrency: int = 8,
-                      data: IdentityData | None = None, show_progress: bool = True) -> IdentityResult:
+                      data: IdentityData | None = None, show_progress: bool = True, cache: bool = True,
+                      timeout: float | None = None, item_timeout: float | None = None) -> IdentityResult:
     """Ask every probe greedily and score the answers (see the module docstring).
 
     endpoint/model: an OpenAI-compatible server (None: the environment, else the embedded model);
@@ -285,6 +282,8 @@ def evaluate_identity(*, endpoint: str | None = None, model: str | None = None,
     file served on loopback for the evaluation, as `kit serve --gguf` serves it. system_prompt:
     default the one training uses; knowledge=True puts the knowledge base there instead (the
     "told every fact" reference). limit: that many probes spread over the kinds. out: a JSON file.
+    cache=False asks the server even for replies in the reply cache; timeout (seconds per request) and
+    item_timeout (all attempts at one) bound an endpoint's requests (None: the client's defaults).
     """
     if sum(x is not None for x in (checkpoint, gguf, endpoint or model)) > 1:
         raise ValueError("give one of checkpoint, gguf or endpoint/model")
@@ -309,12 +308,15 @@ def evaluate_identity(*, endpoint: str | None = None, model: str | None = None,
                                                         show_progress=show_progress)]
     else:
         from kit.llm.endpoints import endpoints_from_env
-        from kit.llm.client import connect, run_sync
+        from kit.llm.client import DEFAULT_ITEM_TIMEOUT_S, DEFAULT_TIMEOUT_S, connect, run_sync
 
         embedded = gguf is None and not endpoints_from_env(endpoint, model)
 
         async def ask() -> tuple[list, str]:
-            async with connect(endpoint, model, gguf=gguf and paths.resolve(gguf), concurrency=concurrency) as client:
+            async with connect(endpoint, model, gguf=gguf and paths.resolve(gguf), concurrency=concurrency,
+                               cache_dir=str(paths.cache_dir()) if cache else None,
+                               timeout=timeout or DEFAULT_TIMEOUT_S,
+                               item_timeout=item_timeout or DEFAULT_ITEM_TIMEOUT_S) as client:
                 return (await _ask_endpoint(client, conversations, max_tokens, show_progress),
                         client.endpoints[0].model)
 
@@ -342,6 +344,15 @@ def evaluate_identity(*, endpoint: str | None = None, model: str | None = None,
     if out is not None:
         _write_json(out, result.as_dict())
     return result
+
+
+def is_result(path: Path) -> bool:
+    """Whether `path` holds what `evaluate_identity(out=...)` writes (replacing it loses one evaluation's JSON)."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(value, dict) and {"rows", "score", "per_fact"} <= set(value)
 
 
 def _write_json(path: str | Path, value: dict) -> None:
@@ -385,7 +396,7 @@ def side_by_side(questions: list[str], before: list[str], after: list[str]):
     return pd.DataFrame({"question": questions, "before": before, "after": after})
 
 
-# ---------------------------------------------------------------- command line
+# ---------------------------------------------------------------- showing a result
 
 def _wrapped(text: str, width: int, indent: str = "    ") -> list[str]:
     """Every word of `text`, wrapped: a reader checks a verdict against the whole answer."""
@@ -422,92 +433,3 @@ def full_text(frame):
     return (frame.style.hide(axis="index")
             .set_properties(**{"white-space": "pre-wrap", "text-align": "left", "vertical-align": "top"}))
 
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m kit identity",
-                                     description="identity probes: what a model says about itself")
-    sub = parser.add_subparsers(dest="command", required=True)
-    ev = sub.add_parser("eval", help="ask every probe greedily and score the answers per fact")
-    source = ev.add_mutually_exclusive_group()
-    source.add_argument("--endpoint", help="OpenAI-compatible base URL (default: environment, else the embedded model)")
-    ev.add_argument("--model", help="model name at the endpoint")
-    source.add_argument("--checkpoint", type=paths.argument,
-                        help="a `kit finetune` output folder (or HF folder / GGUF) run in process")
-    source.add_argument("--gguf", type=paths.argument,
-                        help="a GGUF file (e.g. `kit finetune --gguf`'s model.gguf) served on loopback by llama.cpp")
-    ev.add_argument("--out", type=paths.argument, help="write the result (rows and figures) to this JSON file")
-    ev.add_argument("--force", action="store_true", help="replace an existing --out file that is not a result of this command")
-    ev.add_argument("--json", action="store_true", help="print the result as JSON instead of tables")
-    ev.add_argument("--knowledge", action="store_true",
-                    help="give the model the knowledge base as its system prompt (a reference row)")
-    ev.add_argument("--limit", type=int, help="ask only N probes, spread over the kinds")
-    ev.add_argument("--max-tokens", type=int, default=MAX_TOKENS, help="answer length limit (default: %(default)s)")
-    ev.add_argument("--no-progress", action="store_true", help="no progress bar")
-    sub.add_parser("probes", help="list the probes and the facts each checks")
-    return parser
-
-
-def _is_result(path: Path) -> bool:
-    """Whether `path` holds what `identity eval --out` writes (replacing it loses one evaluation's JSON)."""
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(value, dict) and {"rows", "score", "per_fact"} <= set(value)
-
-
-def main(argv: list[str]) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if args.command == "eval" and args.model and (args.checkpoint or args.gguf):
-        parser.error("--model goes with --endpoint, not with --checkpoint or --gguf")
-    if args.command == "probes":
-        data = _default_data()
-        for p in data.probes:
-            turns = f" (after {len(p.history) // 2} earlier exchange(s))" if p.history else ""
-            print(f"{p.id:<16} {p.kind:<12} {'+'.join(p.checks):<20} {p.question}{turns}")
-        print(f"{len(data.probes)} probes; facts: {', '.join(data.facts)}; "
-              f"{len(data.foreign)} foreign identities ({paths.display_path(data.folder)})")
-        return 0
-    for flag, value in (("checkpoint", args.checkpoint), ("gguf", args.gguf)):
-        if value is not None and not Path(value).exists():
-            print(f"kit identity eval: {flag} not found: {value}", file=sys.stderr)
-            return 2
-    if args.limit is not None and args.limit < 1:
-        print(f"kit identity eval: --limit must be at least 1, got {args.limit}", file=sys.stderr)
-        return 2
-    if args.out is not None:
-        model_files = [args.gguf, args.checkpoint] + ([*Path(args.checkpoint).iterdir()]
-                                                      if args.checkpoint and Path(args.checkpoint).is_dir() else [])
-        if problem := paths.output_problem(args.out, model_files, force=args.force, ours=_is_result):
-            print(f"kit identity eval: {problem}", file=sys.stderr)
-            return 2
-    from kit.llm.client import LLMError
-    from kit.llm.local_server import LocalServerError
-
-    try:
-        result = evaluate_identity(endpoint=args.endpoint, model=args.model, checkpoint=args.checkpoint, gguf=args.gguf,
-                                   knowledge=args.knowledge, max_tokens=args.max_tokens, out=args.out,
-                                   limit=args.limit, show_progress=not args.no_progress)
-    except (ValueError, OSError, LLMError, LocalServerError) as exc:
-        print(f"kit identity eval: error: {scrub_text(str(exc))}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("kit identity eval: interrupted", file=sys.stderr)
-        return 130
-    # the answers and the endpoint come from a server and a command line: scrubbed like every file
-    shown = json.dumps(result.as_dict(), indent=1, ensure_ascii=False) if args.json else format_result(result)
-    print(scrub_text(shown))
-    if args.out:
-        print(f"written: {args.out}", file=sys.stderr)
-    if result.not_scored:
-        first = next(r for r in result.rows if r["error"])
-        print(f"kit identity eval: error: {result.not_scored} of {len(result.rows)} probes were not scored: the request "
-              f"failed (first, {first['probe']}: {first['error']}); the score is over the {result.scored} answered "
-              f"probes only", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -1,4 +1,4 @@
-"""`python -m kit memory generate|eval`: the benchmark from the command line.
+"""`python -m kit memory generate|eval`: the memory benchmark from the command line (kit.memory).
 
     python -m kit memory generate --out processed_synth.json [--fast] [--num_sessions 30 ...] [--force]
     python -m kit memory eval processed_synth.json [--out eval.json] [--endpoint URL --model NAME]
@@ -6,27 +6,23 @@
 
 Flags keep the seed's names (`--num_sessions`; `--num-sessions` works too). `--fast` is the seed's
 quick preset (3 sessions, 10 questions, 5-10 turns, 1-3 scenes); flags given explicitly override it.
-With no `--endpoint` (and no OPENAI_BASE_URL / key in the environment) the embedded model is used.
-Paths are taken from the working directory (kit.paths.argument). An output is checked before anything
-is read or asked (kit.paths.check_output): eval's `--out` onto its dataset is refused whatever `--force`
-says; an existing file that is not this command's output (a benchmark dataset, an evaluation) is
-replaced only with `--force`.
+An output is checked before anything is read or asked (kit.paths.check_output): eval's `--out` onto its
+dataset is refused whatever `--force` says; an existing file that is not this command's output is
+replaced only with `--force`. Exit codes: 0 done; 1 failed; 2 bad input; 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import fields
-from pathlib import Path
 
 from kit import paths
-from kit.arguments import finite_float
-from kit.llm.client import DEFAULT_ITEM_TIMEOUT_S, DEFAULT_TIMEOUT_S, LLMError
+from kit.commands.llm_flags import add_llm_flags, llm_options
+from kit.llm.client import LLMError
 from kit.llm.local_server import LocalServerError
 from kit.locking import LockedError
-from kit.memory.dataset import FAST, RECIPES, DatasetError, MemoryConfig, cache_note, generate, summary_lines
+from kit.memory.dataset import FAST, RECIPES, DatasetError, MemoryConfig, cache_note, generate, is_dataset, summary_lines
 from kit.secrets import scrub_text
 
 _CONFIG_HELP = {
@@ -45,15 +41,13 @@ def _flag(parser: argparse.ArgumentParser, name: str, **kw) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m kit memory",
-                                     description="the expense-tracking memory benchmark")
+    parser = argparse.ArgumentParser(prog="python -m kit memory", description="the expense-tracking memory benchmark")
     sub = parser.add_subparsers(dest="command", required=True)
+    force = {"action": "store_true", "help": "replace an existing output that is not this command's (never the input)"}
 
     gen = sub.add_parser("generate", help="generate benchmark records with an LLM")
     gen.add_argument("--out", type=paths.argument, default="processed_synth.json",
                      help="output JSON file (default: %(default)s)")
-    _flag(gen, "endpoint", help="OpenAI-compatible base URL (default: environment, else the embedded model)")
-    _flag(gen, "model", help="model name at the endpoint")
     defaults = MemoryConfig()
     for f in fields(MemoryConfig):
         if f.name not in ("no_diversify", "recipe"):
@@ -65,67 +59,30 @@ def _parser() -> argparse.ArgumentParser:
                           "models); auto (default): turns for the embedded model, one-call for an endpoint")
     _flag(gen, "no_diversify", action="store_true", default=None, help="keep templated questions (no rephrasing)")
     gen.add_argument("--fast", action="store_true", help="quick preset: 3 sessions, 10 questions, 5-10 turns, 1-3 scenes")
-    _client_flags(gen)
+    gen.add_argument("--force", **force)
+    add_llm_flags(gen)
 
     ev = sub.add_parser("eval", help="score a model on a benchmark file")
     ev.add_argument("dataset", type=paths.argument, help="a file written by `memory generate`")
     ev.add_argument("--out", type=paths.argument, help="result JSON (default: eval.json beside the dataset)")
-    _flag(ev, "endpoint", help="OpenAI-compatible base URL (default: environment, else the embedded model)")
-    _flag(ev, "model", help="model name at the endpoint")
     _flag(ev, "context_tokens", type=int, default=None,
           help="prompt budget in tokens (default: the embedded server's window, unbounded elsewhere; 0: unbounded)")
     _flag(ev, "llm_concurrency", type=int, default=8, help="requests in flight at once (default: %(default)s)")
     ev.add_argument("--context", default="full",
                     help="what a question is asked with: full (sessions 0..position, cut to fit), last (its "
                          "position's session), bm25:K or recent:K (a retriever's top K sessions); default: full")
-    _client_flags(ev)
+    ev.add_argument("--force", **force)
+    add_llm_flags(ev)
     return parser
 
 
-def _client_flags(parser: argparse.ArgumentParser) -> None:
-    """The same flags, with the same meaning, as `python -m kit generate`'s."""
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--no-cache", action="store_true", help="ask the server even for replies in the reply cache")
-    parser.add_argument("--timeout", type=finite_float, default=DEFAULT_TIMEOUT_S,
-                        help="seconds one request may take, body included (default: %(default)g)")
-    parser.add_argument("--item-timeout", type=finite_float, default=DEFAULT_ITEM_TIMEOUT_S,
-                        help="seconds for all attempts at one request (default: %(default)g)")
-    parser.add_argument("--force", action="store_true",
-                        help="replace an existing output that is not this command's (never the input)")
-
-
-def _holds(path: Path, keys: set[str]) -> bool:
-    """Whether `path` is JSON whose object (or every object of its list) has `keys`: how a memory
-    command recognises its own earlier output, which it may replace without --force."""
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    items = value if isinstance(value, list) and value else [value]
-    return all(isinstance(item, dict) and keys <= set(item) for item in items)
-
-
-def _is_dataset(path: Path) -> bool:
-    return _holds(path, {"task_id", "questions", "chunks", "generator"})
-
-
-def _is_evaluation(path: Path) -> bool:
-    return _holds(path, {"dataset", "scoring", "items"})
-
-
-def config_from_args(args: argparse.Namespace) -> MemoryConfig:
-    """The preset (--fast or the defaults) overridden by every flag given explicitly."""
-    base = {**FAST} if args.fast else {}
+def _generate(args: argparse.Namespace, llm: dict) -> int:
+    base = {**FAST} if args.fast else {}  # the preset, overridden by every flag given explicitly
     given = {f.name: getattr(args, f.name) for f in fields(MemoryConfig) if getattr(args, f.name) is not None}
-    return MemoryConfig(**{**base, **given})
-
-
-def _generate(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
+    config = MemoryConfig(**{**base, **given})
     config.check()
-    paths.check_output(args.out, force=args.force, ours=_is_dataset)
-    records = generate(config, args.out, endpoint=args.endpoint, model=args.model, show_progress=not args.no_progress,
-                       cache=not args.no_cache, timeout=args.timeout, item_timeout=args.item_timeout)
+    paths.check_output(args.out, force=args.force, ours=is_dataset)
+    records = generate(config, args.out, show_progress=not args.no_progress, **llm)
     for i, record in enumerate(records):
         print("\n".join(summary_lines(record, i, len(records))))
     if note := cache_note(records):
@@ -134,51 +91,46 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _eval_input_problem(args: argparse.Namespace) -> str | None:
-    """What is wrong with eval's options, found before anything is read or asked, or None."""
-    from kit.memory.evaluate import parse_context
+def _eval(args: argparse.Namespace, llm: dict) -> int:
+    from kit.memory.evaluate import accuracy_table, evaluate, is_evaluation, parse_context
 
+    problem = None
     if args.context_tokens is not None and args.context_tokens < 0:
-        return f"--context_tokens must be 0 (unbounded) or more, got {args.context_tokens}"
-    if args.llm_concurrency < 1:
-        return f"--llm_concurrency must be at least 1, got {args.llm_concurrency}"
-    try:
-        parse_context(args.context)
-    except ValueError as exc:
-        return f"--context: {exc}"
-    return None
-
-
-def _eval(args: argparse.Namespace) -> int:
-    from kit.memory.evaluate import accuracy_table, evaluate
-
-    if problem := _eval_input_problem(args):
+        problem = f"--context_tokens must be 0 (unbounded) or more, got {args.context_tokens}"
+    elif args.llm_concurrency < 1:
+        problem = f"--llm_concurrency must be at least 1, got {args.llm_concurrency}"
+    else:
+        try:
+            parse_context(args.context)
+        except ValueError as exc:
+            problem = f"--context: {exc}"
+    if problem:
         print(f"kit memory eval: error: {problem}", file=sys.stderr)
         return 2
     out = args.out or args.dataset.with_name("eval.json")
-    paths.check_output(out, [args.dataset], force=args.force, ours=_is_evaluation)
+    paths.check_output(out, [args.dataset], force=args.force, ours=is_evaluation)
     context = "auto" if args.context_tokens is None else (args.context_tokens or None)
-    result = evaluate(args.dataset, endpoint=args.endpoint, model=args.model, out=out, context_tokens=context,
-                      concurrency=args.llm_concurrency, show_progress=not args.no_progress, context=args.context,
-                      cache=not args.no_cache, timeout=args.timeout, item_timeout=args.item_timeout)
+    result = evaluate(args.dataset, out=out, context_tokens=context, concurrency=args.llm_concurrency,
+                      show_progress=not args.no_progress, context=args.context, **llm)
     print(accuracy_table(result))
     print(f"\n{result['questions_with_context_cut']} questions had their context cut "
           f"(budget {result['context_tokens'] or 'unbounded'} tokens); {result['errors']} errors")
     print(f"✅ Evaluation written to: {out}")
     failed = [i for i in result["items"] if i["error"] is not None]
     if failed:
-        answered = result["overall"]["total"]
         print(f"kit memory eval: error: {len(failed)} of {len(result['items'])} questions failed and were not "
               f"scored (first, {failed[0]['qid']}: {failed[0]['error']}); the accuracy above is over the "
-              f"{answered} answered questions only", file=sys.stderr)
+              f"{result['overall']['total']} answered questions only", file=sys.stderr)
         return 1
     return 0
 
 
 def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    llm = llm_options(parser, args)
     try:
-        return _generate(args) if args.command == "generate" else _eval(args)
+        return _generate(args, llm) if args.command == "generate" else _eval(args, llm)
     except DatasetError as exc:  # bad input: the file is not a benchmark
         print(f"kit memory {args.command}: error: {scrub_text(str(exc))}", file=sys.stderr)
         return 2
@@ -188,7 +140,3 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print(f"kit memory {args.command}: interrupted", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
