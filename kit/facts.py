@@ -29,9 +29,8 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from kit import paths
+from kit.text import STATEMENT_END
 
 from re import _parser as _re_parser  # the parse tree literal_screen reads (no public API gives it)
 
@@ -101,11 +100,9 @@ class IdentityData:
 
 def _read_yaml(path: Path, key: str) -> list:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = paths.read_yaml(path, f"the identity data's {key}")  # malformed: a ValueError naming it
     except OSError as exc:
         raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get(key), list):
         raise ValueError(f"{path}: expected a mapping with a list under {key!r}")
     return data[key]
@@ -334,11 +331,10 @@ _NEGATION_NEAR = re.compile(r"(?:\bno|\bnot|\bnever|n't|\bneither|\bnor|\bnicht|
                             re.IGNORECASE)
 # a sentence with no subject before the verb: "Created by X.", "nanochat, a model trained by X"
 _SUBJECTLESS = re.compile(rf"^\s*(?:{_MID})?(?:[\w-]+,?\s+)?(?:{_MID})?$", re.IGNORECASE)
-_SENTENCE_END = re.compile(r"[.!?;:]+(?=\s|$)|\n")
 
 
 def _sentence_start(text: str, pos: int) -> int:
-    starts = [m.end() for m in _SENTENCE_END.finditer(text, 0, pos)]
+    starts = [m.end() for m in STATEMENT_END.finditer(text, 0, pos)]
     return starts[-1] if starts else 0
 
 

@@ -52,6 +52,7 @@ from typing import Any, Literal
 
 from kit import paths
 from kit.facts import PatternScreen, foreign_identity_claims  # the foreign names are data in knowledge/identity/
+from kit.text import SENTENCE_OR_LINE_BREAK
 
 ROLES = ("user", "assistant")
 PART_TYPES = ("text", "python", "python_output")
@@ -214,7 +215,6 @@ _MARKDOWN = (
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
 _SYMBOL = re.compile(r"[^\w\s]|_")
 _SPACE = re.compile(r"\s")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 # the user asks who or what the assistant is, or its name
 _ASKS_IDENTITY = re.compile(
     r"\bwho\s+(?:are|r)\s+(?:you|u)\b|\bwhat\s+(?:are|r)\s+(?:you|u)\s*(?:[?!.]|$|exactly|called|really)"
@@ -280,7 +280,7 @@ def _mostly_symbols(text: str) -> str | None:
 
 def _repeated_sentence(text: str) -> str | None:
     seen = set()
-    for sentence in _SENTENCE_END.split(text):
+    for sentence in SENTENCE_OR_LINE_BREAK.split(text):
         key = " ".join(_words(sentence))
         if len(key.split()) < 3:  # "Yes." twice is speech, not a loop
             continue

@@ -36,6 +36,7 @@ from typing import Any
 from kit import paths
 from kit.facts import contradictions, default_data, denied_facts, foreign_identity_claims, is_negated
 from kit.rules import Problem, content_problems, load_rules
+from kit.text import DIGIT_GROUPS, SENTENCE_END
 
 TRUTH_FILE = "truth.yaml"
 KNOWLEDGE_FILE = "self_knowledge.md"
@@ -47,10 +48,9 @@ _SETTINGS = {"min_k_precision", "strict_k_precision", "min_content_words", "stem
 
 # grounding: a capitalised word, a number, a URL
 _NAME = re.compile(r"(?<![\w'])([A-Z][\w'-]*)")
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_NUMBER = re.compile(DIGIT_GROUPS)
 _URL = re.compile(r"https?://[^\s)\]]+")
 _SENTENCE_BREAK = re.compile(r"(?:^|[.!?:;]\s+|\n+)\W*$")
-_SENTENCE_END = re.compile(r"[.!?]+[\"')\]]*(?=\s|$)")
 _WORD = re.compile(r"[a-z][a-z']*")
 
 
@@ -166,7 +166,7 @@ def load_knowledge(path: str | Path | None = None) -> str:
 def split_sentences(text: str) -> tuple[list[str], str]:
     """(the full sentences of `text` in order, the words after the last one)."""
     found, start = [], 0
-    for end in _SENTENCE_END.finditer(text):
+    for end in SENTENCE_END.finditer(text):
         if sentence := text[start:end.end()].strip():
             found.append(sentence)
         start = end.end()

@@ -40,6 +40,7 @@ from kit.memory.scenes import load_scenes
 from kit.memory.sessions import fill, load_prompt
 from kit.paths import cache_dir
 from kit.progress import progress_bar
+from kit.text import NUMBER, number_value
 
 CHARS_PER_TOKEN = 3.0
 REPLY_TOKENS = 48
@@ -55,7 +56,7 @@ _DATE_PATTERNS = (
     (re.compile(rf"\b{_MONTH}\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+(\d{{4}})\b", re.I), ("M", "d", "y")),
     (re.compile(rf"\b(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH},?\s+(\d{{4}})\b", re.I), ("d", "M", "y")),
 )
-_NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?")
+_NUMBER = re.compile(rf"-?(?:{NUMBER})")  # signed
 
 
 def token_counts(texts: list[str], gguf: str | Path | None = None) -> list[int]:
@@ -79,7 +80,7 @@ def answer_format(kind: str, scenes: list[str]) -> str:
 
 def first_amount(text: str) -> float | None:
     match = _NUMBER.search(text.replace("\u00a0", " "))
-    return float(match.group().replace(",", "")) if match else None
+    return number_value(match.group()) if match else None
 
 
 def dates_in(text: str) -> set[str]:

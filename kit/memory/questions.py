@@ -28,6 +28,7 @@ import random
 import re
 from dataclasses import dataclass, field
 
+from kit.text import PLAIN_NUMBER
 from kit.memory.ledger import (Transaction, busiest_dates, format_cents, largest_cents, spent_cents,
                                top_scenes)
 
@@ -59,7 +60,7 @@ TOPIC_WORDS = {
     "total_amount": r"total|overall|altogether|in all|sum|all",
 }
 ISO_DATE = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
-NUMBER = re.compile(r"\d+(?:\.\d+)?")
+NUMBER = re.compile(PLAIN_NUMBER)
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,11 @@ import re
 
 import numpy as np
 
+from kit.text import PLAIN_NUMBER
+
 RETRIEVERS = ("bm25", "recent", "all")
 BM25_K1, BM25_B = 1.5, 0.75
-_TOKEN = re.compile(r"\d{4}-\d{2}-\d{2}|[a-z]+|\d+(?:\.\d+)?")
+_TOKEN = re.compile(rf"\d{{4}}-\d{{2}}-\d{{2}}|[a-z]+|{PLAIN_NUMBER}")
 
 
 def tokens(text: str) -> list[str]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from difflib import SequenceMatcher
 
+from kit.text import ENDS_SENTENCE, SENTENCE_END
 from kit.facts import foreign_identity_claims
 
 MIN_WORDS = 3
@@ -37,7 +38,6 @@ _DISMISSIVE = re.compile(r"^(?:no\b|not true|sorry|i'?m (?:really |so )?sorry|i 
                          r"i can'?t|(?:lad|dad|darlin'?|ladies and gentlemen|dude|buddy|mate)\b)", re.I)
 _AS_USER = re.compile(r"\bmy (?:budget|expenses|spending|income|wallet|money|rent|bills?|savings)\b|\bit'?s me\b",
                       re.I)
-_SENTENCE_END = re.compile(r'[.!?]["\')]?$')
 _LETTERS = re.compile(r"[A-Za-z]")
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 # Words that name no subject: a reply that shares only these with the user's line has not answered it
@@ -59,9 +59,7 @@ _FILLER = frozenset("""
 def trim_to_sentence(text: str) -> str:
     """`text` up to its last complete sentence ('' when it has none)."""
     text = " ".join(text.split())
-    if _SENTENCE_END.search(text):
-        return text
-    ends = [m.end() for m in re.finditer(r'[.!?]["\')]?(?=\s)', text)]
+    ends = [m.end() for m in SENTENCE_END.finditer(text)]
     return text[:ends[-1]] if ends else ""
 
 
@@ -81,7 +79,7 @@ def turn_problems(text: str, earlier: list[str], *, numbers: bool = True, leak_c
         problems.append(f"markup: {_MARKUP.search(text).group()!r}")
     if leak_check and _LEAK.search(text):
         problems.append(f"prompt_leak: {_LEAK.search(text).group()!r}")
-    if not _SENTENCE_END.search(text):
+    if not ENDS_SENTENCE.search(text):
         problems.append("cut: does not end a sentence")
     if not numbers and re.search(r"\d", text):
         problems.append("number: states a number the ledger does not hold")

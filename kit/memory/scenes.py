@@ -12,10 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
-import yaml
-
 from kit.memory.rules import subjects, topic_index, turn_problems
-from kit.paths import knowledge_dir
+from kit.paths import knowledge_dir, read_yaml
 
 SCENES_FILE = "memory_scenes.yaml"
 PHRASING_SLOTS = {"greeting_first": set(), "greeting_later": set(), "expense": {"amount", "item", "category"},
@@ -74,11 +72,11 @@ def load_catalogue(path: str | Path | None = None) -> Catalogue:
     """The whole file, checked. Raises ScenesError naming the file and the bad entry."""
     path = Path(path) if path else knowledge_dir() / SCENES_FILE
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = read_yaml(path, "the scenes catalogue")
     except OSError as exc:
-        raise ScenesError(f"{path}: cannot read scenes file ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise ScenesError(f"{path}: not valid YAML ({exc})") from None
+        raise ScenesError(f"{path}: cannot read scenes file ({exc.strerror or exc})") from None
+    except ValueError as exc:  # not YAML, or not UTF-8
+        raise ScenesError(str(exc)) from None
     if not isinstance(data, dict) or not isinstance(data.get("scenes"), dict) or not data["scenes"]:
         raise ScenesError(f"{path}: expected a mapping with 'scenes' (scene -> sub-scene -> price and items)")
     subscenes = []

@@ -31,6 +31,7 @@ from kit.memory.ledger import Transaction, to_cents
 from kit.memory.rules import turn_problems
 from kit.memory.scenes import Catalogue
 from kit.paths import knowledge_dir
+from kit.text import NUMBER
 
 ROLES = {"user": "User", "assistant": "Assistant"}
 SCHEMA_NAME = "expense_session"
@@ -39,7 +40,7 @@ TOKENS_PER_TURN = 45
 YEAR_START = date(2024, 1, 1)
 YEAR_DAYS = 366  # 2024 is a leap year: 2024-01-01 .. 2024-12-31
 # Amounts as people write them: 1,234.50 or 45.5; ISO dates are removed first so 2024-01-15 gives no 15.
-_AMOUNT = re.compile(r"(?<![\d.,])\d{1,3}(?:,\d{3})+(?:\.\d+)?|(?<![\d.,])\d+(?:\.\d+)?")
+_AMOUNT = re.compile(rf"(?<![\d.,])(?:{NUMBER})")  # not the tail of a longer number
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _WORD = re.compile(r"[a-z]+")
 # Words that say nothing about what was bought, so finding one in the dialogue proves nothing.

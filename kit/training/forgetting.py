@@ -26,9 +26,9 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
-import yaml
 
 from kit import paths
+from kit.text import GROUPED_NUMBER, PLAIN_NUMBER, number_value
 from kit.training.base_model import chat_messages
 from kit.training.calculator import CalculatorError, evaluate
 from kit.training.finetune import IGNORE, causal_lm, collate, render_examples
@@ -125,8 +125,8 @@ def load_questions(path: str | Path | None = None) -> list[ComputedQuestion]:
     is an error naming the file and the entry."""
     path = paths.resolve(path) if path is not None else paths.knowledge_dir() / QUESTIONS_FILE
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+        data = paths.read_yaml(path, "the computed questions")  # malformed: a ValueError naming it
+    except OSError as exc:
         raise ValueError(f"{path}: cannot read ({exc})") from None
     items = data.get("questions") if isinstance(data, dict) else None
     if not isinstance(items, list) or not items:
@@ -152,7 +152,8 @@ def load_questions(path: str | Path | None = None) -> list[ComputedQuestion]:
     return questions
 
 
-_NUMBER = re.compile(r"(?<![\w.])-?\d{1,3}(?:,\d{3})+(?:\.\d+)?(?!\d)|(?<![\w.])-?\d+(?:\.\d+)?")
+# signed, not inside a word, and a grouped number not run on into more digits ("1,2345" is 1 and 2345)
+_NUMBER = re.compile(rf"(?<![\w.])-?(?:{GROUPED_NUMBER}(?!\d)|{PLAIN_NUMBER})")
 _WORDS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve thirteen "
                                      "fourteen fifteen sixteen seventeen eighteen nineteen twenty".split())}
 _WORD = re.compile(rf"\b(?:{'|'.join(_WORDS)})\b", re.IGNORECASE)
@@ -160,7 +161,7 @@ _WORD = re.compile(rf"\b(?:{'|'.join(_WORDS)})\b", re.IGNORECASE)
 
 def numbers_in(text: str) -> list[float]:
     """The numbers a text states: digits ("9.60", "$1,000", "-3") and the words zero to twenty."""
-    found = [float(m.group().replace(",", "")) for m in _NUMBER.finditer(text)]
+    found = [number_value(m.group()) for m in _NUMBER.finditer(text)]
     return found + [float(_WORDS[m.group().lower()]) for m in _WORD.finditer(text)]
 
 
