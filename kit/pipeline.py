@@ -121,7 +121,7 @@ class RunResult:
 
 # ---------------------------------------------------------------- notebooks and parameters
 
-def discover(notebooks_dir: Path) -> list[Notebook]:
+def find_notebooks(notebooks_dir: Path) -> list[Notebook]:
     """The ordered notebooks of a folder and the parameters each declares."""
     import papermill
 
@@ -416,7 +416,7 @@ def run_pipeline(*, preset: str | None = "smoke", params_files: list[Path] = (),
     run_id = run_id or new_run_id()
     if not _RUN_ID.fullmatch(run_id):
         raise PipelineError(f"--run-id {run_id!r}: use letters, digits, '.', '_' and '-' only")
-    notebooks = discover(notebooks_dir)
+    notebooks = find_notebooks(notebooks_dir)
     layers = parameter_layers(preset, params_files, overrides)
     selected = select(notebooks, only)
     params = resolve_parameters(notebooks, layers)  # checked against all, so presets work with --only
@@ -538,7 +538,7 @@ def refresh_in_place(notebooks_dir: Path | None = None, only: list[str] | None =
 
     notebooks_dir = Path(notebooks_dir or project_root() / "notebooks")
     failures = 0
-    for nb in select(discover(notebooks_dir), only):
+    for nb in select(find_notebooks(notebooks_dir), only):
         echo(f"{nb.name:<32} running ...", end="", flush=True)
         t0 = time.monotonic()
         doc = nbformat.read(nb.path, as_version=4)

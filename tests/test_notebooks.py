@@ -99,7 +99,7 @@ def test_no_seed_names_in_what_a_reader_sees(path):
 
 def test_the_smoke_preset_and_the_notebook_defaults_are_one_set():
     """`make notebooks` (defaults) and `make run` (smoke preset) must make the same outputs."""
-    notebooks = pipeline.discover(NOTEBOOKS)
+    notebooks = pipeline.find_notebooks(NOTEBOOKS)
     params = pipeline.resolve_parameters(notebooks, [("smoke", pipeline.load_preset("smoke"))])
     declared = {nb.name: nb.declared for nb in notebooks}
     differ = {f"{name}.{key}": (value, declared[name][key]) for name, given in params.items()

@@ -150,7 +150,7 @@ def test_only_selects_by_number_or_name():
 @pytest.mark.parametrize("preset", ["smoke", "full"])
 def test_presets_fit_the_real_notebooks(preset):
     """Every parameter a preset sets is declared by the notebook it targets (catches drift early)."""
-    notebooks = pipeline.discover(NOTEBOOKS)
+    notebooks = pipeline.find_notebooks(NOTEBOOKS)
     params = resolve_parameters(notebooks, [(preset, pipeline.load_preset(preset))])
     assert set(params) == {nb.name for nb in notebooks}
 
@@ -162,7 +162,7 @@ def test_the_params_file_example_in_the_readme_is_valid():
 
     text = (NOTEBOOKS / "README.md").read_text(encoding="utf-8")
     [example] = re.findall(r"```yaml\n(.*?)```", text, re.S)
-    params = resolve_parameters(pipeline.discover(NOTEBOOKS), [("README", yaml.safe_load(example))])
+    params = resolve_parameters(pipeline.find_notebooks(NOTEBOOKS), [("README", yaml.safe_load(example))])
     assert params["05_midtrain_smoke"]["steps"] == 300
 
 

@@ -11,7 +11,7 @@ import sys
 
 from kit.locking import LockedError
 from kit.paths import argument, display_path, project_root, runs_dir
-from kit.pipeline import (INTERACTIVE_RUN_ID, Notebook, PipelineError, discover, failure_message, new_run_id,
+from kit.pipeline import (INTERACTIVE_RUN_ID, Notebook, PipelineError, failure_message, find_notebooks, new_run_id,
                           parameter_layers, parse_assignments, preset_names, refresh_in_place, resolve_parameters,
                           run_pipeline, select)
 
@@ -83,7 +83,7 @@ def main(argv: list[str]) -> int:
             return 1 if refresh_in_place(only=args.only) else 0
         overrides = parse_assignments(args.params)
         if args.list:
-            notebooks = discover(project_root() / "notebooks")
+            notebooks = find_notebooks(project_root() / "notebooks")
             layers = parameter_layers(args.preset, args.files, overrides)
             _print_list(select(notebooks, args.only), resolve_parameters(notebooks, layers))
             return 0

@@ -91,7 +91,7 @@ def turn_problems(text: str, earlier: list[str], *, numbers: bool = True, leak_c
             problems.append(f"dismissive: opens with {_DISMISSIVE.search(text).group()!r}")
         if _AS_USER.search(text):
             problems.append(f"as_user: {_AS_USER.search(text).group()!r}")
-        if earlier and _echoes(text, earlier[-1]):
+        if earlier and _restates(text, earlier[-1]):
             problems.append("echo: restates the user's message")
     claims = foreign_identity_claims(text)
     if claims:
@@ -99,7 +99,7 @@ def turn_problems(text: str, earlier: list[str], *, numbers: bool = True, leak_c
     return problems
 
 
-def _echoes(reply: str, message: str) -> bool:
+def _restates(reply: str, message: str) -> bool:
     """Does the reply open with the message's first three words, or hold most of its words?"""
     # punctuation stripped: "Hello, it's me!" opens "Hello, it's me again." as much as a word-for-word copy
     r = [w.strip(".,!?'\"") for w in reply.casefold().split()]
