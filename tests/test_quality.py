@@ -379,8 +379,6 @@ def test_realized_coverage_counts_only_what_the_judge_found_on_topic():
 
 
 def test_reference_identity_file_covers_every_element_with_no_near_duplicates(capsys):
-    if not REFERENCE.exists():
-        pytest.skip("knowledge/reference/identity.jsonl is not written yet")
     report, records = quality.file_report(REFERENCE)
     assert len(records) >= 120
     for dim in ("topic_category", "topic", "persona", "dynamic", "first_message_category"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -34,7 +35,17 @@ def test_choose(cores, others, peers, expected):
 
 def test_measurements_are_sane():
     assert 1 <= threads.usable_cores() <= (os.cpu_count() or 1)
-    assert cores.own_running() >= 1
+
+
+def test_others_running_counts_busy_processes():
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        time.sleep(0.3)
+        assert cores.others_running() >= 2  # each child runs or waits for a core, in every sample
+    finally:
+        for child in busy:
+            child.kill()
+            child.wait()
 
 
 def test_others_running_without_proc(monkeypatch):

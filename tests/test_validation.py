@@ -90,7 +90,23 @@ json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(m
 @settings(max_examples=200, deadline=None)
 @given(json_values)
 def test_any_json_value_gives_a_list_of_problems(value):
-    assert isinstance(validate_messages(value, finish_reason="length"), list)
+    found = validate_messages(value, finish_reason="length")
+    assert found[0] == Problem(None, "finish_reason", "reply was cut off at the token limit (finish_reason=length)")
+    _check_problems(found, value, STRUCTURAL_RULES)
+    if not isinstance(value, list):
+        assert [p.rule for p in found] == ["finish_reason", "shape"]
+
+
+STRUCTURAL_RULES = {"shape", "min_messages", "role", "starts_with_user", "alternation", "ends_with_assistant",
+                    "content", "finish_reason", "ascii"}
+
+
+def _check_problems(found: list, value, rules: set[str]) -> None:
+    """Each problem a Problem of a known rule, about the whole conversation or one of its messages."""
+    for p in found:
+        assert isinstance(p, Problem) and p.rule in rules and p.severity in ("error", "warning"), p
+        assert p.index is None or (isinstance(value, list) and 0 <= p.index < len(value)), p
+        assert isinstance(p.message, str) and p.message
 
 
 def test_cli_lists_every_problem_with_file_line_and_message(tmp_path, capsys):
@@ -173,8 +189,6 @@ def test_issue_13_bad_examples_fail_by_their_rule_and_kit_validate_flags_them(ca
 @pytest.mark.parametrize("name", ["identity.jsonl", "general.jsonl"])
 def test_reference_files_pass_every_rule_with_no_finding(name):
     path = REFERENCE / name
-    if not path.exists():
-        pytest.skip(f"{path} is not written yet")
     n, found = validate_file(path, RULES)
     assert n >= 40
     assert [f"{path.name}:{line}: {p}" for line, p in found] == []
@@ -253,13 +267,17 @@ def test_severities_are_data_per_recipe(tmp_path):
 def test_content_rules_run_only_on_sound_structure_and_never_raise():
     broken = [U("hi"), {"role": "assistant"}]
     assert validate_messages(broken, rules=RULES) == validate_messages(broken)  # the structural error says it all
-    assert isinstance(validate_messages([U(), A(None)], rules=RULES, meta="not a dict"), list)
+    found = validate_messages([U(), A(None)], rules=RULES, meta="not a dict")
+    # the reply's missing text, read as empty by the content rules; a meta that is no dict is no problem
+    assert [(p.index, p.rule) for p in found] == [(1, "content"), (1, "too_short")]
 
 
 @settings(max_examples=200, deadline=None)
 @given(json_values, json_values)
 def test_any_json_value_with_rules_and_meta_gives_a_list_of_problems(value, meta):
-    assert isinstance(validate_messages(value, rules=RULES, meta=meta), list)
+    found = validate_messages(value, rules=RULES, meta=meta)
+    _check_problems(found, value, STRUCTURAL_RULES | set(CONTENT_RULES))
+    assert found or validate_messages(value) == []  # the content rules add to a sound structure only
 
 
 def test_kit_validate_on_the_bad_examples_plus_the_reference_flags_exactly_the_bad_ones(tmp_path, capsys):
