@@ -465,33 +465,34 @@ async def _agenerate_locked(files: dict[str, Path], run: _Run, client: LLMClient
         await loop.run(start, workers=run.workers, endpoint=endpoint, model=model, cache=run.cache,
                        prices=run.prices, timeout=run.timeout, item_timeout=run.item_timeout)
     finally:
-        stats, used = loop.usage(), loop.client
-        api_failed = [(i, e["reject"].get("reasons") or [API_ERROR]) for i, e in sorted(journal.entries.items())
-                      if journal.api_failed(e)]
-        summary = RunSummary(
-            output=str(files["output"]), rejects=str(files["rejects"]), manifest=str(files["manifest"]),
-            status=loop.status, asked=len(asked), already_done=len(asked) - len(todo),
-            accepted=loop.counts["accepted"], rejected=loop.counts["rejected"], reject_reasons=dict(reasons),
-            first_api_error=f"index {api_failed[0][0]}: {api_failed[0][1][0]}" if api_failed else None,
-            in_output=len(journal.accepted()), in_rejects=len(journal.rejected()),
-            requests=stats["requests"], cache_hits=stats["cache_hits"], retries=stats["retries"],
-            reasks=loop.counts["reasks"], prompt_tokens=stats["prompt_tokens"],
-            completion_tokens=stats["completion_tokens"], cost_usd=round(stats["cost_usd"], 6),
-            elapsed_s=round(time.perf_counter() - t0, 3), model=used.endpoints[0].model if used else None)
-        write_manifest(files["manifest"], {
-            "kind": "generation",
-            "parameters": run.parameters(),
-            "endpoints": [ep.base_url for ep in used.endpoints] if used else [],
-            "model": used.endpoints[0].model if used else None,
-            "summary": summary.as_dict(),
-            "history": _previous_runs(files["manifest"]) + [summary.as_dict()],
-            "totals": {"in_output": summary.in_output, "in_rejects": summary.in_rejects,
-                       "reject_reasons": dict(Counter(r for rej in journal.rejected() for r in rej["rules"]))},
-            "client": stats,
-            "timings": {"started_at": started_at, "finished_at": now_iso(), "elapsed_s": summary.elapsed_s,
-                        "conversations_per_s": round(summary.conversations_per_s, 3)},
-            "files": {k: str(v) for k, v in files.items()},
-        })
+        if loop.ended:  # else writing the journal or the outputs failed: that error goes on, alone
+            stats, used = loop.usage(), loop.client
+            api_failed = [(i, e["reject"].get("reasons") or [API_ERROR]) for i, e in sorted(journal.entries.items())
+                          if journal.api_failed(e)]
+            summary = RunSummary(
+                output=str(files["output"]), rejects=str(files["rejects"]), manifest=str(files["manifest"]),
+                status=loop.status, asked=len(asked), already_done=len(asked) - len(todo),
+                accepted=loop.counts["accepted"], rejected=loop.counts["rejected"], reject_reasons=dict(reasons),
+                first_api_error=f"index {api_failed[0][0]}: {api_failed[0][1][0]}" if api_failed else None,
+                in_output=len(journal.accepted()), in_rejects=len(journal.rejected()),
+                requests=stats["requests"], cache_hits=stats["cache_hits"], retries=stats["retries"],
+                reasks=loop.counts["reasks"], prompt_tokens=stats["prompt_tokens"],
+                completion_tokens=stats["completion_tokens"], cost_usd=round(stats["cost_usd"], 6),
+                elapsed_s=round(time.perf_counter() - t0, 3), model=used.endpoints[0].model if used else None)
+            write_manifest(files["manifest"], {
+                "kind": "generation",
+                "parameters": run.parameters(),
+                "endpoints": [ep.base_url for ep in used.endpoints] if used else [],
+                "model": used.endpoints[0].model if used else None,
+                "summary": summary.as_dict(),
+                "history": _previous_runs(files["manifest"]) + [summary.as_dict()],
+                "totals": {"in_output": summary.in_output, "in_rejects": summary.in_rejects,
+                           "reject_reasons": dict(Counter(r for rej in journal.rejected() for r in rej["rules"]))},
+                "client": stats,
+                "timings": {"started_at": started_at, "finished_at": now_iso(), "elapsed_s": summary.elapsed_s,
+                            "conversations_per_s": round(summary.conversations_per_s, 3)},
+                "files": {k: str(v) for k, v in files.items()},
+            })
     return summary
 
 

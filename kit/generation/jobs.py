@@ -64,6 +64,7 @@ class JobLoop:
         self.counts: Counter = Counter()  # entries per status, and "reasks"
         self.status = "complete"
         self.bar = None
+        self.ended = False  # the journal closed and the outputs rewritten from it: what a run ends with
         self._last_flush = time.monotonic()
 
     def usage(self) -> dict:
@@ -82,7 +83,7 @@ class JobLoop:
                   model: str | None = None, cache: bool = True, **client_kwargs: Any) -> None:
         """Every index of `todo`, `workers` at a time; `client_kwargs` (timeout, item_timeout, prices) go to
         kit.llm.client.connect when no client was given. The journal is closed and the outputs rewritten
-        however the run ends."""
+        however the run ends (then `ended` is True)."""
         self.bar = progress_bar(total=len(self.todo), desc=self.desc, unit="conv",
                                 disable=not self.progress or not self.todo, dynamic_ncols=True)
         try:
@@ -98,10 +99,11 @@ class JobLoop:
         except (asyncio.CancelledError, KeyboardInterrupt):
             self.status = "interrupted"
             raise
-        finally:
+        finally:  # a failed write here (a full disk) goes on in place of what ended the run
             self.bar.close()
             self.journal.close()
             self.flush()
+            self.ended = True
 
     async def _work(self, client: LLMClient, start: Callable[[LLMClient], Item], workers: int) -> None:
         self.client = client
