@@ -29,14 +29,17 @@ import torch
 from tiny_lm import make_tiny_model
 
 from kit import paths
-from kit.training import midtrain
+from kit.training import finetune, midtrain
 from kit.training.checkpoints import (CHECKPOINT, CONFIG_FILE, MODEL_FILE, OPTIMIZER_FILE, CheckpointError,
                                       read_checkpoint, save_checkpoint, trainable)
+from kit.training.loop import TrainingRun
 from kit.training.model import GPT, GPTConfig
 
 PREV, NEW = 2, 4  # the step of the last good checkpoint, and of the save that is killed
 GPT_CONFIG = GPTConfig(vocab_size=64, sequence_len=16, n_layer=1, n_head=2, n_embd=32)
-IDENTITY = {"train": {"lr": 0.01}, "model": GPT_CONFIG.to_dict(), "rows": "0123456789abcdef", "ranks": 1}
+# what a checkpoint must match to be resumed (kit.training.loop): midtraining's fingerprint, finetuning's hash
+FINGERPRINT = {"train": {"lr": 0.01}, "model": GPT_CONFIG.to_dict(), "rows": "0123456789abcdef", "ranks": 1}
+FINETUNE_KEY = {"fingerprint": "f"}
 # what a save may do to the filesystem; each one is a place a kill can land
 EVENTS = {"open", "os.mkdir", "os.rename", "os.remove", "os.rmdir", "shutil.rmtree", "os.truncate", "os.link",
           "os.symlink", "ctypes.call_function"}
@@ -95,15 +98,17 @@ def trained(step: int) -> dict:
 
 
 def save(loop: str, root, model, optimizer, step: int, tokenizer_dir) -> None:
-    """What each loop calls to checkpoint (midtraining adds its tokenizer and its identity)."""
-    history = trained(step)["history"]
+    """What each loop calls to checkpoint (midtraining adds its tokenizer and its fingerprint; finetuning
+    its hash and its seconds of training)."""
     if loop == "midtrain":
         from kit.tokens.tokenizer import Tokenizer
 
-        midtrain._save(root, model, optimizer, Tokenizer.load(tokenizer_dir), IDENTITY, step, history)
+        run = midtrain._checkpoints(root, model, optimizer, Tokenizer.load(tokenizer_dir), FINGERPRINT,
+                                    midtrain.TrainConfig())
     else:
-        save_checkpoint(root, model, optimizer, {"step": step, "fingerprint": "f", "history": history,
-                                                 "train_seconds": 1.5})
+        run = TrainingRun(root, model, optimizer, key=FINETUNE_KEY, total=10, state={"train_seconds": 1.5})
+    run.history = trained(step)["history"]
+    run.save(step)
 
 
 def resumed(loop: str, root, tiny) -> tuple:
@@ -111,14 +116,14 @@ def resumed(loop: str, root, tiny) -> tuple:
     loop's own resume path."""
     model, optimizer = build(loop, tiny, 0)
     if loop == "midtrain":
-        step, history = midtrain._resume(root, IDENTITY, model, optimizer, log=print)
-        assert [h["step"] for h in history] == list(range(1, step + 1))
+        run = midtrain._checkpoints(root, model, optimizer, None, FINGERPRINT, midtrain.TrainConfig())
+        midtrain._resume(run, root, log=print)
     else:
-        saved = read_checkpoint(root)
-        assert saved.state["fingerprint"] == "f" and saved.state["train_seconds"] == 1.5
-        saved.restore(model, optimizer)
-        step = saved.state["step"]
-    return snapshot(model, optimizer, step)
+        run = TrainingRun(root, model, optimizer, key=FINETUNE_KEY, total=10, state={"train_seconds": 0.0})
+        finetune._resume(run, True, log=print)
+        assert run.state["train_seconds"] == 1.5
+    assert [h["step"] for h in run.history] == list(range(1, run.start + 1))
+    return snapshot(model, optimizer, run.start)
 
 
 def snapshot(model, optimizer, step: int) -> tuple:

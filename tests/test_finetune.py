@@ -19,8 +19,9 @@ from tiny_lm import GENERAL, IDENTITY, make_tiny_model
 
 from kit.paths import display_path, staging_path
 from kit.training.checkpoints import CHECKPOINT, CONFIG_FILE, MODEL_FILE, NAMES
-from kit.training.finetune import (FinetuneError, collate, conversation_loss, finetune, length_batches,
-                          main, masked_loss, mixture)
+from kit.commands.finetune import main
+from kit.training.finetune import (FinetuneError, collate, conversation_loss, finetune, length_batches, masked_loss,
+                                   mixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -105,7 +105,7 @@ def test_memory_midtrain_and_pipeline_take_the_lock_too(tmp_path, locked, capsys
                         "--model", "m"]) == 1
     assert f"being written by process {holder.pid}" in capsys.readouterr().err
 
-    from kit.training.midtrain import main as midtrain_main
+    from kit.commands.midtrain import main as midtrain_main
 
     holder = locked(tmp_path / "mid")
     assert midtrain_main(["--out", str(tmp_path / "mid"), "--size", "10", "--steps", "1", "--device", "cpu"]) == 1
@@ -184,8 +184,8 @@ def test_deeply_nested_input_is_a_problem_of_its_line_in_every_reader(tmp_path, 
     captured = capsys.readouterr()
     assert f"{bad}:1: " in captured.out and "nested more than" in captured.out
     from kit.commands.quality import main as quality_main
+    from kit.commands.midtrain import main as midtrain_main
     from kit.tokens.view import main as tokens_main
-    from kit.training.midtrain import main as midtrain_main
 
     commands = {"export": lambda: export_main([str(bad), "--format", "customjson", "--output", str(tmp_path / "o")]),
                 "quality": lambda: quality_main([str(bad)]),
@@ -276,7 +276,8 @@ def test_a_swap_cut_short_falls_back_to_the_previous_checkpoint(trained_tokenize
 def test_an_interrupted_run_resumes_exactly_and_other_parameters_start_over(trained_tokenizer, tmp_path,
                                                                            monkeypatch, capsys):
     import kit.training.midtrain
-    from kit.training.midtrain import Interrupted, midtrain
+    from kit.training.loop import Interrupted
+    from kit.training.midtrain import midtrain
 
     full = midtrain(spelling(), trained_tokenizer, device="cpu", steps=6, **TINY)
     real_lr_at = kit.training.midtrain.lr_at

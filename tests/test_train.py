@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from kit.tokens.packing import pack_rows, targets
 from kit.training.tasks import SimpleSpelling
 from kit.training.engine import chat
-from kit.training.midtrain import PRESETS, load_checkpoint, main, midtrain, split_validation
+from kit.commands.midtrain import main
+from kit.training.midtrain import PRESETS, load_checkpoint, midtrain, split_validation
 from kit.training.runtime import lr_at
 
 TINY = dict(n_layer=2, n_head=2, n_embd=64, sequence_len=64, batch_size=4, eval_every=10, progress=False,

@@ -26,7 +26,9 @@ from kit.commands.judge import main as judge_main
 from kit.commands.quality import main as quality_main
 from kit.training import finetune as ft
 from kit.commands.identity import main as identity_main
-from kit.training.midtrain import main as midtrain_main
+from kit.commands.finetune import main as finetune_main
+from kit.commands.midtrain import main as midtrain_main
+from kit.training.loop import Diverged
 
 RECORD = {"id": "a", "messages": [{"role": "user", "content": "Who are you?"},
                                   {"role": "assistant", "content": "I am nanochat, a small open model."}],
@@ -65,7 +67,7 @@ def test_finetune_never_deletes_a_checkpoints_folder_it_did_not_make(tiny, tmp_p
     with pytest.raises(ft.FinetuneError, match=r"--out .*D exists and is not this command's output \(a folder "
                                                r"holding checkpoints/\); .* --force"):
         run_ft(tiny, out)
-    assert ft.main(["--data", str(IDENTITY), "--out", str(out), "--base", str(tiny), "--steps", "1"]) == 2
+    assert finetune_main(["--data", str(IDENTITY), "--out", str(out), "--base", str(tiny), "--steps", "1"]) == 2
     assert "add --force to replace it" in one_line(capsys.readouterr().err)
     assert mine.read_text() == "the user's own checkpoints"
     assert not paths.staging_path(out).exists()
@@ -130,10 +132,10 @@ def test_finetune_refuses_an_out_folder_holding_its_data(tiny, tmp_path, capsys)
     out.mkdir()
     data = out / "train.jsonl"
     data.write_bytes(IDENTITY.read_bytes())
-    assert ft.main(["--data", str(data), "--out", str(out), "--base", str(tiny), "--steps", "1", "--force"]) == 2
+    assert finetune_main(["--data", str(data), "--out", str(out), "--base", str(tiny), "--steps", "1", "--force"]) == 2
     assert "is also an input" in one_line(capsys.readouterr().err)
     assert data.read_bytes() == IDENTITY.read_bytes()
-    assert ft.main(["--data", str(data), "--out", str(data), "--steps", "1"]) == 2  # a file as the output folder
+    assert finetune_main(["--data", str(data), "--out", str(data), "--steps", "1"]) == 2  # a file as the output folder
     assert data.read_bytes() == IDENTITY.read_bytes()
 
 
@@ -227,7 +229,7 @@ def test_a_switch_cut_between_its_two_renames_is_completed_or_undone(tmp_path, m
 @pytest.mark.parametrize("option, value", [("--lr", "inf"), ("--epochs", "inf"), ("--lr", "nan"), ("--epochs", "-inf")])
 def test_finetune_refuses_numbers_that_are_not_finite(tmp_path, capsys, option, value):
     with pytest.raises(SystemExit) as exit_:
-        ft.main(["--data", str(IDENTITY), "--out", str(tmp_path / "D"), f"{option}={value}"])
+        finetune_main(["--data", str(IDENTITY), "--out", str(tmp_path / "D"), f"{option}={value}"])
     assert exit_.value.code == 2 and f"{value!r} is not a finite number" in capsys.readouterr().err
     with pytest.raises(ft.FinetuneError, match="must be a finite number"):
         ft.finetune([IDENTITY], tmp_path / "D", **{option[2:]: float(value)})
@@ -236,13 +238,13 @@ def test_finetune_refuses_numbers_that_are_not_finite(tmp_path, capsys, option, 
 
 def test_a_loss_that_is_not_finite_stops_the_run_and_saves_no_model(tiny, tmp_path):
     out = tmp_path / "D"
-    with pytest.raises(ft.FinetuneError, match=r"the loss is (nan|inf) at step \d+ of 6: training diverged"):
+    with pytest.raises(Diverged, match=r"the loss is (nan|inf) at step \d+ of 6: training diverged"):
         run_ft(tiny, out, steps=6, lr=1e30, checkpoint_every=1)
     assert not out.exists() and not paths.staging_path(out).exists()
 
 
 def test_a_diverged_midtrain_stops_saves_nothing_and_leaves_no_folder(trained_tokenizer, tmp_path):
-    from kit.training.midtrain import Diverged, midtrain
+    from kit.training.midtrain import midtrain
     from kit.training.tasks import SimpleSpelling
 
     out = tmp_path / "M"
@@ -342,7 +344,7 @@ def test_finetune_refuses_tool_parts_before_loading_the_model_with_the_files_ind
 
 def test_finetune_with_a_missing_base_leaves_no_folder(tmp_path, capsys):
     out = tmp_path / "D"
-    assert ft.main(["--data", str(IDENTITY), "--base", str(tmp_path / "missing.gguf"), "--out", str(out)]) == 2
+    assert finetune_main(["--data", str(IDENTITY), "--base", str(tmp_path / "missing.gguf"), "--out", str(out)]) == 2
     one_line(capsys.readouterr().err)
     assert not out.exists() and not paths.staging_path(out).exists()
 

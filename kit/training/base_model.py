@@ -26,13 +26,16 @@ import contextlib
 import functools
 import json
 import os
+import shutil
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from kit.paths import os_errno, write_error
 from kit.tokens.render import ChatFormat, Rendered, chatml_format, messages_of, render_conversation, render_for_completion
 
 SYSTEM_PROMPT = "You are a helpful AI assistant."
@@ -229,6 +232,37 @@ def load_finetuned(directory: str | os.PathLike, *, device: str | torch.device =
     model, tok = load_base(directory, device=device, dtype=dtype)
     model.kit_load_info.kind = "finetuned"
     return model, tok
+
+
+def causal_lm(model):
+    """The transformers model inside a peft wrapper (LoRA layers are injected into it in place)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def save_model(model, tokenizer, out_dir: Path) -> list[str]:
+    """A finetuned model as `load_finetuned` reads it: merged weights (float16 safetensors), config,
+    generation config and tokenizer files, each moved into out_dir whole. The tokenizer's chat template
+    gets the kit's system prompt as its default."""
+    staging = out_dir / f".staging-{uuid.uuid4().hex[:8]}"
+    hf = tokenizer.hf
+    template = hf.chat_template
+    try:
+        lm = causal_lm(model)
+        with quiet_transformers():
+            lm.to(torch.float16).save_pretrained(staging)
+        hf.chat_template = with_default_system(template, tokenizer.chat_format.default_system, SYSTEM_PROMPT)
+        hf.save_pretrained(staging)
+        names = sorted(p.name for p in staging.iterdir() if p.is_file())
+        for name in names:
+            os.replace(staging / name, out_dir / name)
+    except Exception as exc:  # a full disk: safetensors and tokenizers report it as errors of their own
+        if os_errno(exc) is None:
+            raise
+        raise write_error(exc, out_dir) from None
+    finally:
+        hf.chat_template = template
+        shutil.rmtree(staging, ignore_errors=True)
+    return names
 
 
 @torch.no_grad()

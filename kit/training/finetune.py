@@ -1,6 +1,6 @@
 """Finetune a real chat model on conversation files: LoRA (default) or full, masked loss, resumable.
 
-    python -m kit finetune --data runs/x/data/conversations.jsonl --out runs/x/finetune [--gguf]
+    python -m kit finetune --data runs/x/data/conversations.jsonl --out runs/x/finetune [--gguf]   (kit.commands.finetune)
 
 What happens, and why:
 - The base model (kit.training.base_model: the embedded SmolLM2-135M-Instruct GGUF by default) is loaded into
@@ -28,29 +28,28 @@ What happens, and why:
   replaced only when it is a finetune's output (its manifest says so) or with `force`; a data file
   inside it is refused. A loss that is not finite stops the run: nothing is saved as a model.
 - Checkpoints: every `checkpoint_every` steps and on Ctrl-C, `checkpoint/` in the partial folder
-  (kit.training.checkpoints, the scheme midtraining uses too: trainable weights, the optimizer's state,
-  step and history, each file fsynced and listed with its sha256, swapped in whole). A killed run leaves
+  (kit.training.loop and kit.training.checkpoints, the run loop and scheme midtraining uses too: trainable
+  weights, the optimizer's state, step and history, each file fsynced and listed with its sha256, swapped
+  in whole). A killed run leaves
   the last whole checkpoint. Re-run with the same parameters and data, it resumes from it if every hash
   matches; with other parameters or data, or a damaged checkpoint, it starts clean and says so. Nothing
   is pickled.
 - Output (`out_dir`): model.safetensors (merged, float16) + config.json + generation_config.json +
-  tokenizer files (HF layout: `kit.training.base_model.load_finetuned` and transformers load it; the chat
-  template's default system prompt is the kit's), manifest.json (listing every other file), history.json,
-  loss.png, and with `gguf=True` model.gguf (kit.training.gguf_export) for `python -m kit serve --gguf`.
+  tokenizer files (HF layout, written by `kit.training.base_model.save_model`: its `load_finetuned` and
+  transformers load it; the chat template's default system prompt is the kit's), manifest.json (listing
+  every other file), history.json, loss.png, and with `gguf=True` model.gguf (kit.training.gguf_export)
+  for `python -m kit serve --gguf`.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
 import os
 import random
 import shutil
-import sys
 import time
-import uuid
 import warnings
 from dataclasses import asdict, dataclass, field, replace
 from itertools import accumulate
@@ -60,13 +59,14 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from kit.arguments import finite_float
-from kit.training.checkpoints import (CHECKPOINT, NAMES, CheckpointError, checkpoint_folder, read_checkpoint,
-                                      remove_checkpoint, save_checkpoint, sha256_file)
+from kit.training.base_model import causal_lm
+from kit.training.checkpoints import (CHECKPOINT, CONFIG_FILE, NAMES, Checkpoint, CheckpointError, checkpoint_folder,
+                                      remove_checkpoint, sha256_file)
 from kit.training.curves import save_loss_plot
-from kit.training.runtime import autocast, cpu_threads, lr_at, package_versions, pick_device
-from kit.paths import (TEMP_NAME, OutputError, argument, atomic_write, check_output, display_path, folder_problem,
-                       os_errno, recover_folder, staging_path, switch_folder, write_error)
+from kit.training.loop import HISTORY_FILE, Diverged, Interrupted, TrainingRun, check_finite, hold, write_history
+from kit.training.runtime import autocast, lr_at, package_versions, pick_device
+from kit.paths import (TEMP_NAME, OutputError, check_output, display_path, folder_problem, recover_folder, staging_path,
+                       switch_folder)
 
 METHODS = ("lora", "full")
 IGNORE = -100
@@ -123,12 +123,8 @@ def plan_steps(config: FinetuneConfig, batches: int) -> tuple[int, str | None]:
 
 
 class FinetuneError(ValueError):
-    """Bad input for a finetune (a missing file, a bad weight, steps < 1, an unknown device), or a run
-    whose loss stopped being a finite number."""
-
-
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C during training: the checkpoint was saved; the message says where."""
+    """Bad input for a finetune (a missing file, a bad weight, steps < 1, an unknown device). A loss that
+    stops being a finite number is kit.training.loop's Diverged; Ctrl-C its Interrupted."""
 
 
 @dataclass
@@ -178,18 +174,6 @@ def read_conversations(path: str | os.PathLike) -> list[dict]:
                                     f"parts; a chat model's template has no tool tokens (rule no-tool-tokens): "
                                     f"finetune on text conversations")
     return records
-
-
-def parse_mix(spec: str) -> tuple[str, float]:
-    """"FILE:WEIGHT" -> (FILE, WEIGHT); the last colon splits, so paths may hold colons."""
-    path, sep, weight = spec.rpartition(":")
-    try:
-        value = float(weight)
-    except ValueError:
-        value = None
-    if not sep or not path or value is None:
-        raise FinetuneError(f"--mix {spec!r}: expected FILE:WEIGHT, e.g. general.jsonl:0.3")
-    return path, value
 
 
 def mixture(data: Sequence[str | os.PathLike], mix: Sequence[tuple[str | os.PathLike, float]], seed: int
@@ -294,11 +278,6 @@ def collate(rows: Sequence[tuple[list[int], list[int]]], pad_id: int) -> tuple[t
 # ---- the model ---------------------------------------------------------------------------------
 
 
-def causal_lm(model):
-    """The transformers model inside a peft wrapper (LoRA layers are injected into it in place)."""
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
 def masked_loss(model, inputs: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """Cross-entropy over supervised targets only, with the output head applied only there."""
     lm = causal_lm(model)
@@ -352,36 +331,6 @@ def conversation_loss(model, tokenizer, records: Sequence[dict], *, max_tokens: 
             "bits_per_byte": total / math.log(2) / n_bytes if n_bytes else None}
 
 
-# ---- output ------------------------------------------------------------------------------------
-
-
-def save_model(model, tokenizer, out_dir: Path) -> list[str]:
-    """Merged weights (float16 safetensors), config, generation config and tokenizer files, each moved
-    into out_dir whole. The tokenizer's chat template gets the kit's system prompt as its default."""
-    from kit.training.base_model import SYSTEM_PROMPT, quiet_transformers, with_default_system
-
-    staging = out_dir / f".staging-{uuid.uuid4().hex[:8]}"
-    hf = tokenizer.hf
-    template = hf.chat_template
-    try:
-        lm = causal_lm(model)
-        with quiet_transformers():
-            lm.to(torch.float16).save_pretrained(staging)
-        hf.chat_template = with_default_system(template, tokenizer.chat_format.default_system, SYSTEM_PROMPT)
-        hf.save_pretrained(staging)
-        names = sorted(p.name for p in staging.iterdir() if p.is_file())
-        for name in names:
-            os.replace(staging / name, out_dir / name)
-    except Exception as exc:  # a full disk: safetensors and tokenizers report it as errors of their own
-        if os_errno(exc) is None:
-            raise
-        raise write_error(exc, out_dir) from None
-    finally:
-        hf.chat_template = template
-        shutil.rmtree(staging, ignore_errors=True)
-    return names
-
-
 # ---- the run -----------------------------------------------------------------------------------
 
 
@@ -393,8 +342,6 @@ def finetune(data: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *, b
     """Finetune `base` on the conversation files `data` (+ `mix`) and write the result to `out_dir`
     (see the module docstring). Ctrl-C saves a checkpoint and raises `Interrupted`. `force` replaces an
     existing `out_dir` that is not a finetune's output (never one holding an input)."""
-    from kit.locking import exclusive
-
     if preset not in PRESETS:
         raise FinetuneError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     if method not in METHODS:
@@ -421,7 +368,7 @@ def finetune(data: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *, b
     config = replace(PRESETS[preset], method=method, **overrides)
     out = Path(out_dir)
     inputs = [*data, *(p for p, _ in mix), *([base] if base is not None else [])]
-    with exclusive(out), cpu_threads(dev, config.cpu_threads):
+    with hold(out, dev, config.cpu_threads):
         recover_folder(out, complete=lambda folder: _finished(folder) is not None)
         try:
             check_output(out, inputs, force=force, ours=lambda folder: _finished(folder) is not None)
@@ -433,8 +380,8 @@ def finetune(data: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *, b
                 shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
         staging.mkdir(parents=True, exist_ok=True)
         try:
-            result = _run(data, staging, base, config, lr or config.lr(method), dev, list(mix), seed, preset, gguf,
-                          resume, progress)
+            result = _run(data, staging, base=base, config=config, lr=lr or config.lr(method), dev=dev, mix=list(mix),
+                          seed=seed, preset=preset, gguf=gguf, resume=resume, progress=progress)
         except Interrupted:
             raise  # the partial folder holds the checkpoint the next run resumes from
         except BaseException:
@@ -462,11 +409,12 @@ def _finished(folder: Path) -> dict | None:
     return manifest
 
 
-def _run(data, out: Path, base, config: FinetuneConfig, lr: float, dev: torch.device, mix, seed: int, preset: str,
-         gguf: bool, resume: bool, progress: bool) -> FinetuneResult:
-    from kit.training.base_model import default_gguf, describe, load_base
+def _run(data, out: Path, *, base, config: FinetuneConfig, lr: float, dev: torch.device, mix, seed: int,
+         preset: str, gguf: bool, resume: bool, progress: bool) -> FinetuneResult:
+    """The run in `out` (the partial folder): what it trains on and what it is (its fingerprint), the
+    model, the resume, the steps, the outputs."""
     from kit.manifest import write_manifest
-    from kit.progress import progress_bar
+    from kit.training.base_model import default_gguf, describe, load_base, save_model
 
     log = print if progress else (lambda *a, **k: None)
     examples, counts = mixture(data, mix, seed)
@@ -481,6 +429,7 @@ def _run(data, out: Path, base, config: FinetuneConfig, lr: float, dev: torch.de
     fingerprint = hashlib.sha256(json.dumps({"parameters": {k: v for k, v in parameters.items() if k != "device"},
                                              "files": files}, sort_keys=True).encode()).hexdigest()[:16]
 
+    # the base model, the rows it is trained on, batched by length, and the steps
     load_started = time.perf_counter()
     torch.manual_seed(seed)
     model, tokenizer = load_base(base_path, device="cpu")
@@ -497,106 +446,32 @@ def _run(data, out: Path, base, config: FinetuneConfig, lr: float, dev: torch.de
     if steps_note:
         log(f"finetune: {steps_note}", flush=True)
 
+    # what trains (LoRA adapters or every weight), its optimizer, the resume
     model = prepare_model(model, config.method, config).to(dev)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     n_trainable = sum(p.numel() for p in params)
     # fused: one kernel over all parameters per step instead of a loop of small ones (CPU and CUDA)
     optimizer = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.95), weight_decay=config.weight_decay, fused=True)
-    history: list[dict] = []
-    start_step, resumed_from, spent = 0, None, 0.0
-    if resume:
-        try:
-            saved = read_checkpoint(out)
-            if saved is not None and saved.state.get("fingerprint") != fingerprint:
-                log(f"finetune: the checkpoint at step {saved.state.get('step')} was made with other parameters or "
-                    f"data; starting clean", flush=True)
-            elif saved is not None:
-                state = saved.state
-                seconds = state.get("train_seconds")
-                if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < math.inf:
-                    raise CheckpointError(f"{saved.folder / 'config.json'}: 'train_seconds' is {seconds!r}, "
-                                          f"not a number of seconds")
-                saved.restore(model, optimizer)
-                start_step, resumed_from, history, spent = state["step"], state["step"], state["history"], seconds
-                log(f"finetune: resuming from step {start_step} ({saved.folder})", flush=True)
-        except CheckpointError as exc:
-            log(f"finetune: {exc}; starting clean", flush=True)
-    elif checkpoint_folder(out) is not None:
-        log(f"finetune: resume off: the checkpoint in {out / CHECKPOINT} is discarded; starting clean", flush=True)
-    if start_step == 0:
-        remove_checkpoint(out)  # `out` is the kit's partial folder: its checkpoints are the kit's
+    run = TrainingRun(out, model, optimizer, key={"fingerprint": fingerprint}, total=total_steps,
+                      checkpoint_every=config.checkpoint_every, state={"train_seconds": 0.0})
+    _resume(run, resume, log)
     log(f"finetune: {len(rows)} conversations ({', '.join(f'{Path(k).name}: {v}' for k, v in counts.items())}), "
         f"{len(batches)} batches/epoch, {total_steps} steps, {config.method} ({n_trainable:,} trainable), "
         f"lr {lr:g}, {dev}", flush=True)
 
-    def state_at(step: int) -> dict:
-        return {"step": step, "fingerprint": fingerprint, "history": history, "train_seconds": spent}
+    tokens, supervised, wall = _steps(run, rows, batches, pad_id=tokenizer.pad_id, device=dev, lr=lr, config=config,
+                                      seed=seed, progress=progress)
 
-    bar = progress_bar(total=total_steps, initial=start_step, desc="finetune", unit="step", disable=not progress)
-    tokens = supervised = 0
-    run_started = time.perf_counter()
-    try:
-        for step in range(start_step, total_steps):
-            epoch, k = divmod(step, len(batches))
-            order = list(range(len(batches)))
-            random.Random(f"{seed}:epoch:{epoch}").shuffle(order)
-            inputs, targets = collate([rows[i] for i in batches[order[k]]], tokenizer.pad_id)
-            inputs, targets = inputs.to(dev), targets.to(dev)
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, total_steps, lr, warmup=config.warmup, decay=1.0, final=0.1)
-            t0 = time.perf_counter()
-            with autocast(dev, config.bf16):
-                loss = masked_loss(model, inputs, targets)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            value = loss.detach().item()  # waits for the device
-            if not math.isfinite(value):
-                remove_checkpoint(out)  # a resume would diverge the same way
-                raise FinetuneError(f"the loss is {value} at step {step + 1} of {total_steps}: training diverged "
-                                    f"(lr {lr:g} is likely too high); nothing was saved as a model")
-            spent += time.perf_counter() - t0
-            n_real = int(sum(len(rows[i][0]) - 1 for i in batches[order[k]]))
-            n_sup = int((targets != IGNORE).sum())
-            tokens += n_real
-            supervised += n_sup
-            history.append({"step": step + 1, "epoch": round((step + 1) / len(batches), 3), "loss": round(value, 5),
-                            "lr": optimizer.param_groups[0]["lr"], "tokens": n_real, "supervised": n_sup})
-            bar.update(1)
-            bar.set_postfix(loss=f"{value:.3f}")
-            if (step + 1) % config.checkpoint_every == 0 and step + 1 < total_steps:
-                save_checkpoint(out, model, optimizer, state_at(step + 1))
-    except KeyboardInterrupt:
-        done = len(history)
-        if done > start_step or resumed_from is None:
-            save_checkpoint(out, model, optimizer, state_at(done))
-        raise Interrupted(f"interrupted at step {done} of {total_steps}; checkpoint saved in "
-                          f"{display_path(out / CHECKPOINT)}; run the same command again to resume") from None
-    finally:
-        bar.close()
-    wall = time.perf_counter() - run_started
-
+    # the outputs: the merged model, its GGUF, history, loss curve, manifest; the checkpoint is done with
     if config.method == "lora":
         model = model.merge_and_unload()
     model.eval()
     saved = save_model(model, tokenizer, out)
-    gguf_path = None
-    export_seconds = 0.0
-    if gguf:
-        from kit.training.base_model import SYSTEM_PROMPT, with_default_system
-        from kit.training.gguf_export import export_gguf
-
-        t0 = time.perf_counter()
-        template = with_default_system(tokenizer.hf.chat_template, tokenizer.chat_format.default_system, SYSTEM_PROMPT)
-        gguf_path = export_gguf(model, out / "model.gguf", base_path, chat_template=template,
-                                name=f"{base_path.stem} kit-finetune")
-        export_seconds = time.perf_counter() - t0
-    with atomic_write(out / "history.json") as tmp:
-        tmp.write_text(json.dumps(history, indent=1) + "\n", encoding="utf-8")
+    gguf_path, export_seconds = _export_gguf(model, tokenizer, out, base_path) if gguf else (None, 0.0)
+    write_history(out, run.history)
     curve = [{"step": h["step"], "train_loss": h["loss"], "tokens": seen}
-             for h, seen in zip(history, accumulate(h["tokens"] for h in history))]
+             for h, seen in zip(run.history, accumulate(h["tokens"] for h in run.history))]
     save_loss_plot(curve, out / "loss.png", title=f"finetuning loss ({config.method}, {base_path.name})")
     remove_checkpoint(out)  # the outputs are the result now
 
@@ -611,76 +486,102 @@ def _run(data, out: Path, base, config: FinetuneConfig, lr: float, dev: torch.de
                       "conversations": len(rows), **render_stats},
         "steps": total_steps,
         "steps_note": steps_note,
-        "resumed_from": resumed_from,
+        "resumed_from": run.start if run.resumed else None,
         "trainable_parameters": n_trainable,
         "base_model": {k: v for k, v in describe(causal_lm(model)).items() if k != "config"},
         "timings": {"load_s": round(load_seconds, 2), "train_s_this_run": round(wall, 2),
-                    "train_s_total": round(spent, 2), "gguf_export_s": round(export_seconds, 2)},
+                    "train_s_total": round(run.state["train_seconds"], 2), "gguf_export_s": round(export_seconds, 2)},
         "tokens_this_run": tokens, "supervised_tokens_this_run": supervised, "tokens_per_s": round(tokens_per_s, 1),
-        "final_loss": history[-1]["loss"] if history else None,
-        "outputs": saved + ["history.json", "loss.png"] + (["model.gguf"] if gguf_path else []),
+        "final_loss": run.history[-1]["loss"] if run.history else None,
+        "outputs": saved + [HISTORY_FILE, "loss.png"] + (["model.gguf"] if gguf_path else []),
+        "environment_extra": package_versions("transformers", "peft", "gguf"),
     }
-    manifest["environment_extra"] = package_versions("transformers", "peft", "gguf")
     write_manifest(out / "manifest.json", manifest)
-    return FinetuneResult(out, config.method, total_steps, history, round(wall, 2), round(tokens_per_s, 1), tokens,
-                          supervised, counts, resumed_from, gguf_path, manifest)
+    return FinetuneResult(out, config.method, total_steps, run.history, round(wall, 2), round(tokens_per_s, 1), tokens,
+                          supervised, counts, manifest["resumed_from"], gguf_path, manifest)
 
 
-# ---- CLI ---------------------------------------------------------------------------------------
+def _steps(run: TrainingRun, rows, batches: list[list[int]], *, pad_id: int, device: torch.device, lr: float,
+           config: FinetuneConfig, seed: int, progress: bool) -> tuple[int, int, float]:
+    """Optimizer steps run.start..run.total-1: each a batch of its epoch's seeded order, the masked loss,
+    a clipped AdamW step. Returns the real and the supervised tokens trained on, and the seconds taken."""
+    from kit.progress import progress_bar
 
-
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kit finetune",
-                                     description="Finetune a chat model (default: the embedded SmolLM2-135M-Instruct) on conversation files.")
-    parser.add_argument("--data", action="append", required=True, type=argument, metavar="FILE",
-                        help="conversation file (.jsonl); repeat for more")
-    parser.add_argument("--out", required=True, type=argument,
-                        help="output folder (weights, tokenizer, manifest, history, loss.png)")
-    parser.add_argument("--base", type=argument,
-                        help="base model: a .gguf file or a Hugging Face folder (default: the embedded GGUF)")
-    parser.add_argument("--method", choices=METHODS, default="lora")
-    parser.add_argument("--steps", type=int, help="optimizer steps (default: from --epochs)")
-    parser.add_argument("--epochs", type=finite_float, help="passes over the examples (default: the preset's)")
-    parser.add_argument("--lr", type=finite_float, help="peak learning rate (default: the preset's for the method)")
-    parser.add_argument("--batch-tokens", type=int, help="padded tokens per batch (default: the preset's)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps")
-    parser.add_argument("--mix", action="append", default=[], metavar="FILE:WEIGHT",
-                        help="general conversations making WEIGHT of the examples (repeatable)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu-smoke")
-    parser.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default: the preset's)")
-    parser.add_argument("--gguf", action="store_true", help="also write model.gguf for `python -m kit serve --gguf`")
-    parser.add_argument("--no-resume", action="store_true", help="start clean even if a matching checkpoint exists")
-    parser.add_argument("--force", action="store_true",
-                        help="replace an existing --out folder that is not a finetune's output")
-    args = parser.parse_args(argv)
-
-    from kit.training.base_model import BaseModelError
-    from kit.locking import LockedError
-    from kit.records import RecordError
-
+    model, optimizer = run.model, run.optimizer
+    params = [p for p in model.parameters() if p.requires_grad]
+    bar = progress_bar(total=run.total, initial=run.start, desc="finetune", unit="step", disable=not progress)
+    tokens = supervised = 0
+    started = time.perf_counter()
     try:
-        mix = [(argument(path), weight) for path, weight in map(parse_mix, args.mix)]
-        for path in [*args.data, *(p for p, _ in mix)]:
-            if not Path(path).is_file():
-                raise FinetuneError(f"{path}: no such file" if not Path(path).exists() else f"{path} is a folder; give a file")
-        result = finetune(args.data, args.out, base=args.base, method=args.method, steps=args.steps, epochs=args.epochs,
-                          lr=args.lr, batch_tokens=args.batch_tokens, device=args.device, mix=mix, seed=args.seed,
-                          preset=args.preset, gguf=args.gguf, resume=not args.no_resume,
-                          checkpoint_every=args.checkpoint_every, force=args.force)
-    except Interrupted as exc:
-        print(f"kit finetune: {exc}", file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
-        print("kit finetune: interrupted before training started; nothing saved", file=sys.stderr)
-        return 130
-    except (FinetuneError, CheckpointError, BaseModelError, RecordError, LockedError) as exc:
-        print(f"kit finetune: {exc}", file=sys.stderr)
-        return 2
-    except (OSError, ValueError) as exc:
-        print(f"kit finetune: {exc}", file=sys.stderr)
-        return 1
-    first = result.history[0]["loss"] if result.history else None
-    print(f"finetune: {result.steps} steps, loss {first} -> {result.final_loss}, {result.tokens_per_s:.0f} tokens/s, "
-          f"{result.train_seconds:.1f} s training; saved to {result.out_dir}" + (f"; GGUF {result.gguf}" if result.gguf else ""))
-    return 0
+        with run.interruptible(always_save=True):  # the partial folder then holds what the next run resumes
+            for step in range(run.start, run.total):
+                epoch, k = divmod(step, len(batches))
+                order = list(range(len(batches)))
+                random.Random(f"{seed}:epoch:{epoch}").shuffle(order)
+                batch = batches[order[k]]
+                inputs, targets = collate([rows[i] for i in batch], pad_id)
+                inputs, targets = inputs.to(device), targets.to(device)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr_at(step, run.total, lr, warmup=config.warmup, decay=1.0, final=0.1)
+                t0 = time.perf_counter()
+                with autocast(device, config.bf16):
+                    loss = masked_loss(model, inputs, targets)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                value = loss.detach().item()  # waits for the device
+                check_finite(value, step, run.total, lr)
+                run.state["train_seconds"] += time.perf_counter() - t0
+                n_real = int(sum(len(rows[i][0]) - 1 for i in batch))
+                n_sup = int((targets != IGNORE).sum())
+                tokens += n_real
+                supervised += n_sup
+                bar.update(1)
+                bar.set_postfix(loss=f"{value:.3f}")
+                run.step_done({"step": step + 1, "epoch": round((step + 1) / len(batches), 3), "loss": round(value, 5),
+                               "lr": optimizer.param_groups[0]["lr"], "tokens": n_real, "supervised": n_sup})
+    except Diverged:
+        remove_checkpoint(run.folder)  # a resume would diverge the same way
+        raise
+    finally:
+        bar.close()
+    return tokens, supervised, time.perf_counter() - started
+
+
+def _resume(run: TrainingRun, resume: bool, log) -> None:
+    """Continue from the checkpoint in the partial folder when it is this run's (same parameters and files)
+    and whole; else start clean, saying why, with no checkpoint left behind."""
+    out = run.folder
+    if not resume:
+        if checkpoint_folder(out) is not None:
+            log(f"finetune: resume off: the checkpoint in {out / CHECKPOINT} is discarded; starting clean", flush=True)
+    else:
+        try:
+            saved, differs = run.resume(check=_check_seconds)
+            if differs:
+                log(f"finetune: the checkpoint at step {saved.state.get('step')} was made with other parameters or "
+                    f"data; starting clean", flush=True)
+            elif saved is not None:
+                log(f"finetune: resuming from step {run.start} ({saved.folder})", flush=True)
+        except CheckpointError as exc:
+            log(f"finetune: {exc}; starting clean", flush=True)
+    if run.start == 0:
+        remove_checkpoint(out)  # `out` is the kit's partial folder: its checkpoints are the kit's
+
+
+def _check_seconds(saved: Checkpoint) -> None:
+    seconds = saved.state.get("train_seconds")
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < math.inf:
+        raise CheckpointError(f"{saved.folder / CONFIG_FILE}: 'train_seconds' is {seconds!r}, not a number of seconds")
+
+
+def _export_gguf(model, tokenizer, out: Path, base_path: Path) -> tuple[Path, float]:
+    """model.gguf in out, with the base GGUF's metadata and the kit's system prompt as the template's default."""
+    from kit.training.base_model import SYSTEM_PROMPT, with_default_system
+    from kit.training.gguf_export import export_gguf
+
+    t0 = time.perf_counter()
+    template = with_default_system(tokenizer.hf.chat_template, tokenizer.chat_format.default_system, SYSTEM_PROMPT)
+    path = export_gguf(model, out / "model.gguf", base_path, chat_template=template, name=f"{base_path.stem} kit-finetune")
+    return path, time.perf_counter() - t0

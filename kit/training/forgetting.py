@@ -29,9 +29,9 @@ import torch.nn.functional as F
 
 from kit import paths
 from kit.text import GROUPED_NUMBER, PLAIN_NUMBER, number_value
-from kit.training.base_model import chat_messages
+from kit.training.base_model import causal_lm, chat_messages
 from kit.training.calculator import CalculatorError, evaluate
-from kit.training.finetune import IGNORE, causal_lm, collate, render_examples
+from kit.training.finetune import IGNORE, collate, render_examples
 from kit.training.identity import generate_answers
 
 QUESTIONS_FILE = "computed_questions.yaml"

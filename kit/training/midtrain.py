@@ -18,20 +18,20 @@ its own share of the rows, NCCL on GPUs; CPU processes use gloo, which is how th
 rank 0 evaluates, samples and writes. The single-process path is the plain loop below.
 
 Checkpoints and resume. With `out_dir`, the run holds the folder's lock (kit.locking) and writes
-`out_dir/checkpoint/` every `checkpoint_every` steps, on Ctrl-C and at the end (kit.training.checkpoints:
-the scheme finetuning uses too, swapped in whole, every file fsynced and checked by sha256, nothing
+`out_dir/checkpoint/` every `checkpoint_every` steps, on Ctrl-C and at the end (kit.training.loop and
+kit.training.checkpoints: the run loop and the scheme finetuning uses too, swapped in whole, every file fsynced and checked by sha256, nothing
 pickled): weights, optimizer state, the model and training parameters, the step, the history, a digest
 of the training rows, and the tokenizer. A run whose parameters and rows match the checkpoint's resumes
 from its step (`resume=False`, `--no-resume`, starts over); one with other parameters says so and starts
 over; a damaged one stops the run with a message naming the file.
 
 Sampling with the calculator tool is kit.training.engine; device, threads, autocast and the LR schedule
-are kit.training.runtime; the loss plot is kit.training.curves.
+are kit.training.runtime; the loss plot is kit.training.curves; `python -m kit midtrain` is
+kit.commands.midtrain.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
@@ -41,7 +41,6 @@ import sys
 import time
 import warnings
 from collections import Counter
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -49,15 +48,14 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from kit.arguments import finite_float
-from kit.paths import argument, atomic_write, check_output, clashing_input, folder_problem
+from kit.paths import check_output, folder_problem
 from kit.tokens.packing import IGNORE_INDEX, LOSS_MODES, Packed, batches, pack_rows, trained_tokens
-from kit.training.checkpoints import (CHECKPOINT, NAMES, CheckpointError, checkpoint_folder, read_checkpoint,
-                                      save_checkpoint)
+from kit.training.checkpoints import CHECKPOINT, NAMES, CheckpointError, checkpoint_folder, read_checkpoint
 from kit.training.curves import save_loss_plot
 from kit.training.engine import samples
 from kit.training.model import GPT, GPTConfig
-from kit.training.runtime import autocast, cpu_threads, lr_at, measure_matmul_flops, pick_device, sync
+from kit.training.loop import HISTORY_FILE, TrainingRun, check_finite, hold, write_history
+from kit.training.runtime import autocast, lr_at, measure_matmul_flops, pick_device, sync
 
 
 @dataclass
@@ -231,22 +229,12 @@ def midtrain(records: Sequence[dict], tokenizer, *, preset: str = "cpu-smoke", o
     `force`; a run that fails before its first checkpoint removes the folder if it made it. A loss
     that is not finite stops the run (`Diverged`) and saves nothing.
     """
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    config = replace(PRESETS[preset], **overrides)
-    if config.loss_mode not in LOSS_MODES:
-        raise ValueError(f"unknown loss mode {config.loss_mode!r}; choose 'mid' or 'sft'")
-    if config.steps < 1:
-        raise ValueError(f"steps must be >= 1, got {config.steps}")
-    for name in ("lr", "weight_decay"):
-        if not math.isfinite(getattr(config, name)):
-            raise ValueError(f"{name} must be a finite number, got {getattr(config, name)}")
-    if config.dtype not in ("float32", "bfloat16"):
-        raise ValueError(f"dtype must be 'float32' or 'bfloat16', got {config.dtype!r}")
+    config = _config(preset, overrides)
     if out_dir is not None and (problem := folder_problem(out_dir)):
         raise ValueError(problem)
     created = out_dir is not None and not Path(out_dir).exists()
-    with cpu_threads(pick_device(device), config.cpu_threads), _lock(out_dir):
+    # only rank 0 writes, so only rank 0 locks (the others would find rank 0's lock)
+    with hold(out_dir if is_main_process() else None, pick_device(device), config.cpu_threads):
         if out_dir is not None:
             check_output(out_dir, force=force, ours=_is_midtrain_folder)
         try:
@@ -259,7 +247,23 @@ def midtrain(records: Sequence[dict], tokenizer, *, preset: str = "cpu-smoke", o
             raise
 
 
-OUTPUT_NAMES = (*NAMES, "history.json", "manifest.json", "loss.png")
+def _config(preset: str, overrides: dict) -> TrainConfig:
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    config = replace(PRESETS[preset], **overrides)
+    if config.loss_mode not in LOSS_MODES:
+        raise ValueError(f"unknown loss mode {config.loss_mode!r}; choose 'mid' or 'sft'")
+    if config.steps < 1:
+        raise ValueError(f"steps must be >= 1, got {config.steps}")
+    for name in ("lr", "weight_decay"):
+        if not math.isfinite(getattr(config, name)):
+            raise ValueError(f"{name} must be a finite number, got {getattr(config, name)}")
+    if config.dtype not in ("float32", "bfloat16"):
+        raise ValueError(f"dtype must be 'float32' or 'bfloat16', got {config.dtype!r}")
+    return config
+
+
+OUTPUT_NAMES = (*NAMES, HISTORY_FILE, "manifest.json", "loss.png")
 
 
 def _is_midtrain_folder(out: Path) -> bool:
@@ -275,32 +279,6 @@ def _is_midtrain_folder(out: Path) -> bool:
     return checkpoint_folder(out) not in (None, out)
 
 
-class Diverged(ValueError):
-    """The loss stopped being a finite number: the run stops and saves no model."""
-
-
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C during training, after the checkpoint of the last finished step was saved (when there is
-    an out_dir): `step` is that step, `out_dir` where it is."""
-
-    def __init__(self, step: int, out_dir: str | os.PathLike | None):
-        super().__init__(step, out_dir)
-        self.step, self.out_dir = step, out_dir
-
-
-@contextmanager
-def _lock(out_dir):
-    """One writer per output folder; only rank 0 writes, so only rank 0 locks (the others would find
-    rank 0's lock)."""
-    if out_dir is None or not is_main_process():
-        yield
-        return
-    from kit.locking import exclusive
-
-    with exclusive(out_dir):
-        yield
-
-
 def _train(records, tokenizer, config: TrainConfig, *, out_dir, device, peak_flops, prompts, sample_tokens,
            progress, manifest_extra, resume) -> MidtrainResult:
     ddp = _ddp_setup()
@@ -310,6 +288,7 @@ def _train(records, tokenizer, config: TrainConfig, *, out_dir, device, peak_flo
     log = (lambda *a: print(*a, flush=True)) if progress and is_main else (lambda *a: None)
     torch.manual_seed(config.seed)
 
+    # the rows: validation split off by conversation, both sides rendered and packed
     records = list(records)
     train_records, val_records = split_validation(records, config.val_fraction, config.seed)
     row_len = config.sequence_len + 1
@@ -326,10 +305,11 @@ def _train(records, tokenizer, config: TrainConfig, *, out_dir, device, peak_flo
         _check_same_rows(train_packed, dev)
     shard = train_packed if world == 1 else _shard(train_packed, rank, world)
 
+    # the model, its samples before training, the optimizer
     model_config = GPTConfig(vocab_size=tokenizer.vocab_size, sequence_len=config.sequence_len,
                              n_layer=config.n_layer, n_head=config.n_head, n_embd=config.n_embd)
-    model = GPT(model_config).to(dev)
-    raw_model = model
+    raw_model = GPT(model_config).to(dev)
+    model = raw_model
     bf16 = config.dtype == "bfloat16"
     prompts = list(prompts) if prompts is not None else _default_prompts(records)
     samples_before = samples(raw_model, tokenizer, prompts, sample_tokens // 3) if is_main else []
@@ -339,109 +319,96 @@ def _train(records, tokenizer, config: TrainConfig, *, out_dir, device, peak_flo
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     optimizer = torch.optim.AdamW(raw_model.parameters(), lr=config.lr, betas=(0.9, 0.95), eps=1e-8,
                                   weight_decay=config.weight_decay)
-    token_bytes = token_byte_lengths(tokenizer)
     flops_per_token = raw_model.estimate_flops_per_token()
     if peak_flops is None:
         peak_flops = measure_matmul_flops(dev, torch.bfloat16 if bf16 and dev.type == "cuda" else torch.float32)
 
-    stream = _endless_batches(shard, config.batch_size, config.loss_mode, config.seed)
-    history: list[dict] = []
-    identity = run_identity(config, model_config, train_packed, world)
-    start_step = 0
+    # resume: the checkpoint's weights, optimizer state and history; the data stream where it stopped
+    run = _checkpoints(out_dir, raw_model, optimizer, tokenizer, fingerprint(config, model_config, train_packed, world),
+                       config, writes=is_main)
     if out_dir is not None and resume:
-        start_step, history = _resume(out_dir, identity, raw_model, optimizer, log)
-    if start_step:
-        for _ in range(start_step * config.grad_accum):  # the data stream continues where it stopped
-            next(stream)
-        log(f"resuming from the checkpoint of step {start_step}/{config.steps} in {out_dir}")
+        _resume(run, out_dir, log)
+    stream = _endless_batches(shard, config.batch_size, config.loss_mode, config.seed)
+    for _ in range(run.start * config.grad_accum):
+        next(stream)
+    if run.start:
+        log(f"resuming from the checkpoint of step {run.start}/{config.steps} in {out_dir}")
 
-    def checkpoint(step: int) -> None:
-        if out_dir is not None and is_main:
-            _save(out_dir, raw_model, optimizer, tokenizer, identity, step, history)
-
-    tallies: dict = {}
-    try:
-        _train_steps(config, model, raw_model, optimizer, stream, dev, world, bf16, val_packed, token_bytes,
-                     is_main, log, history, start_step, checkpoint, tallies)
-    except KeyboardInterrupt:
-        done = history[-1]["step"] if history else start_step
-        if done > start_step:
-            checkpoint(done)
-        raise Interrupted(done, out_dir) from None
-    timed_tokens, timed_seconds = tallies.get("tokens", 0), tallies.get("seconds", 0.0)
-    train_loss = history[-1]["train_loss"] if history else float("nan")
+    with run.interruptible():
+        timed_tokens, timed_seconds = _steps(run, model, stream, config=config, device=dev, world=world,
+                                             val_packed=val_packed if is_main else None,
+                                             token_bytes=token_byte_lengths(tokenizer), log=log)
 
     tokens_per_s = timed_tokens / timed_seconds if timed_seconds else 0.0
     mfu = flops_per_token * tokens_per_s / peak_flops if peak_flops else None
-    final_val = next((h for h in reversed(history) if "val_loss" in h), {})
+    final_val = next((h for h in reversed(run.history) if "val_loss" in h), {})
     samples_after = samples(raw_model, tokenizer, prompts, sample_tokens) if is_main else []
     result = MidtrainResult(
         config=config, model_config=model_config, device=str(dev), num_params=raw_model.num_params(),
         conversations={"train": len(train_records), "val": len(val_records)},
         tasks=dict(Counter(r.get("meta", {}).get("task", "unknown") for r in records)),
-        packing=train_packed.stats.as_dict(), trained_tokens=counts, history=history,
-        final_train_loss=train_loss, val_loss=final_val.get("val_loss"), val_bpb=final_val.get("val_bpb"),
+        packing=train_packed.stats.as_dict(), trained_tokens=counts, history=run.history,
+        final_train_loss=run.history[-1]["train_loss"] if run.history else float("nan"),
+        val_loss=final_val.get("val_loss"), val_bpb=final_val.get("val_bpb"),
         tokens_per_s=tokens_per_s, mfu=mfu, peak_flops=peak_flops, flops_per_token=flops_per_token,
         samples_before=samples_before, samples_after=samples_after,
-        out_dir=str(out_dir) if out_dir else None, ranks=world, resumed_from=start_step, model=raw_model,
+        out_dir=str(out_dir) if out_dir else None, ranks=world, resumed_from=run.start, model=raw_model,
     )
-    if start_step >= config.steps:
-        log(f"nothing left to train: the checkpoint is at step {start_step}/{config.steps}")
+    if run.start >= config.steps:
+        log(f"nothing left to train: the checkpoint is at step {run.start}/{config.steps}")
     else:
         log(f"done: {tokens_per_s:,.0f} tokens/s, MFU {100 * (mfu or 0):.2f}% of {peak_flops / 1e9:,.1f} GFLOP/s")
     if out_dir and is_main:
-        save_run(result, tokenizer, out_dir, manifest_extra, optimizer=optimizer, identity=identity)
+        save_run(result, tokenizer, out_dir, manifest_extra, optimizer=optimizer, key=run.key)
     if ddp:
         torch.distributed.destroy_process_group()
     return result
 
 
-def _train_steps(config, model, raw_model, optimizer, stream, dev, world, bf16, val_packed, token_bytes,
-                 is_main, log, history, start_step, checkpoint, tallies) -> None:
-    """Optimizer steps start_step..config.steps-1, appending to `history`; checkpoints every
-    config.checkpoint_every steps. `tallies` gets the timed tokens and seconds (for tokens/s)."""
+def _steps(run: TrainingRun, model, stream, *, config: TrainConfig, device: torch.device, world: int,
+           val_packed: Packed | None, token_bytes: torch.Tensor, log) -> tuple[int, float]:
+    """Optimizer steps run.start..config.steps-1 of `model` (compiled or DDP-wrapped; run.model is the
+    raw one) on `stream`; validation on `val_packed` every config.eval_every steps and at the end.
+    Returns the tokens and seconds of the timed steps (for tokens/s: every step but the first, which
+    pays for warm-up and compilation, unless it is the only one)."""
+    bf16 = config.dtype == "bfloat16"
     timed_tokens, timed_seconds = 0, 0.0
-    tokens_seen = history[-1]["tokens"] if history else 0
-    for step in range(start_step, config.steps):
+    tokens_seen = run.history[-1]["tokens"] if run.history else 0
+    for step in range(run.start, config.steps):
         lr = lr_at(step, config.steps, config.lr, warmup=config.warmup_frac, decay=config.decay_frac,
                    final=config.final_lr_frac)
-        for group in optimizer.param_groups:
+        for group in run.optimizer.param_groups:
             group["lr"] = lr
         micro = [next(stream) for _ in range(config.grad_accum)]
         step_tokens = sum(x.size for x, _ in micro) * world  # positions processed, padding included
         n_targets = max(1, sum(int((y != IGNORE_INDEX).sum()) for _, y in micro))
-        sync(dev)
+        sync(device)
         t0 = time.perf_counter()
         step_loss = 0.0
         for inputs, targets in micro:
-            x, y = torch.from_numpy(inputs).to(dev), torch.from_numpy(targets).to(dev)
-            with autocast(dev, bf16):
+            x, y = torch.from_numpy(inputs).to(device), torch.from_numpy(targets).to(device)
+            with autocast(device, bf16):
                 loss = model(x, y, reduction="sum") / n_targets
             loss.backward()
             step_loss += float(loss.detach())
-        if not math.isfinite(step_loss):  # before the step: the weights stay those of the last good one
-            raise Diverged(f"the loss is {step_loss} at step {step + 1} of {config.steps}: training diverged "
-                           f"(lr {config.lr:g} is likely too high); nothing was saved as a model")
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        sync(dev)
+        check_finite(step_loss, step, config.steps, config.lr)  # before the step: the weights stay the last good ones
+        run.optimizer.step()
+        run.optimizer.zero_grad(set_to_none=True)
+        sync(device)
         dt = time.perf_counter() - t0
-        if step > start_step or config.steps - start_step == 1:  # the first step pays for warm-up and compilation
+        if step > run.start or config.steps - run.start == 1:
             timed_tokens += step_tokens
             timed_seconds += dt
-            tallies.update(tokens=timed_tokens, seconds=timed_seconds)
         tokens_seen += step_tokens
         entry = {"step": step + 1, "lr": lr, "train_loss": step_loss, "tokens": tokens_seen, "step_s": dt}
-        last = step + 1 == config.steps
-        if val_packed is not None and is_main and ((step + 1) % config.eval_every == 0 or last):
-            entry["val_loss"], entry["val_bpb"] = evaluate_loss(raw_model, val_packed, config.loss_mode, dev,
+        if val_packed is not None and ((step + 1) % config.eval_every == 0 or step + 1 == config.steps):
+            entry["val_loss"], entry["val_bpb"] = evaluate_loss(run.model, val_packed, config.loss_mode, device,
                                                                 config.batch_size, token_bytes, bf16)
-        history.append(entry)
-        if "val_loss" in entry or step == start_step:
+        if "val_loss" in entry or step == run.start:
             extra = f" val {entry['val_loss']:.3f} bpb {entry['val_bpb'] or float('nan'):.3f}" if "val_loss" in entry else ""
             log(f"step {step + 1}/{config.steps} loss {step_loss:.3f} lr {lr:.2e}{extra}")
-        if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and not last:
-            checkpoint(step + 1)
+        run.step_done(entry)
+    return timed_tokens, timed_seconds
 
 
 def _default_prompts(records: Sequence[dict]) -> list[str]:
@@ -495,57 +462,52 @@ def _shard(packed: Packed, rank: int, world: int) -> Packed:
 # ---------------------------------------------------------------------------------------------------
 # Checkpoints
 
-HISTORY_FILE = "history.json"
-
-
-def run_identity(config: TrainConfig, model_config: GPTConfig, packed: Packed, world: int) -> dict:
-    """What a checkpoint must share with a run to be resumed by it: the parameters that change what is
-    computed, the model's shape, the training rows (a digest) and the number of ranks."""
+def fingerprint(config: TrainConfig, model_config: GPTConfig, packed: Packed, world: int) -> dict:
+    """What a checkpoint must share with a run to be resumed by it (its key, kit.training.loop): the
+    parameters that change what is computed, the model's shape, the training rows (a digest) and the
+    number of ranks."""
     train = {k: v for k, v in asdict(config).items() if k not in OPERATIONAL_FIELDS}
     rows = hashlib.sha256(packed.ids.tobytes() + packed.mask.tobytes()).hexdigest()[:16]
     return {"train": train, "model": model_config.to_dict(), "rows": rows, "ranks": world}
 
 
-def _save(out_dir, model: GPT, optimizer, tokenizer, identity: dict, step: int, history: list[dict]) -> Path:
-    return save_checkpoint(out_dir, model, optimizer, {**identity, "step": step, "history": history},
-                           extra=lambda folder: tokenizer.save(folder / "tokenizer"))
+def _checkpoints(out_dir, model: GPT, optimizer, tokenizer, key: dict, config: TrainConfig, *,
+                 writes: bool = True) -> TrainingRun:
+    """The run's checkpointing in out_dir: midtraining's checkpoints carry the tokenizer."""
+    return TrainingRun(None if out_dir is None else Path(out_dir), model, optimizer, key=key, total=config.steps,
+                       checkpoint_every=config.checkpoint_every, writes=writes,
+                       extra=lambda folder: tokenizer.save(folder / "tokenizer"))
 
 
-def _resume(out_dir, identity: dict, model: GPT, optimizer, log) -> tuple[int, list[dict]]:
-    """Load the checkpoint in out_dir into `model` and `optimizer` when this run may resume from it and
-    return its (step, history); (0, []) when there is none or it was made with other parameters (then
-    says what differs). A damaged one is a CheckpointError that says how to go on."""
+def _resume(run: TrainingRun, out_dir, log) -> None:
+    """Continue `run` from the checkpoint in out_dir when it was made with this run's parameters and rows;
+    else say what differs and train from step 0. A damaged one is a CheckpointError that says how to go on."""
     try:
-        saved = read_checkpoint(out_dir)
-        if saved is None:
-            return 0, []
-        state = saved.state
-        differs = [k for k in identity if state.get(k) != identity[k]]
-        if "train" in differs and isinstance(state.get("train"), dict):
-            differs = [f"{k} {state['train'].get(k)!r} -> {v!r}" for k, v in identity["train"].items()
-                       if state["train"].get(k) != v] + [d for d in differs if d != "train"]
-        if differs:
-            log(f"the checkpoint in {out_dir} was made with other settings ({', '.join(differs)}); training from step 0")
-            return 0, []
-        saved.restore(model, optimizer)
+        saved, differs = run.resume()
     except CheckpointError as exc:
         raise CheckpointError(f"{exc}; delete {Path(out_dir) / CHECKPOINT} or pass --no-resume") from None
-    return state["step"], state["history"]
+    if differs:
+        was = saved.state.get("train")
+        if "train" in differs and isinstance(was, dict):
+            differs = [f"{k} {was.get(k)!r} -> {v!r}" for k, v in run.key["train"].items()
+                       if was.get(k) != v] + [d for d in differs if d != "train"]
+        log(f"the checkpoint in {out_dir} was made with other settings ({', '.join(differs)}); training from step 0")
 
 
 def save_run(result: MidtrainResult, tokenizer, out_dir: str | os.PathLike, manifest_extra: dict | None = None,
-             *, optimizer=None, identity: dict | None = None) -> Path:
+             *, optimizer=None, key: dict | None = None) -> Path:
     """checkpoint/ (weights, optimizer state when given, the tokenizer), history.json, manifest.json and
     loss.png into out_dir; every file atomically. A plot that fails is reported on stderr and leaves the
     rest saved."""
     from kit.manifest import write_manifest
 
     out = Path(out_dir)
-    identity = identity or {"train": asdict(result.config), "model": result.model_config.to_dict()}
-    optimizer = optimizer or torch.optim.AdamW(result.model.parameters())
-    _save(out, result.model, optimizer, tokenizer, identity, result.config.steps, result.history)
-    with atomic_write(out / HISTORY_FILE) as tmp:
-        tmp.write_text(json.dumps(result.history, indent=1) + "\n", encoding="utf-8")
+    key = key or {"train": asdict(result.config), "model": result.model_config.to_dict()}
+    run = _checkpoints(out, result.model, optimizer or torch.optim.AdamW(result.model.parameters()), tokenizer, key,
+                       result.config)
+    run.history = result.history
+    run.save(result.config.steps)
+    write_history(out, result.history)
     write_manifest(out / "manifest.json", {"command": "midtrain", **(manifest_extra or {}), **result.summary()})
     try:
         save_loss_plot(result.history, out / "loss.png", title="midtraining loss",
@@ -568,9 +530,6 @@ def load_checkpoint(out_dir: str | os.PathLike, device: str = "cpu") -> tuple[GP
     return model.to(device).eval(), Tokenizer.load(saved.folder / "tokenizer")
 
 
-# ---------------------------------------------------------------------------------------------------
-# CLI
-
 def train_tokenizer_on(records: Iterable[dict], vocab_size: int):
     """A tokenizer trained on the knowledge folder and the mixture's text (when none is given)."""
     from kit.training.tasks import conversation_texts
@@ -583,80 +542,3 @@ def train_tokenizer_on(records: Iterable[dict], vocab_size: int):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a small corpus gives a smaller vocabulary; tok.vocab_size says so
         return Tokenizer.train(texts, vocab_size, progress=False)
-
-
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kit midtrain",
-                                     description="Pack a task mixture and train a small GPT on it (CPU or GPU).")
-    parser.add_argument("--data", nargs="*", default=[], type=argument, metavar="PATH",
-                        help="identity conversation files (.jsonl, kit or CustomJSON lines)")
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu-smoke")
-    parser.add_argument("--steps", type=int, help="optimizer steps (default: the preset's)")
-    parser.add_argument("--loss-mode", choices=LOSS_MODES, default="mid")
-    parser.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps")
-    parser.add_argument("--out", required=True, type=argument, help="folder for the checkpoint, history, tokenizer, manifest")
-    parser.add_argument("--tokenizer", type=argument, help="a tokenizer folder (default: train one on the mixture)")
-    parser.add_argument("--vocab-size", type=int, help="vocabulary of a tokenizer trained here (default: the preset's)")
-    parser.add_argument("--size", type=int, default=1000, help="built-in task conversations (default 1000)")
-    parser.add_argument("--identity-epochs", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--peak-flops", type=finite_float, help="device peak FLOP/s for MFU (default: a timed matmul)")
-    parser.add_argument("--sample-tokens", type=int, default=64, help="tokens per sampled reply (0: no samples)")
-    parser.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default: the preset's; 0: at the end only)")
-    parser.add_argument("--no-resume", action="store_true",
-                        help="start from step 0 even when --out holds a checkpoint of the same run")
-    parser.add_argument("--force", action="store_true",
-                        help="write into an --out folder whose checkpoint, history or manifest another program made")
-    for name in ("smoltalk", "mmlu", "gsm8k", "memory"):
-        parser.add_argument(f"--{name}", type=argument, metavar="PATH",
-                            help=f"add the {name} set (a file or folder in its published format)")
-    args = parser.parse_args(argv)
-
-    from kit.training.datasets import DatasetError
-    from kit.locking import LockedError
-    from kit.records import RecordError
-    from kit.training.tasks import default_mixture
-    from kit.tokens.tokenizer import Tokenizer
-
-    if problem := folder_problem(args.out):
-        print(f"kit midtrain: --out {problem}", file=sys.stderr)
-        return 1
-    inputs = [*args.data, args.tokenizer, args.smoltalk, args.mmlu, args.gsm8k, args.memory]
-    for name in OUTPUT_NAMES:  # what midtrain writes in --out; an input there would be overwritten
-        if clash := clashing_input(args.out / name, inputs):
-            print(f"kit midtrain: --out {args.out} would overwrite the input {clash} ({name}); choose another folder",
-                  file=sys.stderr)
-            return 2
-    try:
-        mixture = default_mixture(args.data, seed=args.seed, size=args.size, identity_epochs=args.identity_epochs,
-                                  smoltalk=args.smoltalk, mmlu=args.mmlu, gsm8k=args.gsm8k, memory=args.memory)
-        if is_main_process():
-            print(f"mixture: {mixture.counts()}", flush=True)
-        vocab_size = args.vocab_size or PRESETS[args.preset].vocab_size
-        tokenizer = Tokenizer.load(args.tokenizer) if args.tokenizer else train_tokenizer_on(mixture, vocab_size)
-        overrides = {"loss_mode": args.loss_mode, "seed": args.seed}
-        for name in ("steps", "checkpoint_every"):
-            if getattr(args, name) is not None:
-                overrides[name] = getattr(args, name)
-        result = midtrain(mixture, tokenizer, preset=args.preset, out_dir=args.out, device=args.device,
-                          peak_flops=args.peak_flops, sample_tokens=args.sample_tokens, resume=not args.no_resume,
-                          force=args.force,
-                          manifest_extra={"argv": argv, "tokenizer": args.tokenizer or "trained on the mixture"},
-                          **overrides)
-    except (OSError, ValueError, RecordError, DatasetError, LockedError) as exc:
-        print(f"kit midtrain: {exc}", file=sys.stderr)
-        return 1
-    except Interrupted as exc:
-        saved = f"the checkpoint of step {exc.step} is in {args.out}; run the same command again to resume" \
-            if exc.step else "nothing trained yet"
-        print(f"kit midtrain: interrupted; {saved}", file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
-        print("kit midtrain: interrupted before training started", file=sys.stderr)
-        return 130
-    if not is_main_process():
-        return 0
-    for sample in result.samples_after:
-        print(f"> {sample['prompt']}\n{sample['reply']}\n")
-    print(f"val loss {result.val_loss}, bpb {result.val_bpb}; saved to {args.out}")
-    return 0
