@@ -185,7 +185,7 @@ def test_deeply_nested_input_is_a_problem_of_its_line_in_every_reader(tmp_path, 
     assert f"{bad}:1: " in captured.out and "nested more than" in captured.out
     from kit.commands.quality import main as quality_main
     from kit.commands.midtrain import main as midtrain_main
-    from kit.tokens.view import main as tokens_main
+    from kit.commands.tokens import main as tokens_main
 
     commands = {"export": lambda: export_main([str(bad), "--format", "customjson", "--output", str(tmp_path / "o")]),
                 "quality": lambda: quality_main([str(bad)]),

@@ -8,7 +8,8 @@ import re
 import pytest
 
 from kit.tokens.render import render_conversation
-from kit.tokens.view import TokenView, dataframe, file_stats, html_view, main, view
+from kit.commands.tokens import main
+from kit.tokens.view import TokenView, dataframe, file_stats, html_view, view
 
 
 def test_html_view_colours_marks_and_explains(trained_tokenizer, gsm8k_example):

@@ -10,7 +10,8 @@ import warnings
 
 import pytest
 
-from kit.tokens.tokenizer import SPECIAL_TOKENS, SPLIT_PATTERN, Tokenizer, default_corpus, main, texts_from_paths
+from kit.commands.tokenizer import main
+from kit.tokens.tokenizer import SPECIAL_TOKENS, SPLIT_PATTERN, Tokenizer, default_corpus, texts_from_paths
 
 SAMPLES = [
     "Weng earns $12 an hour for babysitting.",
@@ -78,7 +79,7 @@ def test_train_warns_when_corpus_is_too_small():
 
 
 def test_train_refuses_an_empty_corpus(tmp_path, capsys):
-    from kit.tokens.tokenizer import main
+    from kit.commands.tokenizer import main
 
     with pytest.raises(ValueError, match="no training text"):
         Tokenizer.train(["", "  \n"], 300, progress=False)

@@ -14,7 +14,7 @@ import pytest
 from fake_openai import Reply
 from kit.commands.generate import main as generate_main
 from kit.commands.memory import main as memory_main
-from kit.tokens.tokenizer import main as tokenizer_main
+from kit.commands.tokenizer import main as tokenizer_main
 
 GOOD = json.dumps({"messages": [{"role": "user", "content": "hi, who are you?"},
                                 {"role": "assistant", "content": "I am nanochat, a small open-source LLM."}]})

@@ -13,11 +13,9 @@ embedding table size).
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import os
-import sys
 import warnings
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -25,7 +23,7 @@ from typing import Iterable, Iterator
 import rustbpe
 import tiktoken
 
-from kit.paths import argument, atomic_write, folder_problem
+from kit.paths import atomic_write
 
 SPECIAL_TOKENS = (
     "<|bos|>",  # starts every document / conversation
@@ -250,34 +248,3 @@ def _with_progress(texts: Iterable[str]) -> Iterator[str]:
     from kit.progress import progress_bar
 
     yield from progress_bar(texts, desc="tokenizer corpus", unit=" texts", mininterval=1.0)
-
-
-# ---- CLI --------------------------------------------------------------------------------------
-
-
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kit tokenizer", description="Train a BPE tokenizer with nanochat's special tokens.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="train on conversation files (.jsonl) and text files (.txt, .md) or folders")
-    train.add_argument("--input", nargs="+", default=[], type=argument, metavar="PATH", help="files or folders (default: the knowledge folder only)")
-    train.add_argument("--vocab-size", type=int, default=4096, help="total ids including the 9 specials (default 4096)")
-    train.add_argument("--output", required=True, type=argument, help="folder to write tokenizer.json and tokenizer.bpe into")
-    train.add_argument("--no-knowledge", action="store_true", help="train on --input only, without the knowledge folder")
-    args = parser.parse_args(argv)
-
-    if problem := folder_problem(args.output):
-        print(f"kit tokenizer: --output {problem}", file=sys.stderr)
-        return 1
-    try:
-        texts = texts_from_paths(args.input) if args.no_knowledge else default_corpus(args.input)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            tokenizer = Tokenizer.train(texts, args.vocab_size, progress=sys.stderr.isatty())
-        for warning in caught:
-            print(f"warning: {warning.message}", file=sys.stderr)
-        out = tokenizer.save(args.output)
-    except (OSError, ValueError) as exc:
-        print(f"kit tokenizer: {exc}", file=sys.stderr)
-        return 1
-    print(f"{tokenizer!r} saved to {out}")
-    return 0

@@ -4,27 +4,19 @@ Display only: everything here reads a `kit.tokens.render.Rendered`, nothing feed
 Whitespace is made visible (␣ for a space, ↵ for a newline, ⇥ for a tab) because a token boundary
 inside whitespace is exactly what one needs to see; hovering a token shows its position, id,
 role/part, mask, and the target it is trained to predict (the next token, with *its* mask).
-
-    python -m kit tokens FILE --index 3 --tokenizer runs/interactive/tokenizer          # coloured
-    python -m kit tokens FILE --index 3 --tokenizer DIR --table                          # one row per token
-    python -m kit tokens FILE --index 3 --tokenizer DIR --regions                        # specials and text runs
-    python -m kit tokens FILE --stats --tokenizer DIR                                    # the whole file
+`python -m kit tokens` (kit.commands.tokens) shows the terminal views.
 """
 
 from __future__ import annotations
 
-import argparse
 import html
 import os
 import statistics
-import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Iterable
 
-from kit.paths import argument
-from kit.rules import errors, validate_messages
-from kit.tokens.render import RenderError, Rendered, render_batch, render_conversation, token_table
+from kit.tokens.render import Rendered, render_batch, render_conversation, token_table
 
 WHITESPACE = str.maketrans({" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"})
 
@@ -176,6 +168,11 @@ def terminal_line(tokenizer, rendered: Rendered, color: bool = True) -> str:
     return "".join(out)
 
 
+def terminal_legend() -> str:
+    """What `terminal_line`'s colours mean."""
+    return f"{_GREEN}supervised{_RESET} {_GREY}not supervised{_RESET} {_BOLD}special{_RESET}"
+
+
 def terminal_regions(tokenizer, rendered: Rendered) -> str:
     """`region_table` as aligned text, the text column last and left-aligned so it reads as a stream."""
     regions = region_table(tokenizer, rendered)
@@ -267,60 +264,3 @@ def format_stats(stats: dict) -> str:
     for source, e in stats["by_source"].items():
         lines.append(f"  {source:<{width}}  {e['conversations']:>7} conv  {e['tokens']:>9} tokens  {100 * e['supervised_fraction']:5.1f}% supervised")
     return "\n".join(lines)
-
-
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kit tokens", description="Show a conversation as tokens with its loss mask, or token stats of a file.")
-    parser.add_argument("file", type=argument, help="a conversation file (.jsonl)")
-    parser.add_argument("--tokenizer", required=True, type=argument, help="tokenizer folder (from `python -m kit tokenizer train`)")
-    parser.add_argument("--index", type=int, default=0, help="which conversation: 0-based position among the readable records (default 0)")
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--table", action="store_true", help="one row per token with its target")
-    mode.add_argument("--regions", action="store_true", help="one row per special token or run of text, with its mask")
-    mode.add_argument("--color", action="store_true", help="tokens on one line, coloured by mask (default)")
-    mode.add_argument("--plain", action="store_true", help="like --color without colour: [supervised] (not supervised)")
-    mode.add_argument("--stats", action="store_true", help="token statistics of the whole file")
-    parser.add_argument("--max-tokens", type=int, default=None, help="truncate at this many tokens (reported)")
-    args = parser.parse_args(argv)
-
-    from kit.records import iter_records
-    from kit.tokens.tokenizer import Tokenizer
-
-    try:
-        tokenizer = Tokenizer.load(args.tokenizer)
-        bad: list = []
-        records = list(iter_records(args.file, errors=bad))
-        for err in bad:
-            print(f"warning: skipped unreadable line {err}", file=sys.stderr)
-        if args.stats:
-            print(format_stats(file_stats(tokenizer, records, args.max_tokens)))
-            if bad:  # the figures are of a part of the file: say so in the exit status too
-                print(f"kit tokens: {len(bad)} unreadable lines left out of these figures (listed above)", file=sys.stderr)
-            return 1 if bad else 0
-        if not 0 <= args.index < len(records):
-            raise ValueError(f"{args.file}: --index {args.index} is out of range (the file has {len(records)} records)")
-        record = records[args.index]
-        rendered = render_conversation(tokenizer, record, args.max_tokens)
-    except (OSError, ValueError) as exc:  # RenderError and RecordError are ValueErrors
-        where = ""
-        if isinstance(exc, RenderError):  # name the record by position and id (file:line unless it has its own id)
-            n = exc.conversation if args.stats else args.index
-            where = f"{args.file} record {n} (id {records[n]['id']}): "
-            exc = RenderError(exc.message_index, exc.rule, exc.detail)
-        print(f"kit tokens: {where}{exc}", file=sys.stderr)
-        return 1
-
-    for problem in errors(validate_messages(record["messages"])):  # renderable is not the same as fit to train on
-        print(f"warning: {record['id']}: {problem} (kit validate calls this an error)", file=sys.stderr)
-    n_sup = sum(rendered.mask)
-    print(f"{record['id']}: {len(rendered.ids)} tokens, {n_sup} supervised" + (f", TRUNCATED: {rendered.n_truncated} tokens dropped" if rendered.truncated else "") + (", NOTHING SUPERVISED" if rendered.all_masked else ""))
-    if args.table:
-        print(terminal_table(tokenizer, rendered))
-    elif args.regions:
-        print(terminal_regions(tokenizer, rendered))
-    elif args.plain:
-        print(terminal_line(tokenizer, rendered, color=False))
-    else:
-        print(f"{_GREEN}supervised{_RESET} {_GREY}not supervised{_RESET} {_BOLD}special{_RESET}")
-        print(terminal_line(tokenizer, rendered, color=True))
-    return 0
