@@ -127,6 +127,17 @@ def test_api_errors_leave_a_record_unjudged_and_the_next_run_retries_it(tmp_path
     assert capsys.readouterr().out.startswith("complete: 3 of 3 records judged, 0 unjudged, 2 already done")
 
 
+def test_judge_cli_takes_timeouts_and_fails_truthfully(tmp_path, fake_openai, capsys, monkeypatch):
+    data, out = tmp_path / "c.jsonl", tmp_path / "scores.jsonl"
+    write_records(data, make_records(2))
+    monkeypatch.setenv("KIT_CACHE_DIR", str(tmp_path / "cache"))
+    srv = fake_openai(lambda request, n_seen: Reply(hang=True))
+    rc = judge_main([str(data), "--out", str(out), "--endpoint", srv.base_url, "--model", MODEL, "--no-progress",
+                     "--timeout", "0.3", "--item-timeout", "0.8"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "2 records failed with API errors" in err and "timed out after 0.3 s" in err
+
+
 def test_one_writer_per_scores_file_and_clear_errors(tmp_path, fake_openai, capsys):
     data, out = tmp_path / "c.jsonl", tmp_path / "scores.jsonl"
     write_records(data, make_records(2))
