@@ -13,7 +13,7 @@ import sys
 
 from kit import paths
 from kit.arguments import finite_float
-from kit.commands.llm_flags import add_llm_flags, llm_options
+from kit.commands.llm_flags import add_llm_flags, parse_args
 from kit.generation.distill import DEFAULT_CANDIDATES, DEFAULT_TURN_TOKENS, OPENERS
 from kit.generation.generate import DEFAULT_MAX_TOKENS, DEFAULT_OUTPUT, generate
 from kit.generation.sampling import RECIPES
@@ -59,8 +59,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
-    llm = llm_options(parser, args)
+    args, llm = parse_args(parser, argv)
     for name, least in (("num", 1), ("workers", 1), ("reasks", 0), ("max_tokens", 1), ("temperature", 0),
                         ("candidates", 1)):
         if getattr(args, name) is not None and getattr(args, name) < least:

@@ -14,7 +14,7 @@ import sys
 
 from kit import paths
 from kit.arguments import finite_float
-from kit.commands.llm_flags import add_llm_flags, llm_options
+from kit.commands.llm_flags import add_llm_flags, parse_args
 from kit.llm.client import FatalAPIError
 from kit.locking import LockedError
 from kit.quality.judge import AGREEMENT_THRESHOLD, api_failure, calibrate, calibration_path, judge
@@ -40,8 +40,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
-    llm = llm_options(parser, args)
+    args, llm = parse_args(parser, argv)
     if args.calibrate and (args.min_score is not None or args.filtered_out):
         parser.error("--calibrate judges a labelled set: --min-score/--filtered-out do not apply")
 

@@ -10,7 +10,8 @@
     --no-progress     no progress bar
 
 `llm_options(parser, args)` refuses a timeout that is not above 0 (argparse's exit 2) and gives the
-keyword arguments every stage takes: endpoint, model, cache, timeout, item_timeout.
+keyword arguments every stage takes: endpoint, model, cache, timeout, item_timeout; `parse_args(parser,
+argv)` parses a command line and gives both.
 """
 
 from __future__ import annotations
@@ -43,3 +44,9 @@ def llm_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> di
             parser.error(f"--{name.replace('_', '-')} must be > 0 seconds, got {getattr(args, name)}")
     return {"endpoint": ",".join(args.endpoint) if args.endpoint else None, "model": args.model,
             "cache": not args.no_cache, "timeout": args.timeout, "item_timeout": args.item_timeout}
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> tuple[argparse.Namespace, dict]:
+    """(arguments, `llm_options` of them) for a command line whose parser has the LLM flags."""
+    args = parser.parse_args(argv)
+    return args, llm_options(parser, args)

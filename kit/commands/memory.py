@@ -18,7 +18,7 @@ import sys
 from dataclasses import fields
 
 from kit import paths
-from kit.commands.llm_flags import add_llm_flags, llm_options
+from kit.commands.llm_flags import add_llm_flags, parse_args
 from kit.llm.client import LLMError
 from kit.llm.local_server import LocalServerError
 from kit.locking import LockedError
@@ -127,8 +127,7 @@ def _eval(args: argparse.Namespace, llm: dict) -> int:
 
 def main(argv: list[str]) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
-    llm = llm_options(parser, args)
+    args, llm = parse_args(parser, argv)
     try:
         return _generate(args, llm) if args.command == "generate" else _eval(args, llm)
     except DatasetError as exc:  # bad input: the file is not a benchmark
