@@ -31,3 +31,16 @@ def test_only_the_calls_the_calculator_ran_are_reported(trained_tokenizer):
     assert calls == [{"expression": "6*7", "output": "42"}]
     assert reply.count("<|output_start|>") == 2 and "<|output_start|>42<|output_end|>" in reply
     assert engine.chat(_scripted(script), tok, "What is 6*7?", max_new_tokens=60) == reply
+
+
+def test_a_stray_python_end_does_not_run_a_closed_tool_call_again(trained_tokenizer, monkeypatch):
+    tok = trained_tokenizer
+    sid = tok.special_id
+    script = [sid("<|python_start|>"), *tok.encode("2+3"), sid("<|python_end|>"),
+              sid("<|python_end|>"),  # stray: the call above already ran
+              *tok.encode("five"), sid("<|assistant_end|>")]
+    evaluated = []
+    monkeypatch.setattr(engine, "evaluate", lambda expression: evaluated.append(expression) or 5)
+    reply, calls = engine.chat_with_calls(_scripted(script), tok, "What is 2+3?", max_new_tokens=50)
+    assert evaluated == ["2+3"] and calls == [{"expression": "2+3", "output": "5"}]
+    assert reply.count("<|output_start|>") == 1 and reply.endswith("five")

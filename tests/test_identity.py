@@ -406,7 +406,7 @@ def test_cli_shows_every_answer_in_full_and_what_the_new_checks_turned(tmp_path,
     out = capsys.readouterr().out
     assert " ".join(out.split()).count(long_denial) == 1, "the answer is shown whole, wrapped, not cut"
     assert max(len(line) for line in out.splitlines() if line.startswith("    ")) <= 100
-    assert re.search(r"^license\s+no\s+license-.*not license.*closed_source.*fails only by the negation and contradiction check", out, re.M)
+    assert re.search(r"^license\s+no\s+license-.*not license.*closed_source.*fails only by the negation, contradiction and truth checks\)", out, re.M)
     assert "identity score 0.50 (2/4 probes passed)" in out
     assert ("before the negation, contradiction and truth checks: 1.00 (4/4); answers each check turned from pass to "
             "fail: negation 2, contradiction 1, truth 2 (2 in all)") in out

@@ -355,34 +355,6 @@ def test_ctrl_c_saves_and_exits_130_with_one_line(tokenizer_dir, tmp_path):
     assert json.loads((out / "checkpoint" / "config.json").read_text())["step"] == step >= 2
 
 
-def test_a_stray_python_end_does_not_run_a_closed_tool_call_again(trained_tokenizer, monkeypatch):
-    import kit.training.engine
-
-    tok = trained_tokenizer
-    sid = tok.special_id
-    script = [sid("<|python_start|>"), *tok.encode("2+3"), sid("<|python_end|>"),
-              sid("<|python_end|>"),  # stray: the call above already ran
-              *tok.encode("five"), sid("<|assistant_end|>")]
-
-    class Scripted:
-        def __init__(self):
-            self.position = 0
-
-        def generate(self, context, budget, *, stop_ids, **kwargs):
-            while self.position < len(script):
-                token = script[self.position]
-                self.position += 1
-                yield token
-                if token in stop_ids:
-                    return
-
-    calls = []
-    monkeypatch.setattr(kit.training.engine, "evaluate", lambda expression: calls.append(expression) or 5)
-    reply = kit.training.engine.chat(Scripted(), tok, "What is 2+3?", max_new_tokens=50)
-    assert calls == ["2+3"]
-    assert reply.count("<|output_start|>") == 1 and reply.endswith("five")
-
-
 # --- 4. deadlines ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("responder", [hang_responder, trickle_responder], ids=["never answers", "trickles"])

@@ -403,6 +403,14 @@ def _wrapped(text: str, width: int, indent: str = "    ") -> list[str]:
     return textwrap.wrap(" ".join(text.split()), width, initial_indent=indent, subsequent_indent=indent) or [indent]
 
 
+def _failed_only_by(checks: list[str]) -> str:
+    """' (fails only by the truth check)': the answer would pass without these checks."""
+    if not checks:
+        return ""
+    named = checks[0] if len(checks) == 1 else f"{', '.join(checks[:-1])} and {checks[-1]}"
+    return f" (fails only by the {named} check{'s' if len(checks) > 1 else ''})"
+
+
 def format_result(result: IdentityResult, answer_width: int = 100) -> str:
     """The per-probe table (each answer in full, wrapped under its row), the per-fact and per-kind figures,
     the score, and what the negation and contradiction checks changed, as text."""
@@ -411,7 +419,7 @@ def format_result(result: IdentityResult, answer_width: int = 100) -> str:
         mark = "-" if r["error"] else ("yes" if r["pass"] else "no")
         facts = " ".join(f"{f}{'+' if ok else '-'}" for f, ok in r["facts"].items())
         wrong = ", ".join([f"not {f}" for f in r.get("denied", ())] + list(r.get("contradicted", ())))
-        turned = f" (fails only by the {' and '.join(r['flipped_by'])} check)" if r.get("flipped_by") else ""
+        turned = _failed_only_by(r.get("flipped_by") or [])
         lines.append(f"{r['probe']:<16} {mark:<4} {facts:<24} {', '.join(r['foreign']):<14} {wrong}{turned}".rstrip())
         lines += _wrapped(f"(not scored: {r['error']})" if r["error"] else r["answer"], answer_width)
         for u in r.get("untrue", ()):  # the sentence that failed and why, under the answer
