@@ -13,10 +13,11 @@ import pytest
 import yaml
 
 from fake_openai import Reply
+from kit import facts
 from kit.commands import identity as identity_command
+from kit.facts import KINDS, NO_FOREIGN, foreign_identity_claims, load_identity_data
 from kit.training import identity
-from kit.training.identity import (KINDS, NO_FOREIGN, evaluate_identity, foreign_identity_claims, load_identity_data,
-                          score_answer, select_probes)
+from kit.training.identity import evaluate_identity, score_answer, select_probes
 from kit.paths import knowledge_dir, project_root
 
 DATA = load_identity_data()
@@ -237,7 +238,7 @@ def test_the_reference_replies_deny_and_contradict_nothing():
     replies = [message_text(m["content"]) for r in read_records(knowledge_dir() / "reference" / "identity.jsonl").records
                for m in r["messages"] if m["role"] == "assistant"]
     assert len(replies) > 300
-    flagged = [(t[:80], identity.fact_verdict(t)) for t in replies]
+    flagged = [(t[:80], facts.fact_verdict(t)) for t in replies]
     flagged = [(t, v["denied"], v["contradicted"]) for t, v in flagged if v["denied"] or v["contradicted"]]
     assert flagged == []
 
@@ -254,22 +255,22 @@ def test_which_check_turned_the_answer():
 def test_every_contradiction_in_the_data_is_caught_by_an_example():
     examples = list(WRONG) + ["I have real feelings.", "I never make mistakes.", "I speak all languages equally well.",
                               "My context window is 8192 tokens."]
-    seen = {c for answer in examples for c in identity.contradictions(answer)}
+    seen = {c for answer in examples for c in facts.contradictions(answer)}
     assert seen == {c.id for c in DATA.contradictions}
-    assert identity.contradictions("It is not proprietary and I can't browse the web.") == []
+    assert facts.contradictions("It is not proprietary and I can't browse the web.") == []
 
 
 def test_fact_verdict_is_a_verifier_for_any_reply():
-    ok = identity.fact_verdict("I'm nanochat, made by Andrej Karpathy.", ["name"])
+    ok = facts.fact_verdict("I'm nanochat, made by Andrej Karpathy.", ["name"])
     assert ok["ok"] and ok["stated"] == {"name": True}
-    denies_another = identity.fact_verdict("I'm nanochat, not made by Karpathy.", ["name"])
+    denies_another = facts.fact_verdict("I'm nanochat, not made by Karpathy.", ["name"])
     assert denies_another["stated"] == {"name": True} and denies_another["denied"] == ["creator"]
     assert not denies_another["ok"]
-    contradicts = identity.fact_verdict("I'm nanochat and I can browse the web.", ["name"])
+    contradicts = facts.fact_verdict("I'm nanochat and I can browse the web.", ["name"])
     assert contradicts["contradicted"] == {"internet_claim": ["no_internet"]} and not contradicts["ok"]
-    assert not identity.fact_verdict("I'm SmolLM, not nanochat.", [])["ok"]
+    assert not facts.fact_verdict("I'm SmolLM, not nanochat.", [])["ok"]
     with pytest.raises(ValueError, match="unknown fact id"):
-        identity.fact_verdict("hi", ["shoe_size"])
+        facts.fact_verdict("hi", ["shoe_size"])
 
 
 def test_summary_counts_what_each_check_turned():
@@ -311,7 +312,7 @@ def test_limit_spreads_over_the_kinds():
 
 # ---------------------------------------------------------------- against a loopback server
 
-def _small_data(tmp_path) -> identity.IdentityData:
+def _small_data(tmp_path) -> facts.IdentityData:
     folder = tmp_path / "identity"
     folder.mkdir()
     for name in ("facts.yaml", "foreign.yaml", "contradictions.yaml"):

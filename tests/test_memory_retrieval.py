@@ -9,7 +9,8 @@ import pytest
 
 from kit.memory.ledger import Transaction
 from kit.memory.questions import draw_questions
-from kit.memory.retrieval import ORACLE_NAME, bm25_scores, evidence_recall, oracle
+from kit.memory.rankers import bm25_scores
+from kit.memory.retrieval import ORACLE_NAME, evidence_recall, oracle
 from kit.memory.scenes import load_scenes
 from kit.memory.sessions import render_chunk
 

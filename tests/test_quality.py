@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kit.quality import neardup
 from kit.commands import quality as quality_command
+from kit.quality import diversity, neardup
 from kit.quality import report as quality
 from kit.records import read_records
 
@@ -38,7 +38,7 @@ def test_coverage_exact_shares_against_given_targets():
         "topic_category": {"identity": 0.5, "architecture": 0.25, "training": 0.15, "history": 0.1},
         "persona": {"student": 1 / 3, "engineer": 1 / 3, "skeptic": 1 / 3},
     }
-    cov = quality.coverage(records, targets)
+    cov = diversity.coverage(records, targets)
     cat = cov["dimensions"]["topic_category"]
     assert cat["n"] == 10 and cat["records_without"] == 1 and cat["source"] == "given"
     assert element(cov, "topic_category", "identity")["share"] == pytest.approx(0.6)
@@ -60,7 +60,7 @@ def test_coverage_exact_shares_against_given_targets():
 
 def test_coverage_without_targets_is_uniform_over_observed():
     records = read_records(COVERAGE, strict=False).records
-    cov = quality.coverage(records)
+    cov = diversity.coverage(records)
     dyn = cov["dimensions"]["dynamic"]
     assert dyn["source"] == "uniform over observed"
     assert element(cov, "dynamic", "short")["target"] == pytest.approx(0.5)
@@ -70,7 +70,7 @@ def test_coverage_without_targets_is_uniform_over_observed():
 
 def test_coverage_of_records_without_meta_says_so():
     records = [conversation("hi", "hello"), conversation("yo", "hey")]
-    cov = quality.coverage(records)
+    cov = diversity.coverage(records)
     assert cov["dimensions"] == {} and cov["furthest_off"] == []
     assert any("no record carries diversity meta" in n for n in cov["notes"])
 
@@ -79,7 +79,7 @@ def test_coverage_uses_the_recipe_targets_of_kit_sampling():
     sampling = pytest.importorskip("kit.generation.sampling")
     dims = sampling.load_dimensions()
     records = [conversation("q", "a", meta=sampling.sample_elements("v2", 7, i, dims)) for i in range(3000)]
-    cov = quality.coverage(records)
+    cov = diversity.coverage(records)
     targets = sampling.target_shares("v2")
     for dim in ("topic_category", "persona", "dynamic", "first_message_category"):
         d = cov["dimensions"][dim]
@@ -95,16 +95,16 @@ def test_coverage_uses_the_recipe_targets_of_kit_sampling():
 def test_distinct_n_by_hand():
     texts = ["The cat sat", "the CAT ran."]
     # words: the cat sat | the cat ran -> 4 unique of 6; bigrams 3 of 4; trigrams 2 of 2
-    assert quality.distinct_n(texts, 1) == pytest.approx(4 / 6)
-    assert quality.distinct_n(texts, 2) == pytest.approx(3 / 4)
-    assert quality.distinct_n(texts, 3) == 1.0
-    assert quality.distinct_n(["one two"], 3) is None
-    assert quality.words("Don't STOP, it's 2025!") == ["don't", "stop", "it's", "2025"]
+    assert diversity.distinct_n(texts, 1) == pytest.approx(4 / 6)
+    assert diversity.distinct_n(texts, 2) == pytest.approx(3 / 4)
+    assert diversity.distinct_n(texts, 3) == 1.0
+    assert diversity.distinct_n(["one two"], 3) is None
+    assert diversity.words("Don't STOP, it's 2025!") == ["don't", "stop", "it's", "2025"]
 
 
 def test_distinct_keeps_roles_apart():
     records = [conversation("hi there", "hello hello"), conversation("hi there", "hello world")]
-    d = quality.distinct(records)
+    d = diversity.distinct(records)
     assert d["user"]["distinct_1"] == pytest.approx(2 / 4) and d["user"]["distinct_2"] == pytest.approx(1 / 2)
     assert d["assistant"]["distinct_1"] == pytest.approx(2 / 4) and d["assistant"]["words"] == 4
 
@@ -112,22 +112,22 @@ def test_distinct_keeps_roles_apart():
 def test_first_message_duplicate_rate():
     records = [conversation(t, "ok") for t in ["Hi", "hi ", "Hello", "HI", "hi  there"]]
     # normalised: hi, hi, hello, hi, hi there -> 3 unique of 5
-    assert quality.first_message_duplicate_rate(records) == pytest.approx(2 / 5)
-    assert quality.first_messages(records)["most_common"] == [{"text": "hi", "count": 3}]
-    assert quality.first_message_duplicate_rate([]) is None
+    assert diversity.first_message_duplicate_rate(records) == pytest.approx(2 / 5)
+    assert diversity.first_messages(records)["most_common"] == [{"text": "hi", "count": 3}]
+    assert diversity.first_message_duplicate_rate([]) is None
 
 
 # ---- near-duplicates ------------------------------------------------------------------------------
 
 
 def exact_jaccard(a: str, b: str) -> float:
-    sa, sb = set(quality.shingles(a)), set(quality.shingles(b))
+    sa, sb = set(neardup.shingles(a)), set(neardup.shingles(b))
     return len(sa & sb) / len(sa | sb)
 
 
 def test_fixture_plants_clear_near_duplicates():
     records = read_records(NEAR_DUPS).records
-    texts = {r["id"]: quality.conversation_text(r) for r in records}
+    texts = {r["id"]: neardup.conversation_text(r) for r in records}
     for a, b in itertools.combinations(texts, 2):
         j = exact_jaccard(texts[a], texts[b])
         if a.split("-")[0] != b.split("-")[0] or a.startswith("other"):
@@ -140,11 +140,11 @@ def test_fixture_plants_clear_near_duplicates():
 
 def test_near_duplicates_finds_the_planted_clusters_and_nothing_else():
     records = read_records(NEAR_DUPS).records
-    nd = quality.near_duplicates(records, threshold=0.8, num_perm=128)
+    nd = neardup.near_duplicates(records, threshold=0.8, num_perm=128)
     clusters = sorted(sorted(records[i]["id"] for i in c) for c in nd.clusters)
     assert clusters == [["cost-0", "cost-1", "cost-2"], ["limits-0", "limits-1", "limits-2"], ["rope-0", "rope-1", "rope-2"]]
     assert nd.removable == 6 and nd.rate == pytest.approx(6 / 19)
-    kept = quality.dedup(records, nd.clusters)
+    kept = neardup.dedup(records, nd.clusters)
     assert len(kept) == 13
     assert {r["id"] for r in kept} >= {"cost-0", "rope-0", "limits-0"}  # the first of each cluster stays
     d = nd.to_dict(records)
@@ -154,24 +154,24 @@ def test_near_duplicates_finds_the_planted_clusters_and_nothing_else():
 def test_vectorised_signatures_equal_datasketch_minhash():
     from datasketch import MinHash
 
-    texts = [quality.conversation_text(r) for r in read_records(NEAR_DUPS).records[:4]] + ["two words", "", "!!"]
-    sig = quality.minhash_signatures(texts, num_perm=64, seed=3)
+    texts = [neardup.conversation_text(r) for r in read_records(NEAR_DUPS).records[:4]] + ["two words", "", "!!"]
+    sig = neardup.minhash_signatures(texts, num_perm=64, seed=3)
     for text, row in zip(texts, sig):
-        m = MinHash(num_perm=64, seed=3, hashfunc=quality.shingle_hash)
-        m.update_batch(quality.shingles(text))
+        m = MinHash(num_perm=64, seed=3, hashfunc=neardup.shingle_hash)
+        m.update_batch(neardup.shingles(text))
         assert np.array_equal(m.hashvalues, row), text
 
 
 def test_signature_blocks_do_not_change_results(monkeypatch):
-    texts = [quality.conversation_text(r) for r in read_records(NEAR_DUPS).records]
-    whole = quality.minhash_signatures(texts)
+    texts = [neardup.conversation_text(r) for r in read_records(NEAR_DUPS).records]
+    whole = neardup.minhash_signatures(texts)
     monkeypatch.setattr(neardup, "_CHUNK_SHINGLES", 50)  # many small blocks, some of one doc
-    assert np.array_equal(quality.minhash_signatures(texts), whole)
+    assert np.array_equal(neardup.minhash_signatures(texts), whole)
 
 
 def test_empty_conversations_are_not_clustered():
     records = [conversation("", ""), conversation("", ""), conversation("hello there friend", "hi")]
-    nd = quality.near_duplicates(records)
+    nd = neardup.near_duplicates(records)
     assert nd.clusters == [] and nd.empty_records == 2
 
 
@@ -197,7 +197,7 @@ def test_empty_conversations_are_not_clustered():
     ],
 )
 def test_guess_language(text, lang):
-    assert quality.guess_language(text) == lang
+    assert diversity.guess_language(text) == lang
 
 
 def test_style_rates():
@@ -205,7 +205,7 @@ def test_style_rates():
         conversation("hi", "I am nanochat.", "cool", "Yes, NanoChat here."),
         conversation("hola", "Hello \u2014 I'm an assistant."),
     ]
-    s = quality.style(records)
+    s = diversity.style(records)
     assert s["non_ascii_message_rate"] == pytest.approx(1 / 6)
     assert s["non_ascii_record_rate"] == pytest.approx(1 / 2)
     assert s["non_ascii_top_chars"][0]["codepoint"] == "U+2014"
@@ -227,7 +227,7 @@ def test_cost_per_supervised_token_by_hand(trained_tokenizer):
     # supervised = each assistant text's tokens + its <|assistant_end|>; nothing of the user's
     assistant = ["I am nanochat.", "Andrej Karpathy made me.", "Hello! How can I help today?"]
     supervised = sum(len(trained_tokenizer.encode(t)) + 1 for t in assistant)
-    c = quality.cost(records, trained_tokenizer)
+    c = diversity.cost(records, trained_tokenizer)
     assert c["records_with_usage"] == 2 and c["supervised_tokens"] == supervised
     assert c["cost_usd"] == pytest.approx(0.005)
     assert c["usd_per_supervised_token"] == pytest.approx(0.005 / supervised)
@@ -237,7 +237,7 @@ def test_cost_per_supervised_token_by_hand(trained_tokenizer):
 
 
 def test_cost_without_tokenizer_or_usage():
-    c = quality.cost([conversation("a", "b")])
+    c = diversity.cost([conversation("a", "b")])
     assert c["records_with_usage"] == 0 and c["cost_usd"] is None and "tokenizer" in c["note"]
 
 
@@ -327,13 +327,13 @@ def test_plots_return_figures():
     from kit.quality import plots as quality_plots
 
     records = read_records(COVERAGE, strict=False).records
-    fig = quality_plots.coverage_bars(quality.coverage(records))
+    fig = quality_plots.coverage_bars(diversity.coverage(records))
     assert len(fig.axes) == 5  # topic_category, topic, persona, dynamic, first_message_category
-    fig = quality_plots.length_histograms(quality.lengths(records))
+    fig = quality_plots.length_histograms(diversity.lengths(records))
     assert len(fig.axes) == 2
     fig = quality_plots.reject_reasons_bar({"n": 2, "reasons": {"json": 2, "roles": 1}})
     assert len(fig.axes) == 1
-    assert quality_plots.coverage_bars(quality.coverage([conversation("a", "b")])).axes
+    assert quality_plots.coverage_bars(diversity.coverage([conversation("a", "b")])).axes
 
 
 # ---- content rules, judge scores, the reference beside the data ----------------------------------
@@ -369,7 +369,7 @@ def test_realized_coverage_counts_only_what_the_judge_found_on_topic():
     assert (real["judged"], cat["held"], cat["n"]) == (3, 2, 3)
     assert element({"dimensions": {"c": cat}}, "c", "identity")["share"] == pytest.approx(1 / 3)  # r1 is off topic
     assert cat["missing"] == ["history"]  # asked for, but its only record is unjudged
-    requested = quality.coverage(records, targets)["dimensions"]["topic_category"]
+    requested = diversity.coverage(records, targets)["dimensions"]["topic_category"]
     assert requested["missing"] == [] and cat["total_variation"] > requested["total_variation"]
 
     summary = quality.judge_summary(records, scores)
@@ -424,8 +424,8 @@ def test_quality_plots_for_the_plan_the_comparison_and_the_scores():
 
 def test_a_threshold_of_one_finds_only_exact_copies():
     records = read_records(NEAR_DUPS).records
-    exact = quality.near_duplicates(records, threshold=1.0)
-    assert exact.removable <= quality.near_duplicates(records, threshold=0.8).removable
+    exact = neardup.near_duplicates(records, threshold=1.0)
+    assert exact.removable <= neardup.near_duplicates(records, threshold=0.8).removable
     assert quality_command.main([str(NEAR_DUPS), "--threshold", "1", "--json"]) == 0
 
 

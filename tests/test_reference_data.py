@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from kit.training.identity import foreign_identity_claims, load_identity_data
+from kit.facts import foreign_identity_claims, load_identity_data
 from kit.paths import knowledge_dir
-from kit.quality.report import coverage, near_duplicates
+from kit.quality.diversity import coverage
+from kit.quality.neardup import near_duplicates
 from kit.records import message_text, read_records
 from kit.generation.sampling import load_dimensions
 from kit.rules import dynamic_message_count, load_rules, validate_messages

@@ -27,7 +27,7 @@ import numpy as np
 from kit.memory.evaluate import score, summarize
 from kit.memory.ledger import Transaction, busiest_dates, format_cents, largest_cents, spent_cents, top_scenes
 from kit.memory.questions import ANSWER_KIND, CATEGORIES, ISO_DATE
-from kit.memory.rankers import RETRIEVERS, bm25_scores, rank  # noqa: F401 (bm25_scores: public here too)
+from kit.memory.rankers import RETRIEVERS, rank
 from kit.memory.scenes import load_scenes
 
 ORACLE_NAME = "oracle (ledger)"

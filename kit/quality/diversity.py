@@ -14,7 +14,7 @@ records (kit.records) and returns plain, JSON-ready values.
 - cost: API dollars and tokens per supervised (loss mask == 1) token, using a kit tokenizer.
 
 Why a module of its own: these are the figures; kit.quality.report assembles, compares and prints
-them (and re-exports these names), kit.quality.neardup finds near-duplicates.
+them, kit.quality.neardup finds near-duplicates.
 """
 
 from __future__ import annotations

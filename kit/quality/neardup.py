@@ -6,7 +6,7 @@ Word 3-grams rather than character 5-grams: conversations are long enough for wo
 rephrased sentence breaks them as it should, and there are 4-5x fewer to hash.
 
 Why a module of its own: hashing, signatures and clustering are one algorithm with its own tests and
-speed budget, read apart from the report that only shows its result (kit.quality.report re-exports it).
+speed budget, read apart from the report that only shows its result (kit.quality.report).
 """
 
 from __future__ import annotations

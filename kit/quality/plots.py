@@ -27,7 +27,7 @@ def _short(text: str, n: int = LABEL_CHARS) -> str:
 def coverage_bars(coverage: dict, dims: Sequence[str] | None = None, max_elements: int = 30) -> Figure:
     """Realised share (bars) against target share (ticks) for each diversity dimension.
 
-    `coverage` is kit.quality.report.coverage's result. A dimension with more than `max_elements`
+    `coverage` is kit.quality.diversity.coverage's result. A dimension with more than `max_elements`
     elements shows the ones furthest from their target, so a missing topic is never hidden.
     """
     found = coverage["dimensions"]
@@ -70,7 +70,7 @@ def coverage_bars(coverage: dict, dims: Sequence[str] | None = None, max_element
 
 def length_histograms(lengths: dict[str, list[int]]) -> Figure:
     """Turns per conversation, and characters (and tokens, when counted) per message by role.
-    `lengths` is kit.quality.report.lengths's result."""
+    `lengths` is kit.quality.diversity.lengths's result."""
     panels = [("turns", "messages per conversation", None)]
     for unit in ("chars", "tokens"):
         if f"user_{unit}" in lengths:

@@ -5,8 +5,7 @@ persona, dynamic, first-message style) and the quality stage checks what came ou
 assembles the report of one conversation file: validity, the figures of kit.quality.diversity
 (coverage, distinct-n, first-message repeats, style, lengths, cost), the near-duplicates of
 kit.quality.neardup, content-rule counts, the judge's scores and the reject reasons; it compares the
-report with the reference figure by figure and formats the table (the CLI: kit.commands.quality). The names of those
-two modules are re-exported here, where notebooks and tests import them.
+report with the reference figure by figure and formats the table (the CLI: kit.commands.quality).
 
 `python -m kit quality FILE` prints a table, or the report as JSON with --json.
 """
@@ -22,13 +21,9 @@ from typing import Any, Sequence
 from kit.paths import read_utf8, read_yaml
 from kit.records import RecordError, load_json, read_records, write_records
 from kit.rules import CONTENT_RULES, Rules, content_problems, errors, load_rules, validate_messages
-# The figures and the near-duplicate finder live in their own modules; their names are re-exported here,
-# where notebooks and tests have always imported them.
-from kit.quality.diversity import (DIMENSIONS, _ratio, cost, coverage, distinct, distinct_n, first_message_duplicate_rate,
-                                   first_messages, first_user_message, guess_language, lengths, realised_counts,
-                                   recipe_targets, role_texts, style, summarise, words)
-from kit.quality.neardup import (NearDuplicates, _snippet, conversation_text, dedup, lsh_index, minhash_signatures,
-                                 near_duplicates, shingle_hash, shingles, word_hash)
+from kit.quality.diversity import (_ratio, cost, coverage, distinct, first_messages, lengths, recipe_targets, style,
+                                   summarise)
+from kit.quality.neardup import NearDuplicates, _snippet, dedup, near_duplicates
 
 
 # ---- validity ------------------------------------------------------------------------------------

@@ -42,11 +42,7 @@ from typing import Any
 
 from kit import paths
 from kit.secrets import scrub
-# The facts, probes and claim rules live at the foundations (validation uses them too); their public
-# names stay importable from here, where the notebooks and tests have always found them.
-from kit.facts import (KINDS, NEW_CHECKS, NO_FOREIGN, Contradiction, Fact, ForeignName, IdentityData,  # noqa: F401
-                       Probe, contradictions, fact_verdict, facts_stated, foreign_identity_claims,
-                       knowledge_system_prompt, load_identity_data)
+from kit.facts import KINDS, NEW_CHECKS, NO_FOREIGN, IdentityData, Probe, knowledge_system_prompt
 from kit.facts import default_data as _default_data
 from kit.facts import score_answer as _fact_score
 from kit.truth import false_sentences

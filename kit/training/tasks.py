@@ -27,7 +27,7 @@ from kit.quality.validation import validate_file
 from kit.records import read_records
 from kit.training import datasets
 from kit.training.calculator import evaluate, format_result
-from kit.training.datasets import Task, record  # noqa: F401  (public here too: the base every task shares)
+from kit.training.datasets import Task, record
 
 
 # ---------------------------------------------------------------------------------------------------

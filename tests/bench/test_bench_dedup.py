@@ -1,7 +1,7 @@
 """Near-duplicate detection at scale: 100k synthetic conversations with planted near-duplicates.
 
 Prints, measured in this run:
-- kit.quality.report.near_duplicates on 100k conversations: seconds, peak memory (growth of the process's peak
+- kit.quality.neardup.near_duplicates on 100k conversations: seconds, peak memory (growth of the process's peak
   resident set over the run; Linux resets that counter through /proc/self/clear_refs), recall of the planted pairs;
 - the exact O(n^2) pairwise Jaccard baseline on a 2k sample: seconds (and that time scaled to 100k),
   and MinHash-LSH's recall of the pairs the exact baseline finds on the same sample;
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kit.quality import report as quality
+from kit.quality import neardup
 
 N = 100_000
 SAMPLE = 2_000
@@ -84,7 +84,7 @@ def peak_memory_growth(fn):
 
 def exact_pairs(records: list[dict], threshold: float) -> dict[tuple[int, int], float]:
     """Every pair at or above the threshold, with its exact Jaccard similarity: the O(n^2) baseline."""
-    sets = [frozenset(quality.shingles(quality.conversation_text(r))) for r in records]
+    sets = [frozenset(neardup.shingles(neardup.conversation_text(r))) for r in records]
     found = {}
     for i, j in itertools.combinations(range(len(sets)), 2):
         inter = len(sets[i] & sets[j])
@@ -130,13 +130,13 @@ def test_bench_dedup_100k():
     planted_j = {
         (a, b): len(sa & sb) / len(sa | sb)
         for a, b in planted
-        for sa, sb in [(set(quality.shingles(quality.conversation_text(records[a]))), set(quality.shingles(quality.conversation_text(records[b]))))]
+        for sa, sb in [(set(neardup.shingles(neardup.conversation_text(records[a]))), set(neardup.shingles(neardup.conversation_text(records[b]))))]
     }
     print(f"planted pairs: exact Jaccard {min(planted_j.values()):.2f}..{max(planted_j.values()):.2f}")
 
     # ---- MinHash + LSH on all 100k ------------------------------------------------------------
     t0 = time.perf_counter()
-    nd, grew, how = peak_memory_growth(lambda: quality.near_duplicates(records, threshold=THRESHOLD, num_perm=128))
+    nd, grew, how = peak_memory_growth(lambda: neardup.near_duplicates(records, threshold=THRESHOLD, num_perm=128))
     minhash_s = time.perf_counter() - t0
     label = same_cluster(nd.clusters, N)
     planted_recall = recall_by_band(planted_j, label)
@@ -158,7 +158,7 @@ def test_bench_dedup_100k():
     exact_s = time.perf_counter() - t0
     scaled = exact_s * (N / len(sample)) ** 2
     t0 = time.perf_counter()
-    nd_sample = quality.near_duplicates(sample, threshold=THRESHOLD, num_perm=128)
+    nd_sample = neardup.near_duplicates(sample, threshold=THRESHOLD, num_perm=128)
     sample_minhash_s = time.perf_counter() - t0
     sample_label = same_cluster(nd_sample.clusters, len(sample))
     merged = {(i, j) for c in nd_sample.clusters for i, j in itertools.combinations(sorted(c), 2)}
@@ -175,14 +175,14 @@ def test_bench_dedup_100k():
     # ---- signatures: numpy blocks vs one datasketch MinHash per conversation -----------------
     from datasketch import MinHash
 
-    texts = [quality.conversation_text(r) for r in sample]
+    texts = [neardup.conversation_text(r) for r in sample]
     t0 = time.perf_counter()
-    quality.minhash_signatures(texts)
+    neardup.minhash_signatures(texts)
     vec_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     for text in texts:
-        m = MinHash(num_perm=128, hashfunc=quality.shingle_hash)
-        m.update_batch(quality.shingles(text))
+        m = MinHash(num_perm=128, hashfunc=neardup.shingle_hash)
+        m.update_batch(neardup.shingles(text))
     ds_s = time.perf_counter() - t0
     print(f"signatures of {len(texts)} conversations: numpy {vec_s:.2f} s, datasketch update_batch {ds_s:.2f} s ({ds_s / vec_s:.1f}x)")
 
