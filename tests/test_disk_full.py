@@ -1,4 +1,4 @@
-"""A disk that really fills up, under generate, judge and a finetune checkpoint (issue 22).
+"""A disk that fills up, under generate, judge and a finetune checkpoint.
 
 Each test mounts a small tmpfs of its own, fills it with a ballast file until only a little room is
 left, runs the real command (`python -m kit ...`, against the loopback server of tests/fake_openai.py)
@@ -8,11 +8,12 @@ the ballast is deleted, the same command finishing with every item, none lost or
 
 The reply cache is the exception: it only saves money, so a full disk under it is no reason to stop
 a run and lose the replies in flight. It says so once on stderr, naming its folder and the error, and
-the run goes on without caching (the last tests; one of them needs no mount).
+the run goes on without caching (the last tests; one of them needs no mount). The very last test
+patches os.fsync instead of mounting: a full disk under `generate --append` is one line naming the file.
 
 Mounting needs root or CAP_SYS_ADMIN (and Linux); where the machine does not allow it the tests are
-skipped with the reason, which `pytest -rs` prints. Patched writers (tests/test_reliability.py) show
-the same behaviour without a mount; these show it on a filesystem that returns ENOSPC by itself, in
+skipped with the reason, which `pytest -rs` prints. Patched writers (the last test here, a midtrain
+checkpoint in tests/test_train.py) show the same behaviour without a mount; these show it on a filesystem that returns ENOSPC by itself, in
 the middle of a write, where the operating system chooses.
 """
 
@@ -36,6 +37,7 @@ from kit.generation.generate import api_seed
 from kit.generation.journal import Journal, file_paths
 from kit.quality.judge import ScoresJournal
 from kit.records import read_records, write_records
+from kit.commands.generate import main as generate_main
 
 GOOD = json.dumps({"messages": [{"role": "user", "content": "hi, who are you?"},
                                 {"role": "assistant", "content": "I am nanochat, a small open-source LLM."}]})
@@ -375,3 +377,28 @@ def test_a_finetune_whose_final_save_meets_a_full_disk_leaves_the_old_folder_and
     assert again.returncode == 0, again.stderr
     assert [h["step"] for h in json.loads((out / "history.json").read_text())] == [1, 2, 3]
     no_temporary_files(disk.root)
+
+
+# ---- a full disk under a write that is no checkpoint ---------------------------------------------
+
+def test_a_full_disk_is_one_line_naming_the_file_and_keeps_earlier_data(tmp_path, fake_openai, monkeypatch,
+                                                                        capsys):
+    srv = fake_openai(lambda request, n_seen: Reply(content=GOOD))
+    out = tmp_path / "c.jsonl"
+    argv = ["--num", "3", "--output", str(out), "--endpoint", srv.base_url, "--model", MODEL, "--no-progress"]
+    assert generate_main(argv) == 0
+    before = out.read_bytes()
+    capsys.readouterr()
+    real_fsync = os.fsync
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    rc = generate_main([*argv, "--append", "--no-cache"])
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and "No space left on device" in err
+    assert "c.jsonl" in err and "Traceback" not in err
+    assert out.read_bytes() == before and len(read_records(out).records) == 3
+    Journal(file_paths(out)["journal"]).load()  # still readable

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from kit.llm.endpoints import NO_KEY, OPENAI_DEFAULT_BASE_URL, OPENROUTER_BASE_URL, Endpoint, endpoints_from_env
+from fake_openai import MODEL, Reply
+from kit.commands.generate import main as generate_main
 
 KEY = "sk-secret-value-1234"
 
@@ -82,3 +86,27 @@ def test_key_never_appears_in_repr_or_str():
     for shown in (repr(ep), str(ep), repr([ep]), f"{ep}"):
         assert KEY not in shown
     assert "some/model" in str(ep) and "openrouter.ai" in repr(ep)
+
+
+GOOD = json.dumps({"messages": [{"role": "user", "content": "hi, who are you?"},
+                                {"role": "assistant", "content": "I am nanochat, a small open-source LLM."}]})
+
+
+def test_credentials_in_an_endpoint_url_are_refused_without_showing_them(tmp_path, fake_openai, capsys):
+    srv = fake_openai(lambda request, n_seen: Reply(content=GOOD))
+    url = srv.base_url.replace("http://", "http://alice:hunter2-secret@")
+    assert generate_main(["--num", "2", "--output", str(tmp_path / "c.jsonl"), "--endpoint", url, "--model", MODEL,
+                          "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "has credentials in it" in err and "http://***@127.0.0.1" in err and "hunter2" not in err
+    assert not srv.chat_requests
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert "hunter2" not in path.read_text(errors="replace"), path
+
+
+def test_an_endpoint_that_is_not_a_url_is_refused_at_once(tmp_path, capsys):
+    for url in ("not-a-url", "ftp://host/v1", "http://"):
+        assert generate_main(["--num", "1", "--output", str(tmp_path / "c.jsonl"), "--endpoint", url,
+                              "--no-progress"]) == 1
+        assert "is not an http(s) URL" in capsys.readouterr().err

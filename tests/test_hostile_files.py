@@ -15,6 +15,9 @@ import torch
 from kit.__main__ import main as kit_main
 from kit.training.checkpoints import CHECKPOINT, CONFIG_FILE, CheckpointError, read_checkpoint, save_checkpoint
 from kit.training.model import GPT, GPTConfig
+from kit.commands.export import main as export_main
+from kit.commands.validate import main as validate_main
+from kit.records import read_records
 
 DEEP = "[" * 5000 + "]" * 5000
 
@@ -184,3 +187,50 @@ def test_validate_refuses_rules_nested_too_deep(number_text, tmp_path, capsys):
     rules.write_text(f"too_short: {DEEP}\n")
     code, out, err = run(["validate", str(number_text), "--rules", str(rules)], capsys)
     assert code == 2 and one_line(err).startswith(f"kit validate: {rules}")
+
+
+# ---- nesting past the limit ----------------------------------------------------------------------
+
+DEEP_META = '{"id": "x", "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}], ' \
+            '"meta": ' + "[" * 5000 + "]" * 5000 + "}\n"
+
+
+def test_deeply_nested_input_is_a_problem_of_its_line_in_every_reader(tmp_path, capsys, tokenizer_dir):
+    bad = tmp_path / "deep.jsonl"
+    bad.write_text(DEEP_META)
+    result = read_records(bad, strict=False)
+    assert result.records == [] and "nested more than" in str(result.errors[0]) and ":1:" in str(result.errors[0])
+
+    assert validate_main([str(bad)]) == 1
+    captured = capsys.readouterr()
+    assert f"{bad}:1: " in captured.out and "nested more than" in captured.out
+    from kit.commands.quality import main as quality_main
+    from kit.commands.midtrain import main as midtrain_main
+    from kit.commands.tokens import main as tokens_main
+
+    commands = {"export": lambda: export_main([str(bad), "--format", "customjson", "--output", str(tmp_path / "o")]),
+                "quality": lambda: quality_main([str(bad)]),
+                "tokens": lambda: tokens_main([str(bad), "--tokenizer", str(tokenizer_dir)]),
+                "midtrain": lambda: midtrain_main(["--data", str(bad), "--out", str(tmp_path / "m"), "--size", "5",
+                                                   "--steps", "1", "--device", "cpu"])}
+    for name, command in commands.items():
+        try:
+            command()
+        except SystemExit:
+            pass
+        err = capsys.readouterr().err
+        assert "nested more than" in err and "Traceback" not in err, (name, err)
+
+
+def test_memory_datasets_and_training_sets_are_read_within_limits(tmp_path):
+    from kit.training.datasets import DatasetError, SmolTalk
+    from kit.memory.dataset import read_dataset
+
+    deep = tmp_path / "synth.json"
+    deep.write_text('{"task_id": "t", "chunks": [], "questions": ' + "[" * 5000 + "]" * 5000 + "}")
+    with pytest.raises(ValueError, match="synth.json: not valid JSON \\(nested more than 64"):
+        read_dataset(deep)
+    rows = tmp_path / "smoltalk.jsonl"
+    rows.write_bytes(b"\xef\xbb\xbf" + DEEP_META.encode())
+    with pytest.raises(DatasetError, match="smoltalk.jsonl: row 1: nested more than 64"):
+        SmolTalk(rows)

@@ -3,18 +3,25 @@
 A server's body shaped like a chat completion may hold the wrong types (content a number, `message` a
 string); that is a retryable "malformed response", never an AttributeError in a command that reads
 the text. A bad `usage` spoils only the accounting: the reply is good, its tokens count 0. A reply
-cache entry edited into something else reads as a miss, so the request is asked again.
+cache entry edited into something else reads as a miss, so the request is asked again. A degenerate
+reply (endless brackets, an HTML page) is rejected in one line and never cached: parse_json_reply never
+raises, generate asks again on the next run, memory generate writes nothing.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 
-from fake_openai import MODEL, Reply, conversation_responder
+from fake_openai import MODEL, Reply, brackets_responder, conversation_responder, html_responder
 from kit.llm.client import LLMClient, RetriesExhausted, run_sync
 from kit.llm.endpoints import Endpoint
+from kit.commands.generate import main as generate_main
+from kit.commands.memory import main as memory_main
+from kit.llm.reply import parse_json_reply
 
 
 def completion(message, usage=None, finish_reason="stop") -> dict:
@@ -116,3 +123,52 @@ def test_generate_finishes_when_first_replies_are_wrongly_typed(tmp_path, fake_o
     manifest = json.loads((tmp_path / "c.manifest.json").read_text())
     assert manifest["summary"]["status"] == "complete"
     assert "Traceback" not in capsys.readouterr().err
+
+
+# ---- degenerate replies: refused in one line, never cached ---------------------------------------
+
+def no_traceback(text):
+    assert "Traceback" not in text, text
+
+
+def test_parse_json_reply_never_raises_on_degenerate_text():
+    for text in ("[" * 1200, "{" * 100_000, '{"a": ' * 3000, "x" * (2**20 + 1), '["\\ud800"]'):
+        reply = parse_json_reply(text)
+        assert reply.value is None and reply.error, text[:20]
+    assert parse_json_reply('{"a": [1, 2,]}').repaired
+
+
+def test_a_looping_reply_is_rejected_and_never_replayed_from_the_cache(tmp_path, fake_openai, capsys):
+    srv = fake_openai(brackets_responder)
+    out = tmp_path / "c.jsonl"
+    argv = ["--num", "3", "--output", str(out), "--endpoint", srv.base_url, "--model", MODEL, "--no-progress",
+            "--reasks", "0"]
+    assert generate_main(argv) == 0  # content rejects are outcomes, not failures
+    captured = capsys.readouterr()
+    no_traceback(captured.err)
+    assert "3 rejected (" in captured.out and "json: 3" in captured.out
+    assert len(srv.chat_requests) == 3
+    assert generate_main([*argv, "--fresh"]) == 0
+    assert len(srv.chat_requests) == 6  # asked again: the bad replies were not cached
+    assert not list(Path(os.environ["KIT_CACHE_DIR"]).rglob("*.json"))
+
+
+def test_memory_generate_with_a_looping_model_fails_in_one_line(tmp_path, fake_openai, capsys):
+    srv = fake_openai(brackets_responder)
+    out = tmp_path / "synth.json"
+    rc = memory_main(["generate", "--fast", "--num-sessions", "2", "--max_attempts", "1", "--out", str(out),
+                      "--endpoint", srv.base_url, "--model", MODEL, "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "no session passed its checks" in err and "nothing written" in err, err
+    no_traceback(err)
+    assert not out.exists()
+
+
+def test_memory_generate_against_an_html_page_fails_and_writes_nothing(tmp_path, fake_openai, capsys):
+    srv = fake_openai(html_responder)
+    out = tmp_path / "synth.json"
+    rc = memory_main(["generate", "--fast", "--num-sessions", "2", "--max_attempts", "1", "--out", str(out),
+                      "--endpoint", srv.base_url, "--model", MODEL, "--no-progress", "--item-timeout", "1"])
+    captured = capsys.readouterr()
+    assert rc == 1 and "no request got a reply" in captured.err and "not an OpenAI chat completion" in captured.err
+    assert "Dataset written" not in captured.out and not out.exists()

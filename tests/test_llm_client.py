@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
+import json
 
 import httpx
 import pytest
 
-from fake_openai import MODEL, Reply
+from fake_openai import MODEL, Reply, hang_responder, trickle_responder
 from kit.llm.endpoints import Endpoint
 from kit.llm.client import AdaptiveLimiter, FatalAPIError, LLMClient, RetriesExhausted, connect, response_format, run_sync
 from kit.llm.reply import parse_json_reply, retry_delay
+from kit.commands.generate import main as generate_main
 
 USER = [{"role": "user", "content": "hello"}]
 SCHEMA = {"type": "object", "properties": {"answer": {"type": "integer"}}, "required": ["answer"]}
@@ -349,3 +351,40 @@ def test_a_json_reply_that_does_not_parse_is_not_cached(fake_openai, tmp_path):
     second = run_sync(client.complete([{"role": "user", "content": "q"}], schema=schema, seed=3))
     third = run_sync(client.complete([{"role": "user", "content": "q"}], schema=schema, seed=3))
     assert first.text.startswith("[[[") and not second.cached and second.text == '{"ok": true}' and third.cached
+
+
+GOOD = json.dumps({"messages": [{"role": "user", "content": "hi, who are you?"},
+                                {"role": "assistant", "content": "I am nanochat, a small open-source LLM."}]})
+
+
+@pytest.mark.parametrize("responder", [hang_responder, trickle_responder], ids=["never answers", "trickles"])
+def test_a_request_that_never_completes_hits_the_deadlines(fake_openai, responder):
+    srv = fake_openai(responder)
+    client = LLMClient(Endpoint(srv.base_url, MODEL), timeout=0.6, item_timeout=2.0, backoff_base=0.05)
+
+    async def ask():
+        try:
+            return await client.complete([{"role": "user", "content": "hi"}])
+        finally:
+            await client.aclose()
+
+    with pytest.raises(RetriesExhausted, match="timed out after 0.6 s") as info:
+        run_sync(ask())
+    assert 1 <= info.value.attempts < 7  # the item deadline, not the retry cap, ended it
+    assert "item deadline" in str(info.value)
+
+
+def test_the_cache_belongs_to_its_server_and_a_cache_only_run_says_so(tmp_path, fake_openai, capsys):
+    srv = fake_openai(lambda request, n_seen: Reply(content=GOOD))
+    argv = ["--num", "3", "--endpoint", srv.base_url, "--model", MODEL, "--no-progress"]
+    assert generate_main([*argv, "--output", str(tmp_path / "a.jsonl")]) == 0
+    assert generate_main([*argv, "--output", str(tmp_path / "b.jsonl")]) == 0
+    assert "0 requests: all 3 replies from the cache of model fake-model" in capsys.readouterr().out
+    assert generate_main([*argv, "--output", str(tmp_path / "c.jsonl"), "--no-cache"]) == 0
+    assert len(srv.chat_requests) == 6 and "from the cache" not in capsys.readouterr().out
+
+    refused = srv.base_url
+    srv.stop()  # same model name, nothing listening: the cache of a live server must not answer for it
+    rc = generate_main(["--num", "3", "--endpoint", refused.replace("/v1", "/v2"), "--model", MODEL, "--no-progress",
+                        "--output", str(tmp_path / "d.jsonl"), "--item-timeout", "1"])
+    assert rc == 1 and "failed with API errors" in capsys.readouterr().err

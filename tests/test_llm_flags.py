@@ -8,6 +8,8 @@ import pytest
 
 from kit.commands import generate, identity, judge, memory
 from kit.commands.llm_flags import add_llm_flags, llm_options
+from fake_openai import MODEL, hang_responder
+from kit.commands.generate import main as generate_main
 
 COMMANDS = {
     "generate": (generate.main, ["--num", "1", "--output", "c.jsonl"]),
@@ -41,3 +43,11 @@ def test_the_flags_give_the_keyword_arguments_every_stage_takes():
                                          "timeout": 5.0, "item_timeout": 9.0}
     args = parser.parse_args([])
     assert llm_options(parser, args)["endpoint"] is None and llm_options(parser, args)["cache"] is True
+
+
+def test_generate_cli_takes_timeouts_and_fails_truthfully(tmp_path, fake_openai, capsys):
+    srv = fake_openai(hang_responder)
+    rc = generate_main(["--num", "2", "--output", str(tmp_path / "c.jsonl"), "--endpoint", srv.base_url,
+                        "--model", MODEL, "--no-progress", "--timeout", "0.3", "--item-timeout", "0.8"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "2 of 2 items failed with API errors" in err and "timed out after" in err

@@ -19,6 +19,7 @@ from kit.generation.journal import MAX_PLANNED
 from kit.locking import exclusive, lock_path
 from kit.commands.judge import main as judge_main
 from kit.records import read_records, write_records
+from kit.generation.generate import generate
 
 GOOD = json.dumps({"messages": [{"role": "user", "content": "hi, who are you?"},
                                 {"role": "assistant", "content": "I am nanochat, a small open-source LLM."}]})
@@ -245,3 +246,14 @@ def test_a_lock_file_holds_the_command_line_without_its_key(tmp_path, monkeypatc
     with exclusive(tmp_path / "c.jsonl"):
         held = lock_path(tmp_path / "c.jsonl").read_text()
     assert "kit generate" in held and "CANARY" not in held
+
+
+# ---- a journal holds the replies of one model ----------------------------------------------------
+
+def test_a_journal_refuses_replies_of_another_model(tmp_path, fake_openai):
+    srv = fake_openai(lambda request, n_seen: Reply(content=GOOD))
+    out = tmp_path / "c.jsonl"
+    generate(2, out, endpoint=srv.base_url, model=MODEL, progress=False)
+    with pytest.raises(ValueError, match="holds replies of model 'fake-model', not 'other-model'"):
+        generate(4, out, endpoint=srv.base_url, model="other-model", progress=False)
+    assert len(read_records(out).records) == 2

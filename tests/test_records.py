@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from kit.records import (RecordError, dumps_record, iter_records, message_text, read_records, to_customjson_line,
-                         write_records)
+from kit.records import (RecordError, dumps_record, iter_records, load_json, message_text, read_records,
+                         to_customjson_line, write_records)
+from kit.commands.export import main as export_main
+from kit.commands.validate import main as validate_main
 
 CONVERSATION = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello, I am nanochat"}]
 
@@ -117,3 +119,30 @@ def test_export_names_a_folder_given_as_a_file_and_leaves_no_litter(tmp_path, ca
         assert export([str(data), "--format", fmt, "--output", str(tmp_path / "out")]) == 1
         assert capsys.readouterr().err == f"kit export: {tmp_path / 'out'} is a folder; give a file path\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.jsonl", "out"]
+
+
+def test_load_json_limits():
+    assert load_json('{"a": [[1]]}') == {"a": [[1]]}
+    assert load_json('"\\ud83d\\ude00"') == "\U0001F600"  # a surrogate pair is one character
+    for text, message in (("[" * 70 + "]" * 70, "nested more than 64"), ('"\\udc80"', "lone surrogate")):
+        with pytest.raises(ValueError, match=message):
+            load_json(text)
+
+
+def test_lone_surrogates_are_a_problem_at_file_and_line(tmp_path, capsys):
+    good = {"id": "g", "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    src = write_lines(tmp_path / "s.jsonl", [json.dumps(good), '{"messages": [{"role": "user", "content": "a\\udc80"}, '
+                                                               '{"role": "assistant", "content": "b"}]}'])
+    assert validate_main([str(src)]) == 1
+    assert f"{src}:2: " in capsys.readouterr().out
+    assert export_main([str(src), "--format", "customjson", "--output", str(tmp_path / "o.jsonl")]) == 1
+    err = capsys.readouterr().err
+    assert f"{src}:2: " in err and "lone surrogate" in err and "Traceback" not in err
+
+
+def test_a_bom_at_the_start_of_a_file_is_accepted(tmp_path, capsys):
+    record = {"id": "g", "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    src = tmp_path / "bom.jsonl"
+    src.write_bytes(b"\xef\xbb\xbf" + (json.dumps(record) + "\n").encode() * 2)
+    assert [r["id"] for r in read_records(src).records] == ["g", "g"]
+    assert validate_main([str(src), "--structure-only"]) == 0

@@ -2,11 +2,13 @@
 
 import math
 from collections import Counter
+import shutil
 
 import pytest
 
 from kit.generation.prompts import conversation_schema, reask_messages, render_prompt
 from kit.generation.sampling import load_dimensions, sample_elements, target_shares
+from kit import paths
 
 DIMS = load_dimensions()
 
@@ -108,3 +110,13 @@ def test_grammar_schema_pins_the_turn_order():
         roles = [m["properties"]["role"]["const"] for m in shape["prefixItems"]]
         assert roles == ["user", "assistant"] * (len(roles) // 2)
         assert all(m["properties"]["content"]["minLength"] == 1 for m in shape["prefixItems"])
+
+
+def test_a_knowledge_file_that_is_not_utf8_is_named(tmp_path):
+    from kit.generation.sampling import load_dimensions
+
+    folder = tmp_path / "knowledge"
+    shutil.copytree(paths.knowledge_dir(), folder)
+    (folder / "topics.yaml").write_bytes((folder / "topics.yaml").read_bytes() + b"\n- caf\xe9\n")
+    with pytest.raises(ValueError, match=r"topics\.yaml:\d+: not valid UTF-8 \(byte 0xe9\)"):
+        load_dimensions(folder)

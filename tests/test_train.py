@@ -1,10 +1,15 @@
 """kit.training.midtrain: the loss falls, a tiny model memorises a few conversations and answers with them,
-sft mode trains on the assistant's tokens only, checkpoints round-trip, and the CLI reports errors."""
+sft mode trains on the assistant's tokens only, checkpoints round-trip, and the CLI reports errors.
+A checkpoint cut short by a full disk or a kill between renames leaves the previous one loadable; an
+interrupted run resumes exactly, and SIGKILL or Ctrl-C of `kit midtrain` resumes at the saved step."""
 
 import json
 import os
 import subprocess
 import sys
+import errno
+import signal
+import time
 
 import numpy as np
 import pytest
@@ -17,6 +22,7 @@ from kit.training.engine import chat
 from kit.commands.midtrain import main
 from kit.training.midtrain import PRESETS, load_checkpoint, midtrain, split_validation
 from kit.training.runtime import lr_at
+from kit import paths
 
 TINY = dict(n_layer=2, n_head=2, n_embd=64, sequence_len=64, batch_size=4, eval_every=10, progress=False,
             sample_tokens=0, peak_flops=1e9)
@@ -184,3 +190,131 @@ def test_torchrun_ranks_train_different_rows_into_one_model(tokenizer_dir, tmp_p
     assert ranks0 == ranks1 == "2"
     assert losses0 != losses1
     assert digest0 == digest1
+
+
+# ---- atomic checkpoints, resume, Ctrl-C ----------------------------------------------------------
+
+def kit_command(*args):
+    return [sys.executable, "-m", "kit", *map(str, args)]
+
+
+ONE_LAYER = dict(n_layer=1, n_head=2, n_embd=32, sequence_len=32, batch_size=2, eval_every=100, progress=False,
+                 sample_tokens=0, peak_flops=1e9, val_fraction=0)
+
+
+def spelling(n=12):
+    return list(SimpleSpelling(n, seed=0))
+
+
+@pytest.mark.slow
+def test_a_full_disk_during_a_checkpoint_leaves_the_previous_one_loadable(trained_tokenizer, tmp_path, monkeypatch):
+    import safetensors.torch
+    real, calls = safetensors.torch.save_file, []
+
+    def save_file(tensors, filename, *args, **kwargs):
+        calls.append(filename)
+        if len(calls) > 2:  # the first checkpoint (weights, optimizer) fits; the disk is full after it
+            with open(filename, "wb") as fh:
+                fh.write(b"\0" * 10)  # half a file, as a full disk leaves it
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(tensors, filename, *args, **kwargs)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", save_file)
+    with pytest.raises(OSError, match="No space left on device") as info:
+        midtrain(spelling(), trained_tokenizer, device="cpu", steps=4, checkpoint_every=2, out_dir=tmp_path, **ONE_LAYER)
+    assert "checkpoint" in str(info.value) and "\n" not in str(info.value)
+    config = json.loads((tmp_path / "checkpoint" / "config.json").read_text())
+    assert config["step"] == 2
+    load_checkpoint(tmp_path)  # whole, and config and weights belong together
+    assert not paths.staging_path(tmp_path / "checkpoint").exists()
+
+
+def test_a_swap_cut_short_falls_back_to_the_previous_checkpoint(trained_tokenizer, tmp_path):
+    result = midtrain(spelling(), trained_tokenizer, device="cpu", steps=2, out_dir=tmp_path, **ONE_LAYER)
+    os.replace(tmp_path / "checkpoint", tmp_path / ".checkpoint.old")  # killed between the two renames
+    paths.staging_path(tmp_path / "checkpoint").mkdir()  # and a half-written new one beside it
+    (paths.staging_path(tmp_path / "checkpoint") / "model.safetensors").write_bytes(b"\0" * 7)
+    model, _ = load_checkpoint(tmp_path)
+    assert all((a == b).all() for a, b in zip(model.parameters(), result.model.parameters()))
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_resumes_exactly_and_other_parameters_start_over(trained_tokenizer, tmp_path,
+                                                                           monkeypatch, capsys):
+    import kit.training.midtrain
+    from kit.training.loop import Interrupted
+
+    full = midtrain(spelling(), trained_tokenizer, device="cpu", steps=6, **ONE_LAYER)
+    real_lr_at = kit.training.midtrain.lr_at
+
+    def ctrl_c_at_step_4(step, *args, **kwargs):
+        if step == 3:
+            raise KeyboardInterrupt
+        return real_lr_at(step, *args, **kwargs)
+
+    monkeypatch.setattr(kit.training.midtrain, "lr_at", ctrl_c_at_step_4)
+    with pytest.raises(Interrupted) as info:
+        midtrain(spelling(), trained_tokenizer, device="cpu", steps=6, out_dir=tmp_path, checkpoint_every=0, **ONE_LAYER)
+    assert info.value.step == 3
+    assert json.loads((tmp_path / "checkpoint" / "config.json").read_text())["step"] == 3
+    monkeypatch.setattr(kit.training.midtrain, "lr_at", real_lr_at)
+
+    resumed = midtrain(spelling(), trained_tokenizer, device="cpu", steps=6, out_dir=tmp_path, **ONE_LAYER)
+    assert resumed.resumed_from == 3 and [h["step"] for h in resumed.history] == list(range(1, 7))
+    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in full.history]
+
+    other = midtrain(spelling(), trained_tokenizer, device="cpu", steps=6, out_dir=tmp_path,
+                     **{**ONE_LAYER, "progress": True, "lr": 1e-3})
+    assert other.resumed_from == 0
+    assert "made with other settings (lr 0.006 -> 0.001)" in capsys.readouterr().out
+
+
+MIDTRAIN_ARGS = ["--preset", "cpu-smoke", "--size", "30", "--device", "cpu", "--sample-tokens", "0",
+                 "--peak-flops", "1e9", "--checkpoint-every", "2"]
+
+
+def _wait_for_checkpoint(out, proc, least=2):
+    config = out / "checkpoint" / "config.json"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if json.loads(config.read_text())["step"] >= least:
+                return
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    raise AssertionError("no checkpoint appeared")
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_resumes_at_the_saved_step(tokenizer_dir, tmp_path):
+    out = tmp_path / "mid"
+    command = kit_command("midtrain", *MIDTRAIN_ARGS, "--steps", 40, "--tokenizer", tokenizer_dir, "--out", out)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(command, cwd=paths.project_root(), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    _wait_for_checkpoint(out, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    saved = json.loads((out / "checkpoint" / "config.json").read_text())["step"]
+    assert 2 <= saved < 40
+    rerun = subprocess.run(command, cwd=paths.project_root(), env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"resuming from the checkpoint of step {saved}/40" in rerun.stdout
+    history = json.loads((out / "history.json").read_text())
+    assert [h["step"] for h in history] == list(range(1, 41))
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_and_exits_130_with_one_line(tokenizer_dir, tmp_path):
+    out = tmp_path / "mid"
+    command = kit_command("midtrain", *MIDTRAIN_ARGS, "--steps", 400, "--tokenizer", tokenizer_dir, "--out", out)
+    proc = subprocess.Popen(command, cwd=paths.project_root(), env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_for_checkpoint(out, proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert err.count("\n") == 1 and err.startswith("kit midtrain: interrupted; the checkpoint of step "), err
+    step = int(err.split("step ")[1].split()[0])
+    assert json.loads((out / "checkpoint" / "config.json").read_text())["step"] == step >= 2

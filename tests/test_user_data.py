@@ -1,23 +1,22 @@
-"""Issue 21's reproductions, one section per numbered case: nothing the user owns is lost or silently mixed.
+"""Nothing the user owns is lost or silently mixed, by any command.
 
 Every command that reads a file and writes one refuses an output that is its input, before reading or
 writing anything (the input's bytes are compared before and after); an existing output the kit did not
-make is replaced only with --force; a finetune folder is always one run's; numbers are finite; bad
-parameters and score lines are one line; paths come from the working directory; run ids and presets
-are names. Finetuning runs on the tiny model of tests/tiny_lm.py.
+make is replaced only with --force, and deleted (finetune's checkpoints, generate --fresh) only with it;
+a finetune folder is always one run's; numbers are finite (inf and nan refused by every float option);
+bad parameters and score lines are one line; paths come from the working directory (kit.paths.argument);
+run ids and presets are names. Finetuning runs on the tiny model of tests/tiny_lm.py.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import tempfile
 from pathlib import Path
 
 import pytest
 
 from tiny_lm import IDENTITY, make_tiny_model
-
 from kit import paths, pipeline
 from kit.commands import run as run_command
 from kit.commands.export import main as export_main
@@ -29,6 +28,10 @@ from kit.commands.identity import main as identity_main
 from kit.commands.finetune import main as finetune_main
 from kit.commands.midtrain import main as midtrain_main
 from kit.training.loop import Diverged
+from fake_openai import Reply
+from kit.commands.generate import main as generate_main
+from kit.commands.memory import main as memory_main
+from kit.commands.tokenizer import main as tokenizer_main
 
 RECORD = {"id": "a", "messages": [{"role": "user", "content": "Who are you?"},
                                   {"role": "assistant", "content": "I am nanochat, a small open model."}],
@@ -57,7 +60,21 @@ def run_ft(tiny, out, **kw):
     return ft.finetune([IDENTITY], out, base=tiny, progress=False, **kw)
 
 
-# ---- 1. finetune never deletes what it did not make ------------------------------------------------
+GOOD = json.dumps({"messages": [{"role": "user", "content": "hi, who are you?"},
+                                {"role": "assistant", "content": "I am nanochat, a small open-source LLM."}]})
+
+
+NOWHERE = "http://127.0.0.1:9/v1"  # nothing listens: a command that got as far as asking would fail
+
+
+def dataset(path):
+    """A benchmark file in memory generate's layout (one record)."""
+    path.write_text(json.dumps({"task_id": "t", "questions": [], "chunks": ["a session"], "metadata": {},
+                                "generator": {"seed": 0}}), encoding="utf-8")
+    return path
+
+
+# ---- a command never deletes what it did not make ------------------------------------------------
 
 def test_finetune_never_deletes_a_checkpoints_folder_it_did_not_make(tiny, tmp_path, capsys):
     out = tmp_path / "D"
@@ -75,7 +92,22 @@ def test_finetune_never_deletes_a_checkpoints_folder_it_did_not_make(tiny, tmp_p
     assert result.out_dir == out and (out / "manifest.json").is_file() and not mine.exists()
 
 
-# ---- 2. an output that is an input is refused before anything is read or written ------------------
+def test_generate_fresh_never_deletes_a_file_it_did_not_write(tmp_path, capsys, fake_openai, monkeypatch):
+    srv = fake_openai(lambda request, n_seen: Reply(content=GOOD))
+    monkeypatch.chdir(tmp_path)
+    mine = tmp_path / "mine.jsonl"
+    mine.write_text("the user's own file\n")
+    command = ["--num", "1", "--output", "mine.jsonl", "--fresh", "--endpoint", srv.base_url, "--no-progress"]
+    assert generate_main(command) == 1
+    err = one_line(capsys.readouterr().err)
+    assert f"--fresh would delete {mine} (a file of 20 bytes" in err and "add --force" in err
+    assert mine.read_text() == "the user's own file\n"
+    assert generate_main([*command, "--force"]) == 0  # asked for: the file becomes the run's
+    assert len(mine.read_text().splitlines()) == 1 and (tmp_path / "mine.jsonl.journal.jsonl").is_file()
+    assert generate_main(command) == 0  # the kit's own run: --fresh starts it over without --force
+
+
+# ---- an output that is an input is refused before anything is read or written --------------------
 
 @pytest.mark.parametrize("fmt", ["customjson", "parquet"])
 def test_export_refuses_its_input_as_output_and_an_existing_file_without_force(tmp_path, capsys, fmt):
@@ -170,7 +202,28 @@ def test_identity_eval_refuses_to_write_its_result_over_the_model(tmp_path, caps
     assert model.read_bytes() == b"GGUF" + bytes(60)
 
 
-# ---- 3. a finetune output folder is always one run's -----------------------------------------------
+def test_memory_eval_refuses_its_dataset_as_out_before_reading_it(tmp_path, capsys):
+    data = dataset(tmp_path / "D.json")
+    before = data.read_bytes()
+    assert memory_main(["eval", str(data), "--out", str(data), "--endpoint", NOWHERE, "--force"]) == 1
+    assert "is also an input" in one_line(capsys.readouterr().err)
+    assert data.read_bytes() == before
+
+
+def test_memory_keeps_a_file_it_did_not_write(tmp_path, capsys):
+    data = dataset(tmp_path / "D.json")
+    mine = tmp_path / "eval.json"  # eval's default output, beside the dataset
+    mine.write_text("my notes\n")
+    assert memory_main(["eval", str(data), "--endpoint", NOWHERE]) == 1
+    err = one_line(capsys.readouterr().err)
+    assert "eval.json exists and is not this command's output (a file of 9 bytes starting 'my notes')" in err
+    assert "--force" in err
+    assert memory_main(["generate", "--out", str(mine), "--endpoint", NOWHERE, "--fast"]) == 1
+    assert "is not this command's output" in one_line(capsys.readouterr().err)
+    assert mine.read_text() == "my notes\n"
+
+
+# ---- a finetune output folder is always one run's ------------------------------------------------
 
 def test_a_rerun_without_gguf_leaves_no_stale_model_gguf_and_no_temp_files(tiny, tmp_path):
     out = tmp_path / "D"
@@ -224,7 +277,7 @@ def test_a_switch_cut_between_its_two_renames_is_completed_or_undone(tmp_path, m
     assert (dest / "manifest.json").read_text() == "newer" and not other.exists()
 
 
-# ---- 4. numbers are finite, a diverged run saves nothing, manifests are strict JSON -------------------
+# ---- numbers are finite, a diverged run saves nothing, manifests are strict JSON -----------------
 
 @pytest.mark.parametrize("option, value", [("--lr", "inf"), ("--epochs", "inf"), ("--lr", "nan"), ("--epochs", "-inf")])
 def test_finetune_refuses_numbers_that_are_not_finite(tmp_path, capsys, option, value):
@@ -267,7 +320,28 @@ def test_manifests_are_strict_json(tmp_path):
     assert value["final_loss"] is None and value["rows"] == [None, 1.5]
 
 
-# ---- 5. parameters and score lines: one clear line, no folder left behind --------------------------
+@pytest.mark.parametrize("option", ["--temperature", "--price-in", "--price-out", "--timeout", "--item-timeout"])
+@pytest.mark.parametrize("value", ["inf", "nan"])
+def test_generate_refuses_float_options_that_are_not_finite(tmp_path, capsys, option, value):
+    with pytest.raises(SystemExit) as exit_:
+        generate_main(["--num", "1", "--output", str(tmp_path / "c.jsonl"), option, value])
+    assert exit_.value.code == 2
+    assert f"{value!r} is not a finite number" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("command", [["generate", "--out", "D.json"], ["eval", "D.json"]])
+@pytest.mark.parametrize("option", ["--timeout", "--item-timeout"])
+def test_memory_refuses_float_options_that_are_not_finite(tmp_path, capsys, monkeypatch, command, option):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        memory_main([*command, option, "inf"])
+    assert exit_.value.code == 2
+    assert "'inf' is not a finite number" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+# ---- parameters and score lines: one clear line, no folder left behind ---------------------------
 
 @pytest.mark.parametrize("value", ["8080", "[1, 2]"])
 def test_kit_run_refuses_an_endpoint_that_is_not_text_before_making_the_run_folder(tmp_path, capsys, monkeypatch, value):
@@ -291,7 +365,7 @@ def test_quality_names_a_bad_score_line(tmp_path, capsys, line, problem):
     assert one_line(capsys.readouterr().err) == f"kit quality: {scores}:1: not a score line: {problem}"
 
 
-# ---- 6. every path argument is taken from the working directory -----------------------------------
+# ---- every path argument is taken from the working directory -------------------------------------
 
 def test_relative_paths_are_taken_from_the_working_directory(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
@@ -303,7 +377,28 @@ def test_relative_paths_are_taken_from_the_working_directory(tmp_path, monkeypat
     assert str(tmp_path / "three.bak") in one_line(capsys.readouterr().err)
 
 
-# ---- 7. identity eval and finetune say what is wrong, at once -------------------------------------
+def test_generate_and_memory_take_relative_paths_from_the_working_directory(tmp_path, capsys, fake_openai,
+                                                                              monkeypatch):
+    srv = fake_openai(lambda request, n_seen: Reply(content=GOOD))
+    monkeypatch.chdir(tmp_path)
+    assert generate_main(["--num", "1", "--output", "c.jsonl", "--endpoint", srv.base_url, "--no-progress"]) == 0
+    assert (tmp_path / "c.jsonl").is_file()
+    capsys.readouterr()
+    (tmp_path / "D.json").write_text("not json")
+    assert memory_main(["eval", "D.json", "--endpoint", NOWHERE]) == 2
+    assert str(tmp_path / "D.json") in one_line(capsys.readouterr().err)
+
+
+def test_tokenizer_train_takes_relative_paths_from_the_working_directory(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "text.txt").write_text("hello world, a small corpus for a small tokenizer\n" * 20)
+    assert tokenizer_main(["train", "--input", "text.txt", "--output", "tok", "--vocab-size", "300",
+                           "--no-knowledge"]) == 0
+    assert f"saved to {tmp_path / 'tok'}" in capsys.readouterr().out
+    assert (tmp_path / "tok" / "tokenizer.json").is_file()
+
+
+# ---- identity eval and finetune say what is wrong, at once ---------------------------------------
 
 def test_identity_eval_on_a_file_that_is_not_a_gguf_is_one_line_and_leaves_no_temp_folder(tmp_path, capsys, monkeypatch):
     fake = tmp_path / "model.gguf"
@@ -349,7 +444,7 @@ def test_finetune_with_a_missing_base_leaves_no_folder(tmp_path, capsys):
     assert not out.exists() and not paths.staging_path(out).exists()
 
 
-# ---- 8. run ids are matched whole ------------------------------------------------------------------
+# ---- run ids are matched whole -------------------------------------------------------------------
 
 @pytest.mark.parametrize("run_id", ["ok\n", "ok\nx", "../ok", ""])
 def test_a_run_id_with_a_newline_is_refused(tmp_path, run_id):
@@ -358,7 +453,7 @@ def test_a_run_id_with_a_newline_is_refused(tmp_path, run_id):
     assert not list(tmp_path.iterdir())
 
 
-# ---- 9. a resumed run says what changed; presets are names -----------------------------------------
+# ---- a resumed run says what changed; presets are names ------------------------------------------
 
 def test_a_preset_is_a_name_never_a_path(tmp_path):
     evil = tmp_path / "evil.yaml"
