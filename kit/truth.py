@@ -43,7 +43,8 @@ KNOWLEDGE_FILE = "self_knowledge.md"
 VERDICTS = ("supported", "social", "unsupported", "contradicts", "flattery", "repeated", "degenerate")
 KEPT = ("supported", "social")
 CLAIM_VERDICTS = ("contradicts", "flattery", "unsupported")
-_SETTINGS = {"min_k_precision", "strict_k_precision", "min_content_words", "stem_chars", "self_patterns",
+_SETTINGS = {"min_k_precision", "strict_k_precision", "strict_one_line", "min_content_words", "stem_chars",
+             "self_patterns",
              "arithmetic", "free_names", "stopwords", "known_words", "social", "claims"}
 
 # grounding: a capitalised word, a number, a URL
@@ -62,6 +63,7 @@ class Claim:
     says: str
     patterns: tuple[re.Pattern, ...]
     negated: bool = False  # the patterns are written to match negated sentences: a negation does not excuse them
+    strict: bool = False  # generation's bar only (the distill verifier), not validation's or the identity scorer's
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class TruthRules:
     """knowledge/truth.yaml, read and checked."""
     min_k_precision: float
     strict_k_precision: float  # generation's bar: every sentence, not only a claim about the assistant
+    strict_one_line: bool  # generation's bar counts a word found only when one line of the knowledge base has them all
     min_content_words: int
     stem_chars: int
     self_patterns: tuple[re.Pattern, ...]
@@ -125,9 +128,11 @@ def _load(path: Path) -> TruthRules:
         if not isinstance(item, dict) or not item.get("id") or item.get("verdict") not in CLAIM_VERDICTS:
             raise ValueError(f"{where}: needs an id and a verdict ({', '.join(CLAIM_VERDICTS)})")
         claims.append(Claim(str(item["id"]), item["verdict"], str(item.get("says", item["id"])),
-                            _compile(f"{where} ({item['id']})", item.get("patterns")), item.get("negated") is True))
+                            _compile(f"{where} ({item['id']})", item.get("patterns")), item.get("negated") is True,
+                            item.get("strict") is True))
     rules = TruthRules(min_k_precision=data.get("min_k_precision", 0.5),
                        strict_k_precision=data.get("strict_k_precision", 0.9),
+                       strict_one_line=data.get("strict_one_line", False),
                        min_content_words=data.get("min_content_words", 3), stem_chars=data.get("stem_chars", 5),
                        self_patterns=_compile(f"{path}: self_patterns", data.get("self_patterns")),
                        arithmetic=_compile(f"{path}: arithmetic", data.get("arithmetic")),
@@ -138,6 +143,8 @@ def _load(path: Path) -> TruthRules:
     for name in ("min_k_precision", "strict_k_precision"):
         if not isinstance(getattr(rules, name), (int, float)) or not 0 <= getattr(rules, name) <= 1:
             raise ValueError(f"{path}: {name} must be in [0, 1], got {getattr(rules, name)!r}")
+    if not isinstance(rules.strict_one_line, bool):
+        raise ValueError(f"{path}: strict_one_line must be true or false, got {rules.strict_one_line!r}")
     for name in ("min_content_words", "stem_chars"):
         if not isinstance(getattr(rules, name), int) or getattr(rules, name) < 1:
             raise ValueError(f"{path}: {name} must be an integer >= 1, got {getattr(rules, name)!r}")
@@ -264,12 +271,42 @@ def k_precision(sentence: str, sources: str = "", knowledge: str | None = None,
     return 1 - len(missing) / len(words), missing
 
 
+@lru_cache(maxsize=8)
+def _line_stems(knowledge: str, rules: TruthRules) -> tuple[frozenset[str], ...]:
+    """The stems of each line of the knowledge base (a bullet with its wrapped lines, a heading, a paragraph)."""
+    lines = re.split(r"\n\s*\n|\n(?=\s*(?:[-*]\s|#))", knowledge)
+    return tuple(frozenset(_stem(w, rules.stem_chars) for w in content_words(line, rules)) for line in lines if line.strip())
+
+
+def one_line_precision(sentence: str, sources: str = "", knowledge: str | None = None,
+                       rules: TruthRules | None = None) -> tuple[float | None, list[str]]:
+    """K-precision against the one line of the knowledge base (or `sources`, one line more) that supports the
+    sentence best, the known words counted everywhere: a sentence stitched from words of lines that say other things ("The size is set by
+    one knob, the depth in my vocabulary.") finds every word in the knowledge base, but not in one line."""
+    rules = rules or load_truth()
+    words = [w for w in content_words(sentence, rules) if w not in rules.social]
+    if not words:
+        return None, []
+    known = {_stem(w, rules.stem_chars) for w in rules.known_words}
+    said = frozenset(_stem(w, rules.stem_chars) for w in content_words(sources, rules))  # one more line
+    best: list[str] | None = None
+    for line in (*_line_stems(load_knowledge() if knowledge is None else knowledge, rules), said):
+        missing = [w for w in words if _stem(w, rules.stem_chars) not in line | known]
+        if best is None or len(missing) < len(best):
+            best = missing
+    best = best if best is not None else words
+    return 1 - len(best) / len(words), best
+
+
 # ---- one sentence ----------------------------------------------------------------------------------
 
 
-def _claim(sentence: str, rules: TruthRules) -> tuple[Claim, str] | None:
-    """The first claim pattern that matches `sentence` unnegated (or negated, for a `negated` entry)."""
+def _claim(sentence: str, rules: TruthRules, strict: bool = False) -> tuple[Claim, str] | None:
+    """The first claim pattern that matches `sentence` unnegated (or negated, for a `negated` entry); a
+    `strict` entry only at generation's bar."""
     for claim in rules.claims:
+        if claim.strict and not strict:
+            continue
         for pattern in claim.patterns:
             for m in pattern.finditer(sentence):
                 if claim.negated or not is_negated(sentence, m.start(), m.end()):
@@ -303,7 +340,7 @@ def check_sentence(sentence: str, *, sources: str = "", knowledge: str | None = 
     text = sentence.replace("\u2019", "'")
     if reason := _facts_problem(text):
         return Verdict(sentence, "contradicts", reason)
-    if found := _claim(text, rules):
+    if found := _claim(text, rules, strict):
         claim, words = found
         return Verdict(sentence, claim.verdict, f"{claim.says}: {words!r}")
     computes = any(p.search(text) for p in rules.arithmetic)
@@ -314,8 +351,16 @@ def check_sentence(sentence: str, *, sources: str = "", knowledge: str | None = 
     if all(w in rules.social for w in words) or (text.rstrip().endswith("?") and not about_self):
         return Verdict(sentence, "social")
     share, missing = k_precision(text, sources, knowledge, rules)
+    if strict and rules.strict_one_line and share is not None and share >= rules.strict_k_precision:
+        line_share, line_missing = one_line_precision(text, sources, knowledge, rules)
+        if line_share is not None and line_share < rules.strict_k_precision:
+            return Verdict(sentence, "unsupported", f"one-line K-precision {line_share:.2f} < {rules.strict_k_precision}: "
+                                                    f"no one line of the knowledge base has {', '.join(line_missing[:6])} "
+                                                    "with the rest", round(line_share, 3))
     bar = rules.strict_k_precision if strict else rules.min_k_precision
-    if (about_self or strict) and share is not None and len(words) >= rules.min_content_words and share < bar:
+    # generation's bar holds every sentence, however short ("I'm not a brand, just an idea."): a short invented
+    # claim teaches a student as much as a long one
+    if share is not None and share < bar and (strict or (about_self and len(words) >= rules.min_content_words)):
         return Verdict(sentence, "unsupported", f"K-precision {share:.2f} < {bar}: "
                                                 f"not in the knowledge base or the question: {', '.join(missing[:6])}",
                        round(share, 3))
@@ -348,11 +393,18 @@ def _key(sentence: str) -> str:
     return " ".join(_WORD.findall(sentence.lower()))
 
 
+def _asks_back(sentence: str, asked: set[str], rules: TruthRules) -> bool:
+    """A question of two content words or more, every one from the user's last turn: the user's question
+    asked back ("Why does it cost less?" after "Why does training cost less today?"), which answers nothing."""
+    words = {_stem(w, rules.stem_chars) for w in content_words(sentence, rules)}
+    return sentence.rstrip().endswith("?") and len(words) >= 2 and words <= asked
+
+
 def check_conversation(messages: Any, *, knowledge: str | None = None, rules: TruthRules | None = None,
                        strict: bool = False, sources: str = "") -> list[tuple[int, Verdict]]:
     """(message index, verdict) for every sentence of every assistant turn, judged against the knowledge
     base and the user's turns so far; a sentence of four words or more said in an earlier assistant turn
-    is `repeated`, and a user turn the content rules call degenerate ("YO!!!") is `degenerate`. `sources`:
+    is `repeated` (and, at generation's bar, a question that asks the user's own question back), and a user turn the content rules call degenerate ("YO!!!") is `degenerate`. `sources`:
     more text that supports every turn (the distill recipe's planned opening). Never raises on bad data: what
     is not a {role, content} message is skipped."""
     if not isinstance(messages, list):
@@ -371,10 +423,13 @@ def check_conversation(messages: Any, *, knowledge: str | None = None, rules: Tr
             if i in degenerate:
                 found.append((i, Verdict(text, "degenerate", degenerate[i].removeprefix("degenerate: "))))
             continue
+        asked = {_stem(w, rules.stem_chars) for w in content_words(users[-1], rules)} if users else set()
         for verdict in check_reply(text, sources=" ".join(users), knowledge=knowledge, rules=rules, strict=strict):
             key = _key(verdict.sentence)
             if len(key.split()) >= 4 and key in said:
                 verdict = Verdict(verdict.sentence, "repeated", "said in an earlier turn of this conversation")
+            elif strict and verdict.kept and _asks_back(verdict.sentence, asked, rules):
+                verdict = Verdict(verdict.sentence, "repeated", "asks the user's question back")
             found.append((i, verdict))
         said.update(_key(s) for s in sentences(text))
     return found

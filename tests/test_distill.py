@@ -135,11 +135,18 @@ def test_a_hyphenated_name_in_the_knowledge_base_grounds_its_parts():
 def test_the_answer_keeps_the_longest_run_of_sentences_that_passes():
     opener = "I was built by Andrej Karpathy in 2025."
     # the model's sentences must be supported by the knowledge base (kit.truth): "He loves open code" no longer is
-    verdict = check("He built it small and hackable. He lives in Tel Aviv. He", prefix=opener, finish_reason="length")
-    assert verdict.passed and verdict.text == f"{opener} He built it small and hackable." and verdict.dropped == 1
-    assert not check("Tel Aviv is where he works.", prefix=opener).passed  # at least one sentence of the model's
-    long = check("He built it small and hackable. It is open source. He likes GPUs. He is busy.", prefix=opener)
+    verdict = check("It is tiny and hackable. He lives in Tel Aviv. He", prefix=opener, finish_reason="length")
+    assert verdict.passed and verdict.text == f"{opener} It is tiny and hackable." and verdict.dropped == 1
+    # a candidate whose only fault is its own unsupported sentence is cut back to the planned opening, and says so
+    alone = check("Tel Aviv is where he works.", prefix=opener)
+    assert alone.passed and alone.text == opener and alone.dropped == 1 and alone.kept_sentences == 0
+    assert alone.cut["sentences"] == ["Tel Aviv is where he works."] and list(alone.cut["why"]) == ["grounded", "supported"]
+    # any other fault is not the model's sentence alone: no opening-only answer, at least one sentence of the model's
+    assert not check("Your first message is: who made you?", prefix=opener).passed
+    assert not check("Tel Aviv is where he works.").passed  # no planned opening: nothing to fall back on
+    long = check("It is tiny and hackable. It is open source. He likes GPUs. He is busy.", prefix=opener)
     assert long.passed and long.dropped == 2 and long.text.endswith("It is open source.")  # MAX_SENTENCES
+    assert long.cut["sentences"] == ["(2 more after the first 2)"] and long.kept_sentences == 2
     empty = check("and then", prefix=opener, finish_reason="length")
     assert empty.failed == {"finished": ["no full sentence before the token limit"]}
 
@@ -175,7 +182,7 @@ def test_planted_debris_never_reaches_the_record_and_the_best_candidate_is_kept(
     assert "}" not in answer and "Ember" not in answer and answer.endswith("open source on GitHub.")
     [turn] = outcome.turns
     # the second passes too, cut to "I help." before the invented name; the third states more and wins
-    assert turn["chosen"] == 2 and turn["passed"] == 2 and turn["verdicts"] == [["content rules"], [], []]
+    assert turn["chosen"] == 2 and turn["passed"] == 2 and turn["verdicts"] == [["content rules", "supported"], [], []]
     sent = complete.seen[0]
     assert sent[0]["role"] == "system" and "nanochat" in sent[0]["content"]
     assert sent[-1]["role"] == "assistant" and sent[-1]["content"] == turn["opener"]  # the planned opening
@@ -214,6 +221,10 @@ def test_a_distill_run_on_a_loopback_server_writes_records_rejects_and_the_funne
     rows = {row["category"]: row for row in funnel(journal_entries(out))}
     assert rows["all"]["items"] == 6 and rows["all"]["kept"] == len(records)
     assert rows["all"]["sampled"] == 3 * rows["all"]["turns"] >= rows["all"]["passed: finished"] >= rows["all"]["passed: on topic"]
+    # turns whose chosen answer lost sentences are counted, and each says what it lost and why
+    assert rows["all"]["turns kept"] >= rows["all"]["turns trimmed"] >= rows["all"]["turns opening only"]
+    trimmed = [t for r in records for t in r["meta"]["turns"] if t["dropped"]]
+    assert rows["all"]["turns trimmed"] >= len(trimmed) and all(t["cut"]["sentences"] and t["cut"]["why"] for t in trimmed)
     requests = len(srv.requests)
     again = generate(6, out, recipe="distill", candidates=3, client=fast_client(srv), progress=False)
     assert again.already_done == 6 and len(srv.requests) == requests  # resumed: nothing asked twice

@@ -94,10 +94,12 @@ def test_the_labelled_set_is_real_output_with_a_held_out_part():
 
 
 # Measured when the floors were set (precision / recall of drop): validation dev 0.95 / 0.79 (n=263), held-out
-# 0.79 / 0.19 (n=108); generation (strict) dev 0.88 / 0.96, held-out 0.83 / 0.81. The validation bar's patterns
-# were written on dev and catch little of what a fresh run invents; generation's K-precision bar does.
+# 0.80 / 0.20 (n=108); generation (strict) dev 0.83 / 0.97, held-out 0.78 / 0.95 (0.83 / 0.82 before generation's
+# bar held every sentence whatever its length, one line of the knowledge base, and the strict-only claims). The
+# validation bar's patterns were written on dev and catch little of what a fresh run invents; generation's bar does,
+# and drops more true sentences: a false drop there costs one sample, or the planned opening is kept alone.
 @pytest.mark.parametrize("split, strict, precision, recall", [
-    ("dev", False, 0.9, 0.75), ("heldout", False, 0.7, 0.15), ("dev", True, 0.85, 0.9), ("heldout", True, 0.75, 0.7)])
+    ("dev", False, 0.9, 0.75), ("heldout", False, 0.7, 0.15), ("dev", True, 0.8, 0.93), ("heldout", True, 0.75, 0.9)])
 def test_precision_and_recall_of_drop(split, strict, precision, recall):
     f = figures([r for r in labelled() if r["split"] == split], strict)
     print(f"\n{split}, {'generation (strict)' if strict else 'validation'}: {f}")
@@ -149,6 +151,63 @@ def test_the_issue_quotes_are_caught(user, sentence):
 ])
 def test_verdicts(sentence, verdict):
     assert truth.check_sentence(sentence).verdict == verdict
+
+
+# what the distill verifier kept before generation's bar was raised (notebook 02's committed run, issue 27's last part)
+KEPT_BEFORE = [
+    ("I can do math with a limited number of tokens.", "unsupported"),  # one line of the knowledge base: no
+    ("I can understand lots of things.", "unsupported"),  # an ability the knowledge base does not give
+    ("I'm here to teach you.", "unsupported"),
+    ("You can do anything with me.", "unsupported"),
+    ("I can only make mistakes and learn from them.", "contradicts"),  # no learning from a chat
+    ("I can't understand English.", "contradicts"),  # it works best in English
+    ("No language, no feeling or consciousness.", "contradicts"),
+    ("I am a small model, but it is not really.", "unsupported"),  # takes back what it said
+    ("I'm a small chat, just a few lines of code.", "unsupported"),
+    ("You're not talking about anything you don't have.", "unsupported"),  # a claim about the user
+    ("I'm not a brand, just an idea.", "unsupported"),  # two content words: short, still held to the knowledge base
+    ("He's a hackable language model, but I'm not.", "unsupported"),
+    ("I'm learning and researching.", "contradicts"),
+    ("He was the one who helped me create.", "contradicts"),
+]
+
+
+@pytest.mark.parametrize("sentence, verdict", KEPT_BEFORE)
+def test_generations_bar_fails_what_the_verifier_kept_before(sentence, verdict):
+    assert truth.check_sentence(sentence, strict=True).verdict == verdict
+
+
+def test_the_strict_only_claims_leave_validation_and_the_identity_scorer_as_they_were():
+    """The claims marked `strict` in truth.yaml are generation's bar only: without strict no sentence fails by one."""
+    strict_says = {c.says for c in truth.load_truth().claims if c.strict}
+    assert strict_says
+    # "I'm learning and researching." fails validation too, by the `learns` claim (its exception for "a learning
+    # and research project" no longer excuses "researching"), with the same reason as the strict `learns_from`
+    for sentence, _ in KEPT_BEFORE[:-2]:
+        verdict = truth.check_sentence(sentence)
+        assert not any(verdict.reason.startswith(says) for says in strict_says), verdict
+    assert truth.check_sentence("I can understand lots of things.").kept  # validation's bar: as before
+
+
+def test_generations_bar_wants_one_line_of_the_knowledge_base():
+    """Every word of "The size is set by one knob, the depth in my vocabulary." is in the knowledge base, from two
+    lines that say other things; the same words from one line, or from the user's turn, pass."""
+    stitched = truth.check_sentence("The size is set by one knob, the depth in my vocabulary.", strict=True)
+    assert stitched.verdict == "unsupported" and "one-line K-precision" in stitched.reason
+    assert truth.k_precision(stitched.sentence)[0] == 1.0
+    assert truth.check_sentence("The size is set by one knob, the depth.", strict=True).kept
+    assert truth.check_sentence("No internet access; no memory between conversations.", strict=True).kept
+    assert truth.one_line_precision("Tiny vocabulary knob.", sources="tiny vocabulary knob")[0] == 1.0
+
+
+def test_generations_bar_fails_the_users_question_asked_back():
+    messages = [{"role": "user", "content": "heyy :)! Why does training cost less today?"},
+                {"role": "assistant", "content": "Hello, I'm nanochat. Why does it cost less?"}]
+    strict = [v.verdict for _, v in truth.check_conversation(messages, strict=True)]
+    assert strict == ["supported", "repeated"]
+    assert [v.verdict for _, v in truth.check_conversation(messages)] == ["supported", "social"]
+    messages[1]["content"] = "Hello, I'm nanochat. What else would you like to know?"
+    assert all(v.kept for _, v in truth.check_conversation(messages, strict=True))
 
 
 def test_the_users_turn_supports_what_it_names():
@@ -232,20 +291,23 @@ def test_the_distill_verifier_cuts_to_the_sentences_that_pass():
     kept = "The whole pipeline fits in one small, readable repository."
     cut = check(f"{kept} I'm the creator of nanochat.")
     assert cut.passed and cut.dropped == 1 and cut.text == f"{opener} {kept}"
-    failed = check("I'm the creator of nanochat. The code is open source.")
-    assert list(failed.failed) == ["supported"] and "creator of" in failed.failed["supported"][0]
+    # a first sentence that fails: the planned opening is kept alone, and what was cut says why
+    alone = check("I'm the creator of nanochat. The code is open source.")
+    assert alone.passed and alone.text == opener and alone.kept_sentences == 0 and alone.dropped == 2
+    assert list(alone.cut["why"]) == ["supported"] and "creator of" in alone.cut["why"]["supported"][0]
     # generation's bar: every sentence of the model's mostly in the knowledge base, not only claims about itself
-    assert "supported" in check("He loves open code and good coffee.").failed
+    assert "supported" in check("He loves open code and good coffee.").cut["why"]
 
 
-def test_the_distill_verifier_fails_a_sentence_said_in_an_earlier_turn():
+def test_the_distill_verifier_cuts_a_sentence_said_in_an_earlier_turn():
     said = "I'm not able to make games or write text with a limited context window and no emotions."
     history = [{"role": "user", "content": "HI THERE!!"}, {"role": "assistant", "content": f"I'm nanochat. {said}"},
                {"role": "user", "content": "Why are you better in English?"}]
     turn = {"user": history[-1]["content"], "facts": ["english"], "mention": [], "opener": None}
     verdict = verify(said, "stop", turn, history, rules=RULES, knowledge=KNOWLEDGE, meta={"recipe": "distill"},
                      prefix="I work best in English.")
-    assert "supported" in verdict.failed and any("repeated" in r for r in verdict.failed["supported"])
+    assert verdict.passed and verdict.text == "I work best in English." and verdict.cut["sentences"] == [said]
+    assert any("repeated" in r for r in verdict.cut["why"]["supported"])
 
 
 def test_a_degenerate_planned_user_turn_rejects_the_item_before_any_request():

@@ -21,7 +21,12 @@ plans the conversation as data and the model only answers:
 - the record has no system prompt: the knowledge is what a student trained on it must learn (context
   distillation with rejection sampling). Its meta keeps every candidate's verdict and the chosen score.
 
-The funnel (candidates sampled -> passed each check -> kept) is computed from the journal by `funnel`.
+A candidate is cut to its longest passing run of sentences; one whose only faults are its own unsupported
+sentences may be cut back to the planned opening alone. What was cut, and why, is kept in the turn's meta
+(`cut`, `dropped`, `model_sentences`), and the funnel counts those turns.
+
+The funnel (candidates sampled -> passed each check -> kept, turns trimmed, turns kept as the opening alone)
+is computed from the journal by `funnel`.
 """
 
 from __future__ import annotations
@@ -50,6 +55,9 @@ MAX_SENTENCES = 2
 DISTILL_FILE = "distill.yaml"
 # the checks in the order the funnel reports them; a candidate is counted under the first it fails
 CHECKS = ("finished", "content rules", "grounded", "facts", "supported", "on topic")
+# a candidate failing only these (an invented name or number, an unsupported sentence of the model's) may be cut
+# back to its planned opening alone
+TRIMMABLE = frozenset({"grounded", "supported"})
 
 
 @dataclass(frozen=True)
@@ -208,6 +216,9 @@ class Verdict:
     failed: dict[str, list[str]]  # check -> reasons, in CHECKS order; empty when the candidate passes
     score: float
     dropped: int  # sentences cut from the end of the model's text to pass (0: kept whole)
+    # what was cut and why, so nothing is lost silently: {"sentences": [...], "why": {check: reasons}}
+    cut: dict | None = None
+    kept_sentences: int = 0  # the model's sentences kept after the planned opening (0: the opening alone)
 
     @property
     def passed(self) -> bool:
@@ -259,9 +270,11 @@ def verify(reply: str, finish_reason: str | None, turn: dict, history: list[dict
     model wrote.
 
     A small model's first sentences are its best: it drifts and invents as it goes on. So the answer is
-    the longest run of the model's first `MAX_SENTENCES` full sentences (at least one) that passes every
-    check, sentences cut from the end counted in `dropped`; a reply cut at the token limit loses its
-    unfinished sentence."""
+    the longest run of the model's first `MAX_SENTENCES` full sentences that passes every check, sentences
+    cut from the end counted in `dropped` and kept with why in `cut`; a reply cut at the token limit loses
+    its unfinished sentence. The run is at least one sentence, or none after a planned opening when the whole
+    candidate's only faults are its own unsupported sentences (checks `TRIMMABLE`): the opening states the
+    turn's facts and is a whole answer, and what the model added is not kept because it is not true."""
     said, tail = split_sentences((reply or "").strip())
     if tail and finish_reason != "length":
         said.append(tail)  # a finished reply's last words, even without a full stop (the rule cut_off judges them)
@@ -271,12 +284,18 @@ def verify(reply: str, finish_reason: str | None, turn: dict, history: list[dict
     if not said:
         return Verdict(join(0), {"finished": ["no full sentence before the token limit"]}, 0.0, 0)
     first_failure = None
-    for n in range(len(said), 0, -1):
+    for n in range(len(said), -1, -1):
+        if n == 0 and not (prefix and first_failure and set(first_failure) <= TRIMMABLE):
+            break
         failed = _failures(join(n), turn, history, rules, knowledge, meta, prefix)
         if not failed:
-            return Verdict(join(n), {}, score(join(n)), len(said) - n + beyond)
+            cut = None
+            if n < len(said) or beyond:
+                cut = {"sentences": said[n:] + ([f"({beyond} more after the first {MAX_SENTENCES})"] if beyond else []),
+                       "why": first_failure or {"length": [f"only the first {MAX_SENTENCES} sentences are kept"]}}
+            return Verdict(join(n), {}, score(join(n)), len(said) - n + beyond, cut, n)
         first_failure = first_failure or failed
-    return Verdict(join(len(said)), first_failure, 0.0, 0)
+    return Verdict(join(len(said)), first_failure, 0.0, 0, None, len(said))
 
 
 # ---- the funnel ------------------------------------------------------------------------------------
@@ -298,6 +317,8 @@ def funnel(entries: list[dict]) -> list[dict]:
             for turn in turns:
                 row["turns"] += 1
                 row["turns kept"] += turn.get("chosen") is not None
+                row["turns trimmed"] += turn.get("chosen") is not None and bool(turn.get("dropped"))
+                row["turns opening only"] += turn.get("chosen") is not None and turn.get("model_sentences") == 0
                 for verdict in turn["verdicts"]:
                     row["sampled"] += 1
                     first = next(iter(verdict), None)
@@ -310,7 +331,8 @@ def funnel(entries: list[dict]) -> list[dict]:
         row = rows[key]
         table.append({"category": key, "items": row["items"], "sampled": row["sampled"],
                       **{f"passed: {c}": row[f"passed: {c}"] for c in CHECKS},
-                      "turns kept": row["turns kept"], "turns": row["turns"], "kept": row["kept"],
+                      "turns kept": row["turns kept"], "turns trimmed": row["turns trimmed"],
+                      "turns opening only": row["turns opening only"], "turns": row["turns"], "kept": row["kept"],
                       "yield per candidate": round(row["turns kept"] / row["sampled"], 3) if row["sampled"] else 0.0})
     return table
 
@@ -373,6 +395,8 @@ async def converse(complete, elements: dict, data: DistillData, *, candidates: i
                            "passed": sum(v.passed for v in verdicts), "chosen": chosen,
                            "score": round(verdicts[chosen].score, 3) if chosen is not None else None,
                            "dropped": verdicts[chosen].dropped if chosen is not None else None,
+                           "cut": verdicts[chosen].cut if chosen is not None else None,
+                           "model_sentences": verdicts[chosen].kept_sentences if chosen is not None else None,
                            "verdicts": [list(v.failed) for v in verdicts]})
         if chosen is None:
             reasons = [f"turn {t + 1}, candidate {j + 1}: " + "; ".join(r for rs in v.failed.values() for r in rs)
