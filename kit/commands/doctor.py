@@ -10,6 +10,7 @@ import sys
 from dataclasses import asdict
 
 from kit.doctor import REBUILD, EngineError, check_engine, cpu_features, versions
+from kit.commands.exits import fail
 
 
 def main(argv: list[str]) -> int:
@@ -23,8 +24,7 @@ def main(argv: list[str]) -> int:
     try:
         report = check_engine(args.gguf)
     except (EngineError, OSError, ValueError) as exc:  # BaseModelError is a ValueError
-        print(f"kit doctor: FAILED: {exc}; {REBUILD}", file=sys.stderr)
-        return 1
+        return fail("doctor", f"FAILED: {exc}; {REBUILD}")
     if args.json:
         print(json.dumps({**asdict(report), "problems": report.problems()}))
     print(f"llama.cpp uses: {cpu_features(report.system_info)}")

@@ -15,6 +15,7 @@ from pathlib import Path
 from kit.generation.export import FORMATS, invalid_problems, to_customjson, to_parquet
 from kit.paths import argument, display_path, output_problem
 from kit.records import file_problem, read_records
+from kit.commands.exits import fail
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,15 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     source = Path(args.input)
     for problem in (output_problem(args.output, [source], force=args.force, option="--output"), file_problem(source)):
         if problem:
-            print(f"kit export: {problem}", file=sys.stderr)
-            return 2
+            return fail("export", problem, 2)
 
     result = read_records(source, strict=False)
     if result.errors:
         for err in result.errors:
             print(f"kit export: {err}", file=sys.stderr)
-        print(f"kit export: {len(result.errors)} unreadable lines; nothing written", file=sys.stderr)
-        return 1
+        return fail("export", f"{len(result.errors)} unreadable lines; nothing written")
     invalid = [(record, problems) for record in result.records
                if (problems := invalid_problems(record, text_only=args.format == "parquet"))]
     if invalid and not args.skip_invalid:
@@ -59,8 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         n = writer(records, args.output)
     except (OSError, ValueError) as exc:
-        print(f"kit export: {exc}", file=sys.stderr)
-        return 1
+        return fail("export", str(exc))
     print(f"wrote {n} conversations to {display_path(args.output)} ({args.format})"
           + (f"; left out {len(invalid)} invalid ones (--skip-invalid)" if invalid else ""))
     return 0

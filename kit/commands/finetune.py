@@ -8,13 +8,13 @@ a diverged loss, a damaged checkpoint, a locked --out), 1 another failure (a ful
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from kit.arguments import finite_float
 from kit.paths import argument
 from kit.training.finetune import METHODS, PRESETS, FinetuneError, finetune
 from kit.training.loop import Interrupted
+from kit.commands.exits import fail
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -76,17 +76,13 @@ def main(argv: list[str]) -> int:
                           preset=args.preset, gguf=args.gguf, resume=not args.no_resume,
                           checkpoint_every=args.checkpoint_every, force=args.force)
     except Interrupted as exc:
-        print(f"kit finetune: {exc}", file=sys.stderr)
-        return 130
+        return fail("finetune", str(exc), 130)
     except KeyboardInterrupt:
-        print("kit finetune: interrupted before training started; nothing saved", file=sys.stderr)
-        return 130
+        return fail("finetune", "interrupted before training started; nothing saved", 130)
     except (FinetuneError, Diverged, CheckpointError, BaseModelError, RecordError, LockedError) as exc:
-        print(f"kit finetune: {exc}", file=sys.stderr)
-        return 2
+        return fail("finetune", str(exc), 2)
     except (OSError, ValueError) as exc:
-        print(f"kit finetune: {exc}", file=sys.stderr)
-        return 1
+        return fail("finetune", str(exc))
 
     first = result.history[0]["loss"] if result.history else None
     print(f"finetune: {result.steps} steps, loss {first} -> {result.final_loss}, {result.tokens_per_s:.0f} tokens/s, "

@@ -19,7 +19,7 @@ from kit.generation.generate import DEFAULT_MAX_TOKENS, DEFAULT_OUTPUT, generate
 from kit.generation.sampling import RECIPES
 from kit.llm.client import FatalAPIError
 from kit.locking import LockedError
-from kit.secrets import scrub_text
+from kit.commands.exits import fail
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -75,8 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                            prices=prices, progress=not args.no_progress, candidates=args.candidates,
                            opener=args.opener, force=args.force, **llm)
     except (ValueError, OSError, FatalAPIError, LockedError) as exc:  # OSError: a full disk, names the file
-        print(f"kit generate: {scrub_text(str(exc))}", file=sys.stderr)
-        return 1
+        return fail("generate", str(exc))
     except KeyboardInterrupt:
         print("kit generate: interrupted; finished items are kept, run the same command again to resume",
               file=sys.stderr)
@@ -86,6 +85,5 @@ def main(argv: list[str] | None = None) -> int:
     if note := summary.cache_note():
         print(note)
     if failure := summary.api_failure():
-        print(f"kit generate: {scrub_text(failure)}", file=sys.stderr)
-        return 1
+        return fail("generate", failure)
     return 0

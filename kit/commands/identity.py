@@ -21,6 +21,7 @@ from kit.llm.client import LLMError
 from kit.llm.local_server import LocalServerError
 from kit.secrets import scrub_text
 from kit.training.identity import MAX_TOKENS, evaluate_identity, format_result, is_result
+from kit.commands.exits import fail
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -78,18 +79,15 @@ def main(argv: list[str]) -> int:
     if args.model and (args.checkpoint or args.gguf):
         parser.error("--model goes with --endpoint, not with --checkpoint or --gguf")
     if problem := _input_problem(args):
-        print(f"kit identity eval: {problem}", file=sys.stderr)
-        return 2
+        return fail("identity eval", problem, 2)
     try:
         result = evaluate_identity(checkpoint=args.checkpoint, gguf=args.gguf, knowledge=args.knowledge,
                                    max_tokens=args.max_tokens, out=args.out, limit=args.limit,
                                    show_progress=not args.no_progress, **llm)
     except (ValueError, OSError, LLMError, LocalServerError) as exc:
-        print(f"kit identity eval: error: {scrub_text(str(exc))}", file=sys.stderr)
-        return 1
+        return fail("identity eval", f"error: {exc}")
     except KeyboardInterrupt:
-        print("kit identity eval: interrupted", file=sys.stderr)
-        return 130
+        return fail("identity eval", "interrupted", 130)
 
     # the answers and the endpoint come from a server and a command line: scrubbed like every file
     shown = json.dumps(result.as_dict(), indent=1, ensure_ascii=False) if args.json else format_result(result)

@@ -10,7 +10,6 @@ command); 2 a usage error; 130 interrupted (the same command resumes).
 from __future__ import annotations
 
 import argparse
-import sys
 
 from kit import paths
 from kit.arguments import finite_float
@@ -18,6 +17,7 @@ from kit.commands.llm_flags import add_llm_flags, parse_args
 from kit.llm.client import FatalAPIError
 from kit.locking import LockedError
 from kit.quality.judge import AGREEMENT_THRESHOLD, api_failure, calibrate, calibration_path, judge
+from kit.commands.exits import fail
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,11 +51,9 @@ def main(argv: list[str] | None = None) -> int:
             summary = judge(args.file, args.out, workers=args.workers, min_score=args.min_score,
                             filtered_out=args.filtered_out, progress=not args.no_progress, force=args.force, **llm)
     except (ValueError, OSError, FatalAPIError, LockedError) as exc:  # RecordError is a ValueError
-        print(f"kit judge: {exc}", file=sys.stderr)
-        return 1
+        return fail("judge", str(exc))
     except KeyboardInterrupt:
-        print("kit judge: interrupted; judged records are kept, run the same command again to resume", file=sys.stderr)
-        return 130
+        return fail("judge", "interrupted; judged records are kept, run the same command again to resume", 130)
 
     if args.calibrate:
         print(result)
@@ -63,6 +61,5 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(summary)
     if failure := api_failure(args.out):
-        print(f"kit judge: {failure}", file=sys.stderr)
-        return 1
+        return fail("judge", failure)
     return 0

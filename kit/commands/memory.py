@@ -24,6 +24,7 @@ from kit.llm.local_server import LocalServerError
 from kit.locking import LockedError
 from kit.memory.dataset import FAST, RECIPES, DatasetError, MemoryConfig, cache_note, generate, is_dataset, summary_lines
 from kit.secrets import scrub_text
+from kit.commands.exits import fail
 
 _CONFIG_HELP = {
     "num_sessions": "sessions (dated chats) per record", "num_questions": "questions per record",
@@ -105,8 +106,7 @@ def _eval(args: argparse.Namespace, llm: dict) -> int:
         except ValueError as exc:
             problem = f"--context: {exc}"
     if problem:
-        print(f"kit memory eval: error: {problem}", file=sys.stderr)
-        return 2
+        return fail("memory eval", f"error: {problem}", 2)
     out = args.out or args.dataset.with_name("eval.json")
     paths.check_output(out, [args.dataset], force=args.force, ours=is_evaluation)
     context = "auto" if args.context_tokens is None else (args.context_tokens or None)

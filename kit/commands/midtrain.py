@@ -15,6 +15,7 @@ from kit.paths import argument, clashing_input, folder_problem
 from kit.tokens.packing import LOSS_MODES
 from kit.training.loop import Interrupted
 from kit.training.midtrain import OUTPUT_NAMES, PRESETS, is_main_process, midtrain, train_tokenizer_on
+from kit.commands.exits import fail
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -48,8 +49,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> int:
     args = parse(argv)
     if problem := folder_problem(args.out):
-        print(f"kit midtrain: --out {problem}", file=sys.stderr)
-        return 1
+        return fail("midtrain", f"--out {problem}")
     inputs = [*args.data, args.tokenizer, args.smoltalk, args.mmlu, args.gsm8k, args.memory]
     for name in OUTPUT_NAMES:  # what midtrain writes in --out; an input there would be overwritten
         if clash := clashing_input(args.out / name, inputs):
@@ -81,16 +81,13 @@ def main(argv: list[str]) -> int:
                           manifest_extra={"argv": argv, "tokenizer": args.tokenizer or "trained on the mixture"},
                           **overrides)
     except (OSError, ValueError, RecordError, DatasetError, LockedError) as exc:
-        print(f"kit midtrain: {exc}", file=sys.stderr)
-        return 1
+        return fail("midtrain", str(exc))
     except Interrupted as exc:
         saved = f"the checkpoint of step {exc.step} is in {args.out}; run the same command again to resume" \
             if exc.step else "nothing trained yet"
-        print(f"kit midtrain: interrupted; {saved}", file=sys.stderr)
-        return 130
+        return fail("midtrain", f"interrupted; {saved}", 130)
     except KeyboardInterrupt:
-        print("kit midtrain: interrupted before training started", file=sys.stderr)
-        return 130
+        return fail("midtrain", "interrupted before training started", 130)
 
     if not is_main_process():
         return 0

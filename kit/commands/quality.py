@@ -18,6 +18,7 @@ from kit.quality.report import comparison, default_reference, file_report, forma
 from kit.records import file_problem
 from kit.rules import load_rules
 from kit.tokens.tokenizer import Tokenizer
+from kit.commands.exits import fail
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,20 +48,16 @@ def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     if args.dedup_out and (problem := output_problem(args.dedup_out, [args.file, args.reference, args.scores, args.rules],
                                                      force=args.force, option="--dedup-out")):
-        print(f"kit quality: {problem}", file=sys.stderr)
-        return 2
+        return fail("quality", problem, 2)
     for given in (args.file, args.reference, args.scores):
         if given and (problem := file_problem(Path(given))):
-            print(f"kit quality: {problem}", file=sys.stderr)
-            return 2
+            return fail("quality", problem, 2)
     if not 0 < args.threshold <= 1:
-        print(f"kit quality: --threshold must be in (0, 1], got {args.threshold}", file=sys.stderr)
-        return 2
+        return fail("quality", f"--threshold must be in (0, 1], got {args.threshold}", 2)
     try:
         lsh_index(args.threshold, args.num_perm)
     except ValueError as exc:
-        print(f"kit quality: --num-perm: {exc}", file=sys.stderr)
-        return 2
+        return fail("quality", f"--num-perm: {exc}", 2)
     tokenizer = targets = scores = calibration = None
     try:
         if args.tokenizer:
@@ -75,8 +72,7 @@ def main(argv: list[str]) -> int:
             calibration = json.loads(Path(args.calibration).read_text(encoding="utf-8"))
         rules = load_rules(args.rules)
     except Exception as exc:  # user input (a path, a recipe name, a settings file): one line, no traceback
-        print(f"kit quality: {exc}", file=sys.stderr)
-        return 2
+        return fail("quality", str(exc), 2)
     reference = Path(args.reference) if args.reference else default_reference()
     if reference is not None and reference.resolve() == Path(args.file).resolve():
         reference = None  # the reference itself: nothing to compare with
@@ -89,8 +85,7 @@ def main(argv: list[str]) -> int:
             report["reference"], _ = file_report(reference, **common)
             report["comparison"] = comparison(report, report["reference"])
     except (OSError, UnicodeDecodeError) as exc:  # unreadable file or unwritable --dedup-out
-        print(f"kit quality: {exc}", file=sys.stderr)
-        return 2
+        return fail("quality", str(exc), 2)
     if args.json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
     else:

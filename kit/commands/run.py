@@ -14,6 +14,7 @@ from kit.paths import argument, display_path, project_root, runs_dir
 from kit.pipeline import (INTERACTIVE_RUN_ID, Notebook, PipelineError, failure_message, find_notebooks, new_run_id,
                           parameter_layers, parse_assignments, preset_names, refresh_in_place, resolve_parameters,
                           run_pipeline, select)
+from kit.commands.exits import fail
 
 
 def parser() -> argparse.ArgumentParser:
@@ -90,8 +91,7 @@ def main(argv: list[str]) -> int:
         result = run_pipeline(preset=args.preset, params_files=args.files, overrides=overrides,
                               run_id=run_id, only=args.only, command=command)
     except (PipelineError, LockedError) as exc:
-        print(f"kit run: {exc}", file=sys.stderr)
-        return 2
+        return fail("run", str(exc), 2)
     except KeyboardInterrupt:
         print(f"\nkit run: interrupted; resume with `{command}`.", file=sys.stderr)
         return 130

@@ -5,11 +5,11 @@ it, and exits 1 when the server cannot start or dies."""
 from __future__ import annotations
 
 import argparse
-import sys
 
 from kit.arguments import port_number
 from kit.llm.local_server import DEFAULT_CONTEXT, LocalServerError, default_threads, serving
 from kit.paths import argument
+from kit.commands.exits import fail
 
 
 def main(argv: list[str]) -> int:
@@ -27,11 +27,9 @@ def main(argv: list[str]) -> int:
                   f"  export OPENAI_BASE_URL={ep.base_url} OPENAI_MODEL={ep.model} KIT_SCHEMA_STYLE=llamacpp\n"
                   f"Ctrl-C stops it.", flush=True)
             proc.wait()
-            print(f"kit serve: {ep.gone()}", file=sys.stderr)
-            return 1
+            return fail("serve", f"{ep.gone()}")
     except LocalServerError as exc:
-        print(f"kit serve: {exc}", file=sys.stderr)
-        return 1
+        return fail("serve", str(exc))
     except KeyboardInterrupt:
         print("stopped")
         return 0

@@ -11,6 +11,7 @@ import warnings
 
 from kit.paths import argument, folder_problem
 from kit.tokens.tokenizer import Tokenizer, default_corpus, texts_from_paths
+from kit.commands.exits import fail
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -27,8 +28,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> int:
     args = parse(argv)
     if problem := folder_problem(args.output):
-        print(f"kit tokenizer: --output {problem}", file=sys.stderr)
-        return 1
+        return fail("tokenizer", f"--output {problem}")
     try:
         texts = texts_from_paths(args.input) if args.no_knowledge else default_corpus(args.input)
         with warnings.catch_warnings(record=True) as caught:
@@ -38,7 +38,6 @@ def main(argv: list[str]) -> int:
             print(f"warning: {warning.message}", file=sys.stderr)
         out = tokenizer.save(args.output)
     except (OSError, ValueError) as exc:
-        print(f"kit tokenizer: {exc}", file=sys.stderr)
-        return 1
+        return fail("tokenizer", str(exc))
     print(f"{tokenizer!r} saved to {out}")
     return 0

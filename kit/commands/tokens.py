@@ -21,6 +21,7 @@ from kit.tokens.render import RenderError, render_conversation
 from kit.tokens.tokenizer import Tokenizer
 from kit.tokens.view import (file_stats, format_stats, terminal_legend, terminal_line, terminal_regions,
                              terminal_table)
+from kit.commands.exits import fail
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -61,8 +62,7 @@ def main(argv: list[str]) -> int:
             n = exc.conversation if args.stats else args.index
             where = f"{args.file} record {n} (id {records[n]['id']}): "
             exc = RenderError(exc.message_index, exc.rule, exc.detail)
-        print(f"kit tokens: {where}{exc}", file=sys.stderr)
-        return 1
+        return fail("tokens", f"{where}{exc}")
 
     for problem in errors(validate_messages(record["messages"])):  # renderable is not the same as fit to train on
         print(f"warning: {record['id']}: {problem} (kit validate calls this an error)", file=sys.stderr)

@@ -15,6 +15,7 @@ from kit.quality.validation import validate_file
 from kit.records import file_problem
 from kit.rules import RULES_FILE, load_rules
 from kit.truth import load_knowledge
+from kit.commands.exits import fail
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,14 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     path = Path(args.file)
     if problem := file_problem(path):
-        print(f"kit validate: {problem}", file=sys.stderr)
-        return 2
+        return fail("validate", problem, 2)
     try:
         rules = None if args.structure_only else load_rules(args.rules)
         knowledge = None if args.knowledge is None else load_knowledge(args.knowledge)
     except (OSError, ValueError) as exc:
-        print(f"kit validate: {exc}", file=sys.stderr)
-        return 2
+        return fail("validate", str(exc), 2)
 
     n, found = validate_file(path, rules, knowledge)
     if args.no_ascii:
