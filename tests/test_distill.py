@@ -12,9 +12,9 @@ import pytest
 from fake_openai import MODEL, Reply
 from kit import paths
 from kit.facts import default_data
-from kit.generation.distill import (CHECKS, converse, funnel, load_distill_data, plan_turns, ungrounded,
-                                    verify)
+from kit.generation.distill import CHECKS, converse, funnel, load_distill_data, plan_turns, verify
 from kit.generation.generate import generate
+from kit.truth import ungrounded
 from kit.generation.journal import journal_entries
 from kit.generation.sampling import load_dimensions, sample_elements
 from kit.llm.client import connect, run_sync

@@ -370,7 +370,7 @@ def _said_ungrounded(text: str) -> list[str]:
 @claim("01_prompt_design")
 def a_name_called_ungrounded_is_not_in_the_knowledge_base(nb):
     """'not in the knowledge base or the question: GPT-2' beside a knowledge base saying 'GPT-2-level'."""
-    from kit.generation.distill import ungrounded
+    from kit.truth import ungrounded
     from kit.generation.prompts import load_knowledge
 
     knowledge = load_knowledge()
@@ -406,7 +406,7 @@ def every_bad_example_is_caught(nb):
 
 @claim("02_bulk_generation")
 def a_name_called_ungrounded_in_the_rejects_is_not_in_the_knowledge_base(nb):
-    from kit.generation.distill import ungrounded
+    from kit.truth import ungrounded
     from kit.generation.prompts import load_knowledge
 
     knowledge = load_knowledge()

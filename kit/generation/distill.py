@@ -43,8 +43,7 @@ from kit import paths
 from kit.facts import default_data, fact_verdict, facts_stated, knowledge_prompt
 from kit.generation.sampling import Dimensions, item_rng
 from kit.rules import Rules, dynamic_message_count, errors, validate_messages
-# ungrounded is imported for the callers that have always found it here
-from kit.truth import check_conversation, split_sentences, ungrounded  # noqa: F401
+from kit.truth import check_conversation, split_sentences, ungrounded
 
 OPENERS = ("planned", "sampled")
 DEFAULT_CANDIDATES = 4
