@@ -619,6 +619,22 @@ def the_reference_target_is_said_met_or_not_met_from_the_score(nb):
 
 
 @claim("07_identity_finetune")
+def the_untrue_answers_verdict_follows_from_the_counts(nb):
+    text = output(cell(nb, starts='score_change = f"{before.score:.2f}'))
+    m = re.search(r"answers with an untrue sentence: generated student (\d+) of \d+ .*?, reference student (\d+) of \d+ "
+                  r".*?: (met|not met)\)", text)
+    if m:
+        assert (m[3] == "met") == (int(m[1]) < int(m[2]))
+    gain = re.search(r"the generated student minus the teacher: ([+-][\d.]+) over \d+ probes \(95% CI ([+-][\d.]+) to "
+                     r"([+-][\d.]+);.*: (a real difference|a tie)", text)
+    if gain:
+        tie = float(gain[2]) <= 0 <= float(gain[3])
+        assert (gain[4] == "a tie") == tie
+        recap = next(t for t in markdown(nb) if t.startswith("## Recap"))
+        assert not tie or "better than the teacher" not in recap
+
+
+@claim("07_identity_finetune")
 def the_objectives_and_try_its_claim_only_rows_that_ran(nb):
     objectives = markdown(nb)[0]
     rows = [r[0] for r in table_rows(output(cell(nb, starts="def experiment(name, data_file, mix):")))]
