@@ -254,16 +254,21 @@ def candidate_funnel(row: dict, title: str | None = None):
     return fig
 
 
-def score_bars(scores: dict[str, float], title: str | None = None):
-    """One bar per run (name -> identity score, 0 to 1), its value written beside it."""
+def score_bars(passed: dict[str, tuple[int, int]], title: str | None = None):
+    """One bar per run (name -> (probes passed, probes scored)), its share written beside it and its 95%
+    Wilson interval drawn as a whisker: two bars whose whiskers overlap are not yet told apart."""
     plt = _plt()
-    names = list(scores)[::-1]
+    names = list(passed)[::-1]
+    shares = [passed[n][0] / passed[n][1] if passed[n][1] else 0.0 for n in names]
+    bounds = [wilson(*passed[n]) for n in names]
     fig, ax = plt.subplots(figsize=(7, 0.5 * len(names) + 1.2))
-    drawn = ax.barh(names, [scores[n] for n in names], color="#4C72B0")
-    for bar, n in zip(drawn, names):
-        ax.text(bar.get_width() + 0.01, bar.get_y() + bar.get_height() / 2, f"{scores[n]:.2f}", va="center", fontsize=8)
-    ax.set_xlim(0, 1.1)
-    ax.set_xlabel("identity score (share of probes passed)")
+    errors = [[s - lo for s, (lo, _) in zip(shares, bounds)], [hi - s for s, (_, hi) in zip(shares, bounds)]]
+    drawn = ax.barh(names, shares, color="#4C72B0", xerr=errors, error_kw={"ecolor": "#333333", "capsize": 3})
+    for bar, n, (_, hi) in zip(drawn, names, bounds):
+        k, total = passed[n]
+        ax.text(hi + 0.01, bar.get_y() + bar.get_height() / 2, f"{k}/{total}", va="center", fontsize=8)
+    ax.set_xlim(0, 1.15)
+    ax.set_xlabel("identity score (share of probes passed; whiskers: 95% interval)")
     ax.set_title(title or "identity score", fontsize=10)
     fig.tight_layout()
     return fig

@@ -152,3 +152,13 @@ def test_a_figure_is_written_whole_or_not_at_all(tmp_path):
     with pytest.raises(ValueError):
         save_figure(fig, tmp_path / "line.png", format="no-such-format")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["deep"]  # neither the file nor a temporary one
+
+
+def test_score_bars_draw_each_runs_interval():
+    fig = figures.score_bars({"base": (1, 29), "student": (21, 29)}, title="t")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["student", "base"]
+    assert {"1/29", "21/29"} <= {t.get_text() for t in ax.texts}
+    widths = sorted(p.get_width() for p in ax.patches)
+    assert widths == [pytest.approx(1 / 29), pytest.approx(21 / 29)]
+    assert any(type(c).__name__ == "ErrorbarContainer" for c in ax.containers), "each bar has its interval"

@@ -573,3 +573,14 @@ def test_a_gguf_is_served_for_its_evaluation(tmp_path):
     assert json.loads((tmp_path / "r.json").read_text())["source"] == result.source
     with pytest.raises(ValueError, match="give one of checkpoint, gguf or endpoint/model"):
         evaluate_identity(gguf=default_gguf(), endpoint="http://127.0.0.1:9/v1")
+
+
+def test_passed_without_a_check_counts_the_answers_that_check_alone_failed():
+    rows = [{"probe": "a", "pass": True, "flipped_by": [], "error": None},
+            {"probe": "b", "pass": False, "flipped_by": ["truth"], "error": None},
+            {"probe": "c", "pass": False, "flipped_by": ["truth", "negation"], "error": None},
+            {"probe": "d", "pass": False, "flipped_by": [], "error": None},
+            {"probe": "e", "pass": False, "flipped_by": ["truth"], "error": "timed out"}]
+    result = identity.IdentityResult(rows=rows, score=0.25, passed=1, scored=4, not_scored=1, per_fact={}, per_kind={},
+                                     model="m", source="s", system_prompt="p")
+    assert result.passed_without("truth") == 2 and result.passed_without("negation") == 1

@@ -594,7 +594,7 @@ def the_last_session_oracle_keeps_one_day_questions_and_loses_whole_history(nb):
 
 @claim("06_memory_benchmark")
 def the_history_is_longer_than_the_window_and_all_recalls_everything(nb):
-    m = re.search(r"([\d.]+)x the embedded model's", output(cell(nb, starts="per_session = token_counts(")))
+    m = re.search(r"([\d.]+)x the embedded (?:model|server)'s", output(cell(nb, starts="per_session = token_counts(")))
     assert m and float(m[1]) > 1.0, "a memory test only when the history does not fit the window"
     text = output(cell(nb, starts="ks = sorted({1, recall_k, 3})"))
     overall = re.search(r"all ([\d.]+);", text)

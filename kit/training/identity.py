@@ -146,6 +146,12 @@ class IdentityResult:
             "pass_before_checks": None if r["error"] else r.get("pass_mentioned", r["pass"]),
             "error": r["error"] or ""} for r in self.rows])
 
+    def passed_without(self, check: str) -> int:
+        """Probes that would pass without `check`: those that pass, and those it alone failed. The distill
+        recipe keeps only what the truth check keeps, so a student of that data is scored with the
+        filter it was made with; this is its score without it."""
+        return sum(bool(r["pass"]) or r.get("flipped_by") == [check] for r in self.rows if r["error"] is None)
+
     def paired_with(self, other: "IdentityResult") -> tuple[list[bool], list[bool]]:
         """Pass/fail of this result and `other` on the probes both scored, in one order: the input of
         `kit.figures.paired_gain`, which compares two models on the same probes."""
