@@ -14,7 +14,6 @@ loses its colours there: `token_figure` is its picture twin).
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from pathlib import Path
 from typing import Sequence
@@ -24,6 +23,7 @@ import numpy as np
 from kit.paths import save_figure
 from kit.tokens import packing
 from kit.training.curves import loss_figure
+from kit.truth import content_words, load_truth, stem
 
 SUPERVISED, UNSUPERVISED, SPECIAL_EDGE, PAD = "#7BC47F", "#DDDDDD", "#333333", "#FFFFFF"
 
@@ -386,20 +386,17 @@ def distill_lines(entry: dict) -> list[str]:
     return lines
 
 
-_PLAIN = {"about", "with", "from", "that", "this", "what", "when", "where", "which", "your", "their", "does",
-          "doing", "being", "into", "over", "more", "than", "they", "them", "have", "will"}
-
-
 def topic_words_said(record: dict) -> tuple[list[str], list[str]]:
     """(said, unsaid): the content words of an item's planned topic that its conversation uses, and those
-    it never uses, matched on their first five letters ("arithmetic" finds "arithmetically"). A rough
-    first look at whether a well-formed conversation is about what was asked: the content rules check
-    form, and a reply can pass them all while it answers nothing."""
-    topic = (record.get("meta") or {}).get("topic") or ""
-    words = dict.fromkeys(w for w in re.findall(r"[a-z]{4,}", topic.lower()) if w not in _PLAIN)
-    text = " ".join(str(m.get("content", "")) for m in record.get("messages", [])).lower()
-    stems = {w[:5] for w in re.findall(r"[a-z]{4,}", text)}
-    said = [w for w in words if w[:5] in stems]
+    it never uses, matched as the truth check matches words (kit.truth: stopwords out, first letters
+    compared, "arithmetic" finds "arithmetically"). A rough first look at whether a well-formed
+    conversation is about what was asked: the content rules check form, and a reply can pass them all
+    while it answers nothing."""
+    rules = load_truth()
+    words = dict.fromkeys(content_words((record.get("meta") or {}).get("topic") or "", rules))
+    text = " ".join(str(m.get("content", "")) for m in record.get("messages", []))
+    stems = {stem(w, rules.stem_chars) for w in content_words(text, rules)}
+    said = [w for w in words if stem(w, rules.stem_chars) in stems]
     return said, [w for w in words if w not in said]
 
 

@@ -238,7 +238,8 @@ def ungrounded(answer: str, sources: str, knowledge: str, rules: TruthRules | No
 # ---- K-precision -----------------------------------------------------------------------------------
 
 
-def _stem(word: str, chars: int) -> str:
+def stem(word: str, chars: int) -> str:
+    """A word's first `chars` letters ("learning" ~ "learn"): how the truth check matches words."""
     word = word.strip("'").removesuffix("'s")
     return word[:chars] if len(word) > chars else word.rstrip("s") or word
 
@@ -253,7 +254,7 @@ def content_words(text: str, rules: TruthRules | None = None) -> list[str]:
 @lru_cache(maxsize=8)
 def _known_stems(knowledge: str, rules: TruthRules) -> frozenset[str]:
     words = content_words(knowledge, rules) + sorted(rules.known_words)
-    return frozenset(_stem(w, rules.stem_chars) for w in words)
+    return frozenset(stem(w, rules.stem_chars) for w in words)
 
 
 def k_precision(sentence: str, sources: str = "", knowledge: str | None = None,
@@ -263,11 +264,11 @@ def k_precision(sentence: str, sources: str = "", knowledge: str | None = None,
     on their first `stem_chars` letters."""
     rules = rules or load_truth()
     known = _known_stems(load_knowledge() if knowledge is None else knowledge, rules)
-    known = known | {_stem(w, rules.stem_chars) for w in content_words(sources, rules)}
+    known = known | {stem(w, rules.stem_chars) for w in content_words(sources, rules)}
     words = [w for w in content_words(sentence, rules) if w not in rules.social]
     if not words:
         return None, []
-    missing = [w for w in words if _stem(w, rules.stem_chars) not in known]
+    missing = [w for w in words if stem(w, rules.stem_chars) not in known]
     return 1 - len(missing) / len(words), missing
 
 
@@ -275,7 +276,7 @@ def k_precision(sentence: str, sources: str = "", knowledge: str | None = None,
 def _line_stems(knowledge: str, rules: TruthRules) -> tuple[frozenset[str], ...]:
     """The stems of each line of the knowledge base (a bullet with its wrapped lines, a heading, a paragraph)."""
     lines = re.split(r"\n\s*\n|\n(?=\s*(?:[-*]\s|#))", knowledge)
-    return tuple(frozenset(_stem(w, rules.stem_chars) for w in content_words(line, rules)) for line in lines if line.strip())
+    return tuple(frozenset(stem(w, rules.stem_chars) for w in content_words(line, rules)) for line in lines if line.strip())
 
 
 def one_line_precision(sentence: str, sources: str = "", knowledge: str | None = None,
@@ -287,11 +288,11 @@ def one_line_precision(sentence: str, sources: str = "", knowledge: str | None =
     words = [w for w in content_words(sentence, rules) if w not in rules.social]
     if not words:
         return None, []
-    known = {_stem(w, rules.stem_chars) for w in rules.known_words}
-    said = frozenset(_stem(w, rules.stem_chars) for w in content_words(sources, rules))  # one more line
+    known = {stem(w, rules.stem_chars) for w in rules.known_words}
+    said = frozenset(stem(w, rules.stem_chars) for w in content_words(sources, rules))  # one more line
     best: list[str] | None = None
     for line in (*_line_stems(load_knowledge() if knowledge is None else knowledge, rules), said):
-        missing = [w for w in words if _stem(w, rules.stem_chars) not in line | known]
+        missing = [w for w in words if stem(w, rules.stem_chars) not in line | known]
         if best is None or len(missing) < len(best):
             best = missing
     best = best if best is not None else words
@@ -396,7 +397,7 @@ def _key(sentence: str) -> str:
 def _asks_back(sentence: str, asked: set[str], rules: TruthRules) -> bool:
     """A question of two content words or more, every one from the user's last turn: the user's question
     asked back ("Why does it cost less?" after "Why does training cost less today?"), which answers nothing."""
-    words = {_stem(w, rules.stem_chars) for w in content_words(sentence, rules)}
+    words = {stem(w, rules.stem_chars) for w in content_words(sentence, rules)}
     return sentence.rstrip().endswith("?") and len(words) >= 2 and words <= asked
 
 
@@ -423,7 +424,7 @@ def check_conversation(messages: Any, *, knowledge: str | None = None, rules: Tr
             if i in degenerate:
                 found.append((i, Verdict(text, "degenerate", degenerate[i].removeprefix("degenerate: "))))
             continue
-        asked = {_stem(w, rules.stem_chars) for w in content_words(users[-1], rules)} if users else set()
+        asked = {stem(w, rules.stem_chars) for w in content_words(users[-1], rules)} if users else set()
         for verdict in check_reply(text, sources=" ".join(users), knowledge=knowledge, rules=rules, strict=strict):
             key = _key(verdict.sentence)
             if len(key.split()) >= 4 and key in said:
