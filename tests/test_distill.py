@@ -12,13 +12,14 @@ import pytest
 from fake_openai import MODEL, Reply
 from kit import paths
 from kit.facts import default_data
-from kit.generation.distill import CHECKS, converse, funnel, load_distill_data, plan_turns, verify
+from kit.generation.distill import (CHECKS, composable_user_turns, converse, funnel, load_distill_data, plan_turns,
+                                     user_turn_problems, verify)
 from kit.generation.generate import generate
 from kit.truth import ungrounded
 from kit.generation.journal import journal_entries
 from kit.generation.sampling import load_dimensions, sample_elements
 from kit.llm.client import connect, run_sync
-from kit.rules import errors, load_rules, validate_messages
+from kit.rules import dynamic_message_count, errors, load_rules, validate_messages
 from kit.commands.validate import main as validate_main
 from kit.records import read_records
 from test_generate import fast_client, lines_of
@@ -82,6 +83,27 @@ def test_no_planned_user_turn_is_a_probe_or_a_reference_message():
     assert not {a.lower() for a in asks} & (probes | reference)
     users = {t["user"].lower() for i in range(300) for t in plan_turns(sample_elements("distill", 0, i), DATA)}
     assert not users & (probes | reference)
+
+
+def test_every_user_turn_the_composer_can_write_passes_the_rules():
+    """Issue 27: notebook 03 flagged a kept item's own opener, "YO!!!", as degenerate. Every user turn the
+    plan can compose (every opener alone or before every question, every follow-up) passes the rules a reader
+    applies to the kept data, and the enumeration covers what plan_turns writes."""
+    turns = composable_user_turns(DATA, load_dimensions())
+    flagged = {turn: found for turn in turns if (found := user_turn_problems(turn, RULES))}
+    assert len(turns) > 1000 and not flagged, list(flagged.items())[:5]
+    planned = {t["user"] for i in range(2000) for t in plan_turns(sample_elements("distill", 0, i), DATA)}
+    assert planned <= turns, sorted(planned - turns)[:5]
+
+
+def test_a_greeting_the_rules_flag_alone_leads_its_question():
+    dims = load_dimensions()
+    assert "YO!!!" in dims.first_messages["caps_enthusiastic"] and user_turn_problems("YO!!!", RULES)
+    assert "YO!!!" not in DATA.standalone_greetings and {"HI", "HEY", "hola"} <= DATA.standalone_greetings
+    items = [sample_elements("distill", 0, i) for i in range(3000)]
+    yo = next(e for e in items if e["first_message_examples"][0] == "YO!!!" and (dynamic_message_count(e["dynamic"]) or 0) > 2)
+    first = plan_turns(yo, DATA)[0]
+    assert first["user"].startswith("YO!!! ") and len(first["user"]) > len("YO!!! ") and "name" in first["facts"]
 
 
 def test_a_bad_plan_file_names_its_entry(tmp_path):

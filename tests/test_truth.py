@@ -9,6 +9,7 @@ same check runs in `kit validate --knowledge`, the distill verifier and the iden
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 
 import pytest
@@ -311,7 +312,9 @@ def test_the_distill_verifier_cuts_a_sentence_said_in_an_earlier_turn():
 
 
 def test_a_degenerate_planned_user_turn_rejects_the_item_before_any_request():
-    data = load_distill_data(load_dimensions())
+    # the shipped plan never sends "YO!!!" alone (tests/test_distill.py); a custom plan that lets it stand alone
+    data = dataclasses.replace(load_distill_data(load_dimensions()),
+                               standalone_greetings=load_distill_data(load_dimensions()).standalone_greetings | {"YO!!!"})
     index = next(i for i in range(500) if plan_turns(sample_elements("distill", 0, i), data)[0]["user"] == "YO!!!")
     asked = []
 

@@ -16,8 +16,12 @@ plans the conversation as data and the model only answers:
   base, no foreign identity claimed), every sentence supported (kit.truth: no invented capability,
   person, year..., no contradiction, no flattery, nothing said again from an earlier turn), and one of the
   topic's words. The best passing candidate is kept (`score`); a turn with none rejects the item
-  with every candidate's reasons. A planned user turn that the content rules call degenerate ("YO!!!")
-  rejects the item before anything is asked;
+  with every candidate's reasons;
+- the user's turns must pass the same rules a reader applies to the kept data (notebook 03, `kit validate`):
+  a greeting-only opener that the rules flag on its own ("YO!!!" is mostly symbols) is put in front of the
+  question like any other opener, never sent alone (`DistillData.standalone_greetings`), and
+  `composable_user_turns` lists every user turn the plan can compose so a test checks them all. A user turn
+  of a custom plan that the rules still call degenerate rejects the item before anything is asked;
 - the record has no system prompt: the knowledge is what a student trained on it must learn (context
   distillation with rejection sampling). Its meta keeps every candidate's verdict and the chosen score.
 
@@ -42,7 +46,7 @@ from typing import Any
 from kit import paths
 from kit.facts import default_data, fact_verdict, facts_stated, knowledge_prompt
 from kit.generation.sampling import Dimensions, item_rng
-from kit.rules import Rules, dynamic_message_count, errors, validate_messages
+from kit.rules import RULES_FILE, Rules, dynamic_message_count, errors, load_rules, validate_messages
 from kit.truth import check_conversation, split_sentences, ungrounded
 
 OPENERS = ("planned", "sampled")
@@ -82,6 +86,8 @@ class DistillData:
     follow_ups: dict[str, tuple[FollowUp, ...]]
     greeting_only_styles: frozenset[str]
     fact_openers: dict[str, tuple[str, ...]]
+    # the openers of greeting_only_styles that the rules pass as a whole user turn; the rest lead the question
+    standalone_greetings: frozenset[str]
 
 
 def _strings(where: str, value: Any) -> tuple[str, ...]:
@@ -125,7 +131,14 @@ def _follow_ups(where: str, entries: Any, known: set[str]) -> tuple[FollowUp, ..
     return tuple(parsed)
 
 
-def _load(path: Path, dims: Dimensions) -> DistillData:
+def user_turn_problems(text: str, rules: Rules) -> list[str]:
+    """What the rules (content rules and the ascii warning, at recipe distill's severities) find in one
+    composed user turn, as `kit validate` reports it on the kept conversation; empty when it passes."""
+    messages = [{"role": "user", "content": text}, {"role": "assistant", "content": "Hello, I'm nanochat."}]
+    return [p.message for p in validate_messages(messages, rules=rules, meta={"recipe": "distill"}) if p.index == 0]
+
+
+def _load(path: Path, dims: Dimensions, rules: Rules) -> DistillData:
     data = paths.read_yaml(path, "the distill recipe's plan")
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping")
@@ -151,13 +164,17 @@ def _load(path: Path, dims: Dimensions) -> DistillData:
                for fact, sentences in (data.get("fact_openers") or {}).items()}
     if unknown := sorted(set(openers) - known):
         raise ValueError(f"{path}: fact_openers: unknown fact {unknown[0]!r}")
-    return DistillData(topics, follow_ups, styles, openers)
+    standalone = frozenset(o for style in styles for o in dims.first_messages[style] if not user_turn_problems(o, rules))
+    return DistillData(topics, follow_ups, styles, openers, standalone)
 
 
-def load_distill_data(dims: Dimensions, knowledge_dir: str | Path | None = None) -> DistillData:
-    """The plan file of `knowledge_dir` (default knowledge/), checked against `dims`; a bad entry names itself."""
+def load_distill_data(dims: Dimensions, knowledge_dir: str | Path | None = None, rules: Rules | None = None) -> DistillData:
+    """The plan file of `knowledge_dir` (default knowledge/), checked against `dims`; a bad entry names itself.
+    `rules` (default: the folder's quality_rules.yaml) decide which greetings may stand alone as a user turn."""
     folder = Path(knowledge_dir) if knowledge_dir is not None else paths.knowledge_dir()
-    return _load((folder / DISTILL_FILE).resolve(), dims)
+    if rules is None:
+        rules = load_rules(folder / RULES_FILE if (folder / RULES_FILE).exists() else None)
+    return _load((folder / DISTILL_FILE).resolve(), dims, rules)
 
 
 # ---- the plan of one conversation ------------------------------------------------------------------
@@ -167,6 +184,26 @@ def rounds_for(dynamic: str | None, rng: random.Random) -> int:
     """Rounds the dynamic asks for ("4 messages": 2); a dynamic naming no count gets one or two."""
     wanted = dynamic_message_count(dynamic)
     return wanted // 2 if wanted else rng.choice((1, 2))
+
+
+def _joined(opener: str, ask: str) -> str:
+    """An opener put in front of a question: "hey nanochat! Who made you?"."""
+    return f"{opener}{'' if opener[-1] in '.!?,' else '!'} {ask}" if opener else ask
+
+
+def composable_user_turns(data: DistillData, dims: Dimensions) -> set[str]:
+    """Every user turn `plan_turns` can compose from `data`: any opener alone (a greeting that may stand
+    alone) or in front of any question of any topic, and every follow-up. The topic and the opener are drawn
+    independently, so every pairing can occur."""
+    asks = {a for topic in data.topics.values() for a in topic.asks}
+    turns = {f.ask for follow in data.follow_ups.values() for f in follow}
+    for style, openers in dims.first_messages.items():
+        for opener in openers:
+            turns.update(_joined(opener, ask) for ask in asks)
+            if style in data.greeting_only_styles and opener in data.standalone_greetings:
+                turns.add(opener)
+                turns.update(asks)
+    return turns
 
 
 def plan_turns(elements: dict, data: DistillData) -> list[dict]:
@@ -183,12 +220,11 @@ def plan_turns(elements: dict, data: DistillData) -> list[dict]:
     ask = rng.choice(topic.asks)
     mention = [p.pattern for p in topic.mention]
     turns: list[dict] = []
-    if style in data.greeting_only_styles and rounds > 1:
+    if style in data.greeting_only_styles and opener in data.standalone_greetings and rounds > 1:
         turns.append({"user": opener, "facts": ["name"], "mention": [], "says": None})
         turns.append({"user": ask, "facts": list(topic.facts), "mention": mention, "says": topic.says})
     else:
-        joined = f"{opener}{'' if opener[-1] in '.!?,' else '!'} {ask}" if opener else ask
-        turns.append({"user": joined, "facts": list(dict.fromkeys(["name", *topic.facts])), "mention": mention,
+        turns.append({"user": _joined(opener, ask), "facts": list(dict.fromkeys(["name", *topic.facts])), "mention": mention,
                       "says": topic.says})
     follow_ups = list(data.follow_ups[elements["topic_category"]])
     rng.shuffle(follow_ups)
@@ -372,7 +408,7 @@ async def converse(complete, elements: dict, data: DistillData, *, candidates: i
     source: dict = {"model": None, "endpoint": None}
     for t, turn in enumerate(plan_turns(elements, data)):
         history.append({"role": "user", "content": turn["user"]})
-        # the plan's own words must pass the rules a reader applies to the kept conversation (notebook 03)
+        # a custom plan's own words must pass the rules a reader applies to the kept conversation (notebook 03)
         if degenerate := [p.message for p in errors(validate_messages(history, rules=rules, meta=elements))
                           if p.index == len(history) - 1 and p.rule == "degenerate"]:
             return Outcome(None, turns_meta, [f"turn {t + 1}, the planned user turn: {m}" for m in degenerate],
