@@ -416,6 +416,8 @@ def test_quality_plots_for_the_plan_the_comparison_and_the_scores():
     plan = [{"id": str(i), "messages": [], "meta": sample_elements("v2", 0, i)} for i in range(300)]
     fig = quality_plots.plan_heatmap(plan)
     assert "n=300" in fig.axes[0].get_title(loc="left")
+    # the colour scale starts at 0, not at the fewest: a pair at chance level must not look like a gap
+    assert fig.axes[0].images[0].get_clim()[0] == 0 and "range of chance" in fig.axes[0].get_title(loc="left")
     records = read_records(BAD).records
     report = quality.quality_report(records, scores=scores_for(records))
     fig = quality_plots.comparison_bars(quality.comparison(report, quality.quality_report(read_records(NEAR_DUPS).records)))
