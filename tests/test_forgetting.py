@@ -47,6 +47,41 @@ def test_an_answer_is_right_when_it_states_the_computed_number(text, value, deci
     assert states_number(text, value, decimals) is right
 
 
+# real answers of notebook 07's models (SmolLM2-135M before and after a finetune), and right ones worked the same way
+@pytest.mark.parametrize("question,text,result", [
+    ("What is 25 squared?", "1. 25 squared equals 25.\n2. 25 squared equals 600.\n\nSo, 25 squared", 600),
+    ("What is 25 squared?", "1. 25 squared equals 625.\n2. 25 squared equals 600.", 600),
+    ("How much is a 20% tip on a bill of $85?", "20% of $85 is 0.2 * $85 = $1.20.\n\nSo, a", 1.2),
+    ("How much is a 20% tip on a bill of $85?", "20% of $85 is 0.2 × $85 = $17.", 17),
+    ("What is a 15 percent tip on a $64 bill?", "A 15% tip on $64 is $9.60. This is calculated by multiplying 64 by "
+                                                "0.15.", 9.6),
+    ("What is a 15 percent tip on a $64 bill?", "A 15% tip on a $64 bill is $0.15. This is calculated by multiplying "
+                                                "$0.15 by 1.15, which is 15%.", 0.15),
+    ("How many hours are in a week?", "A week is 7 days, so 7 x 24 = 168 hours.", 168),
+    ("How many hours are in a week?", "A week is 7 days, so a week is 7 days x 7 hours = 49 hours.", 49),
+    ("How many ounces are in 3 pounds?", "3 pounds * 16 ounces = 51 ounces\n\nSo, 3 pounds is equivalent to 3 x", 51),
+    ("What is 1000 minus 387?", "1000 minus 387 equals 387.", None),
+    ("What is 348 plus 276?", "348 + 276 equals 624.", 624),
+    ("How many times does the letter r appear in the word strawberry?",
+     "The letter r appears 10 times in the word strawberry.", 10),
+    ("What is 156 divided by 12?", "156 divided by 12 equals 12.5.", 12.5),
+])
+def test_the_result_is_the_number_the_answer_ends_on_not_its_working(question, text, result):
+    assert forgetting.stated_result(text, question) == result
+
+
+@pytest.mark.parametrize("question,text", [
+    ("What is 25 squared?", "1. 25 squared equals 625.\n2. 25 squared equals 600."),  # 625 said, then another
+    ("How many hours are in a week?", "There are 168 hours in a week, or 7 x 25 = 175."),
+    ("How many letter a's are in the word banana?", "Banana has 3 a's, no, 2 a's."),
+    ("What is 17 times 23?", "17 times 23 is 391, plus 10 is 401."),
+])
+def test_a_wrong_result_fails_even_when_the_right_number_is_said_on_the_way(question, text):
+    q = next(q for q in load_questions() if q.question == question)
+    assert q.answer in numbers_in(text)  # the old scorer (any number) passed these
+    assert not states_number(text, q.answer, q.decimals, question)
+
+
 def test_numbers_in_reads_digits_and_small_number_words():
     assert numbers_in("Pay $1,250.50, then -3 and twelve, v2 excluded") == [1250.5, -3.0, 12.0]
 
@@ -89,7 +124,8 @@ def test_computed_questions_before_and_after_have_their_n(tiny):
     result = forgetting.computed_questions(model, tok, questions, max_new_tokens=8)
     assert result["n"] == 3 and len(result["rows"]) == 3 and 0 <= result["correct"] <= 3
     assert sum(v["n"] for v in result["per_kind"].values()) == 3
-    assert all(r["correct"] == states_number(r["answer"], q.answer, q.decimals) for r, q in zip(result["rows"], questions))
+    assert all(r["correct"] == states_number(r["answer"], q.answer, q.decimals, q.question)
+               for r, q in zip(result["rows"], questions))
     table = forgetting.before_after(result, result)
     assert list(table["expected"]) == [forgetting._shown(q) for q in questions]
     assert re.fullmatch(r"\d+\.\d\d", table["expected"][0])

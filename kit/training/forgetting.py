@@ -11,7 +11,10 @@ $0.15." for a $64 bill). Two measurements that no author's style can flatter:
   drift away from the base model's behaviour (0 for an unchanged model).
 - `computed_questions`: hand-written questions whose answers the kit computes with its own safe calculator
   (arithmetic, unit conversions, tips, letter counts: knowledge/computed_questions.yaml), asked greedily
-  and scored before and after. An answer is right when it states the computed number.
+  and scored before and after. An answer is right when the number it gives as its result (`stated_result`:
+  its last number, leaving out the question's own numbers and the operands of its working) is the computed
+  one; a right number somewhere in a wrong answer ("25 squared equals 25. ... equals 625. So 25") is not enough
+  to pass unless it is the one the answer ends on.
 
 Every result carries its n (prompts, tokens, questions), so a reader can weigh it.
 """
@@ -157,18 +160,43 @@ _NUMBER = re.compile(rf"(?<![\w.])-?(?:{GROUPED_NUMBER}(?!\d)|{PLAIN_NUMBER})")
 _WORDS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve thirteen "
                                      "fourteen fifteen sixteen seventeen eighteen nineteen twenty".split())}
 _WORD = re.compile(rf"\b(?:{'|'.join(_WORDS)})\b", re.IGNORECASE)
+# a number is an operand of the answer's working, not its result, when an operator (or "=") follows it, one
+# unit word allowed between ("3 pounds * 16", "7 days x 24 ="), or when an operator comes just before it
+# ("multiplying 64 by 0.15"); "= 168" after the last "=" is the result, and so is "appears 3 times."
+_OPERATOR = r"(?:[*×/÷+]|[x−-](?=\s*\$?\d)|(?:times|plus|minus)(?=\s+\$?\d)|(?:divided|multiplied)\b)"
+_OPERAND_BEFORE = re.compile(r"(?:[*×/÷+−-]|\b(?:x|by|times|plus|minus))\s*\$?\s*$", re.IGNORECASE)
+_OPERAND_AFTER = re.compile(rf"\s*%?\s*(?:[^\W\d_]+\s+)?(?:{_OPERATOR}|=)", re.IGNORECASE)
+
+
+def _numbers(text: str) -> list[tuple[int, int, float]]:
+    """(start, end, value) of every number a text states, in order: digits and the words zero to twenty."""
+    found = [(m.start(), m.end(), number_value(m.group())) for m in _NUMBER.finditer(text)]
+    found += [(m.start(), m.end(), float(_WORDS[m.group().lower()])) for m in _WORD.finditer(text)]
+    return sorted(found)
 
 
 def numbers_in(text: str) -> list[float]:
     """The numbers a text states: digits ("9.60", "$1,000", "-3") and the words zero to twenty."""
-    found = [number_value(m.group()) for m in _NUMBER.finditer(text)]
-    return found + [float(_WORDS[m.group().lower()]) for m in _WORD.finditer(text)]
+    return [value for _, _, value in _numbers(text)]
 
 
-def states_number(text: str, value: float, decimals: int | None = None) -> bool:
-    """Does `text` state `value` (rounded to `decimals` where given: $9.6 and $9.60 are the same money)?"""
+def stated_result(answer: str, question: str = "") -> float | None:
+    """The number `answer` gives as its result: its last number that is not one of the question's own numbers
+    (a model repeating "25 squared" is not answering 25) nor an operand of its working ("0.2 * $85 = $17"
+    gives 17); None when it gives none."""
+    given = numbers_in(question)
+    results = [value for start, end, value in _numbers(answer)
+               if not any(math.isclose(value, g) for g in given)
+               and not _OPERAND_BEFORE.search(answer[:start]) and not _OPERAND_AFTER.match(answer, end)]
+    return results[-1] if results else None
+
+
+def states_number(text: str, value: float, decimals: int | None = None, question: str = "") -> bool:
+    """Is the result `text` gives (`stated_result`) `value`, rounded to `decimals` where given ($9.6 and $9.60 are
+    the same money)?"""
+    result = stated_result(text, question)
     tolerance = 0.5 * 10 ** -decimals if decimals is not None else 1e-9 * max(1.0, abs(value))
-    return any(abs(n - value) <= tolerance for n in numbers_in(text))
+    return result is not None and abs(result - value) <= tolerance
 
 
 def computed_questions(model, tokenizer, questions: Sequence[ComputedQuestion] | None = None, *,
@@ -176,13 +204,15 @@ def computed_questions(model, tokenizer, questions: Sequence[ComputedQuestion] |
     """Ask each question greedily (in process) and score the answer against the computed one.
 
     Returns {n, correct, rate, per_kind: {kind: {n, correct, rate}}, rows: [{id, kind, question, expected,
-    answer, correct}]}. Call it on the base model and on the finetuned one: the same questions, before and after.
+    answer, result (the number read as its result, `stated_result`), correct}]}. Call it on the base model and
+    on the finetuned one: the same questions, before and after.
     """
     questions = list(questions) if questions is not None else load_questions()
     answers = generate_answers(model, tokenizer, [chat_messages(q.question) for q in questions],
                                max_tokens=max_new_tokens, show_progress=False)
     rows = [{"id": q.id, "kind": q.kind, "question": q.question, "expected": _shown(q), "answer": a,
-             "correct": states_number(a, q.answer, q.decimals)} for q, a in zip(questions, answers)]
+             "result": stated_result(a, q.question), "correct": states_number(a, q.answer, q.decimals, q.question)}
+            for q, a in zip(questions, answers)]
     return {**_share(rows), "per_kind": {k: _share([r for r in rows if r["kind"] == k])
                                          for k in KINDS if any(r["kind"] == k for r in rows)}, "rows": rows}
 
@@ -192,6 +222,10 @@ def _shown(q: ComputedQuestion) -> str:
     if q.decimals is not None:
         return f"{value:.{q.decimals}f}"
     return str(int(value)) if math.isclose(value, round(value)) else f"{value:g}"
+
+
+def _value(number: float | None) -> str:
+    return "none" if number is None else f"{number:g}"
 
 
 def _share(rows: list[dict]) -> dict:
@@ -206,5 +240,6 @@ def before_after(before: dict, after: dict):
     if [r["id"] for r in before["rows"]] != [r["id"] for r in after["rows"]]:
         raise ValueError("before_after: the two results asked different questions")
     return pd.DataFrame([{"question": b["question"], "expected": b["expected"], "before": b["answer"],
-                          "right before": b["correct"], "after": a["answer"], "right after": a["correct"]}
+                          "before, read as": _value(b["result"]), "right before": b["correct"], "after": a["answer"],
+                          "after, read as": _value(a["result"]), "right after": a["correct"]}
                          for b, a in zip(before["rows"], after["rows"])])
