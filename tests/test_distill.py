@@ -273,3 +273,33 @@ def test_a_distill_run_on_the_embedded_model_keeps_verified_conversations(tmp_pa
     assert summary.accepted + summary.rejected == 3 and summary.requests >= 6
     for record in lines_of(out):
         assert errors(validate_messages(record["messages"], rules=RULES, meta=record["meta"])) == []
+
+
+def test_the_funnel_counts_each_unit_apart_and_says_where_the_reject_reasons_differ():
+    """Notebook 02's funnel once mixed conversations, turns and candidates on one axis, titled "43 of 51" for a
+    run of 52, and its on-topic step lost 0 candidates beside 7 rejects 'on topic'. check_counts tells the
+    three counts apart; funnel_steps keeps one unit per panel and counts every item asked."""
+    from kit.generation.distill import check_counts
+    from kit.generation.plots import distill_funnel, funnel_steps
+
+    turn = lambda verdicts, chosen, dropped=0, alone=None: {"verdicts": verdicts, "chosen": chosen, "dropped": dropped,
+                                                            "model_sentences": alone}
+    entries = [
+        {"status": "accepted", "record": {"meta": {"topic_category": "a", "turns": [
+            turn([["supported", "on topic"], []], 1, dropped=1, alone=0), turn([[]], 0)]}}},
+        {"status": "rejected", "reject": {"rules": ["on topic", "supported"], "meta": {"topic_category": "a", "turns": [
+            turn([["supported", "on topic"], ["on topic"]], None)]}}},
+        {"status": "rejected", "reject": {"rules": ["content rules"], "meta": {"topic_category": "b", "turns": []}}},
+    ]
+    counts = check_counts(entries)
+    assert counts["on topic"] == {"stopped": 1, "failed": 3, "items": 1}
+    assert counts["supported"] == {"stopped": 2, "failed": 2, "items": 1}
+    assert counts["content rules"]["items"] == 1 and counts["content rules"]["failed"] == 0  # rejected before sampling
+    steps = funnel_steps(entries, asked=3)
+    assert [(n, of) for _, n, of, _ in steps["conversations"]] == [(3, 3), (2, 3), (1, 3)]
+    turns = {label.strip(): n for label, n, _, _ in steps["answer turns"]}
+    assert turns["kept an answer"] == 2 and turns["cut to the planned opening alone"] == 1
+    assert turns["kept the model's text whole"] + turns["cut to the sentences that pass"] + 1 == 2
+    assert {of for _, _, of, _ in steps["candidate answers"]} == {5}
+    fig = distill_funnel(entries, asked=3)
+    assert "1 of 3 conversations kept" in fig._suptitle.get_text() and len(fig.axes) == 3

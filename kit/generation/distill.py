@@ -372,6 +372,25 @@ def funnel(entries: list[dict]) -> list[dict]:
     return table
 
 
+def check_counts(entries: list[dict]) -> dict[str, dict[str, int]]:
+    """Per check, three counts that are easy to confuse: `stopped` (candidates the funnel loses at it: it was
+    the first check they failed), `failed` (candidates that failed it at all, first or after an earlier one)
+    and `items` (rejected items whose reasons name it: the summary's reject_reasons, where an item counts under
+    every check any candidate of its failing turn failed). `entries` as for `funnel`."""
+    counts = {check: Counter() for check in CHECKS}
+    for entry in entries:
+        meta = entry["record"]["meta"] if entry["status"] == "accepted" else entry["reject"].get("meta", {})
+        for turn in meta.get("turns") or []:
+            for verdict in turn["verdicts"]:
+                for k, check in enumerate(c for c in CHECKS if c in verdict):
+                    counts[check]["failed"] += 1
+                    counts[check]["stopped"] += k == 0
+        if entry["status"] == "rejected":
+            for check in set(entry["reject"].get("rules") or ()) & set(CHECKS):
+                counts[check]["items"] += 1
+    return {check: {k: c[k] for k in ("stopped", "failed", "items")} for check, c in counts.items()}
+
+
 # ---- one item --------------------------------------------------------------------------------------
 
 

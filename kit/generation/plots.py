@@ -1,0 +1,69 @@
+"""Figures of a distill generation run (notebook 02), drawn from the journal, one unit per panel.
+
+A funnel that puts conversations, turns and candidate answers on one axis reads as one flow, but the three
+are counted over different totals. Here each unit has its own panel and its own axis: the share of that
+panel's first bar, with the counts written beside every bar. Made with matplotlib's Figure (no pyplot), like
+kit.quality.plots; kit.figures.show displays and saves it.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from matplotlib.figure import Figure
+from matplotlib.ticker import PercentFormatter
+
+from kit.generation.distill import CHECKS, check_counts, funnel
+
+BLUE, GREEN, DARK, CUT, RED = "#4C72B0", "#8FD19E", "#2E7D32", "#E1B84B", "#C44E52"
+
+
+def funnel_steps(entries: Sequence[dict], asked: int) -> dict[str, list[tuple[str, int, int, str]]]:
+    """The funnel's bars per unit: {unit: [(label, count, of, colour)]}, `of` being what the share is of.
+    `asked` is the run's number of items asked (the summary's), so an item rejected before any answer
+    was sampled still counts as asked."""
+    row = next((r for r in funnel(list(entries)) if r["category"] == "all"), None) or {}
+    get = lambda key: int(row.get(key, 0))
+    kept, trimmed, alone = get("turns kept"), get("turns trimmed"), get("turns opening only")
+    return {
+        "conversations": [("asked", asked, asked, BLUE),
+                          ("reached a model answer", get("items"), asked, GREEN),
+                          ("kept: every turn kept an answer", get("kept"), asked, DARK)],
+        "answer turns": [("reached (a turn after a failed one is never asked)", get("turns"), get("turns"), BLUE),
+                         ("kept an answer", kept, get("turns"), GREEN),
+                         ("  kept the model's text whole", kept - trimmed, get("turns"), DARK),
+                         ("  cut to the sentences that pass", trimmed - alone, get("turns"), CUT),
+                         ("  cut to the planned opening alone", alone, get("turns"), CUT)],
+        "candidate answers": [("sampled", get("sampled"), get("sampled"), BLUE)]
+                             + [(f"passed: {c}", get(f"passed: {c}"), get("sampled"), GREEN) for c in CHECKS],
+    }
+
+
+def distill_funnel(entries: Sequence[dict], asked: int) -> Figure:
+    """Recipe distill's funnel in three panels (conversations; answer turns, with the cut as its own steps;
+    candidate answers through each check in order, a candidate counted up to the first check it fails, and
+    beside each check how many candidates failed it at all). Every share is of its own panel's first bar."""
+    steps = funnel_steps(entries, asked)
+    failed = check_counts(list(entries))
+    heights = [len(bars) for bars in steps.values()]
+    fig = Figure(figsize=(8.5, 1.4 + 0.34 * sum(heights) + 0.7 * len(steps)))
+    axes = fig.subplots(len(steps), 1, gridspec_kw={"height_ratios": heights})
+    for ax, (unit, bars) in zip(axes, steps.items()):
+        y = range(len(bars))
+        ax.barh(list(y), [n / of if of else 0.0 for _, n, of, _ in bars], color=[b[3] for b in bars])
+        for i, (label, n, of, _) in enumerate(bars):
+            text = f"{n} of {of}"
+            if label.startswith("passed: ") and (check := label[len("passed: "):]) in failed:
+                text += f"  (failed it at all: {failed[check]['failed']})"
+            ax.text((n / of if of else 0.0) + 0.01, i, text, va="center", fontsize=8)
+        ax.set_yticks(list(y), [b[0] for b in bars], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlim(0, 1.45)
+        ax.set_xticks([0, 0.25, 0.5, 0.75, 1.0])
+        ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+        ax.set_xlabel(f"share of {unit} ({bars[0][0].split(' (')[0]})", fontsize=8)
+        ax.set_title(unit, fontsize=9, loc="left")
+    conversations = steps["conversations"]
+    fig.suptitle(f"distill funnel: {conversations[2][1]} of {asked} conversations kept", fontsize=10)
+    fig.tight_layout()
+    return fig
