@@ -281,7 +281,7 @@ def test_summary_counts_what_each_check_turned():
     s = identity.summarize(rows, DATA)
     assert (s["passed"], s["passed_mentioned"], s["scored"]) == (2, 4, 4)
     assert (s["score"], s["score_mentioned"]) == (0.5, 1.0)
-    assert s["flipped"] == {"negation": 1, "contradiction": 1, "truth": 2, "any": 2}
+    assert s["flipped"] == {"negation": 1, "contradiction": 1, "language": 0, "truth": 2, "any": 2}
     old = [{**r, "facts": r["mentioned"], "pass": r["pass_mentioned"]} for r in rows]
     for key in ("denied", "contradicted", "mentioned", "pass_mentioned", "flipped_by", "untrue"):
         for r in old:
@@ -409,11 +409,11 @@ def test_cli_shows_every_answer_in_full_and_what_the_new_checks_turned(tmp_path,
     assert max(len(line) for line in out.splitlines() if line.startswith("    ")) <= 100
     assert re.search(r"^license\s+no\s+license-.*not license.*closed_source.*fails only by the negation, contradiction and truth checks\)", out, re.M)
     assert "identity score 0.50 (2/4 probes passed)" in out
-    assert ("before the negation, contradiction and truth checks: 1.00 (4/4); answers each check turned from pass to "
-            "fail: negation 2, contradiction 1, truth 2 (2 in all)") in out
+    assert ("before the negation, contradiction, language and truth checks: 1.00 (4/4); answers each check turned "
+            "from pass to fail: negation 2, contradiction 1, language 0, truth 2 (2 in all)") in out
     assert identity_command.main(["eval", "--endpoint", srv.base_url, "--model", "fake-model", "--json", "--no-progress"]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed["flipped"] == {"negation": 2, "contradiction": 1, "truth": 2, "any": 2} \
+    assert printed["flipped"] == {"negation": 2, "contradiction": 1, "language": 0, "truth": 2, "any": 2} \
         and printed["score_mentioned"] == 1.0
 
 

@@ -15,8 +15,11 @@ Scoring, per answer (kit.facts.fact_verdict):
   --knowledge` apply): an answer that states the asked fact but adds a claim the knowledge base does not
   make ("trained by Andrej Karpathy's team at Stanford University", "in 2019"), contradicts it or flatters
   fails, whatever the probe; `untrue` lists each such sentence and why;
+- a probe asked in another language is answered in it (kit.language: the share of that language's common
+  words, knowledge/identity/languages.yaml): "I'm nanochat" states the name but does not answer "Comment tu
+  t'appelles ?";
 - the probe passes when all hold. The identity score is the share of scored probes that pass. The score
-  before the negation, contradiction and truth checks is kept beside it (`score_mentioned`), with the number
+  before the negation, contradiction, language and truth checks is kept beside it (`score_mentioned`), with the number
   of answers each check turned from pass to fail (`flipped`), so the two scorers compare on the same answers.
 A probe whose request failed is not scored (it says why), so a down endpoint never reads as a model
 that answers everything wrong.
@@ -45,24 +48,34 @@ from kit.secrets import scrub
 from kit.facts import KINDS, NEW_CHECKS, NO_FOREIGN, IdentityData, Probe, knowledge_system_prompt
 from kit.facts import default_data as _default_data
 from kit.facts import score_answer as _fact_score
+from kit.language import default_languages, language_verdict
 from kit.truth import false_sentences
 
 MAX_TOKENS = 96
 # the checks that can turn an answer whose words are there from pass to fail, as `identity eval` reports them
-CHECKS = (*NEW_CHECKS, "truth")
+CHECKS = (*NEW_CHECKS, "language", "truth")
 
 
 # ---------------------------------------------------------------- scoring
 
 def score_answer(probe: Probe, answer: str, data: IdentityData | None = None) -> dict:
-    """kit.facts.score_answer, and the truth check of every sentence (kit.truth, against the knowledge base
-    and the probe's user turns): `untrue` is [{sentence, verdict, reason, k_precision}] of the sentences it
-    does not keep; any fails the answer, and `flipped_by` gains "truth" when the answer passed before the checks."""
+    """kit.facts.score_answer, the truth check of every sentence (kit.truth, against the knowledge base and the
+    probe's user turns) and, for a probe in another language than English, the answer's language
+    (kit.language). `untrue` is [{sentence, verdict, reason, k_precision}] of the sentences the truth check does
+    not keep; `language` is kit.language.language_verdict's (None for an English probe). Either fails the
+    answer, and `flipped_by` gains "language" or "truth" when the answer passed before the checks."""
     scored = _fact_score(probe, answer, data)
     sources = " ".join([m["content"] for m in probe.history if m["role"] == "user"] + [probe.question])
+    if probe.lang != "en":  # the truth check's stop-list is English: "je suis un petit modèle" claims nothing new
+        sources += " " + " ".join(sorted(default_languages().words[probe.lang]))
     untrue = [v.as_dict() for v in false_sentences(answer, sources=sources)]
-    flipped_by = scored["flipped_by"] + (["truth"] if untrue and scored["pass_mentioned"] else [])
-    return {**scored, "pass": scored["pass"] and not untrue, "untrue": untrue, "flipped_by": flipped_by}
+    # the name is the same in every language: "I'm nanochat" states it, but does not answer a French question
+    language = None if probe.lang == "en" else language_verdict(answer, probe.lang, question=probe.question)
+    wrong_language = language is not None and not language["ok"]
+    flipped_by = scored["flipped_by"] + [check for check, hit in (("language", wrong_language), ("truth", untrue))
+                                         if hit and scored["pass_mentioned"]]
+    return {**scored, "pass": scored["pass"] and not untrue and not wrong_language, "untrue": untrue,
+            "language": language, "flipped_by": flipped_by}
 
 
 def summarize(rows: list[dict], data: IdentityData | None = None) -> dict:
@@ -180,11 +193,11 @@ class IdentityResult:
         return line + (f"; {self.not_scored} not scored (request failed)" if self.not_scored else "")
 
     def checks_summary(self) -> str:
-        """What the negation, contradiction and truth checks changed, on the same answers."""
+        """What the negation, contradiction, language and truth checks changed, on the same answers."""
         if self.score_mentioned is None:
             return "no answers scored"
         turned = ", ".join(f"{check} {self.flipped.get(check, 0)}" for check in CHECKS)
-        return (f"before the negation, contradiction and truth checks: {self.score_mentioned:.2f} "
+        return (f"before the negation, contradiction, language and truth checks: {self.score_mentioned:.2f} "
                 f"({self.passed_mentioned}/{self.scored}); answers each check turned from pass to fail: {turned} "
                 f"({self.flipped.get('any', 0)} in all); answers with a sentence the truth check does not keep: "
                 f"{self.untrue}/{self.scored}")
@@ -334,7 +347,7 @@ def evaluate_identity(*, endpoint: str | None = None, model: str | None = None,
             row.update(score_answer(probe, answer, data))
         else:
             row.update({"facts": {f: False for f in probe.checks}, "foreign": [], "denied": [], "contradicted": [],
-                        "untrue": [], "pass": False, "mentioned": {f: False for f in probe.checks},
+                        "untrue": [], "language": None, "pass": False, "mentioned": {f: False for f in probe.checks},
                         "pass_mentioned": False,
                         "flipped_by": []})
         rows.append(row)
@@ -424,6 +437,8 @@ def format_result(result: IdentityResult, answer_width: int = 100) -> str:
         turned = _failed_only_by(r.get("flipped_by") or [])
         lines.append(f"{r['probe']:<16} {mark:<4} {facts:<24} {', '.join(r['foreign']):<14} {wrong}{turned}".rstrip())
         lines += _wrapped(f"(not scored: {r['error']})" if r["error"] else r["answer"], answer_width)
+        if r.get("language") and not r["language"]["ok"]:
+            lines += _wrapped(f"language: {r['language']['why']}", answer_width, indent="      ! ")
         for u in r.get("untrue", ()):  # the sentence that failed and why, under the answer
             lines += _wrapped(f"{u['verdict']}: {u['sentence']!r}, {u['reason']}", answer_width, indent="      ! ")
     lines += ["", f"{'fact':<14} {'stated':>8}  share"]
