@@ -144,8 +144,11 @@ def an_unchecked_or_failed_judge_is_not_presented_as_findings(nb):
 @claim("03_data_quality")
 def the_sampling_plan_is_balanced(nb):
     # "It shows the sampling itself is balanced": every dimension of the plan within 0.1 total variation
-    rows = table_rows(output(cell(nb, starts="# NBVAL_CHECK_OUTPUT\nplan = ")))
+    rows = table_rows(output(cell(nb, starts="# NBVAL_CHECK_OUTPUT\nplan_recipe = ")))
     assert rows and all(float(r[3]) <= 0.1 and r[4] == "0" for r in rows)
+    # distill draws a persona it never puts into a request: the plan says so instead of counting it as balance
+    if "recipe distill" in output(cell(nb, starts='print("\\n".join(report["coverage"]["notes"]))')):
+        assert [r[5] for r in rows if r[1] == "persona"] == ["no"], rows
 
 
 def _minhash_table(nb) -> list[tuple[float, float]]:
@@ -164,7 +167,7 @@ def what_is_said_about_minhash_is_what_the_table_shows(nb):
         assert gap <= 0.03, f"'within a few hundredths', but the estimate is off by {gap:.3f}"
     if re.search(r"estimate (?:is )?always (?:lower|below)", said):
         assert all(m < e for e, m in table if e < 1)
-    text = computed(cell(nb, starts="display(Markdown(figures.minhash_sentence(rows, num_perm)))"), "minhash_sentence(rows")
+    text = computed(cell(nb, starts="display(Markdown(compare.minhash_sentence(rows, num_perm)))"), "minhash_sentence(rows")
     if text is not None:
         m = re.search(r"largest gap is \*\*([\d.]+)\*\*", text)
         assert m and float(m[1]) == pytest.approx(gap, abs=0.0015), "the printed gap is the table's"
@@ -246,7 +249,7 @@ def no_sentence_says_accepted_data_is_free_of_errors_unless_the_table_does(nb):
     errors_found = max((int(r[2].split(" of ")[0]) for r in table if len(r) > 2 and r[1] == "error"), default=0)
     if re.search(r"holds? no error-severity finding", section):
         assert errors_found == 0, f"'no error-severity finding', but the table shows {errors_found} with one"
-    text = computed(cell(nb, starts="display(Markdown(figures.accepted_errors_sentence("), "accepted_errors_sentence(records")
+    text = computed(cell(nb, starts="display(Markdown(compare.accepted_errors_sentence("), "accepted_errors_sentence(records")
     if text is not None:
         m = re.search(r"\*\*(\d+) of (\d+)\*\* accepted generated conversations", text)
         assert m and int(m[1]) >= errors_found, "the sentence counts at least the table's error findings"
@@ -254,9 +257,9 @@ def no_sentence_says_accepted_data_is_free_of_errors_unless_the_table_does(nb):
 
 @claim("03_data_quality")
 def planned_figures_and_unused_dimensions_are_not_compared_as_findings(nb):
-    recipe = re.search(r"targets from recipe (\w+)", output(cell(nb, starts="def coverage_rows(")) or "")
+    recipe = re.search(r"targets from recipe (\w+)", output(cell(nb, starts='print("\\n".join(report["coverage"]["notes"]))')) or "")
     c = cell(nb, starts="rows = quality.comparison(report, ref_report)")
-    text = computed(c, "figures.comparison_frame(")
+    text = computed(c, "compare.comparison_frame(")
     if text is None:
         return
     says = row_cells(text, "conversations where the assistant says")
@@ -269,12 +272,72 @@ def planned_figures_and_unused_dimensions_are_not_compared_as_findings(nb):
 
 @claim("03_data_quality")
 def every_share_in_the_comparison_shows_its_count(nb):
-    text = computed(cell(nb, starts="rows = quality.comparison(report, ref_report)"), "figures.comparison_frame(")
+    text = computed(cell(nb, starts="rows = quality.comparison(report, ref_report)"), "compare.comparison_frame(")
     if text is not None:
+        rejected = row_cells(text, "rejected by generation")
+        assert re.fullmatch(r"\d+ of (\d+) \(\d+%(, 95% CI \d+-\d+%)?\)", rejected[0]), rejected
         share = row_cells(text, "conversations with a content-rule finding")
         assert re.fullmatch(r"\d+ of (\d+) \(\d+%(, 95% CI \d+-\d+%)?\)", share[0]), share
         n = int(share[0].split(" of ")[1].split()[0])
         assert (n < 100) == ("95% CI" in share[0]), "an interval exactly where n < 100"
+
+
+
+_EQUAL_N = re.compile(r"(\w+) cut to n=(\d+): (?:TV )?([\d.]+)-([\d.]+)(?: of \d+)? \(95%\): (tie|more elements|fewer elements|"
+                      r"further from target|closer to target)")
+
+
+@claim("03_data_quality")
+def a_coverage_difference_inside_the_equal_n_range_is_called_a_tie(nb):
+    text = output(cell(nb, starts='print("\\n".join(report["coverage"]["notes"]))'))
+    for line in text.splitlines()[1:]:
+        cells = re.split(r"\s{2,}", line.strip())
+        point = re.match(r"(\d+) of \d+, TV ([\d.]+)", cells[1]) if len(cells) > 1 else None
+        for found in _EQUAL_N.finditer(line):
+            if point is None:
+                continue
+            value = float(point[2]) if "TV" in found[0] else int(point[1])
+            lo, hi = float(found[3]), float(found[4])
+            inside = lo - 0.005 <= value <= hi + 0.005 if "TV" in found[0] else lo <= value <= hi
+            assert (found[5] == "tie") == inside, f"{cells[0]}: {value} against {lo}-{hi} says {found[5]}"
+    recipe = re.search(r"targets from recipe (\w+)", text)
+    if recipe and recipe[1] == "distill":
+        assert re.search(r"persona\s+unused by the recipe", text), "persona is not a coverage finding for distill"
+        assert "never puts it into a request" in output(cell(nb, starts='pair = "dynamic" if "persona" in unused')), \
+            "the plan heatmap does not pair with a dimension distill never asks for"
+
+
+@claim("03_data_quality")
+def figures_of_text_the_kit_wrote_are_marked_planned(nb):
+    text = computed(cell(nb, starts="sources = compare.text_sources(records)"), "sources_sentence(sources)")
+    if text is None:
+        return
+    m = re.search(r"\*\*(\d+) words\*\*, the kit's templates wrote \*\*(\d+) of \d+ \(\d+%\)\*\*: (\d+) of (\d+) user words "
+                  r"\(composed turns\) and (\d+) of (\d+) assistant words \(planned openings\)\. The model wrote \*\*(\d+)\*\*", text)
+    assert m, text
+    total, kit, user_kit, user, assistant_kit, assistant, model = map(int, m.groups())
+    assert kit == user_kit + assistant_kit and total == user + assistant == kit + model
+    table = output(cell(nb, starts="rows = quality.comparison(report, ref_report)"))
+    measured = row_cells(table, "characters per assistant message")[-1] if "text measured" in table else ""
+    if assistant_kit > assistant - assistant_kit:
+        assert "measures the templates more than the model" in text
+        assert "planned" in " ".join(row_cells(table, "characters per assistant message")), measured
+
+
+@claim("03_data_quality")
+def a_judge_that_fills_in_the_form_is_named(nb):
+    text = output(cell(nb, starts="if scores:\n    from kit.quality.judge import degenerate_scores"))
+    m = re.search(r"Of \*\*(\d+) judgements\*\*, \*\*(\d+)\*\* are the scale in order .* \*\*(\d+)\*\* give every criterion "
+                  r"one score, and \*\*(\d+) of \d+\*\* are the same row", text)
+    if m is None:
+        assert "no judgements" in text
+        return
+    n, in_order, constant, same = map(int, m.groups())
+    assert ("fills in the form" in text) == ((in_order + constant) * 2 > n or same == n > 1), text
+    scores = table_rows(output(cell(nb, starts="scores = {}\nif judge_limit and records:")))
+    rows = [tuple(r[2:7]) for r in scores if len(r) >= 7 and r[1] == "judged"]
+    if rows and all(r == ("1", "2", "3", "4", "5") for r in rows):
+        assert in_order >= len(rows), "the sample's 1-2-3-4-5 rows are counted"
 
 
 # ---------------------------------------------------------------- 02_bulk_generation
@@ -792,7 +855,8 @@ def test_rejects_made_before_any_answer_are_shown_like_the_others():
 
 
 def test_the_comparison_labels_what_the_plan_guarantees_and_compares_distinct_n_on_equal_samples(tmp_path):
-    from kit.figures import comparison_frame, cost_per_kept, findings_only, sweep_sentence
+    from kit.figures import cost_per_kept
+    from kit.quality.compare import comparison_frame, findings_only, sweep_sentence
     from kit.quality import report as quality
     from kit.records import read_records, write_records
     from kit.rules import load_rules
@@ -812,7 +876,7 @@ def test_the_comparison_labels_what_the_plan_guarantees_and_compares_distinct_n_
     assert table.loc[distinct, "n (gen.)"] == table.loc[distinct, "n (ref.)"] > 0
     assert "95% CI" in table.loc["conversations with a content-rule finding", "generated"]  # n = 30
     assert "95% CI" not in table.loc["conversations with a content-rule finding", "reference"]  # n = 132
-    assert len(findings_only(rows, records)) == len(rows) - 2
+    assert len(findings_only(rows, records, ref_records)) == len(rows) - 2
     assert "FALLS" in sweep_sentence({"g": {3: 2, 8: 1}}, {"g": 10}) and "never falls" in sweep_sentence({"g": {3: 0, 8: 1}}, {"g": 10})
     assert cost_per_kept(0, 4, [{"requests": 5, "elapsed_s": 3.0}]).endswith("kept nothing")
     assert cost_per_kept(2, 4, []).endswith("every reply came from the reply cache")

@@ -437,7 +437,7 @@ def test_the_comparison_chart_shows_the_rows_that_differ_and_leaves_empty_ones_t
     def row(figure, gen, ref, pct=True):
         return {"figure": figure, "generated": gen, "reference": ref, "n_generated": 23, "n_reference": 132, "pct": pct}
 
-    rows = [row("markup", 0.0, 0.0), row("says it", 1.0, 0.87), row("requested topic: elements covered", "20 of 58", None, False),
+    rows = [row("markup", 0.0, 0.0), row("says it", 1.0, 0.87), row("requested topic: elements covered", {"covered": 20, "of": 58}, None, False),
             row("messages per conversation (mean)", 3.1, 4.2, False)]
     fig = quality_plots.comparison_bars(rows)
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -507,3 +508,34 @@ def judge_refusal(scores: dict[str, dict], calibration: dict | None) -> str | No
                 f"{', '.join(sorted(models))}: calibrate the judge that gave them")
     return None
 
+
+
+def degenerate_scores(scores: dict[str, dict]) -> dict:
+    """How many judgements are not a reading of the conversation but a filled-in form: the scale in order
+    across the criteria (1-2-3-4-5 or 5-4-3-2-1, the schema's own order), one score for every criterion,
+    and the most common row of scores. A judge whose rows are mostly these copies the form; its agreement
+    with labels, whatever it is, then comes from the form, not from the conversations."""
+    rows = [tuple(s[k] for k in CRITERIA) for s in scores.values() if s.get("status") == "judged"]
+    scale = tuple(range(1, len(CRITERIA) + 1))
+    common = Counter(rows).most_common(1)
+    return {"n": len(rows), "in_order": sum(r in (scale, scale[::-1]) for r in rows),
+            "constant": sum(len(set(r)) == 1 for r in rows),
+            "most_common": list(common[0][0]) if common else None, "most_common_n": common[0][1] if common else 0}
+
+
+def degenerate_sentence(d: dict) -> str:
+    """degenerate_scores in words, with what it means for trusting the judge."""
+    n = d["n"]
+    if not n:
+        return "No judgement to look at."
+    copies = d["in_order"] + d["constant"]
+    text = (f"Of **{n} judgements**, **{d['in_order']}** are the scale in order across the criteria "
+            f"({', '.join(CRITERIA)}), **{d['constant']}** give every criterion one score, and "
+            f"**{d['most_common_n']} of {n}** are the same row ({'-'.join(map(str, d['most_common']))}).")
+    if copies * 2 > n or d["most_common_n"] == n > 1:
+        text += (" The judge fills in the form instead of reading the conversation: its scores carry no "
+                 "information about the data, and its calls on the labelled set come from that form, not from "
+                 "what it read.")
+    else:
+        text += " Most rows vary with the conversation: the scores are at least a reading, as far as this check sees."
+    return text

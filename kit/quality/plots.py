@@ -9,7 +9,6 @@ which notebook 03 runs: a kernel that never imported pyplot has no PNG display f
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from typing import Sequence
 

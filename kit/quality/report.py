@@ -142,8 +142,8 @@ def comparison(report: dict, reference: dict) -> list[dict]:
         return lambda r: ((r["lengths"].get(name) or {}).get("mean"), (r["lengths"].get(name) or {}).get("n", 0))
 
     row("conversations", lambda r: (r["n_records"], r["n_records"]))
-    row("rejected by generation (n = asked)", lambda r: ((r.get("rejects") or {}).get("n", 0), (r.get("rejects") or {}).get("n", 0)
-                                             + r["n_records"]))
+    row("rejected by generation (n = asked)", lambda r: (_share((r.get("rejects") or {}).get("n", 0), _asked(r)), _asked(r)),
+        pct=True)
     row("conversations with a content-rule finding", lambda r: (
         _share(r["content_rules"]["records_flagged"], r["n_records"]), r["n_records"]), pct=True)
     for rule in CONTENT_RULES:
@@ -172,23 +172,33 @@ def _share(k: int, n: int) -> float | None:
     return k / n if n else None
 
 
+def _asked(report: dict) -> int:
+    return (report.get("rejects") or {}).get("n", 0) + report["n_records"]
+
+
 def _messages(report: dict) -> int:
     return sum((report["lengths"].get(f"{role}_chars") or {}).get("n", 0) for role in ("user", "assistant"))
 
 
-def covered_elements(cov: dict | None, dim: str) -> tuple[str | None, int]:
-    """("k of K", n): elements with a target that occur at least once, and the records behind it."""
+def covered_elements(cov: dict | None, dim: str) -> tuple[dict | None, int]:
+    """({"covered": k, "of": K}, n): of the K elements with a target, the k that occur at least once, and the
+    n drawn elements behind it."""
     d = (cov or {}).get("dimensions", {}).get(dim)
     if not d:
         return None, 0
     wanted = [e for e in d["elements"] if (e["target"] or 0) > 0]
-    return f"{sum(e['count'] > 0 for e in wanted)} of {len(wanted)}", d["n"]
+    return {"covered": sum(e["count"] > 0 for e in wanted), "of": len(wanted)}, d["n"]
+
+
+def covered_text(value: dict | None) -> str:
+    """covered_elements's value as "k of K" ("-" when there is none)."""
+    return "-" if value is None else f"{value['covered']} of {value['of']}"
 
 
 def format_comparison(rows: list[dict], names: tuple[str, str] = ("generated", "reference")) -> str:
     """The comparison as a text table: value (n=sample size) for each side."""
     def cell(value, n, pct):
-        return "-" if value is None else f"{value if isinstance(value, str) else format_value(value, pct)} (n={n})"
+        return "-" if value is None else f"{covered_text(value) if isinstance(value, dict) else format_value(value, pct)} (n={n})"
 
     width = max(len(r["figure"]) for r in rows)
     lines = [f"{'':<{width}}  {names[0]:>22}  {names[1]:>22}"]
@@ -392,7 +402,7 @@ def format_report(report: dict) -> str:
                   "absolute differences)"]
     for dim, d in cov["dimensions"].items():
         lines.append(
-            f"  {dim:<24} covered {covered_elements(cov, dim)[0]:>9}  total variation {format_value(d['total_variation'], True):>6}"
+            f"  {dim:<24} covered {covered_text(covered_elements(cov, dim)[0]):>9}  total variation {format_value(d['total_variation'], True):>6}"
             f"  (n={d['n']}, targets: {d['source']})"
         )
     if cov["furthest_off"]:
