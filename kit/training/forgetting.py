@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -72,7 +73,8 @@ def self_answer_drift(base, finetuned, tokenizer, prompts: Sequence[str] | None 
     base, finetuned: models sharing `tokenizer` (a kit.training.base_model ChatTokenizer); prompts: held-out
     prompts (the base model answers them here), or `answers`: records base_answers made earlier.
     Returns {n (answers), tokens (answer tokens scored), loss_base, loss_finetuned (mean nats per answer token),
-    loss_change (finetuned - base), kl (mean per-token KL(base || finetuned), nats), answers (the records)}.
+    loss_change (finetuned - base), kl (mean per-token KL(base || finetuned), nats), kl_per_answer ([(KL summed
+    over an answer, its tokens)], for `kl_interval`), answers (the records)}.
     """
     if answers is None:
         if not prompts:
@@ -83,6 +85,7 @@ def self_answer_drift(base, finetuned, tokenizer, prompts: Sequence[str] | None 
         raise ValueError("self_answer_drift: no answer has a token to score (all empty or cut off)")
     total_base = total_ft = total_kl = 0.0
     n_tokens = 0
+    per_answer = []  # (KL summed over the answer's tokens, its tokens): for an interval over the answers
     with torch.no_grad():
         for row in rows:  # one at a time: no padding, so nothing but the answer's own context is seen
             inputs, targets = collate([row], tokenizer.pad_id)
@@ -92,11 +95,23 @@ def self_answer_drift(base, finetuned, tokenizer, prompts: Sequence[str] | None 
             target = targets[keep].to(logp_base.device)
             total_base += float(F.nll_loss(logp_base, target, reduction="sum"))
             total_ft += float(F.nll_loss(logp_ft.to(logp_base.device), target, reduction="sum"))
-            total_kl += float(F.kl_div(logp_ft.to(logp_base.device), logp_base, log_target=True, reduction="sum"))
+            kl = float(F.kl_div(logp_ft.to(logp_base.device), logp_base, log_target=True, reduction="sum"))
+            total_kl += kl
             n_tokens += int(keep.sum())
+            per_answer.append((kl, int(keep.sum())))
     loss_base, loss_ft = total_base / n_tokens, total_ft / n_tokens
     return {"n": len(rows), "tokens": n_tokens, "loss_base": loss_base, "loss_finetuned": loss_ft,
-            "loss_change": loss_ft - loss_base, "kl": total_kl / n_tokens, "answers": list(answers)}
+            "loss_change": loss_ft - loss_base, "kl": total_kl / n_tokens, "kl_per_answer": per_answer,
+            "answers": list(answers)}
+
+
+def kl_interval(drift: dict, draws: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """A 95% interval of `self_answer_drift`'s KL per token, resampling its answers (a bootstrap over the prompts:
+    16 answers are a small sample of what the base model says)."""
+    per = np.asarray(drift["kl_per_answer"], dtype=float)
+    picks = np.random.default_rng(seed).integers(0, len(per), size=(draws, len(per)))
+    lo, hi = np.percentile(per[picks, 0].sum(axis=1) / per[picks, 1].sum(axis=1), [2.5, 97.5])
+    return float(lo), float(hi)
 
 
 def _log_probs(model, inputs: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:

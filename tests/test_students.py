@@ -1,0 +1,53 @@
+"""Students made comparable: the same number of conversations by one rule, and the planned-openings control
+(the generated data's user turns, each reply cut to the sentence the kit planned)."""
+
+from __future__ import annotations
+
+import pytest
+
+from kit.training import forgetting, students
+
+
+def _record(rid: str, replies: list[str], openers: list[str] | None = None) -> dict:
+    messages = []
+    for k, reply in enumerate(replies):
+        messages += [{"role": "user", "content": f"question {k}"}, {"role": "assistant", "content": reply}]
+    meta = {"turns": [{"opener": o, "model_sentences": 1} for o in openers]} if openers is not None else {}
+    return {"id": rid, "messages": messages, "meta": meta}
+
+
+def test_planned_openings_keep_the_user_turns_and_cut_each_reply_to_its_plan():
+    record = _record("g1", ["I'm nanochat, by Andrej Karpathy. I remember you.", "It is MIT licensed. I love it."],
+                      ["I'm nanochat, by Andrej Karpathy.", "It is MIT licensed."])
+    [cut] = students.planned_openings([record])
+    assert [m["content"] for m in cut["messages"]] == ["question 0", "I'm nanochat, by Andrej Karpathy.",
+                                                       "question 1", "It is MIT licensed."]
+    assert record["messages"][1]["content"].endswith("I remember you.")  # the input is not changed
+
+
+def test_a_record_without_a_plan_for_every_reply_is_refused():
+    with pytest.raises(ValueError, match="record r1: no planned opening"):
+        students.planned_openings([_record("r1", ["Hi, I'm nanochat."])])
+    with pytest.raises(ValueError, match="record r2"):
+        students.planned_openings([_record("r2", ["a", "b"], ["a"])])
+
+
+def test_every_source_gives_the_same_number_of_the_shortest_stating_name_and_creator():
+    long = _record("long", ["I'm nanochat, a small chat model built by Andrej Karpathy, and I like to chat a lot."])
+    short = _record("short", ["I'm nanochat, by Andrej Karpathy."])
+    nameless = _record("nameless", ["Hello there."])
+    chosen, n = students.same_size({"a": [long, short, nameless], "b": [long]}, limit=5)
+    assert n == 1 and [r["id"] for r in chosen["a"]] == ["short"] and [r["id"] for r in chosen["b"]] == ["long"]
+    assert students.same_size({"a": [long, short]}, limit=1)[1] == 1
+    assert students.same_size({"a": [long, short]}, limit=None)[1] == 2
+
+
+def test_the_drift_interval_holds_the_mean_and_the_bars_draw():
+    drift = {"kl": 0.3, "kl_per_answer": [(1.0, 10), (4.0, 10), (4.0, 10), (3.0, 10)]}
+    lo, hi = forgetting.kl_interval(drift)
+    assert lo <= 0.3 <= hi and 0.1 <= lo and hi <= 0.4
+    import matplotlib.pyplot as plt
+
+    fig = students.drift_bars({"reference student": (0.3, lo, hi), "generated student": (0.1, 0.05, 0.2)})
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["generated student", "reference student"]
+    plt.close(fig)
