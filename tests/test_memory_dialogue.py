@@ -15,7 +15,7 @@ import yaml
 from kit.llm.client import LLMClient, run_sync
 from kit.llm.endpoints import Endpoint
 from kit.memory.dataset import MemoryConfig, generate_records
-from kit.memory.rules import off_topic, turn_problems
+from kit.memory.rules import off_topic, off_topic_agreement, turn_problems
 from kit.memory.scenes import load_catalogue
 from kit.memory.sessions import plan_sessions, words_in
 from kit.memory.turns import RESERVED_TURNS, draw_user_lines, generate_session_turns, layout
@@ -133,12 +133,9 @@ def test_off_topic_measured_on_hand_labelled_real_replies():
     (source "fixtures29b"), 0.53 (10 of 19) and 0.32 (10 of 31). It catches a reply that ignores the
     line, not one that takes up its words and misreads them ("I feel much better with a fresh cut." ->
     "... a fresh cut of the day's meat.")."""
-    rows = _fixtures()
-    flagged = [off_topic(r["reply"], r["user"], CATALOGUE.reply_topics) is not None for r in rows]
-    wrong = [r["label"] == "non-sequitur" for r in rows]
-    tp = sum(f and w for f, w in zip(flagged, wrong))
-    precision, recall = tp / sum(flagged), tp / sum(wrong)
-    assert precision >= 0.65 and recall >= 0.35, (precision, recall, len(rows))
+    c = off_topic_agreement(_fixtures(), CATALOGUE.reply_topics)
+    precision, recall = c["caught"] / c["flagged"], c["caught"] / c["non_sequiturs"]
+    assert precision >= 0.65 and recall >= 0.35, c
 
 
 @pytest.mark.parametrize("user, reply, answers", [

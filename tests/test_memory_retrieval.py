@@ -95,6 +95,9 @@ def test_evidence_recall_at_k_by_hand():
     assert at1["per_category"]["max_frequency_date"]["recent"] == 0.0
     assert at2["overall"]["recent"] == pytest.approx((0.5 + 1.0 + 0.0) / 3)
     assert at1["overall"]["all"] == 1.0 and at1["questions_without_evidence"] == 0
+    # pooled counts: 1 + 1 + 0 of 2 + 1 + 1 evidence sessions in recent's top 2
+    assert at2["counts"]["time_range_scene_amount"]["recent"] == (1, 2)
+    assert at2["counts"]["overall"]["recent"] == (2, 4) and at2["counts"]["overall"]["all"] == (4, 4)
 
 
 def test_recall_needs_a_positive_k():

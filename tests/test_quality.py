@@ -236,6 +236,19 @@ def test_cost_per_supervised_token_by_hand(trained_tokenizer):
     assert c["api_tokens_per_supervised_token"] == pytest.approx(2300 / supervised)
 
 
+def test_cost_in_one_unit_counts_the_supervised_text_with_the_generators_tokenizer(trained_tokenizer):
+    usage = {"prompt_tokens": 1000, "completion_tokens": 150}
+    records = [conversation("what is your name", "I am nanochat.", "who made you", "Andrej Karpathy made me.",
+                            meta={"usage": usage}),
+               conversation("no usage here", "so this one is not counted")]
+    assert diversity.supervised_text(records[0], trained_tokenizer) == "I am nanochat.\nAndrej Karpathy made me."
+    words = lambda texts: [len(t.split()) for t in texts]  # a stand-in generator tokenizer: one token a word
+    c = diversity.cost_in_one_unit(records, trained_tokenizer, words)
+    assert c["supervised_generator_tokens"] == 7 and c["supervised_bytes"] == len("I am nanochat.\nAndrej Karpathy made me.")
+    assert c["completion_tokens_per_supervised_token"] == pytest.approx(150 / 7)
+    assert c["api_tokens_per_supervised_token"] == pytest.approx(1150 / 7)
+
+
 def test_cost_without_tokenizer_or_usage():
     c = diversity.cost([conversation("a", "b")])
     assert c["records_with_usage"] == 0 and c["cost_usd"] is None and "tokenizer" in c["note"]

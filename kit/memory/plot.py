@@ -1,4 +1,5 @@
-"""The memory benchmark's pictures: a record's timeline, and accuracy per category beside a reference."""
+"""The memory benchmark's pictures: a record's timeline, accuracy per category beside a reference, and
+every condition's rates side by side with their 95% intervals (`plot_rates`)."""
 
 from __future__ import annotations
 
@@ -98,6 +99,50 @@ def plot_accuracy(result: dict, path: str | Path | None = None, title: str | Non
     ax.set_xlabel("accuracy (%)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     ax.set_title(title or f"Memory benchmark: {result.get('model', 'model')}")
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def category_counts(result: dict) -> dict[str, tuple[int, int]]:
+    """category (and "overall") -> (correct, total) of an evaluation or oracle result."""
+    counts = {c: (v["correct"], v["total"]) for c, v in result["per_category"].items()}
+    counts["overall"] = (result["overall"]["correct"], result["overall"]["total"])
+    return counts
+
+
+def plot_rates(conditions: dict[str, dict[str, tuple[int, int]]], path: str | Path | None = None,
+               title: str | None = None, xlabel: str = "accuracy"):
+    """Every condition side by side (name -> category -> (k, n)): per category a bar for each, its 95%
+    Wilson interval as a whisker and k/n beside it. Bars whose whiskers overlap are not told apart."""
+    import matplotlib.pyplot as plt
+
+    from kit.figures import wilson
+
+    names = list(conditions)
+    named = set().union(*(set(c) for c in conditions.values())) - {"overall"}
+    rows = ([c for c in CATEGORIES if c in named] + sorted(named - set(CATEGORIES)) + ["overall"])[::-1]
+    height = 0.8 / len(names)
+    colours = ("#4C72B0", "#DD8452", "#55A868", "#8172B3", "#DDDDDD")
+    fig, ax = plt.subplots(figsize=(9, 0.22 * len(rows) * len(names) + 1.6))
+    for j, name in enumerate(names):
+        counts = [conditions[name].get(c, (0, 0)) for c in rows]
+        ys = [i + (len(names) / 2 - j - 0.5) * height for i in range(len(rows))]
+        shares = [k / n if n else 0.0 for k, n in counts]
+        bounds = [wilson(k, n) for k, n in counts]
+        errors = [[s - lo for s, (lo, _) in zip(shares, bounds)], [hi - s for s, (_, hi) in zip(shares, bounds)]]
+        style = {"edgecolor": "#555555", "hatch": "//"} if name == "oracle" else {}
+        ax.barh(ys, shares, height=height, color=colours[-1] if name == "oracle" else colours[j % 4], label=name,
+                xerr=errors, error_kw={"ecolor": "#333333", "capsize": 2, "lw": 0.8}, **style)
+        for y, (k, n), (_, hi) in zip(ys, counts, bounds):
+            ax.text(hi + 0.01, y, f"{k}/{n}", va="center", fontsize=6)
+    ax.set_yticks(range(len(rows)), [SHORT.get(c, c) for c in rows], fontsize=8)
+    ax.axhline(0.5, color="#999999", lw=0.6)  # "overall" is the bottom row: a line sets it apart
+    ax.set_xlim(0, 1.15)
+    ax.set_xlabel(f"{xlabel} (whiskers: 95% Wilson interval)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    ax.set_title(title or "memory benchmark, every condition", fontsize=10)
     fig.tight_layout()
     if path is not None:
         save_figure(fig, path)

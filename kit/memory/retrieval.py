@@ -93,6 +93,8 @@ def evidence(question: dict, ledger: list[Transaction], scenes: list[str]) -> se
 
 def evidence_recall(records: list[dict], k: int = 1, retrievers: tuple[str, ...] = RETRIEVERS) -> dict:
     """Mean recall@k per retriever, overall and per category, and one item per question and retriever.
+    `counts` pools the questions instead: category (and "overall") -> retriever -> (evidence sessions in
+    the top k, evidence sessions needed), the count a rate with its n is drawn from.
 
     A question with no evidence (a ledger with nothing in its range) has nothing to find and is not
     averaged; `questions_without_evidence` counts them.
@@ -118,7 +120,14 @@ def evidence_recall(records: list[dict], k: int = 1, retrievers: tuple[str, ...]
             by["overall", item["retriever"]].append(item["recall"])
     order = [c for c in CATEGORIES if any(i["category"] == c for i in items)]
     table = {c: {r: float(np.mean(by[c, r])) if by[c, r] else None for r in retrievers} for c in order + ["overall"]}
-    return {"k": k, "per_category": {c: table[c] for c in order}, "overall": table["overall"],
+    # pooled over the questions: (evidence sessions retrieved, evidence sessions needed), a count with its n
+    counts = {c: {r: (0, 0) for r in retrievers} for c in order + ["overall"]}
+    for item in items:
+        for c in (item["category"], "overall"):
+            found, needed = counts[c][item["retriever"]]
+            counts[c][item["retriever"]] = (found + len(set(item["evidence"]) & set(item["retrieved"])),
+                                            needed + len(item["evidence"]))
+    return {"k": k, "per_category": {c: table[c] for c in order}, "overall": table["overall"], "counts": counts,
             "questions_without_evidence": sum(i["recall"] is None for i in items) // max(1, len(retrievers)),
             "items": items}
 

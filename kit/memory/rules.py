@@ -154,6 +154,17 @@ def off_topic(reply: str, message: str, index: dict[str, frozenset[str]]) -> str
     return "off_topic: shares no word or topic with the user's line"
 
 
+def off_topic_agreement(rows: list[dict], index: dict[str, frozenset[str]]) -> dict[str, int]:
+    """How `off_topic` agrees with hand labels: rows are {user, reply, label} with label "answers" or
+    "non-sequitur" (tests/fixtures/memory_replies.jsonl holds real SmolLM2-135M replies labelled so).
+    Returns the counts a precision and a recall are drawn from: `labelled`, `non_sequiturs`, `flagged`
+    (replies off_topic refuses) and `caught` (refused non sequiturs)."""
+    flagged = [off_topic(r["reply"], r["user"], index) is not None for r in rows]
+    wrong = [r["label"] == "non-sequitur" for r in rows]
+    return {"labelled": len(rows), "non_sequiturs": sum(wrong), "flagged": sum(flagged),
+            "caught": sum(f and w for f, w in zip(flagged, wrong))}
+
+
 def rule_name(problem: str) -> str:
     """'markup: "}}"' -> 'markup': funnels count problems by rule."""
     return problem.split(":", 1)[0]

@@ -347,3 +347,44 @@ def cost(records: Sequence[dict], tokenizer=None) -> dict:
     out["completion_tokens_per_supervised_token"] = _ratio(out["completion_tokens"], supervised)
     out["api_tokens_per_supervised_token"] = _ratio(out["prompt_tokens"] + out["completion_tokens"], supervised)
     return out
+
+
+def supervised_text(record: dict, tokenizer) -> str:
+    """The text the SFT loss trains on in `record` (its mask-1 tokens that are not special), each run of
+    supervised tokens decoded on a line of its own."""
+    rendered = tokenizer.render_conversation(record)
+    runs, run = [], []
+    for token_id, mask in zip(rendered.ids, rendered.mask):
+        if mask and not tokenizer.is_special(token_id):
+            run.append(token_id)
+        elif run:
+            runs.append(tokenizer.decode(run))
+            run = []
+    if run:
+        runs.append(tokenizer.decode(run))
+    return "\n".join(runs)
+
+
+def cost_in_one_unit(records: Sequence[dict], tokenizer, count) -> dict:
+    """`cost`'s token ratios with both sides in one unit. API usage is counted by the generating model's
+    tokenizer, supervised tokens by `tokenizer`; a ratio across the two mixes units (a 2,048-id tokenizer
+    cuts text into more pieces than a 49,152-id one). `count(texts)` gives each text's length in the
+    generator's tokenizer (kit.memory.evaluate.token_counts for the embedded model), so the supervised text
+    is counted in the same unit as the bill. Bytes of supervised text (a line break between runs) are given
+    too: a unit every tokenizer shares."""
+    priced = [r for r in records if isinstance((r.get("meta") or {}).get("usage"), dict)]
+    texts = []
+    for record in priced:
+        try:
+            texts.append(supervised_text(record, tokenizer))
+        except ValueError:  # kit.tokens.render.RenderError: a broken conversation trains nothing
+            continue
+    usage = [r["meta"]["usage"] for r in priced]
+    prompt = sum(int(u.get("prompt_tokens") or 0) for u in usage)
+    completion = sum(int(u.get("completion_tokens") or 0) for u in usage)
+    supervised = sum(count(texts)) if texts else 0
+    return {"records_with_usage": len(priced), "prompt_tokens": prompt, "completion_tokens": completion,
+            "supervised_bytes": sum(len(t.encode("utf-8")) for t in texts),
+            "supervised_generator_tokens": supervised,
+            "completion_tokens_per_supervised_token": _ratio(completion, supervised),
+            "api_tokens_per_supervised_token": _ratio(prompt + completion, supervised)}
