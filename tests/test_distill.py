@@ -303,3 +303,22 @@ def test_the_funnel_counts_each_unit_apart_and_says_where_the_reject_reasons_dif
     assert {of for _, _, of, _ in steps["candidate answers"]} == {5}
     fig = distill_funnel(entries, asked=3)
     assert "1 of 3 conversations kept" in fig._suptitle.get_text() and len(fig.axes) == 3
+
+
+def test_two_recipes_kept_on_a_few_items_are_a_tie():
+    from kit.generation.plots import kept_sentence
+
+    assert kept_sentence({"v2": (1, 2), "distill": (2, 2)}).endswith("a tie, too few items (2 and 2) to rank the recipes.")
+    assert "95% CI" in kept_sentence({"v2": (1, 2), "distill": (2, 2)})
+    assert kept_sentence({"v2": (5, 80), "distill": (70, 80)}).endswith("distill keeps more, outside both intervals.")
+
+
+def test_the_reasons_sentence_names_each_check_where_the_counts_differ():
+    from kit.generation.plots import reasons_sentence
+
+    same = {"grounded": {"stopped": 2, "failed": 2, "items": 1}}
+    assert reasons_sentence(same).endswith("Here they agree: no candidate failed a check after failing an earlier one.")
+    later = {"supported": {"stopped": 2, "failed": 2, "items": 1}, "on topic": {"stopped": 0, "failed": 3, "items": 1}}
+    said = reasons_sentence(later)
+    assert "on topic is named by 1 rejected items and failed by 3 candidates, 0 of them first" in said
+    assert "supported is named" not in said

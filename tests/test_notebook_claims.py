@@ -465,6 +465,69 @@ def every_bad_example_is_caught(nb):
     assert all(i in text for i in ids), "the defaults fail every bad example"
 
 
+def test_the_markup_try_it_holds_when_run():
+    """01's try-it, run once: the reference conversation with a bold label in front of its first answer is
+    rejected with markup as its only error, and kept with markup counted as a warning once markup is one."""
+    from dataclasses import replace
+
+    from kit.records import read_records
+    from kit.rules import errors, load_rules, validate_messages
+
+    rules = load_rules()
+    lenient = replace(rules, severity={**rules.severity, "markup": "warning"})
+    reference = read_records(project_root() / "knowledge" / "reference" / "identity.jsonl").records
+    example = next(r for r in reference if r["meta"].get("dynamic", "").startswith("deep"))
+    assert not validate_messages(example["messages"], rules=rules, meta=example["meta"])
+    marked = [dict(m) for m in example["messages"]]
+    marked[1]["content"] = f"<b>Short answer:</b> {marked[1]['content']}"
+    strict = validate_messages(marked, rules=rules, meta=example["meta"])
+    assert {p.rule for p in errors(strict)} == {"markup"}
+    relaxed = validate_messages(marked, rules=lenient, meta=example["meta"])
+    assert not errors(relaxed) and {p.rule for p in relaxed} == {"markup"}
+
+
+@claim("01_prompt_design")
+def the_plan_heatmap_sentence_is_computed_and_its_verdict_follows(nb):
+    """The heatmap's colour range once ran from the fewest to the most draws, so chance looked like gaps."""
+    text = computed(cell(nb, starts="plan = [{"), "plots.pair_counts(plan", "plots.pairs_sentence(")
+    if text is None:
+        return
+    m = re.search(r"(\d+) of (\d+) topic_category x persona pairs are drawn at least once in (\d+) items .*?; (\d+) fall "
+                  r"outside (\d+)-(\d+), .*? where about (\d+) would: (.*)\.", text)
+    assert m, text
+    drawn, pairs, outside, by_chance = int(m[1]), int(m[2]), int(m[4]), int(m[7])
+    if "the plan is balanced" in m[8]:
+        assert drawn == pairs and outside <= 2 * by_chance + 2, "called balanced with pairs never drawn or far outside"
+
+
+_KEPT = re.compile(r"(\w+) kept (\d+) of (\d+) \(\d+%, 95% CI (\d+)-(\d+)%\)")
+
+
+@claim("01_prompt_design")
+def the_recipe_comparison_shows_its_n_and_calls_overlapping_intervals_a_tie(nb):
+    """'v2: 1 of 2 kept; distill: 2 of 2 kept' once stood as a comparison with no n or interval."""
+    text = computed(cell(nb, starts="from kit.generation.plots import kept_sentence"), "kept_sentence(", "len(entries)",
+                    "len(distilled)")
+    if text is None:
+        return
+    found = {m[1]: (int(m[4]), int(m[5])) for m in _KEPT.finditer(text)}
+    assert set(found) == {"v2", "distill"}, text
+    (lo_a, hi_a), (lo_b, hi_b) = found.values()
+    assert ("a tie" in text) == (lo_a <= hi_b and lo_b <= hi_a), text
+
+
+@claim("01_prompt_design")
+def the_warning_try_it_shows_markup_rejected_then_kept(nb):
+    """The try-it once re-validated only items whose errors were not markup, so it showed nothing."""
+    text = output(cell(nb, starts="from dataclasses import replace"))
+    if not text:
+        return
+    assert re.search(r"with <b> tags, default rules: rejected \(errors: markup\); warnings: none", text), text
+    assert re.search(r"with <b> tags, markup as a warning: kept; warnings: markup", text), text
+    for rules in re.findall(r"item \d+: still rejected \(([^)]*)\)", text):
+        assert set(rules.split(", ")) - {"markup"}, "an item whose only error was markup would be kept"
+
+
 # ---------------------------------------------------------------- 02_bulk_generation (more)
 
 @claim("02_bulk_generation")

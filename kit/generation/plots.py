@@ -1,4 +1,5 @@
-"""Figures of a distill generation run (notebook 02), drawn from the journal, one unit per panel.
+"""Figures of a generation run (notebooks 01 and 02), drawn from the journal, one unit per panel, and the
+sentence that compares two recipes' kept counts.
 
 A funnel that puts conversations, turns and candidate answers on one axis reads as one flow, but the three
 are counted over different totals. Here each unit has its own panel and its own axis: the share of that
@@ -13,6 +14,7 @@ from typing import Sequence
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
+from kit.figures import rate, wilson
 from kit.generation.distill import CHECKS, check_counts, funnel
 
 BLUE, GREEN, DARK, CUT, RED = "#4C72B0", "#8FD19E", "#2E7D32", "#E1B84B", "#C44E52"
@@ -67,3 +69,28 @@ def distill_funnel(entries: Sequence[dict], asked: int) -> Figure:
     fig.suptitle(f"distill funnel: {conversations[2][1]} of {asked} conversations kept", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def kept_sentence(kept: dict[str, tuple[int, int]]) -> str:
+    """Each recipe's kept count as a rate with its n and 95% Wilson interval, and the verdict from the values:
+    a tie when the intervals overlap (a few items cannot rank two recipes), else which kept more."""
+    said = "; ".join(f"{name} kept {rate(k, n)}" for name, (k, n) in kept.items())
+    (a, (ka, na)), (b, (kb, nb)) = list(kept.items())[:2]
+    (lo_a, hi_a), (lo_b, hi_b) = wilson(ka, na), wilson(kb, nb)
+    if lo_a <= hi_b and lo_b <= hi_a:
+        verdict = f"the intervals overlap: a tie, too few items ({na} and {nb}) to rank the recipes"
+    else:
+        verdict = f"{a if ka / na > kb / nb else b} keeps more, outside both intervals"
+    return f"{said}: {verdict}."
+
+
+def reasons_sentence(counts: dict[str, dict[str, int]]) -> str:
+    """Why the reject table and the funnel give a check different counts, from `check_counts`'s values."""
+    said = ("The reject table counts a rejected item under every check that any candidate of its failing turn "
+            "failed; the funnel counts each candidate once, under the first check it failed.")
+    later = [(c, v) for c, v in counts.items() if v["failed"] > v["stopped"]]
+    if not later:
+        return said + " Here they agree: no candidate failed a check after failing an earlier one."
+    return said + " They differ where a candidate failed more than one check: " + "; ".join(
+        f"{c} is named by {v['items']} rejected items and failed by {v['failed']} candidates, {v['stopped']} of them "
+        f"first" for c, v in later) + "."
