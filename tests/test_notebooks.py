@@ -28,8 +28,8 @@ FIGURES = {
     "02_bulk_generation": {"figure:funnel"},
     "03_data_quality": {"figure:planned-coverage", "figure:reference-comparison"},
     "04_tokens_and_masks": {"figure:token-mask", "figure:loss-mask", "figure:packing-toy", "figure:packing-rows"},
-    "05_midtrain_smoke": {"figure:task-mixture", "figure:loss"},
-    "06_memory_benchmark": {"figure:memory-timeline", "figure:memory-accuracy"},
+    "05_midtrain_smoke": {"figure:task-mixture", "figure:loss", "figure:probes"},
+    "06_memory_benchmark": {"figure:memory-timeline", "figure:memory-recall", "figure:memory-accuracy"},
     "07_identity_finetune": {"figure:finetune-loss"},
 }
 LESSONS = sorted(FIGURES)
