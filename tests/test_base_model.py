@@ -1,5 +1,5 @@
 """kit.training.base_model: the embedded GGUF loads offline into torch with its own tokenizer and template
-(slow: about 20 s), a local Hugging Face folder loads too, and bad paths or a template that is not
+(slow: about 20 s the first time, then read from its dequantized copy), a local Hugging Face folder loads too, and bad paths or a template that is not
 ChatML are one clear error."""
 
 from __future__ import annotations
@@ -7,11 +7,12 @@ from __future__ import annotations
 import os
 
 import pytest
+import torch
 
 from tiny_lm import make_tiny_model
 
-from kit.training.base_model import (SYSTEM_PROMPT, BaseModelError, ChatTokenizer, chat_messages, default_gguf, load_base,
-                            reply, with_default_system)
+from kit.training.base_model import (KEPT_MARK, SYSTEM_PROMPT, BaseModelError, ChatTokenizer, chat_messages, default_gguf,
+                            dequantized_folder, load_base, reply, with_default_system)
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +37,29 @@ def test_load_the_embedded_gguf_offline():
     assert isinstance(tok, ChatTokenizer) and tok.eos_id == tok.hf.convert_tokens_to_ids("<|im_end|>")
     answer = reply(model, tok, "What is the capital of France?", max_new_tokens=12)
     assert "Paris" in answer
+
+
+@pytest.mark.slow
+def test_the_dequantized_copy_loads_the_same_model_and_tokenizer(tmp_path, monkeypatch):
+    """The first load of a GGUF keeps its dequantized copy; a later load reads it: the same tensors bit
+    for bit and the same token ids. A cache that cannot be written costs only the slow load."""
+    monkeypatch.setenv("KIT_MODEL_CACHE", str(tmp_path / "models"))
+    fresh, fresh_tok = load_base()
+    kept = dequantized_folder(default_gguf())
+    assert (kept / KEPT_MARK).is_file() and not list(kept.parent.glob("*.partial-*"))
+    again, again_tok = load_base()
+    assert again.kit_load_info.kind == "gguf" and again.kit_load_info.seconds < fresh.kit_load_info.seconds
+    assert fresh.state_dict().keys() == again.state_dict().keys()
+    assert all(torch.equal(a, again.state_dict()[k]) for k, a in fresh.state_dict().items())
+    conversation = chat_messages([{"role": "user", "content": "Héllo wörld, 12.5 € 🙂"},
+                                  {"role": "assistant", "content": "I am nanochat."}])
+    assert again_tok.render_conversation(conversation) == fresh_tok.render_conversation(conversation)
+    assert again_tok.hf.chat_template == fresh_tok.hf.chat_template
+
+    (tmp_path / "not-a-folder").write_text("x")  # the cache's parent is a file: nothing can be kept
+    monkeypatch.setenv("KIT_MODEL_CACHE", str(tmp_path / "not-a-folder" / "models"))
+    model, _ = load_base()
+    assert model.kit_load_info.parameters == fresh.kit_load_info.parameters
 
 
 def test_load_a_local_hf_folder(tiny):

@@ -6,6 +6,14 @@ tokenizer and chat template stored in the same file); a local Hugging Face folde
 is downloaded (HF_HUB_OFFLINE, local_files_only) and no model code from a folder is run (no
 trust_remote_code).
 
+Reading a GGUF costs transformers ~15 s on one core (the tokenizer converted, every tensor
+dequantized), and notebook 07 and the tests load the same file again and again. So the first load
+keeps the result, float32 weights in safetensors with the tokenizer files, in
+`~/.cache/kit/models/<GGUF sha256>-transformers<version>/` (`KIT_MODEL_CACHE` moves it), and later
+loads read that folder in under a second: the same tensors bit for bit, the same token ids
+(tests/test_base_model.py). A cache that cannot be written (a full or read-only disk) only costs the
+slow load.
+
 The system prompt. SmolLM2's template puts "You are a helpful AI assistant named SmolLM, trained by
 Hugging Face" first when a conversation has no system message. Trained that way, a model would learn
 to say "I am nanochat" right after being told it is SmolLM, and every client that omits the system
@@ -36,6 +44,7 @@ from typing import Any
 import torch
 
 from kit.paths import os_errno, write_error
+from kit.training.checkpoints import sha256_file
 from kit.tokens.render import ChatFormat, Rendered, chatml_format, messages_of, render_conversation, render_for_completion
 
 SYSTEM_PROMPT = "You are a helpful AI assistant."
@@ -203,6 +212,9 @@ def load_base(path: str | os.PathLike | None = None, *, device: str | torch.devi
         if not (source / "config.json").is_file():
             raise BaseModelError(f"{source}: no config.json; give a Hugging Face model folder or a .gguf file")
         folder, kwargs, kind = str(source), {}, "hf-folder"
+    kept = dequantized_folder(source) if kind == "gguf" else None
+    if kept is not None and (kept / KEPT_MARK).is_file():
+        folder, kwargs = str(kept), {}
     try:
         with quiet_transformers():
             hf_tok = AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False, **kwargs)
@@ -210,17 +222,47 @@ def load_base(path: str | os.PathLike | None = None, *, device: str | torch.devi
                                                          dtype=dtype, **kwargs)
     except (OSError, ValueError, KeyError) as exc:
         raise BaseModelError(f"{source}: cannot load it as a causal LM: {exc}") from None
-    if kind == "gguf":
+    if kind == "gguf" and kwargs:
         # The weights are dequantized into plain tensors; without the GGUF "quantizer" marker the model
         # trains and saves (save_pretrained) like any other.
         model.hf_quantizer = None
         model.is_quantized = False
         model.config.quantization_config = None
         del model.config.quantization_config
+        if dtype == torch.float32:
+            _keep(model, hf_tok, kept)
     model.to(device).eval()
     model.kit_load_info = LoadInfo(str(source), kind, round(time.perf_counter() - started, 2),
                                    sum(p.numel() for p in model.parameters()))
     return model, ChatTokenizer(hf_tok)
+
+
+KEPT_MARK = "kit-dequantized.json"  # written last: a folder without it is a load that was cut short
+
+
+def dequantized_folder(gguf: Path) -> Path:
+    """Where the dequantized copy of `gguf` is kept: named by the file's content and the transformers
+    version that dequantized it, so another file or another transformers never reads a stale copy."""
+    import transformers
+
+    root = os.environ.get("KIT_MODEL_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kit" / "models"
+    return Path(root) / f"{sha256_file(gguf)[:16]}-transformers{transformers.__version__}"
+
+
+def _keep(model, hf_tok, folder: Path) -> None:
+    """Save a freshly dequantized model and its tokenizer into `folder`, whole or not at all."""
+    partial = folder.with_name(f"{folder.name}.partial-{uuid.uuid4().hex[:8]}")
+    try:
+        model.save_pretrained(partial)
+        hf_tok.save_pretrained(partial)
+        (partial / KEPT_MARK).write_text(json.dumps({"dtype": "float32"}))
+        if not (folder / KEPT_MARK).is_file():  # a copy without its mark was never complete
+            shutil.rmtree(folder, ignore_errors=True)
+        os.replace(partial, folder)
+    except OSError:  # a full or read-only disk, or another process kept it first: the next load is slow
+        pass
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def load_finetuned(directory: str | os.PathLike, *, device: str | torch.device = "cpu",
