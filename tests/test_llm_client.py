@@ -132,6 +132,17 @@ def test_requests_go_round_robin_over_endpoints(fake_openai):
     assert len(a.chat_requests) == len(b.chat_requests) == 3
 
 
+def test_a_stream_keeps_to_its_endpoint_while_that_one_is_free(fake_openai):
+    """A server's prompt cache holds the stream's previous request: memory eval's neighbours share sessions."""
+    a, b = fake_openai(), fake_openai()
+    client = client_for(a, b)
+    for i in range(4):
+        ask(client, f"q{i}", stream=1)
+    assert (len(a.chat_requests), len(b.chat_requests)) == (0, 4)
+    ask(client, "q4", stream=2)  # streams beyond the endpoints wrap around
+    assert len(b.chat_requests) == 4 and len(a.chat_requests) == 1
+
+
 def test_a_retry_moves_to_the_next_endpoint(fake_openai):
     down, up = fake_openai(lambda req, n: Reply(status=503)), fake_openai()
     c = ask(client_for(down, up))

@@ -20,7 +20,7 @@ from kit.llm.endpoints import Endpoint
 from kit.llm.client import LLMClient, run_sync
 from kit.commands.memory import main
 from kit.memory.dataset import MemoryConfig, generate_records, plan_sessions, read_dataset
-from kit.memory.evaluate import dates_in, fit_context, score
+from kit.memory.evaluate import dates_in, evaluate_records, fit_context, score, select_chunks
 from kit.memory.retrieval import oracle
 from kit.memory.scenes import load_catalogue, load_scenes
 from kit.memory.sessions import amounts_in
@@ -323,3 +323,27 @@ def test_eval_asks_with_the_sessions_its_context_names(fake_openai, tmp_path):
         result = json.loads(out.read_text())
         assert [i["chunks_selected"] for i in result["items"]] == given and result["context"] == context
     assert main(["eval", str(dataset), "--context", "bm25"]) == 2
+
+
+def test_eval_gives_each_server_a_contiguous_run_of_questions(fake_openai):
+    """Questions sorted by the sessions they are asked with, cut into one run per server: neighbours that
+    share sessions meet the same server's prompt cache instead of alternating between servers."""
+    [record] = _records(fake_openai(model_responder()))
+    servers = [fake_openai(_answering(record)) for _ in range(2)]
+    client = LLMClient([Endpoint(s.base_url, "fake-model") for s in servers], concurrency=2)
+
+    async def ask_all():
+        try:
+            return await evaluate_records(client, [record], None, show_progress=False)
+        finally:
+            await client.aclose()
+
+    items = run_sync(ask_all())
+    assert all(i["error"] is None for i in items)
+    questions = record["questions"]
+    order = sorted(range(len(questions)), key=lambda i: (select_chunks("full", questions[i], record["chunks"]), i))
+    half = (len(order) + 1) // 2
+    runs = [[questions[i]["query"] for i in part] for part in (order[:half], order[half:])]
+    asked = [[re.search(r"^Question: (.+)$", r.json["messages"][-1]["content"], re.M).group(1)
+              for r in s.chat_requests] for s in servers]
+    assert asked == runs

@@ -253,8 +253,10 @@ class LLMClient:
 
     async def complete(self, messages: list[dict], schema: dict | None = None, schema_name: str = "reply",
                        temperature: float | None = None, max_tokens: int | None = None,
-                       seed: int | None = None) -> Completion:
-        """One chat completion. Raises FatalAPIError (no retry) or RetriesExhausted.
+                       seed: int | None = None, stream: int | None = None) -> Completion:
+        """One chat completion. Raises FatalAPIError (no retry) or RetriesExhausted. Requests of one
+        `stream` go to the same endpoint while it is no busier than the others, so a server's prompt
+        cache still holds what the stream's previous request shared with this one.
 
         Each request, its body included, must finish within `timeout` seconds (a server that trickles
         its reply a byte at a time hits it too), and all attempts with their back-off within
@@ -276,7 +278,7 @@ class LLMClient:
         deadline: float | None = None
         for attempt in range(self.max_retries + 1):
             epoch = await self.limiter.acquire()
-            index = self._pick_endpoint()
+            index = self._pick_endpoint(None if attempt else stream)
             ep = self.endpoints[index]
             if ep.gone is not None and (why := ep.gone(0.0)):
                 self.limiter.release(epoch)
@@ -328,11 +330,13 @@ class LLMClient:
             await asyncio.sleep(pause)
         raise RetriesExhausted(self.max_retries + 1, last_error)
 
-    def _pick_endpoint(self) -> int:
+    def _pick_endpoint(self, stream: int | None = None) -> int:
         """The endpoint with the fewest requests in flight, round-robin among equals: several local model
         servers each answer one request at a time, so a long reply on one must not hold the next request
         while another idles. A retry moves on to the next endpoint, as plain round-robin did."""
         n = len(self.endpoints)
+        if stream is not None and self._in_flight[stream % n] == min(self._in_flight):
+            return stream % n
         start = self._next_endpoint
         offset = min(range(n), key=lambda k: self._in_flight[(start + k) % n])
         self._next_endpoint = start + offset + 1
