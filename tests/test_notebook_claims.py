@@ -569,6 +569,26 @@ def every_index_is_in_the_output_or_the_rejects(nb):
     assert int(m[1]) + int(m[2]) + int(m[3]) == parameters(nb)["num"] and int(m[4]) == int(m[1]) + int(m[3])
 
 
+@claim("02_bulk_generation")
+def the_funnel_counts_every_item_asked_and_its_check_table_matches_the_reject_reasons(nb):
+    """The funnel once said "43 of 51" for 52 asked, and lost 0 candidates 'on topic' beside 7 rejects naming it."""
+    c = cell(nb, starts="entries = journal_entries(output)")
+    text = computed(c, "distill_funnel(entries, summary.asked)", "check_counts(entries)", "reasons_sentence(counts)")
+    summary = output(cell(nb, starts="summary = generate(num, output"))
+    if text is None or parameters(nb)["recipe"] != "distill":
+        return
+    reasons = {k.strip(): int(v) for k, v in re.findall(r"([a-z ]+): (\d+)", re.search(r"rejected \(([^)]*)\)", summary)[1])}
+    table = {check: tuple(int(x) for x in row_cells(text.split("The reject table")[0], check)) for check in
+             ("finished", "content rules", "grounded", "facts", "supported", "on topic")}
+    assert all(len(v) == 3 for v in table.values()), table
+    for check, (stopped, failed, items) in table.items():
+        assert items == reasons.get(check, 0), f"{check}: the table and the summary count different rejects"
+        assert stopped <= failed
+        if failed > stopped:
+            assert re.search(rf"{check} is named by {items} rejected items and failed by {failed} candidates, "
+                             rf"{stopped} of them first", text), f"the difference at {check} is not explained"
+
+
 # ---------------------------------------------------------------- 04_tokens_and_masks (more)
 
 def _packing(nb) -> dict[str, list[str]]:
