@@ -231,29 +231,6 @@ def generation_funnel(asked: int, records: Sequence[dict], rejects: Sequence[dic
     return fig
 
 
-def candidate_funnel(row: dict, title: str | None = None):
-    """Recipe distill's funnel (one row of kit.generation.distill.funnel): candidate answers sampled, how
-    many passed each check in turn, turns that kept an answer, and conversations kept of those asked."""
-    plt = _plt()
-    row = {k: v if k == "yield per candidate" else int(v) for k, v in row.items()}  # a table row comes as floats
-    checks = [k for k in row if k.startswith("passed: ")]
-    bars = [("candidates sampled", row["sampled"], row["sampled"], "#4C72B0")]
-    bars += [(k, row[k], row["sampled"], "#8FD19E") for k in checks]
-    bars += [("turns that kept one", row["turns kept"], row["turns"], "#55A868"),
-             ("conversations kept", row["kept"], row["items"], "#2E7D32")]
-    fig, ax = plt.subplots(figsize=(7, 0.42 * len(bars) + 1.2))
-    drawn = ax.barh([b[0] for b in bars][::-1], [b[1] / max(1, b[2]) for b in bars][::-1],
-                    color=[b[3] for b in bars][::-1])
-    for bar, (_, n, of, _) in zip(drawn, bars[::-1]):
-        ax.text(bar.get_width() + 0.01, bar.get_y() + bar.get_height() / 2, f"{n} of {of}", va="center", fontsize=8)
-    ax.set_xlim(0, 1.25)
-    ax.set_xlabel("share (candidates; turns; conversations)")
-    ax.set_title(title or f"distill funnel: {row['kept']} of {row['items']} conversations kept, "
-                          f"{row['yield per candidate']:.0%} of candidates used", fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
 def score_bars(passed: dict[str, tuple[int, int]], title: str | None = None):
     """One bar per run (name -> (probes passed, probes scored)), its share written beside it and its 95%
     Wilson interval drawn as a whisker: two bars whose whiskers overlap are not yet told apart."""
