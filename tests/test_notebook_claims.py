@@ -654,10 +654,30 @@ def the_wrong_shift_moves_only_region_boundaries(nb):
 @claim("04_tokens_and_masks")
 def a_small_vocabulary_needs_more_tokens_and_keeps_the_supervised_fraction(nb):
     text = output(cell(nb, starts="for size in (512, 4096):"))
-    runs = {int(v): (int(t.replace(",", "")), float(f) if f else None)
-            for v, t, f in re.findall(r"vocab\s+(\d+):\s+([\d,]+) tokens(?:, ([\d.]+)% supervised)?", text)}
-    assert runs[512][0] > 1.1 * runs[parameters(nb)["vocab_size"]][0], "clearly more tokens with 512"
-    assert abs(runs[512][1] - runs[4096][1]) <= 1.0, "the supervised fraction barely moves"
+    runs = {int(v): (int(h.replace(",", "")), int(f.replace(",", "")), float(s)) for v, h, f, s in
+            re.findall(r"vocab\s+(\d+): held-out\s+([\d,]+) tokens; file\s+([\d,]+) tokens, ([\d.]+)% supervised", text)}
+    assert runs[512][0] > 1.1 * runs[4096][0], "clearly more tokens with 512 on the held-out text"
+    assert runs[512][1] > 1.1 * runs[4096][1], "clearly more tokens with 512 on the file"
+    assert abs(runs[512][2] - runs[4096][2]) <= 1.0, "the supervised fraction barely moves"
+
+
+@claim("04_tokens_and_masks")
+def compression_is_measured_on_held_out_text_and_said_from_the_sweep(nb):
+    c = cell(nb, starts="train_texts, held_texts = split_corpus(")
+    text = computed(c, "compression_sentence(sweep)", "split_corpus(")
+    if text is None:
+        return
+    rows = re.findall(r"(?m)^\d+\s+\d+\s+\d+\s+([\d.]+)\s+([\d.]+)\s+(\d+\.\d+)", text)  # the sweep's table
+    train, held = [float(r[0]) for r in rows], [float(r[1]) for r in rows]
+    assert len(rows) >= 2 and all(h < t for h, t in zip(held, train)), "'a tokenizer compresses its own training text best'"
+    assert held == sorted(held), "a larger vocabulary needs fewer tokens for the same held-out text"
+    assert sum(float(r[2]) for r in rows) < 3.0, "'a second or two in all'"
+    m = re.search(r"held-out text goes from \*\*([\d.]+) to ([\d.]+)\*\* characters per token \(x([\d.]+)\); the training "
+                  r"text from ([\d.]+) to ([\d.]+) \(x([\d.]+)\)", text)
+    assert m and (float(m[1]), float(m[2]), float(m[4]), float(m[5])) == (held[0], held[-1], train[0], train[-1])
+    assert ("The training text gains more" in text) == (float(m[6]) > float(m[3]))
+    splits = re.findall(r"vocab (\d+): (\d+) tokens for a held-out sentence", text)
+    assert len(splits) == 2 and int(splits[0][1]) > int(splits[1][1]), "the small vocabulary splits the sentence finer"
 
 
 @claim("04_tokens_and_masks")
