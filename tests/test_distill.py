@@ -322,3 +322,15 @@ def test_the_reasons_sentence_names_each_check_where_the_counts_differ():
     said = reasons_sentence(later)
     assert "on topic is named by 1 rejected items and failed by 3 candidates, 0 of them first" in said
     assert "supported is named" not in said
+
+
+def test_every_funnel_step_under_a_hundred_shows_its_interval():
+    from kit.generation.plots import distill_funnel
+
+    turn = {"verdicts": [[], ["supported"]], "chosen": 0, "dropped": 0, "model_sentences": 1}
+    entries = [{"status": "accepted", "record": {"meta": {"topic_category": "a", "turns": [turn]}}},
+               {"status": "rejected", "reject": {"rules": ["supported"], "meta": {"topic_category": "a", "turns": [
+                   {**turn, "verdicts": [["supported"], ["supported"]], "chosen": None}]}}}]
+    fig = distill_funnel(entries, asked=2)
+    said = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert "1 of 2 (50%, 95% CI 9-91%)" in said and "2 of 2" in said

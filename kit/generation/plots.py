@@ -44,7 +44,8 @@ def funnel_steps(entries: Sequence[dict], asked: int) -> dict[str, list[tuple[st
 def distill_funnel(entries: Sequence[dict], asked: int) -> Figure:
     """Recipe distill's funnel in three panels (conversations; answer turns, with the cut as its own steps;
     candidate answers through each check in order, a candidate counted up to the first check it fails, and
-    beside each check how many candidates failed it at all). Every share is of its own panel's first bar."""
+    beside each check how many candidates failed it at all). Every share is of its own panel's first bar, and
+    every step's label gives its rate with a 95% Wilson interval where the panel counts under 100."""
     steps = funnel_steps(entries, asked)
     failed = check_counts(list(entries))
     heights = [len(bars) for bars in steps.values()]
@@ -54,13 +55,13 @@ def distill_funnel(entries: Sequence[dict], asked: int) -> Figure:
         y = range(len(bars))
         ax.barh(list(y), [n / of if of else 0.0 for _, n, of, _ in bars], color=[b[3] for b in bars])
         for i, (label, n, of, _) in enumerate(bars):
-            text = f"{n} of {of}"
+            text = f"{n} of {of}" if i == 0 else rate(n, of)  # a step's rate with its n, and its interval below 100
             if label.startswith("passed: ") and (check := label[len("passed: "):]) in failed:
                 text += f"  (failed it at all: {failed[check]['failed']})"
             ax.text((n / of if of else 0.0) + 0.01, i, text, va="center", fontsize=8)
         ax.set_yticks(list(y), [b[0] for b in bars], fontsize=8)
         ax.invert_yaxis()
-        ax.set_xlim(0, 1.45)
+        ax.set_xlim(0, 1.7)
         ax.set_xticks([0, 0.25, 0.5, 0.75, 1.0])
         ax.xaxis.set_major_formatter(PercentFormatter(1.0))
         ax.set_xlabel(f"share of {unit} ({bars[0][0].split(' (')[0]})", fontsize=8)
