@@ -367,8 +367,8 @@ def supervised_text(record: dict, tokenizer) -> str:
 
 def cost_in_one_unit(records: Sequence[dict], tokenizer, count) -> dict:
     """`cost`'s token ratios with both sides in one unit. API usage is counted by the generating model's
-    tokenizer, supervised tokens by `tokenizer`; a ratio across the two mixes units (a 2,048-id tokenizer
-    cuts text into more pieces than a 49,152-id one). `count(texts)` gives each text's length in the
+    tokenizer, supervised tokens by `tokenizer`; a ratio across the two mixes units (two tokenizers cut the
+    same text into different numbers of pieces). `count(texts)` gives each text's length in the
     generator's tokenizer (kit.memory.evaluate.token_counts for the embedded model), so the supervised text
     is counted in the same unit as the bill. Bytes of supervised text (a line break between runs) are given
     too: a unit every tokenizer shares."""
