@@ -75,3 +75,23 @@ def test_rejects_sequences_longer_than_the_model():
         assert "longer than the model's 16" in str(exc)
     else:
         raise AssertionError("expected ValueError")
+
+
+def test_the_kv_cache_generates_what_reading_the_whole_context_each_step_does():
+    """Greedy tokens with the cache equal those of a model that reads its last sequence_len tokens afresh at
+    every step, before and after the context outgrows the sequence length (where the cache stops)."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=512, sequence_len=64, n_layer=2, n_head=2, n_embd=32)).eval()
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.3)  # untrained weights would make every step the same argmax
+
+    def afresh(ids, steps):
+        context = list(ids)
+        with torch.no_grad():
+            for _ in range(steps):
+                context.append(int(model(torch.tensor([context[-64:]]))[0, -1].argmax()))
+        return context[len(ids):]
+
+    for length in (1, 10, 40, 63):
+        ids = torch.randint(0, 512, (length,)).tolist()
+        assert list(model.generate(ids, 40, temperature=0)) == afresh(ids, 40), length

@@ -68,11 +68,17 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=False)
         self.proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: list | None = None) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
         q, k = rms_norm(apply_rotary(q, cos, sin)), rms_norm(apply_rotary(k, cos, sin))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        if cache is not None:  # generation: this layer's keys and values of the tokens before, then these
+            if cache:
+                k, v = torch.cat((cache[0], k), dim=2), torch.cat((cache[1], v), dim=2)
+            cache[:] = [k, v]
+        # new queries after cached keys see all of them: causal only among the T new tokens, which
+        # generation reads either all at once on an empty cache or one at a time
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))
 
 
@@ -92,8 +98,8 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(config)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(rms_norm(x), cos, sin)
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: list | None = None) -> torch.Tensor:
+        x = x + self.attn(rms_norm(x), cos, sin, cache)
         return x + self.mlp(rms_norm(x))
 
 
@@ -154,13 +160,20 @@ class GPT(nn.Module):
     def generate(self, ids: list[int], max_new_tokens: int, *, temperature: float = 1.0, top_k: int | None = None,
                  stop_ids: Iterable[int] = (), generator: torch.Generator | None = None):
         """Yield sampled token ids one at a time after the prompt `ids`, stopping after a token in
-        `stop_ids`. temperature 0 is greedy. The context is cropped to the model's sequence length."""
+        `stop_ids`. temperature 0 is greedy. Keys and values are cached (a KV cache) until the context
+        outgrows the model's sequence length; from there each token reads the last sequence_len afresh."""
         device = self.wte.weight.device
         stop = set(stop_ids)
         context = list(ids)
+        caches: list[list] = [[] for _ in self.blocks]
+        fresh = context  # the tokens the caches do not hold yet
         for _ in range(max_new_tokens):
-            window = torch.tensor([context[-self.config.sequence_len:]], dtype=torch.long, device=device)
-            logits = self(window)[0, -1]
+            if len(context) <= self.config.sequence_len:
+                logits = self._last_logits(torch.tensor([fresh], dtype=torch.long, device=device),
+                                           len(context) - len(fresh), caches)
+            else:  # past the rotary tables: read the last sequence_len tokens afresh, as before the cache
+                window = torch.tensor([context[-self.config.sequence_len:]], dtype=torch.long, device=device)
+                logits = self(window)[0, -1]
             if temperature == 0:
                 token = int(logits.argmax())
             else:
@@ -171,6 +184,17 @@ class GPT(nn.Module):
                 probs = F.softmax(logits, dim=-1)
                 token = int(torch.multinomial(probs.cpu(), 1, generator=generator))
             context.append(token)
+            fresh = [token]
             yield token
             if token in stop:
                 return
+
+    def _last_logits(self, idx: torch.Tensor, start: int, caches: list[list]) -> torch.Tensor:
+        """The next-token logits after `idx`, which follows `start` tokens already in `caches` (one per
+        block, filled here): each generated token costs one position, not the whole context again."""
+        T = idx.size(1)
+        cos, sin = self.cos[:, :, start:start + T], self.sin[:, :, start:start + T]
+        x = rms_norm(self.wte(idx))
+        for block, cache in zip(self.blocks, caches):
+            x = block(x, cos, sin, cache)
+        return self.lm_head(rms_norm(x[:, -1])).float()[0]
