@@ -396,9 +396,9 @@ def the_generated_row_verdict_follows_from_its_scores(nb):
     met = gen >= teacher and (base == 0 or gen / base >= 3)
     assert (m["met"] == "met") == met, f"says {m['met']!r} for generated {gen}, teacher {teacher}, base {base}"
     rows: dict[str, list[str]] = {}
-    for r in table_rows(output(cell(nb, starts="def experiment(name, data_file, mix):"))):
+    for r in table_rows(output(cell(nb, starts="def experiment(name, records):"))):
         rows.setdefault(r[0], r[1:])  # a wide table is printed in blocks: the first holds the score
-    assert float(rows["generated + general mix"][0]) == pytest.approx(gen, abs=0.006)
+    assert float(rows["generated student"][0]) == pytest.approx(gen, abs=0.006)
     assert float(rows["teacher (base model told the facts)"][0]) == pytest.approx(teacher, abs=0.006)
 
 
@@ -899,7 +899,7 @@ def the_untrue_answers_verdict_follows_from_the_counts(nb):
 @claim("07_identity_finetune")
 def the_objectives_and_try_its_claim_only_rows_that_ran(nb):
     objectives = markdown(nb)[0]
-    rows = [r[0] for r in table_rows(output(cell(nb, starts="def experiment(name, data_file, mix):")))]
+    rows = [r[0] for r in table_rows(output(cell(nb, starts="def experiment(name, records):")))]
     if re.search(r"with and without general conversations", objectives):
         assert any("identity only" in r or "no mix" in r for r in rows), "no row was trained without the general mix"
 
@@ -925,6 +925,25 @@ def a_kind_said_to_be_hardest_is_among_the_lowest(nb):
         for kind in kinds:
             assert kind in rates, f"'{kind}' probes are said to be hardest but none was scored"
             assert rates[kind] <= sorted(rates.values())[len(kinds) - 1], f"'{kind}' is not among the hardest"
+
+
+@claim("07_identity_finetune")
+def the_students_differ_only_in_their_data_and_every_tie_is_called_one(nb):
+    """Issue 29: the students are compared on the same conversations count, steps, mix and seed; a difference
+    whose interval holds 0 is printed as a tie."""
+    c = cell(nb, starts='score_change = f"{before.score:.2f}')
+    text = output(c)
+    if not text:
+        assert "figures.gain_sentence(" in c.source and "paired_gain" in c.source
+        return
+    same = re.search(r"Every student learnt from (\d+) identity conversations, (\d+) steps", text)
+    assert same, "the recap does not say what every student learnt from"
+    ran = re.findall(r"^([\w -]+ student): (\d+) steps", output(cell(nb, starts="def experiment(")), re.M)
+    assert ran and all(int(n) == int(same[2]) for _, n in ran), ran
+    gains = re.findall(r"over \d+ probes \(95% CI ([+-][\d.]+) to ([+-][\d.]+);[^)]*\): (a real difference|a tie)", text)
+    assert gains, "no paired comparison printed"
+    for lo, hi, verdict in gains:
+        assert (verdict == "a tie") == (float(lo) <= 0 <= float(hi))
 
 
 @claim("07_identity_finetune")
@@ -958,7 +977,7 @@ def test_the_readme_counts_what_the_notebooks_run():
     for n in re.findall(r"(\d+) conversations (?:asked of|from) the embedded model", row):
         assert int(n) == parameters(_read("02_bulk_generation"))["num"], row
     nb07 = _read("07_identity_finetune")
-    ran = 1 + bool(re.search(r"generated \+ general mix: \d+ steps", output(cell(nb07, starts="def experiment("))))
+    ran = 1 + len(re.findall(r"^[\w -]+ student: \d+ steps", output(cell(nb07, starts="def experiment(")), re.M))
     for n in re.findall(r"(\d+) finetunes", _readme_row("07_identity_finetune")):
         assert int(n) == ran, f"the README says {n} finetunes, the notebook ran {ran}"
     for n in re.findall(r"(\d+) evaluations on (\d+) probes", _readme_row("07_identity_finetune")):

@@ -30,7 +30,7 @@ FIGURES = {
     "04_tokens_and_masks": {"figure:token-mask", "figure:loss-mask", "figure:packing-toy", "figure:packing-rows"},
     "05_midtrain_smoke": {"figure:task-mixture", "figure:loss", "figure:probes"},
     "06_memory_benchmark": {"figure:memory-timeline", "figure:memory-recall", "figure:memory-accuracy"},
-    "07_identity_finetune": {"figure:finetune-loss"},
+    "07_identity_finetune": {"figure:finetune-loss", "figure:loss-mask", "figure:forgetting"},
 }
 LESSONS = sorted(FIGURES)
 SEED_NAME = re.compile(r"\bseed[ _-]?0\d\d\b", re.I)
