@@ -420,7 +420,7 @@ def test_smoke_pipeline_end_to_end(tmp_path, monkeypatch):
     # The LLM notebooks run with the smoke values (their replies are then cached for nbval); the two that
     # train run shorter here: nbval runs them in full next, and this test is about the plumbing.
     short = {"05_midtrain_smoke": {"steps": 5},
-             "07_identity_finetune": {"identity_examples": 4, "epochs": 1.0, "probe_limit": 7, "held_out": 4}}
+             "07_identity_finetune": {"identity_examples": 4, "steps": 4, "probe_limit": 7, "held_out": 4}}
     result = pipeline.run_pipeline(preset="smoke", overrides=short, runs_root=tmp_path / "runs", run_id="e2e")
     failure = result.failure
     assert failure is None, f"{failure}\n{failure.traceback}"
