@@ -86,6 +86,27 @@ def test_numbers_in_reads_digits_and_small_number_words():
     assert numbers_in("Pay $1,250.50, then -3 and twelve, v2 excluded") == [1250.5, -3.0, 12.0]
 
 
+# the finetuned model's answers in notebook 07, read as 20, 3 and 2 by the reader of the words zero to twenty
+@pytest.mark.parametrize("question,text,numbers,result", [
+    ("What is 25 squared?", "Two hundred and twenty-five.", [225], 225),
+    ("How many meters are in 3.5 kilometers?", "Three.5 is a length, so it's 3.5 meters.", [3.5, 3.5], None),
+    ("How many minutes are in 2.5 hours?", "Two and a half minutes.", [2.5], None),
+    ("What is 348 plus 276?", "Three hundred and forty-eight and twenty-six is 348 + 276, which is 594.",
+     [348, 26, 348, 276, 594], 594),
+    ("How many hours are in a week?", "A week has a hundred and sixty-eight hours.", [168], 168),
+    ("What is 1000 minus 387?", "One thousand and five, no: six hundred thirteen.", [1005, 613], 613),
+    ("How many minutes are in 2.5 hours?", "One hundred fifty minutes.", [150], 150),
+])
+def test_numbers_written_in_words_are_read_whole(question, text, numbers, result):
+    assert numbers_in(text) == numbers
+    assert forgetting.stated_result(text, question) == result
+
+
+def test_number_words_in_a_row_that_make_no_one_number_stay_apart():
+    assert numbers_in("two three, twenty twelve, twelve thousand three hundred forty, one and a half") == [
+        2, 3, 20, 12, 12340, 1.5]
+
+
 def test_bad_questions_are_refused_naming_the_entry(tmp_path):
     bad = tmp_path / "q.yaml"
     bad.write_text("questions:\n  - {id: x, kind: arithmetic, question: 'Q?', expr: \"__import__('os')\"}\n")

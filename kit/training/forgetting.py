@@ -172,9 +172,79 @@ def load_questions(path: str | Path | None = None) -> list[ComputedQuestion]:
 
 # signed, not inside a word, and a grouped number not run on into more digits ("1,2345" is 1 and 2345)
 _NUMBER = re.compile(rf"(?<![\w.])-?(?:{GROUPED_NUMBER}(?!\d)|{PLAIN_NUMBER})")
-_WORDS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve thirteen "
-                                     "fourteen fifteen sixteen seventeen eighteen nineteen twenty".split())}
-_WORD = re.compile(rf"\b(?:{'|'.join(_WORDS)})\b", re.IGNORECASE)
+# English number words: "two hundred and twenty-five" is 225, "two and a half" 2.5, "Three.5" 3.5, "one thousand
+# and five" 1005; "forty-eight and twenty-six" is two numbers (an "and" joins only after hundred or thousand)
+_SMALL = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve thirteen "
+                                     "fourteen fifteen sixteen seventeen eighteen nineteen".split())}
+_TENS = {w: 10 * i for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split(), start=2)}
+_SCALES = {"hundred": 100, "thousand": 1000, "million": 1_000_000}
+_WORD_TOKEN = re.compile(r"[A-Za-z]+")
+_JOIN = re.compile(r"(?:\s+|\s*-\s*)$")  # what may stand between two words of one number
+_FRACTION = re.compile(r"\.(\d+)(?![\d.,]\d)")  # "Three.5": a word number written on with digits
+
+
+def _word_numbers(text: str) -> list[tuple[int, int, float]]:
+    """(start, end, value) of every number written in English words, in order."""
+    tokens = [(m.start(), m.end(), m.group().lower()) for m in _WORD_TOKEN.finditer(text)]
+    found, i = [], 0
+    while i < len(tokens):
+        group = _word_group(text, tokens, i)
+        if group is None:
+            i += 1
+            continue
+        start, end, value, i = group
+        fraction = _FRACTION.match(text, end)
+        if fraction and value == int(value) and value < 1000:
+            value, end = float(f"{int(value)}.{fraction.group(1)}"), fraction.end()
+        found.append((start, end, value))
+    return found
+
+
+def _word_group(text: str, tokens: list, i: int):
+    """The number whose words start at token i: (start, end, value, the next token's index), or None."""
+    def word(k):
+        return tokens[k][2] if k < len(tokens) else None
+
+    def joined(k):  # token k follows token k - 1 with only a space or a hyphen between
+        return k < len(tokens) and _JOIN.fullmatch(text, tokens[k - 1][1], tokens[k][0]) is not None
+
+    k = i
+    if word(k) == "a" and joined(k + 1) and word(k + 1) in ("hundred", "thousand"):
+        k += 1  # "a hundred and sixty-eight"
+    elif word(k) not in _SMALL and word(k) not in _TENS:
+        return None
+    total, part, last, end = 0, 0, None, k
+    while k < len(tokens):
+        w = word(k)
+        if k > i and not joined(k):
+            break
+        if w == "and" and last is not None and joined(k + 1) and word(k + 1) == "a" and joined(k + 2) \
+                and word(k + 2) == "half":
+            part += 0.5
+            end, k = k + 2, k + 3
+            break
+        if w == "and":  # only after hundred or thousand, and only before the rest of the number
+            if last != "scale" or not joined(k + 1) or (word(k + 1) not in _SMALL and word(k + 1) not in _TENS):
+                break
+            k += 1
+            continue
+        if w in _SMALL or w in _TENS:
+            if last == "small" or (last == "tens" and (w in _TENS or _SMALL.get(w, 10) >= 10 or _SMALL[w] == 0)):
+                break  # "two three" and "twenty twelve" are two numbers
+            part += _SMALL.get(w, _TENS.get(w))
+            last = "tens" if w in _TENS else "small"
+        elif w == "hundred" and last != "scale" and part < 100:
+            part = (part or 1) * 100
+            last = "scale"
+        elif w in ("thousand", "million") and (total == 0 or total > _SCALES[w] * 999):
+            total += (part or 1) * _SCALES[w]
+            part, last = 0, "scale"
+        else:
+            break
+        end, k = k, k + 1
+    if last is None:
+        return None
+    return tokens[i][0], tokens[end][1], float(total + part), k
 # a number is an operand of the answer's working, not its result, when an operator (or "=") follows it, one
 # unit word allowed between ("3 pounds * 16", "7 days x 24 ="), or when an operator comes just before it
 # ("multiplying 64 by 0.15"); "= 168" after the last "=" is the result, and so is "appears 3 times."
@@ -184,14 +254,15 @@ _OPERAND_AFTER = re.compile(rf"\s*%?\s*(?:[^\W\d_]+\s+)?(?:{_OPERATOR}|=)", re.I
 
 
 def _numbers(text: str) -> list[tuple[int, int, float]]:
-    """(start, end, value) of every number a text states, in order: digits and the words zero to twenty."""
+    """(start, end, value) of every number a text states, in order: digits and English number words."""
     found = [(m.start(), m.end(), number_value(m.group())) for m in _NUMBER.finditer(text)]
-    found += [(m.start(), m.end(), float(_WORDS[m.group().lower()])) for m in _WORD.finditer(text)]
+    found += _word_numbers(text)
     return sorted(found)
 
 
 def numbers_in(text: str) -> list[float]:
-    """The numbers a text states: digits ("9.60", "$1,000", "-3") and the words zero to twenty."""
+    """The numbers a text states: digits ("9.60", "$1,000", "-3") and English number words ("two hundred and
+    twenty-five", "two and a half", "Three.5")."""
     return [value for _, _, value in _numbers(text)]
 
 
