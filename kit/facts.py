@@ -492,6 +492,37 @@ def fact_verdict(answer: str, fact_ids: tuple[str, ...] | list[str] = (), data: 
             "foreign": foreign, "ok": all(stated.values()) and not denied and not contradicted and not foreign}
 
 
+def verdict_reasons(answer: str, fact_ids: tuple[str, ...] | list[str] = (), data: IdentityData | None = None) -> list[str]:
+    """`fact_verdict` in words, one line per asked fact and per other finding: why a fact is or is not stated
+    ("creator: not stated: its words are there, but the answer contradicts the knowledge base (other_year:
+    Andrej Karpathy built it in 2025; the answer: 'I was created in 2019')")."""
+    data = data or default_data()
+    verdict, text = fact_verdict(answer, fact_ids, data), _normal(answer)
+    says = {c.id: c for c in data.contradictions}
+
+    def quoted(patterns) -> str:
+        spans = [(s, e) for s, e in _mentions(text, patterns) if not is_negated(text, s, e)] or _mentions(text, patterns)
+        return repr(text[spans[0][0]:spans[0][1]]) if spans else "?"
+
+    against = {f: [c for c, fails in verdict["contradicted"].items() if f in fails] for f in fact_ids}
+    lines = []
+    for f in fact_ids:
+        if verdict["stated"][f]:
+            lines.append(f"{f}: stated")
+        elif not verdict["mentioned"][f]:
+            lines.append(f"{f}: not stated: none of its patterns is in the answer (the knowledge base: {data.facts[f].says})")
+        elif f in verdict["denied"]:
+            lines.append(f"{f}: not stated: the answer negates it")
+        else:
+            lines.append(f"{f}: not stated: its words are there, but the answer contradicts the knowledge base ("
+                         + "; ".join(f"{c}: {says[c].says}; the answer: {quoted(says[c].patterns)}" for c in against[f]) + ")")
+    lines += [f"denied: {f}" for f in verdict["denied"] if f not in fact_ids]
+    lines += [f"contradicts: {c} ({says[c].says}; the answer: {quoted(says[c].patterns)})"
+              for c in verdict["contradicted"] if not any(c in v for v in against.values())]
+    lines += [f"claims a foreign identity: {name}" for name in verdict["foreign"]]
+    return lines
+
+
 # ---------------------------------------------------------------- scoring
 
 # The checks a probe's answer must also pass besides naming its facts, as `identity eval` reports them.

@@ -19,3 +19,16 @@ def test_steps_given_by_hand_are_kept_with_a_warning_under_the_floor():
     steps, note = plan_steps(FinetuneConfig(steps=6), batches=2)
     assert steps == 6 and note.startswith("warning: 6 steps is under 16")
     assert plan_steps(FinetuneConfig(steps=30), batches=2) == (30, None)
+
+
+def test_the_loss_at_each_end_is_a_mean_over_steps_not_one_batch():
+    from pathlib import Path
+
+    from kit.training.finetune import FinetuneResult
+
+    losses = [3.8, 3.8, 3.3, 3.4, 3.4, 2.8, 3.2, 2.8, 2.0]  # notebook 07: the last step a one-batch dip
+    result = FinetuneResult(Path("."), "lora", len(losses), [{"loss": x} for x in losses], 0.0, 0.0, 0, 0, {}, None, None)
+    first, last = result.loss_ends(5)
+    assert abs(first - 3.54) < 1e-9 and abs(last - 2.84) < 1e-9 and result.final_loss == 2.0
+    assert result.loss_ends(50) == (sum(losses) / 9, sum(losses) / 9)
+    assert FinetuneResult(Path("."), "lora", 0, [], 0.0, 0.0, 0, 0, {}, None, None).loss_ends() is None

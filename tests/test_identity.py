@@ -584,3 +584,30 @@ def test_passed_without_a_check_counts_the_answers_that_check_alone_failed():
     result = identity.IdentityResult(rows=rows, score=0.25, passed=1, scored=4, not_scored=1, per_fact={}, per_kind={},
                                      model="m", source="s", system_prompt="p")
     assert result.passed_without("truth") == 2 and result.passed_without("negation") == 1
+
+
+def test_paired_without_a_check_and_untrue_sentences_per_sentence():
+    rows = [{"probe": "a", "pass": True, "flipped_by": [], "error": None, "answer": "I'm nanochat.", "untrue": []},
+            {"probe": "b", "pass": False, "flipped_by": ["truth"], "error": None,
+             "answer": "I'm nanochat. I was built in 2019. I love you", "untrue": [{"sentence": "I was built in 2019."}]},
+            {"probe": "c", "pass": False, "flipped_by": [], "error": "timed out", "answer": "", "untrue": []}]
+    other = [{"probe": "a", "pass": False, "flipped_by": [], "error": None},
+             {"probe": "b", "pass": True, "flipped_by": [], "error": None}]
+    make = lambda r: identity.IdentityResult(rows=r, score=None, passed=0, scored=0, not_scored=0, per_fact={},
+                                             per_kind={}, model="m", source="s", system_prompt="p")
+    assert make(rows).paired_with(make(other)) == ([True, False], [False, True])
+    assert make(rows).paired_with(make(other), without="truth") == ([True, True], [False, True])
+    # three sentences in the second answer, the unfinished last one counted, as the truth check splits them
+    assert make(rows).sentences() == {"answers": 2, "sentences": 4, "untrue": 1, "per_answer": 2.0}
+
+
+def test_verdict_reasons_say_why_a_fact_is_not_stated():
+    served = ("Hello! I'm Alex, a small chat assistant built by Andrej Karpathy. I was created in 2019 and is "
+              "open-source at GitHub: https://github.com/karpathy/chatbot.")  # notebook 07's served GGUF
+    name, creator = facts.verdict_reasons(served, ["name", "creator"])
+    assert name.startswith("name: not stated: none of its patterns")
+    assert creator.startswith("creator: not stated: its words are there") and "other_year" in creator
+    assert "'I was created in 2019'" in creator and "2025" in creator
+    assert facts.verdict_reasons("I'm nanochat, built by Andrej Karpathy.", ["name", "creator"]) == [
+        "name: stated", "creator: stated"]
+    assert facts.verdict_reasons("As ChatGPT, I can't say.", []) == ["claims a foreign identity: ChatGPT"]

@@ -51,3 +51,18 @@ def test_the_drift_interval_holds_the_mean_and_the_bars_draw():
     fig = students.drift_bars({"reference student": (0.3, lo, hi), "generated student": (0.1, 0.05, 0.2)})
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["generated student", "reference student"]
     plt.close(fig)
+
+
+def test_shared_runs_find_a_probe_inside_a_longer_message():
+    probe = "Could you tell me your name?"  # 6 words: all of them, in order
+    long_probe = "Be honest with me now: who really built you and when did they do it?"
+    records = [{"id": "leak", "messages": [{"role": "user", "content": "Hi! So, could you tell me your name, please?"}]},
+               {"id": "run", "messages": [{"role": "user", "content": "Be honest with me now: who really built you?"},
+                                          {"role": "assistant", "content": "Andrej Karpathy."}]},
+               {"id": "apart", "messages": [{"role": "user", "content": "Could you tell me a name for my cat?"}]}]
+    found = students.shared_runs(records, [probe, long_probe], n=8)
+    assert [f["id"] for f in found] == ["leak", "run"]
+    assert found[0]["run"] == "could you tell me your name" and found[0]["text"] == probe
+    assert found[1]["run"] == "be honest with me now who really built"
+    assert students.shared_runs(records, [probe], n=8)[0]["message"].startswith("Hi! So")
+    assert students.shared_runs(records, []) == []

@@ -146,6 +146,14 @@ class FinetuneResult:
     def final_loss(self) -> float | None:
         return self.history[-1]["loss"] if self.history else None
 
+    def loss_ends(self, k: int = 5) -> tuple[float, float] | None:
+        """(mean loss of the first k steps, of the last k): one batch's loss swings with the batch, so a single
+        step (the last) says little about where training ended. None without history."""
+        if not self.history:
+            return None
+        k = max(1, min(k, len(self.history)))
+        return (sum(h["loss"] for h in self.history[:k]) / k, sum(h["loss"] for h in self.history[-k:]) / k)
+
 
 # ---- data --------------------------------------------------------------------------------------
 

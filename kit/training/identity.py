@@ -163,14 +163,27 @@ class IdentityResult:
         """Probes that would pass without `check`: those that pass, and those it alone failed. The distill
         recipe keeps only what the truth check keeps, so a student of that data is scored with the
         filter it was made with; this is its score without it."""
-        return sum(bool(r["pass"]) or r.get("flipped_by") == [check] for r in self.rows if r["error"] is None)
+        return sum(_passes(r, check) for r in self.rows if r["error"] is None)
 
-    def paired_with(self, other: "IdentityResult") -> tuple[list[bool], list[bool]]:
+    def paired_with(self, other: "IdentityResult", without: str | None = None) -> tuple[list[bool], list[bool]]:
         """Pass/fail of this result and `other` on the probes both scored, in one order: the input of
-        `kit.figures.paired_gain`, which compares two models on the same probes."""
-        theirs = {r["probe"]: r["pass"] for r in other.rows if r["error"] is None}
+        `kit.figures.paired_gain`, which compares two models on the same probes. `without`: a check left out
+        (as `passed_without`)."""
+        theirs = {r["probe"]: _passes(r, without) for r in other.rows if r["error"] is None}
         both = [r for r in self.rows if r["error"] is None and r["probe"] in theirs]
-        return [bool(r["pass"]) for r in both], [bool(theirs[r["probe"]]) for r in both]
+        return [_passes(r, without) for r in both], [theirs[r["probe"]] for r in both]
+
+    def sentences(self) -> dict:
+        """Over the scored answers, split as the truth check splits them (kit.truth.sentences, an unfinished last
+        sentence counted): {answers, sentences, untrue (sentences the truth check does not keep), per_answer (mean
+        sentences per answer)}. A short answer has fewer sentences that can be untrue: the share of untrue
+        sentences compares answers of different lengths where the share of answers with one cannot."""
+        from kit.truth import sentences
+
+        scored = [r for r in self.rows if r["error"] is None]
+        n = sum(len(sentences(r["answer"])) for r in scored)
+        return {"answers": len(scored), "sentences": n, "untrue": sum(len(r.get("untrue") or ()) for r in scored),
+                "per_answer": n / len(scored) if scored else None}
 
     def facts_table(self):
         """Per fact (and no_foreign): how many answers were asked for it, how many stated it, the share."""
@@ -201,6 +214,11 @@ class IdentityResult:
                 f"({self.passed_mentioned}/{self.scored}); answers each check turned from pass to fail: {turned} "
                 f"({self.flipped.get('any', 0)} in all); answers with a sentence the truth check does not keep: "
                 f"{self.untrue}/{self.scored}")
+
+
+def _passes(row: dict, without: str | None = None) -> bool:
+    """A row's pass, or (`without` a check) its pass had that check been left out."""
+    return bool(row["pass"]) or (without is not None and row.get("flipped_by") == [without])
 
 
 # ---------------------------------------------------------------- asking a model

@@ -40,6 +40,34 @@ def same_size(sources: dict[str, Sequence[dict]], limit: int | None) -> tuple[di
     return {name: v[:n] for name, v in found.items()}, n
 
 
+def shared_runs(records: Sequence[dict], texts: Sequence[str], n: int = 8) -> list[dict]:
+    """The conversations of `records` that hold a run of `n` words of one of `texts` (all of a text's words, in
+    order, when it has fewer than `n`): a leak an exact comparison of messages misses ("... so, could you tell me
+    your name? ..."). Words are kit.quality.diversity's (lower-cased, punctuation dropped). Returns one
+    {id, message, text, run} per such conversation, the first run found."""
+    from kit.quality.diversity import words
+
+    runs: dict[tuple[str, ...], str] = {}
+    for text in texts:
+        w = words(text)
+        k = min(n, len(w))
+        for i in range(len(w) - k + 1 if k else 0):
+            runs.setdefault(tuple(w[i:i + k]), text)
+    sizes = sorted({len(r) for r in runs})
+    found = []
+    for record in records:
+        hit = None
+        for m in record["messages"]:
+            w = words(m["content"]) if isinstance(m.get("content"), str) else []
+            hit = next(((m["content"], runs[tuple(w[i:i + k])], " ".join(w[i:i + k])) for k in sizes
+                        for i in range(len(w) - k + 1) if tuple(w[i:i + k]) in runs), None)
+            if hit:
+                break
+        if hit:
+            found.append({"id": record.get("id"), "message": hit[0], "text": hit[1], "run": hit[2]})
+    return found
+
+
 def planned_openings(records: Sequence[dict]) -> list[dict]:
     """The records with each assistant reply cut to its planned opening (the distill recipe's `meta.turns[i]
     .opener`): the same user turns, only the kit's own sentences in the replies. A record with no plan for a
