@@ -66,3 +66,14 @@ def test_shared_runs_find_a_probe_inside_a_longer_message():
     assert found[1]["run"] == "be honest with me now who really built"
     assert students.shared_runs(records, [probe], n=8)[0]["message"].startswith("Hi! So")
     assert students.shared_runs(records, []) == []
+
+
+def test_width_at_more_items_narrows_at_the_same_rate():
+    from kit.figures import wilson
+
+    now, more = students.width_at(1, 7, 13)  # notebook 07: 1 of 7 direct probes; all 13 direct probes asked
+    lo, hi = wilson(1, 7)
+    assert now == pytest.approx(hi - lo) and more < now
+    lo, hi = wilson(2, 13)  # 1/7 of 13 is about 2
+    assert more == pytest.approx(hi - lo)
+    assert students.width_at(3, 3, 3)[0] == students.width_at(3, 3, 3)[1]

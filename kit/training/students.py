@@ -96,6 +96,16 @@ def data_size(tokenizer, records: Sequence[dict], max_tokens: int = 512) -> dict
             "supervised": sum(sum(mask) for _, mask in rows)}
 
 
+def width_at(k: int, n: int, more: int) -> tuple[float, float]:
+    """(width of the 95% Wilson interval of k of n, its width at the same rate over `more` items): what asking
+    more probes would do to an interval, before asking them."""
+    from kit.figures import wilson
+
+    lo, hi = wilson(k, n)
+    lo_more, hi_more = wilson(round(k / n * more) if n else 0, more)
+    return hi - lo, hi_more - lo_more
+
+
 def drift_bars(drift: dict[str, tuple[float, float, float]], title: str | None = None):
     """One bar per student (name -> (KL per token, 95% low, 95% high)) of the drift on the base model's own
     answers: how far each moved from what the base model would have said (0 for an unchanged model)."""
