@@ -953,6 +953,78 @@ def rates_by_kind_show_their_probes(nb):
         assert re.search(r"\d+ of \d+ \(\d+%, 95% CI", text)
 
 
+@claim("07_identity_finetune")
+def every_try_it_prints_a_concrete_expectation(nb):
+    """A reader found that no try-it had a code cell or an expectation ("how the scores move is what your run shows")."""
+    for i, c in enumerate(nb.cells):
+        if c.cell_type == "markdown" and c.source.startswith("**Try it"):
+            after = nb.cells[i + 1]
+            assert after.cell_type == "code" and "expect, " in after.source, f"try-it {c.source[:40]!r}: no expectation"
+            assert not after.get("outputs") or "expect, " in output(after), output(after)
+            assert "is what your run shows" not in c.source
+
+
+@claim("07_identity_finetune")
+def the_loss_is_read_over_steps_and_the_served_reply_says_why(nb):
+    """'loss 3.78 -> 1.99' once read one batch's dip as the end of training; the served model said "I'm Alex" under
+    the label nanochat, its verdict printed without the reason."""
+    text = computed(cell(nb, starts="t0 = time.perf_counter()"), "loss_ends(5)")
+    if text is not None:
+        assert re.search(r"mean loss of the first 5 steps [\d.]+ -> of the last 5 [\d.]+", text), text
+    text = computed(cell(nb, starts='question = "Before I log off'), "facts.verdict_reasons(reply")
+    if text is not None:
+        assert "nanochat (served GGUF)" not in text and "finetuned model (served GGUF):" in text
+        stated = re.search(r"facts stated: \{'name': (True|False), 'creator': (True|False)\}", text)
+        assert stated, text
+        for fact, ok in zip(("name", "creator"), stated.groups()):
+            assert re.search(rf"^  {fact}: {'stated' if ok == 'True' else 'not stated: '}", text, re.M), (fact, text)
+
+
+def _students_table(nb) -> dict[str, list[str]]:
+    text = output(cell(nb, starts="def experiment(name, records):"))
+    rows: dict[str, list[str]] = {}
+    for line in text.splitlines():  # a wide table is printed in blocks: each row's cells, block after block
+        label = re.match(r"(base model|teacher \(base model told the facts\)|[\w-]+ student)\s{2,}", line)
+        if label:
+            rows.setdefault(label[1], []).extend(re.split(r"\s{2,}", line[label.end():].strip()))
+    return rows
+
+
+@claim("07_identity_finetune")
+def the_generated_and_planned_gap_is_read_without_the_truth_check_and_per_sentence(nb):
+    """The recap once compared the generated and planned-openings students without saying that both pass as many
+    probes without the truth check, and counted answers with an untrue sentence beside answers three times as long."""
+    c = cell(nb, starts='score_change = f"{before.score:.2f}')
+    text = computed(c, 'passed_without("truth")', "paired_with(control_scored, without=\"truth\")", ".sentences()")
+    if not text or "generated student" not in text:
+        return
+    assert re.search(r"one finetune \(seed \d+\): each 95% interval here covers which \d+ probes were asked, not training "
+                     r"noise", text)
+    m = re.search(r"without the truth check\*\*: (\d+) of (\d+) .*? against (\d+) of \d+ [^:.]*(: the same number)?", text)
+    assert m, "the recap does not compare the two students without the truth check"
+    assert bool(m[4]) == (m[1] == m[3]), m[0]
+    # each row's rates in the table's order: probes passed, passed without the truth check, answers with an untrue
+    # sentence, untrue sentences
+    rates = {name: [v for v in cells if re.match(r"\d+ of \d+", v)] for name, cells in _students_table(nb).items()}
+    assert rates["generated student"][1].startswith(f"{m[1]} of ") and rates["planned-openings student"][1].startswith(f"{m[3]} of ")
+    lengths = re.search(r"The generated student answers in ([\d.]+) sentences on average, the reference student in "
+                        r"([\d.]+) .*?\)(: with fewer sentences|: the lengths do not favour it)", text)
+    assert lengths, "the recap does not say how long each student's answers are"
+    assert (lengths[3] == ": with fewer sentences") == (float(lengths[1]) < float(lengths[2]))
+    for name in ("generated student", "reference student", "planned-openings student"):
+        said = re.search(rf"Per sentence: .*?{name} (\d+ of \d+)", text)
+        assert said and (rates[name][3] + " ").startswith(said[1] + " "), (name, rates[name])
+
+
+@claim("07_identity_finetune")
+def the_leak_check_counts_shared_word_runs_too(nb):
+    text = computed(cell(nb, starts="def experiment(name, records):"), "students.shared_runs(")
+    if text and "generated conversations (" in text:
+        m = re.search(r"(\d+) of the (\d+) generated conversations hold a run of 8 words of a probe's user turns", text)
+        assert m, text
+        assert int(m[1]) == 0 or re.search(r"^  \S+: '", text, re.M), "a leak found is shown"
+
+
 # ---------------------------------------------------------------- notebooks/README.md
 
 def _readme_row(stem: str) -> str:
@@ -1110,6 +1182,13 @@ def test_figures_quoted_from_the_readme_are_the_readmes():
     if quote:
         assert measured["sampled answers"] == (int(quote[1]), int(quote[2]))
         assert measured["planned openings"] == (int(quote[3]), int(quote[4]))
+    sampled = re.search(r"measured (\d+) of (\d+) on the embedded model with sampled answers", said)
+    if sampled:
+        assert measured["sampled answers"] == (int(sampled[1]), int(sampled[2]))
+    nb07 = nbformat.read(NOTEBOOKS / "07_identity_finetune.ipynb", as_version=4)
+    for c in nb07.cells:  # the try-it's code computes with the README's kept count
+        for kept in re.findall(r"^sampled_kept = (\d+)", c.source, re.M):
+            assert int(kept) == measured["sampled answers"][0]
 
 
 @pytest.mark.slow
