@@ -968,9 +968,10 @@ def every_try_it_prints_a_concrete_expectation(nb):
 def the_loss_is_read_over_steps_and_the_served_reply_says_why(nb):
     """'loss 3.78 -> 1.99' once read one batch's dip as the end of training; the served model said "I'm Alex" under
     the label nanochat, its verdict printed without the reason."""
-    text = computed(cell(nb, starts="t0 = time.perf_counter()"), "loss_ends(5)")
+    text = computed(cell(nb, starts="t0 = time.perf_counter()"), "mixed.loss_ends(k)")
     if text is not None:
-        assert re.search(r"mean loss of the first 5 steps [\d.]+ -> of the last 5 [\d.]+", text), text
+        m = re.search(r"(\d+) steps in .*mean loss of the first (\d+) steps [\d.]+ -> of the last (\d+) [\d.]+", text)
+        assert m and m[2] == m[3] and int(m[2]) == min(5, int(m[1])), text
     text = computed(cell(nb, starts='question = "Before I log off'), "facts.verdict_reasons(reply")
     if text is not None:
         assert "nanochat (served GGUF)" not in text and "finetuned model (served GGUF):" in text
