@@ -368,8 +368,22 @@ def distill_lines(entry: dict) -> list[str]:
     if not turns and not kept:
         lines.append("  rejected before its first answer: nothing was sampled")
     for t, turn in enumerate(turns):
-        lines.append(f"  turn {t + 1}: {turn['passed']} of {turn['candidates']} candidates passed; failed checks "
-                     f"per candidate: {[', '.join(v) or 'none' for v in turn['verdicts']]}")
+        # each candidate as the model wrote it, the checks it failed so, and what the verifier kept of the chosen one
+        written, as_written = turn.get("written") or [], turn.get("as_written") or []
+        uncut = f" ({sum(not v for v in as_written)} of {len(as_written)} as written)" if as_written else ""
+        lines.append(f"  turn {t + 1}: {turn['passed']} of {turn['candidates']} candidates passed after the cut{uncut}; "
+                     f"failed checks per candidate after the cut: {[', '.join(v) or 'none' for v in turn['verdicts']]}")
+        for j, text in enumerate(written):
+            failed = ", ".join(as_written[j]) if j < len(as_written) else "?"
+            chosen = "  (chosen)" if j == turn.get("chosen") else ""
+            lines.append(f"    candidate {j + 1}{chosen}, as written: {text.strip()!r}; failed as written: {failed or 'none'}")
+        if written and turn.get("chosen") is not None:
+            cut = turn.get("cut") or {}
+            why = "; ".join(r for rs in (cut.get("why") or {}).values() for r in rs)
+            own = turn.get("model_sentences")
+            lines.append(f"    kept of the chosen: {own} sentence(s) of the model's"
+                         + (" (the planned opening alone)" if own == 0 else "")
+                         + (f"; cut: {cut.get('sentences')}, because {why}" if cut else "; nothing cut"))
     if kept:
         lines += [f"  {m['role']:>9}: {m['content']}" for m in entry["record"]["messages"]]
     else:
@@ -389,6 +403,34 @@ def topic_words_said(record: dict) -> tuple[list[str], list[str]]:
     stems = {stem(w, rules.stem_chars) for w in content_words(text, rules)}
     said = [w for w in words if stem(w, rules.stem_chars) in stems]
     return said, [w for w in words if w not in said]
+
+
+QUESTION_STYLES = ("direct_questions", "curious_openers")
+# words of an opener question that the assistant's name answers ("Who am I talking to?", "Are you GPT?"), and
+# greetings: neither asks for anything beyond the introduction every distill answer opens with
+NAME_ANSWERS = frozenset({"hi", "hey", "hello", "hiya", "yo", "talking", "gpt", "chatbot", "name", "story"})
+
+
+def unanswered_opener(record: dict) -> tuple[str, list[str]] | None:
+    """(opener, its words) when an item's opener asks a question of its own (an opener style of
+    QUESTION_STYLES) and the first answer uses none of its content words, else None. A distill plan answers the
+    topic's question put after the opener ("Can you help me code? Is this project open source?"), so such an
+    opener is answered only by chance. Rough, like topic_words_said: an answer in other words ("built by" for
+    "who made you") is flagged too, and an opener asking only what the name answers ("who are you?", "Are you
+    GPT?", greetings aside: NAME_ANSWERS) never is."""
+    meta = record.get("meta") or {}
+    styles, openers = meta.get("first_message_categories") or [], meta.get("first_message_examples") or []
+    messages = record.get("messages") or []
+    if not styles or styles[0] not in QUESTION_STYLES or not openers or len(messages) < 2:
+        return None
+    if not str(messages[0].get("content", "")).startswith(openers[0]):
+        return None  # the opener stood alone as a turn of its own, or was not used
+    rules = load_truth()
+    words = [w for w in content_words(openers[0], rules) if w.lower() not in NAME_ANSWERS]
+    answer = {stem(w, rules.stem_chars) for w in content_words(str(messages[1].get("content", "")), rules)}
+    if not words or any(stem(w, rules.stem_chars) in answer for w in words):
+        return None
+    return openers[0], words
 
 
 def reject_rows(entries: Sequence[dict], reason_chars: int = 90, raw_chars: int = 80) -> list[tuple]:

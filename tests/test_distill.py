@@ -173,6 +173,19 @@ def test_the_answer_keeps_the_longest_run_of_sentences_that_passes():
     assert empty.failed == {"finished": ["no full sentence before the token limit"]}
 
 
+def test_the_verdict_as_written_is_the_candidate_before_the_cut():
+    """Notebook 02's funnel once counted 196 of 237 candidates 'supported' while 2 of 79 answers kept the model's
+    text whole: the checks were counted after the cut. `as_written` keeps the uncut candidate's failed checks."""
+    opener = "I was built by Andrej Karpathy in 2025."
+    alone = check("Tel Aviv is where he works.", prefix=opener)
+    assert alone.passed and list(alone.as_written) == ["grounded", "supported"]
+    whole = check("It is tiny and hackable.", prefix=opener)
+    assert whole.passed and whole.dropped == 0 and whole.as_written == {}
+    long = check("It is tiny and hackable. It is open source. He lives in Tel Aviv.", prefix=opener)
+    assert long.passed and long.dropped == 1 and "grounded" in long.as_written  # the sentence past MAX_SENTENCES too
+    assert check("and then", prefix=opener, finish_reason="length").as_written == {"finished": ["no full sentence before the token limit"]}
+
+
 # ---- one conversation, planted replies ----------------------------------------------------------------
 
 
@@ -205,6 +218,7 @@ def test_planted_debris_never_reaches_the_record_and_the_best_candidate_is_kept(
     [turn] = outcome.turns
     # the second passes too, cut to "I help." before the invented name; the third states more and wins
     assert turn["chosen"] == 2 and turn["passed"] == 2 and turn["verdicts"] == [["content rules", "supported"], [], []]
+    assert turn["written"] == complete.texts[0] and turn["as_written"][1] == ["grounded", "supported"]
     sent = complete.seen[0]
     assert sent[0]["role"] == "system" and "nanochat" in sent[0]["content"]
     assert sent[-1]["role"] == "assistant" and sent[-1]["content"] == turn["opener"]  # the planned opening
@@ -279,8 +293,8 @@ def test_the_funnel_counts_each_unit_apart_and_says_where_the_reject_reasons_dif
     """Notebook 02's funnel once mixed conversations, turns and candidates on one axis, titled "43 of 51" for a
     run of 52, and its on-topic step lost 0 candidates beside 7 rejects 'on topic'. check_counts tells the
     three counts apart; funnel_steps keeps one unit per panel and counts every item asked."""
-    from kit.generation.distill import check_counts
-    from kit.generation.plots import distill_funnel, funnel_steps
+    from kit.generation.distill import as_written_counts, check_counts
+    from kit.generation.plots import as_written_sentence, distill_funnel, funnel_steps
 
     turn = lambda verdicts, chosen, dropped=0, alone=None: {"verdicts": verdicts, "chosen": chosen, "dropped": dropped,
                                                             "model_sentences": alone}
@@ -303,6 +317,15 @@ def test_the_funnel_counts_each_unit_apart_and_says_where_the_reject_reasons_dif
     assert {of for _, _, of, _ in steps["candidate answers"]} == {5}
     fig = distill_funnel(entries, asked=3)
     assert "1 of 3 conversations kept" in fig._suptitle.get_text() and len(fig.axes) == 3
+    assert not any("as written" in label for label, *_ in steps["candidate answers"])  # not recorded: not drawn
+    entries[0]["record"]["meta"]["turns"][0]["as_written"] = [["supported", "on topic"], ["supported"]]
+    entries[0]["record"]["meta"]["turns"][1]["as_written"] = [[]]
+    assert as_written_counts(entries) == {"sampled": 3, "passed": 1, "failed": {**dict.fromkeys(CHECKS, 0), "supported": 2,
+                                                                             "on topic": 1}}
+    candidates = {label: (n, of) for label, n, of, _ in funnel_steps(entries, asked=3)["candidate answers"]}
+    assert candidates["as written (nothing cut): passed every check"] == (1, 3)
+    said = as_written_sentence(entries)
+    assert said.startswith("As the model wrote them, 1 of 3 (33%, 95% CI") and "not what the model wrote" in said
 
 
 def test_two_recipes_kept_on_a_few_items_are_a_tie():

@@ -166,3 +166,37 @@ def test_score_bars_draw_each_runs_interval():
     widths = sorted(p.get_width() for p in ax.patches)
     assert widths == [pytest.approx(1 / 29), pytest.approx(21 / 29)]
     assert any(type(c).__name__ == "ErrorbarContainer" for c in ax.containers), "each bar has its interval"
+
+
+def test_an_opener_that_asks_its_own_question_is_flagged_when_the_answer_ignores_it():
+    """02's ten conversations once counted "10 of 10 kept whole" beside "Can you help me code?" left unanswered."""
+    from kit.figures import unanswered_opener
+
+    def record(opener, style, answer):
+        return {"meta": {"first_message_examples": [opener], "first_message_categories": [style]},
+                "messages": [{"role": "user", "content": f"{opener} Is this project open source?"},
+                             {"role": "assistant", "content": answer}]}
+
+    assert unanswered_opener(record("Can you help me code?", "direct_questions",
+                                    "I'm nanochat. I'm open source under the MIT license.")) == ("Can you help me code?", ["help", "code"])
+    assert unanswered_opener(record("Can you help me code?", "direct_questions", "I can write simple code.")) is None
+    assert unanswered_opener(record("Hey, who are you?", "curious_openers", "I'm nanochat.")) is None  # the name answers
+    assert unanswered_opener(record("hey nanochat!", "greetings_with_name", "I'm nanochat.")) is None  # not a question
+
+
+def test_distill_lines_print_each_candidate_as_written_and_what_was_cut():
+    """01 once printed "failed checks per candidate: ['none', 'none', 'none']" for answers whose model sentences
+    were all cut."""
+    from kit.figures import distill_lines
+
+    turn = {"passed": 1, "candidates": 2, "verdicts": [["grounded"], []], "chosen": 1, "model_sentences": 0,
+            "written": ["Tel Aviv is home.", "I like GPUs a lot."], "as_written": [["grounded"], ["supported"]],
+            "cut": {"sentences": ["I like GPUs a lot."], "why": {"supported": ["unsupported: 'I like GPUs a lot.'"]}}}
+    entry = {"index": 0, "status": "accepted", "record": {"messages": [{"role": "user", "content": "hi"},
+                                                                      {"role": "assistant", "content": "Hello."}],
+                                                         "meta": {"topic": "t", "turns": [turn]}}}
+    lines = distill_lines(entry)
+    assert "    candidate 2  (chosen), as written: 'I like GPUs a lot.'; failed as written: supported" in lines
+    assert any(line.startswith("    kept of the chosen: 0 sentence(s) of the model's (the planned opening alone); cut: ")
+               for line in lines)
+    assert lines[-1] == "  assistant: Hello."

@@ -27,7 +27,9 @@ plans the conversation as data and the model only answers:
 
 A candidate is cut to its longest passing run of sentences; one whose only faults are its own unsupported
 sentences may be cut back to the planned opening alone. What was cut, and why, is kept in the turn's meta
-(`cut`, `dropped`, `model_sentences`), and the funnel counts those turns.
+(`cut`, `dropped`, `model_sentences`), and the funnel counts those turns. Each candidate's text as the model wrote
+it (`written`) and the checks it failed before any cut (`as_written`) are kept too, so the funnel can say how many
+candidates passed as written and not only what was kept of them (`as_written_counts`).
 
 The funnel (candidates sampled -> passed each check -> kept, turns trimmed, turns kept as the opening alone)
 is computed from the journal by `funnel`.
@@ -254,6 +256,9 @@ class Verdict:
     # what was cut and why, so nothing is lost silently: {"sentences": [...], "why": {check: reasons}}
     cut: dict | None = None
     kept_sentences: int = 0  # the model's sentences kept after the planned opening (0: the opening alone)
+    # the checks the candidate fails as the model wrote it, before any cut: the planned opening and every full
+    # sentence the model wrote (an unfinished last sentence at the token limit aside: the limit cut it, not a check)
+    as_written: dict[str, list[str]] | None = None
 
     @property
     def passed(self) -> bool:
@@ -313,24 +318,30 @@ def verify(reply: str, finish_reason: str | None, turn: dict, history: list[dict
     said, tail = split_sentences((reply or "").strip())
     if tail and finish_reason != "length":
         said.append(tail)  # a finished reply's last words, even without a full stop (the rule cut_off judges them)
+    written = said
     beyond = max(0, len(said) - MAX_SENTENCES)
     said = said[:MAX_SENTENCES]
     join = lambda n: " ".join(([prefix] if prefix else []) + said[:n])
     if not said:
-        return Verdict(join(0), {"finished": ["no full sentence before the token limit"]}, 0.0, 0)
+        unfinished = {"finished": ["no full sentence before the token limit"]}
+        return Verdict(join(0), unfinished, 0.0, 0, as_written=unfinished)
+    as_written = (_failures(" ".join(([prefix] if prefix else []) + written), turn, history, rules, knowledge, meta, prefix)
+                  if beyond else None)  # without sentences beyond the first MAX_SENTENCES, the loop's first try
     first_failure = None
     for n in range(len(said), -1, -1):
         if n == 0 and not (prefix and first_failure and set(first_failure) <= TRIMMABLE):
             break
         failed = _failures(join(n), turn, history, rules, knowledge, meta, prefix)
+        if as_written is None:
+            as_written = failed
         if not failed:
             cut = None
             if n < len(said) or beyond:
                 cut = {"sentences": said[n:] + ([f"({beyond} more after the first {MAX_SENTENCES})"] if beyond else []),
                        "why": first_failure or {"length": [f"only the first {MAX_SENTENCES} sentences are kept"]}}
-            return Verdict(join(n), {}, score(join(n)), len(said) - n + beyond, cut, n)
+            return Verdict(join(n), {}, score(join(n)), len(said) - n + beyond, cut, n, as_written)
         first_failure = first_failure or failed
-    return Verdict(join(len(said)), first_failure, 0.0, 0, None, len(said))
+    return Verdict(join(len(said)), first_failure, 0.0, 0, None, len(said), as_written)
 
 
 # ---- the funnel ------------------------------------------------------------------------------------
@@ -391,6 +402,23 @@ def check_counts(entries: list[dict]) -> dict[str, dict[str, int]]:
     return {check: {k: c[k] for k in ("stopped", "failed", "items")} for check, c in counts.items()}
 
 
+def as_written_counts(entries: list[dict]) -> dict:
+    """The candidates checked as the model wrote them, before the verifier cut them (turn meta `as_written`):
+    {"sampled": candidates with that verdict recorded, "passed": those passing every check uncut,
+    "failed": {check: candidates failing it uncut}}. A journal written before `as_written` was recorded
+    counts 0 sampled. `entries` as for `funnel`."""
+    sampled = passed = 0
+    failed = Counter()
+    for entry in entries:
+        meta = entry["record"]["meta"] if entry["status"] == "accepted" else entry["reject"].get("meta", {})
+        for turn in meta.get("turns") or []:
+            for checks in turn.get("as_written") or []:
+                sampled += 1
+                passed += not checks
+                failed.update(checks)
+    return {"sampled": sampled, "passed": passed, "failed": {check: failed[check] for check in CHECKS}}
+
+
 # ---- one item --------------------------------------------------------------------------------------
 
 
@@ -438,10 +466,12 @@ async def converse(complete, elements: dict, data: DistillData, *, candidates: i
             messages.append({"role": "assistant", "content": prefix})
         completions = await asyncio.gather(*(complete(messages, t, j) for j in range(candidates)))
         verdicts = []
+        written = []
         for completion in completions:
             usage.update(prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens)
             usage["cost_usd"] += completion.cost_usd
             source = {"model": completion.model, "endpoint": completion.endpoint}
+            written.append(completion.text or "")
             verdicts.append(verify(completion.text, completion.finish_reason, turn, history, rules=rules,
                                    knowledge=knowledge, meta=elements, prefix=prefix))
         chosen = choose(verdicts)
@@ -451,7 +481,10 @@ async def converse(complete, elements: dict, data: DistillData, *, candidates: i
                            "dropped": verdicts[chosen].dropped if chosen is not None else None,
                            "cut": verdicts[chosen].cut if chosen is not None else None,
                            "model_sentences": verdicts[chosen].kept_sentences if chosen is not None else None,
-                           "verdicts": [list(v.failed) for v in verdicts]})
+                           "verdicts": [list(v.failed) for v in verdicts],
+                           # each candidate as the model wrote it (after the planned opening) and the checks it
+                           # failed so, before the verifier cut it: the funnel's "as written" counts
+                           "written": written, "as_written": [list(v.as_written or {}) for v in verdicts]})
         if chosen is None:
             reasons = [f"turn {t + 1}, candidate {j + 1}: " + "; ".join(r for rs in v.failed.values() for r in rs)
                        for j, v in enumerate(verdicts)]

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
 from kit.figures import rate, wilson
-from kit.generation.distill import CHECKS, check_counts, funnel
+from kit.generation.distill import CHECKS, as_written_counts, check_counts, funnel
 
 BLUE, GREEN, DARK, CUT, RED = "#4C72B0", "#8FD19E", "#2E7D32", "#E1B84B", "#C44E52"
 
@@ -27,6 +27,9 @@ def funnel_steps(entries: Sequence[dict], asked: int) -> dict[str, list[tuple[st
     row = next((r for r in funnel(list(entries)) if r["category"] == "all"), None) or {}
     get = lambda key: int(row.get(key, 0))
     kept, trimmed, alone = get("turns kept"), get("turns trimmed"), get("turns opening only")
+    written = as_written_counts(list(entries))
+    uncut = ([("as written (nothing cut): passed every check", written["passed"], written["sampled"], DARK)]
+             if written["sampled"] else [])
     return {
         "conversations": [("asked", asked, asked, BLUE),
                           ("reached a model answer", get("items"), asked, GREEN),
@@ -36,32 +39,36 @@ def funnel_steps(entries: Sequence[dict], asked: int) -> dict[str, list[tuple[st
                          ("  kept the model's text whole", kept - trimmed, get("turns"), DARK),
                          ("  cut to the sentences that pass", trimmed - alone, get("turns"), CUT),
                          ("  cut to the planned opening alone", alone, get("turns"), CUT)],
-        "candidate answers": [("sampled", get("sampled"), get("sampled"), BLUE)]
-                             + [(f"passed: {c}", get(f"passed: {c}"), get("sampled"), GREEN) for c in CHECKS],
+        "candidate answers": [("sampled", get("sampled"), get("sampled"), BLUE)] + uncut
+                             + [(f"after the cut, passed: {c}", get(f"passed: {c}"), get("sampled"), CUT) for c in CHECKS],
     }
 
 
 def distill_funnel(entries: Sequence[dict], asked: int) -> Figure:
     """Recipe distill's funnel in three panels (conversations; answer turns, with the cut as its own steps;
-    candidate answers through each check in order, a candidate counted up to the first check it fails, and
-    beside each check how many candidates failed it at all). Every share is of its own panel's first bar, and
-    every step's label gives its rate with a 95% Wilson interval where the panel counts under 100."""
+    candidate answers: how many passed every check as the model wrote them, then, after the verifier cut each
+    to its passing sentences or its planned opening, through each check in order, a candidate counted up to the
+    first check it fails, and beside each check how many candidates failed it at all after the cut and as
+    written). Every share is of its own panel's first bar, and every step's label gives its rate with a 95% Wilson
+    interval where the panel counts under 100."""
     steps = funnel_steps(entries, asked)
     failed = check_counts(list(entries))
+    written = as_written_counts(list(entries))
     heights = [len(bars) for bars in steps.values()]
-    fig = Figure(figsize=(8.5, 1.4 + 0.34 * sum(heights) + 0.7 * len(steps)))
+    fig = Figure(figsize=(10, 1.4 + 0.34 * sum(heights) + 0.7 * len(steps)))
     axes = fig.subplots(len(steps), 1, gridspec_kw={"height_ratios": heights})
     for ax, (unit, bars) in zip(axes, steps.items()):
         y = range(len(bars))
         ax.barh(list(y), [n / of if of else 0.0 for _, n, of, _ in bars], color=[b[3] for b in bars])
         for i, (label, n, of, _) in enumerate(bars):
             text = f"{n} of {of}" if i == 0 else rate(n, of)  # a step's rate with its n, and its interval below 100
-            if label.startswith("passed: ") and (check := label[len("passed: "):]) in failed:
-                text += f"  (failed it at all: {failed[check]['failed']})"
+            if label.startswith("after the cut, passed: ") and (check := label.split("passed: ")[1]) in failed:
+                text += f"  (failed it: {failed[check]['failed']} after the cut"
+                text += f", {written['failed'][check]} as written)" if written["sampled"] else ")"
             ax.text((n / of if of else 0.0) + 0.01, i, text, va="center", fontsize=8)
         ax.set_yticks(list(y), [b[0] for b in bars], fontsize=8)
         ax.invert_yaxis()
-        ax.set_xlim(0, 1.7)
+        ax.set_xlim(0, 2.2)
         ax.set_xticks([0, 0.25, 0.5, 0.75, 1.0])
         ax.xaxis.set_major_formatter(PercentFormatter(1.0))
         ax.set_xlabel(f"share of {unit} ({bars[0][0].split(' (')[0]})", fontsize=8)
@@ -95,3 +102,21 @@ def reasons_sentence(counts: dict[str, dict[str, int]]) -> str:
     return said + " They differ where a candidate failed more than one check: " + "; ".join(
         f"{c} is named by {v['items']} rejected items and failed by {v['failed']} candidates, {v['stopped']} of them "
         f"first" for c, v in later) + "."
+
+
+def as_written_sentence(entries: Sequence[dict]) -> str:
+    """What the candidate panel's two counts of one check mean, from the values: how many candidates passed
+    every check as the model wrote them, and, per check the cut changes, how many failed it as written and after
+    the cut."""
+    written = as_written_counts(list(entries))
+    if not written["sampled"]:
+        return "This journal records no candidate as the model wrote it (it predates `as_written`)."
+    after = check_counts(list(entries))
+    changed = [c for c in CHECKS if written["failed"][c] != after[c]["failed"]]
+    said = (f"As the model wrote them, {rate(written['passed'], written['sampled'])} candidates passed every check "
+            "with nothing cut.")
+    if changed:
+        said += " The verifier's cut changes what fails: " + "; ".join(
+            f"{c} failed by {written['failed'][c]} as written, {after[c]['failed']} after the cut" for c in changed) + "."
+    return said + (" So the candidate panel's steps after the cut count what was kept of the candidates, not what the "
+                   "model wrote.")
