@@ -592,6 +592,9 @@ def most_kept_answers_are_the_planned_opening_alone_as_the_prose_says(nb):
     m = re.search(r"Of all (\d+) kept answers: (\d+) are the planned opening alone", text)
     if "most kept answers are the planned opening alone" in said and text:
         assert m and 2 * int(m[2]) > int(m[1]), f"'most' said of {m and m[2]} of {m and m[1]}"
+    recap = next(t for t in markdown(nb) if t.startswith("## Recap"))
+    if "most often cut back to its planned opening" in recap and text:
+        assert m and 2 * int(m[2]) > int(m[1]), f"the recap says 'most often' of {m and m[2]} of {m and m[1]}"
 
 
 @claim("02_bulk_generation")
