@@ -14,7 +14,7 @@ from typing import Sequence
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
-from kit.figures import rate, wilson
+from kit.stats import rate, wilson
 from kit.generation.distill import CHECKS, as_written_counts, check_counts, funnel
 
 BLUE, GREEN, DARK, CUT, RED = "#4C72B0", "#8FD19E", "#2E7D32", "#E1B84B", "#C44E52"

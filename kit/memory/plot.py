@@ -118,7 +118,7 @@ def plot_rates(conditions: dict[str, dict[str, tuple[int, int]]], path: str | Pa
     Wilson interval as a whisker and k/n beside it. Bars whose whiskers overlap are not told apart."""
     import matplotlib.pyplot as plt
 
-    from kit.figures import wilson
+    from kit.stats import wilson
 
     names = list(conditions)
     named = set().union(*(set(c) for c in conditions.values())) - {"overall"}

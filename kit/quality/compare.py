@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from kit.figures import rate, wilson
+from kit.stats import rate, wilson
 from kit.quality.diversity import coverage, distinct_n, role_texts, words
 from kit.records import message_text
 

@@ -167,7 +167,7 @@ class IdentityResult:
 
     def paired_with(self, other: "IdentityResult", without: str | None = None) -> tuple[list[bool], list[bool]]:
         """Pass/fail of this result and `other` on the probes both scored, in one order: the input of
-        `kit.figures.paired_gain`, which compares two models on the same probes. `without`: a check left out
+        `kit.stats.paired_gain`, which compares two models on the same probes. `without`: a check left out
         (as `passed_without`)."""
         theirs = {r["probe"]: _passes(r, without) for r in other.rows if r["error"] is None}
         both = [r for r in self.rows if r["error"] is None and r["probe"] in theirs]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from kit.facts import default_data, facts_stated
-from kit.figures import rate, wilson
+from kit.stats import rate, wilson
 from kit.training.tasks import Arithmetic, SimpleSpelling, SpellingBee
 
 PROBE_SEED_OFFSET = 7919  # the probes' seed is the mixture's plus this, so they are other draws

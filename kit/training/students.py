@@ -99,7 +99,7 @@ def data_size(tokenizer, records: Sequence[dict], max_tokens: int = 512) -> dict
 def width_at(k: int, n: int, more: int) -> tuple[float, float]:
     """(width of the 95% Wilson interval of k of n, its width at the same rate over `more` items): what asking
     more probes would do to an interval, before asking them."""
-    from kit.figures import wilson
+    from kit.stats import wilson
 
     lo, hi = wilson(k, n)
     lo_more, hi_more = wilson(round(k / n * more) if n else 0, more)
