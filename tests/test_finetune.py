@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from ctrl_c import default_sigint
 from tiny_lm import GENERAL, IDENTITY, make_tiny_model
 
 from kit.paths import display_path, staging_path
@@ -160,7 +161,8 @@ def _start(tiny, out, steps, every=2, extra=()) -> subprocess.Popen:
     command = [sys.executable, "-m", "kit", "finetune", "--data", str(IDENTITY), "--out", str(out), "--base", str(tiny),
                "--steps", str(steps), "--lr", "3e-3", "--batch-tokens", "256", "--checkpoint-every", str(every), *extra]
     env = {**os.environ, "KIT_NO_PROGRESS": "1"}
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_sigint)
 
 
 def _wait_for_checkpoint(proc, out: Path, min_step: int, timeout: float = 120) -> int:
@@ -228,7 +230,7 @@ def test_a_hand_edited_checkpoint_without_its_seconds_starts_clean_in_one_line(t
 @pytest.mark.slow
 def test_ctrl_c_saves_and_exits_130_then_other_parameters_start_clean(tiny, tmp_path, capfd):
     out = tmp_path / "interrupted"
-    proc = _start(tiny, out, steps=200)
+    proc = _start(tiny, out, steps=100_000)  # far more than the test waits for: Ctrl-C must end it
     _wait_for_checkpoint(proc, out, 2)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)

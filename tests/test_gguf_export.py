@@ -13,6 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ctrl_c import default_sigint
+
 from kit.training.base_model import SYSTEM_PROMPT, default_gguf, load_base, with_default_system
 from kit.training.gguf_export import ExportError, compare_with_base, export_gguf, gguf_tensors
 
@@ -78,6 +80,7 @@ def test_export_loads_in_llama_cpp_with_the_kits_template(exported):
 def test_kit_serve_serves_the_export(exported):
     env = {**os.environ, "KIT_NO_DOTENV": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "kit", "serve", "--gguf", str(exported), "--port", "0", "--threads", "1"],
+                            preexec_fn=default_sigint,
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         first = proc.stdout.readline()

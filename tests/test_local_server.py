@@ -11,6 +11,8 @@ import time
 import httpx
 import pytest
 
+from ctrl_c import default_sigint
+
 from kit.commands import serve
 from kit.llm import local_server as ls
 from kit.llm.client import LLMClient, connect, run_sync
@@ -100,7 +102,7 @@ def test_connect_starts_the_embedded_model_and_stops_it_even_on_ctrl_c(monkeypat
 
 @pytest.mark.embedded
 def test_kit_serve_runs_in_the_foreground_until_ctrl_c():
-    cli = subprocess.Popen([sys.executable, "-m", "kit", "serve", "--port", "0"], stdout=subprocess.PIPE,
+    cli = subprocess.Popen([sys.executable, "-m", "kit", "serve", "--port", "0"], preexec_fn=default_sigint, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
     try:
         first = cli.stdout.readline()

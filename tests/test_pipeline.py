@@ -15,6 +15,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from ctrl_c import default_sigint
+
 from kit import pipeline
 from kit.commands import run as run_command
 from kit.paths import project_root
@@ -363,7 +365,7 @@ def test_ctrl_c_stops_the_run_with_one_line_and_records_it(tmp_path):
     script = tmp_path / "run.py"
     script.write_text(INTERRUPTED_RUN)
     proc = subprocess.Popen([sys.executable, str(script), str(folder), str(tmp_path / "runs")], stderr=subprocess.PIPE,
-                            cwd=project_root(), preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            cwd=project_root(), preexec_fn=default_sigint)
     started = tmp_path / "runs" / "r1" / "started"
     for _ in range(600):  # the kernel reaches the sleeping cell within seconds
         if started.exists() or proc.poll() is not None:
