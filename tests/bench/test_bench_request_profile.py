@@ -55,8 +55,10 @@ def test_where_the_time_of_a_request_goes(tmp_path):
         jobs = {
             "distill (generate --recipe distill)": ["generate", "--recipe", "distill", "--num", "6", "--candidates", "2",
                                                     "--output", str(tmp_path / "distill.jsonl"), *llm],
-            "memory turn (memory generate)": ["memory", "generate", "--num-sessions", "2", "--num-questions", "4",
-                                              "--min-turns", "8", "--max-turns", "10", "--out", str(dataset), *llm],
+            "memory turn (memory generate)": ["memory", "generate", "--recipe", "turns", "--num-sessions", "2",
+                                              "--num-questions", "4", "--min-turns", "20", "--max-turns", "22",
+                                              "--min-scenes", "3", "--max-scenes", "4", "--no_diversify",
+                                              "--out", str(dataset), *llm],  # notebook 06's sessions
             "memory eval, full context": ["memory", "eval", str(dataset), "--context", "full",
                                           "--out", str(tmp_path / "eval.json"), *llm],
             "identity probe (identity eval)": ["identity", "eval", "--limit", "8", "--out", str(tmp_path / "id.json"), *llm],
