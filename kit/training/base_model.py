@@ -213,7 +213,8 @@ def load_base(path: str | os.PathLike | None = None, *, device: str | torch.devi
             raise BaseModelError(f"{source}: no config.json; give a Hugging Face model folder or a .gguf file")
         folder, kwargs, kind = str(source), {}, "hf-folder"
     kept = dequantized_folder(source) if kind == "gguf" else None
-    if kept is not None and (kept / KEPT_MARK).is_file():
+    dequantize = kept is not None and not (kept / KEPT_MARK).is_file()  # else read the kept copy, or a folder
+    if kept is not None and not dequantize:
         folder, kwargs = str(kept), {}
     try:
         with quiet_transformers():
@@ -222,7 +223,7 @@ def load_base(path: str | os.PathLike | None = None, *, device: str | torch.devi
                                                          dtype=dtype, **kwargs)
     except (OSError, ValueError, KeyError) as exc:
         raise BaseModelError(f"{source}: cannot load it as a causal LM: {exc}") from None
-    if kind == "gguf" and kwargs:
+    if dequantize:
         # The weights are dequantized into plain tensors; without the GGUF "quantizer" marker the model
         # trains and saves (save_pretrained) like any other.
         model.hf_quantizer = None
